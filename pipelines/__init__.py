@@ -1,0 +1,1 @@
+"""Analysis pipelines shipped with dicomnode."""

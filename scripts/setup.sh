@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set up dicomnode on a fresh machine: system tools for the tests, a venv, torch first, then the project.
+# Idempotent: re-running only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(dcmtk orthanc dicom3tools)
+missing=()
+for tool in /usr/bin/storescu /usr/bin/dciodvfy /usr/sbin/Orthanc; do
+  [ -x "$tool" ] || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${APT_PACKAGES[@]}"
+    # Debian starts Orthanc as a service on install; the tests start their own.
+    (systemctl disable --now orthanc 2>/dev/null || service orthanc stop 2>/dev/null || true)
+  else
+    echo "setup: missing ${missing[*]}; run as root or: sudo apt-get install ${APT_PACKAGES[*]}" >&2
+    exit 1
+  fi
+fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+# torch first and pinned: an unpinned torch pulls a multi-GB build.
+.venv/bin/python -c "import torch, torchvision" 2>/dev/null \
+  || .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+.venv/bin/python -m pip install -q -e '.[dev]'
+echo "setup: ok (.venv ready)"
