@@ -1,0 +1,73 @@
+"""The exception tree of dicomnode.
+
+Every failure the node reports to a user derives from :class:`DicomNodeError`; each family has
+one class, and instances carry the context (file, key, UID) needed to act on them.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DicomNodeError",
+    "StoreError",
+    "StoreRejected",
+    "OutOfSpace",
+    "DatabaseError",
+]
+
+
+class DicomNodeError(Exception):
+    """Base class of every error raised by dicomnode."""
+
+
+class ConfigError(DicomNodeError):
+    """The configuration is invalid.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong and, where it helps, the fix.
+    source : str, optional
+        The file (or "<defaults>") the value came from.
+    key : str, optional
+        Dotted key path of the offending value, e.g. ``node.port``.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None, key: str | None = None):
+        self.message = message
+        self.source = source
+        self.key = key
+        where = ": ".join(part for part in (source, key) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class DatabaseError(DicomNodeError):
+    """The state database cannot be reached or is not at the expected schema."""
+
+
+class StoreError(DicomNodeError):
+    """Base class of failures to store a received instance."""
+
+
+class StoreRejected(StoreError):
+    """The instance is refused; ``status`` is the DIMSE status to return to the sender.
+
+    Parameters
+    ----------
+    status : int
+        DIMSE C-STORE status (0xA900, 0xC000, ...).
+    reason : str
+        One line for the log and the audit trail; never contains patient identifiers.
+    """
+
+    def __init__(self, status: int, reason: str):
+        self.status = status
+        self.reason = reason
+        super().__init__(f"0x{status:04X}: {reason}")
+
+
+class OutOfSpace(StoreRejected):
+    """The store's filesystem is below ``storage.min_free``; answered with 0xA700."""
+
+    def __init__(self, reason: str):
+        super().__init__(0xA700, reason)
