@@ -1,0 +1,199 @@
+"""What every result object shares: identity of the algorithm, UIDs, labels, series naming.
+
+UIDs are derived deterministically from the UID root and the inputs (sources, algorithm,
+output kind, predecessor), so re-encoding the same findings yields the same UIDs, and a rerun
+that replaces an earlier result (``predecessor``) yields new ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pydicom.dataset import Dataset
+
+from dicomnode.results.errors import EncodingError
+
+__all__ = [
+    "MANUFACTURER",
+    "RESEARCH_LABEL",
+    "Algorithm",
+    "EncodingContext",
+    "Predecessor",
+    "derive_uid",
+    "source_key",
+]
+
+MANUFACTURER = "dicomnode"
+"""Manufacturer / Manufacturer's Model Name / Content Creator's Name of every result."""
+
+RESEARCH_LABEL = "RESEARCH USE ONLY"
+"""Label carried by every result (SeriesDescription, ContentDescription, ImageComments...)."""
+
+_UID_ROOT = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def derive_uid(root: str, *parts: str) -> str:
+    """A UID under ``root`` derived from ``parts`` (same parts, same UID).
+
+    Parameters
+    ----------
+    root : str
+        UID root, e.g. ``"2.25"`` or an organisation root; at most 40 characters.
+    *parts : str
+        Values the UID is derived from.
+
+    Returns
+    -------
+    str
+        ``root + "." + decimal digits of sha256(parts)``, at most 64 characters.
+    """
+    if not _UID_ROOT.match(root) or len(root) > 40:
+        raise EncodingError(
+            f"uid_root must be a dotted-decimal UID of at most 40 characters, got {root!r}"
+        )
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).digest()
+    number = str(int.from_bytes(digest[:16], "big"))
+    return f"{root}.{number}"[:64].rstrip(".")
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """The algorithm that made the findings.
+
+    Parameters
+    ----------
+    name : str
+        Pipeline name, e.g. ``"lung_nodule"`` (1-64 characters).
+    version : str
+        Pipeline version (1-64 characters).
+    model_sha256 : str
+        sha256 (64 lowercase hex digits) of the model file, or "" when no model was used.
+    """
+
+    name: str
+    version: str
+    model_sha256: str = ""
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.name) <= 64:
+            raise ValueError(f"name must have 1 to 64 characters, got {len(self.name)}")
+        if not 1 <= len(self.version) <= 64:
+            raise ValueError(f"version must have 1 to 64 characters, got {len(self.version)}")
+        if self.model_sha256 and not _SHA256.match(self.model_sha256):
+            raise ValueError("model_sha256 must be 64 lowercase hexadecimal digits or empty")
+
+
+@dataclass(frozen=True)
+class Predecessor:
+    """An earlier result that the new one replaces (same output kind).
+
+    Parameters
+    ----------
+    study_instance_uid, series_instance_uid, sop_class_uid, sop_instance_uid : str
+        Identity of the replaced instance.
+    """
+
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_class_uid: str
+    sop_instance_uid: str
+
+    def __post_init__(self) -> None:
+        for name in (
+            "study_instance_uid",
+            "series_instance_uid",
+            "sop_class_uid",
+            "sop_instance_uid",
+        ):
+            value = getattr(self, name)
+            if not (_UID_ROOT.match(value) and len(value) <= 64):
+                raise ValueError(
+                    f"{name} must be a valid UID of at most 64 characters, got {value!r}"
+                )
+
+    @classmethod
+    def from_dataset(cls, ds: Dataset) -> Predecessor:
+        """The identity of an earlier result dataset."""
+        return cls(
+            study_instance_uid=str(ds.StudyInstanceUID),
+            series_instance_uid=str(ds.SeriesInstanceUID),
+            sop_class_uid=str(ds.SOPClassUID),
+            sop_instance_uid=str(ds.SOPInstanceUID),
+        )
+
+    def as_hierarchical_reference(self) -> Dataset:
+        """This instance as an item of a hierarchical SOP instance reference macro."""
+        instance = Dataset()
+        instance.ReferencedSOPClassUID = self.sop_class_uid
+        instance.ReferencedSOPInstanceUID = self.sop_instance_uid
+        series = Dataset()
+        series.SeriesInstanceUID = self.series_instance_uid
+        series.ReferencedSOPSequence = [instance]
+        study = Dataset()
+        study.StudyInstanceUID = self.study_instance_uid
+        study.ReferencedSeriesSequence = [series]
+        return study
+
+
+@dataclass(frozen=True)
+class EncodingContext:
+    """Identity and naming shared by the objects of one ``encode`` call.
+
+    Parameters
+    ----------
+    algorithm : Algorithm
+        What made the findings.
+    uid_root : str
+        Root of every generated UID.
+    series_number : int
+        First series number; each output kind uses its own offset from it.
+    source_key : str
+        Digest of the source instances' UIDs (see :func:`source_key`).
+    predecessor : Predecessor, optional
+        The result being replaced.
+    """
+
+    algorithm: Algorithm
+    uid_root: str
+    series_number: int
+    source_key: str
+    predecessor: Predecessor | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.series_number <= 2**31 - 1 - 10:
+            raise ValueError(
+                f"series_number must be in [1, {2**31 - 11}], got {self.series_number}"
+            )
+        derive_uid(self.uid_root, "check")
+
+    def uid(self, *purpose: str) -> str:
+        """A UID for ``purpose`` (e.g. "seg", "series"), stable for the same inputs."""
+        pred = self.predecessor.sop_instance_uid if self.predecessor else ""
+        alg = self.algorithm
+        return derive_uid(
+            self.uid_root, alg.name, alg.version, alg.model_sha256, self.source_key, pred, *purpose
+        )
+
+    def series_description(self, what: str) -> str:
+        """``"<pipeline> <version> <what> RESEARCH USE ONLY"``, cut to 64 characters."""
+        head = f"{self.algorithm.name} {self.algorithm.version} {what}"
+        return f"{head[: 64 - len(RESEARCH_LABEL) - 1]} {RESEARCH_LABEL}"
+
+    @property
+    def software_version(self) -> str:
+        """Software Versions value: pipeline version and model checksum prefix."""
+        alg = self.algorithm
+        text = f"{alg.name} {alg.version}"
+        if alg.model_sha256:
+            text += f" model sha256:{alg.model_sha256[:16]}"
+        return text[:64]
+
+
+def source_key(sources: Sequence[Dataset]) -> str:
+    """Digest of the sources' SOP Instance UIDs, independent of their order."""
+    uids = sorted(str(ds.SOPInstanceUID) for ds in sources)
+    return hashlib.sha256("\n".join(uids).encode("ascii")).hexdigest()

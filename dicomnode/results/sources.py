@@ -1,0 +1,128 @@
+"""Reading the source series: checks, look-up by UID, geometry, display pixels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from dicomnode.results.errors import EncodingError
+from dicomnode.results.findings import Vector3, VolumeGeometry
+
+__all__ = ["check_sources", "display_slice", "geometry_from_datasets", "index_sources"]
+
+
+def check_sources(sources: Sequence[Dataset]) -> None:
+    """Raise :class:`EncodingError` unless ``sources`` are one study's distinct instances."""
+    if not sources:
+        raise EncodingError("sources must hold at least 1 dataset of the source series")
+    studies = {str(ds.get("StudyInstanceUID", "")) for ds in sources}
+    if len(studies) != 1 or "" in studies:
+        raise EncodingError(f"sources must belong to exactly 1 study, got {len(studies)}")
+    uids = [str(ds.SOPInstanceUID) for ds in sources]
+    if len(set(uids)) != len(uids):
+        raise EncodingError("sources must not repeat a SOP Instance UID")
+
+
+def index_sources(sources: Sequence[Dataset]) -> dict[str, Dataset]:
+    """Sources by SOP Instance UID."""
+    return {str(ds.SOPInstanceUID): ds for ds in sources}
+
+
+def _frame_plane(ds: Dataset, frame: int) -> tuple[Vector3, list[float], list[float]]:
+    """Position, orientation and spacing of 0-based ``frame`` of an enhanced multi-frame image."""
+    per_frame = ds.PerFrameFunctionalGroupsSequence[frame]
+    shared = ds.SharedFunctionalGroupsSequence[0]
+
+    def find(attr: str) -> Dataset:
+        for group in (per_frame, shared):
+            if attr in group:
+                return group[attr].value[0]
+        raise EncodingError(f"multi-frame source lacks {attr} (frame {frame + 1})")
+
+    ipp = find("PlanePositionSequence").ImagePositionPatient
+    iop = find("PlaneOrientationSequence").ImageOrientationPatient
+    spacing = find("PixelMeasuresSequence").PixelSpacing
+    return (
+        (float(ipp[0]), float(ipp[1]), float(ipp[2])),
+        [float(v) for v in iop],
+        [float(v) for v in spacing],
+    )
+
+
+def geometry_from_datasets(datasets: Sequence[Dataset]) -> VolumeGeometry:
+    """The geometry of a volume built from ``datasets``, slices sorted along the slice normal.
+
+    Parameters
+    ----------
+    datasets : sequence of pydicom.Dataset
+        Single-frame images of one series (any order), or exactly one enhanced multi-frame
+        image with plane position/orientation functional groups.
+
+    Returns
+    -------
+    VolumeGeometry
+        Geometry whose slice k is the k-th plane in ascending order along the normal.
+    """
+    check_sources(datasets)
+    first = datasets[0]
+    try:
+        if (
+            int(first.get("NumberOfFrames", 1)) > 1
+            or len(datasets) == 1
+            and ("PerFrameFunctionalGroupsSequence" in first)
+        ):
+            if len(datasets) != 1:
+                raise EncodingError("a multi-frame source must be the only dataset")
+            n = int(first.NumberOfFrames)
+            planes = [_frame_plane(first, f) for f in range(n)]
+            uids = [str(first.SOPInstanceUID)] * n
+            frames: list[int] | None = list(range(1, n + 1))
+        else:
+            planes = [
+                (
+                    tuple(float(v) for v in ds.ImagePositionPatient),
+                    [float(v) for v in ds.ImageOrientationPatient],
+                    [float(v) for v in ds.PixelSpacing],
+                )
+                for ds in datasets
+            ]  # type: ignore[misc]
+            uids = [str(ds.SOPInstanceUID) for ds in datasets]
+            frames = None
+        orientation = planes[0][1]
+        normal = np.cross(orientation[:3], orientation[3:])
+        order = np.argsort([float(np.dot(p[0], normal)) for p in planes], kind="stable")
+        return VolumeGeometry(
+            sop_instance_uids=tuple(uids[i] for i in order),
+            positions=tuple(planes[i][0] for i in order),
+            orientation=tuple(orientation),  # type: ignore[arg-type]
+            pixel_spacing=(planes[0][2][0], planes[0][2][1]),
+            rows=int(first.Rows),
+            columns=int(first.Columns),
+            frame_of_reference_uid=str(first.FrameOfReferenceUID),
+            frame_numbers=tuple(frames[i] for i in order) if frames else None,
+        )
+    except (AttributeError, KeyError, IndexError, ValueError) as exc:
+        raise EncodingError(f"sources lack usable geometry: {exc}") from exc
+
+
+def display_slice(ds: Dataset, frame_number: int | None = None) -> np.ndarray:
+    """One frame of ``ds`` windowed to uint8 for display (VOI LUT when present, else min-max)."""
+    pixels = ds.pixel_array
+    if int(ds.get("NumberOfFrames", 1)) > 1:
+        pixels = pixels[(frame_number or 1) - 1]
+    values = pixels.astype(np.float64) * float(ds.get("RescaleSlope", 1)) + float(
+        ds.get("RescaleIntercept", 0)
+    )
+    center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
+    if center is not None and width is not None:
+        c = float(center[0] if isinstance(center, Sequence) else center)
+        w = max(float(width[0] if isinstance(width, Sequence) else width), 1.0)
+        low, high = c - w / 2, c + w / 2
+    else:
+        low, high = float(values.min()), float(values.max())
+    scaled = (values - low) / max(high - low, 1e-6)
+    if ds.get("PhotometricInterpretation") == "MONOCHROME1":
+        scaled = 1.0 - scaled
+    return (np.clip(scaled, 0.0, 1.0) * 255).astype(np.uint8)
