@@ -1,1 +1,1 @@
-"""dicomnode.assembly."""
+"""Series/study assembly: when received instances form a complete series or study."""

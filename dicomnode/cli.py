@@ -1,0 +1,209 @@
+"""The ``dicomnode`` command line (see DESIGN.md section 3)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from dicomnode import __version__
+from dicomnode.config import Config, default_config_text, load_config
+from dicomnode.errors import ConfigError, DicomNodeError
+
+__all__ = ["main"]
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"dicomnode: error: {message}\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dicomnode", description="A DICOM node that analyses studies.")
+    parser.add_argument("--version", action="version", version=f"dicomnode {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument(
+            "-c", "--config", help="config file (default: $DICOMNODE_CONFIG, ./dicomnode.yaml)"
+        )
+        return p
+
+    with_config(sub.add_parser("serve", help="run the node"))
+    init = sub.add_parser("init", help="write a commented default config")
+    init.add_argument("dir", nargs="?", default=".", help="directory to write dicomnode.yaml to")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    with_config(sub.add_parser("check", help="validate config, database and store"))
+    status = with_config(sub.add_parser("status", help="studies and series and their states"))
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dicomnode`` console script; returns the exit status."""
+    args = _build_parser().parse_args(argv)
+    try:
+        if args.command == "init":
+            return _init(Path(args.dir), force=args.force)
+        config, source = load_config(args.config)
+        if args.command == "serve":
+            return _serve(config)
+        if args.command == "check":
+            return _check(config, source)
+        if args.command == "status":
+            return _status(config, as_json=args.json)
+    except ConfigError as exc:
+        print(f"dicomnode: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DicomNodeError as exc:
+        print(f"dicomnode: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def _init(directory: Path, *, force: bool) -> int:
+    target = directory / "dicomnode.yaml"
+    if target.exists() and not force:
+        print(f"dicomnode: error: {target} exists (use --force to overwrite)", file=sys.stderr)
+        return EXIT_USAGE
+    directory.mkdir(parents=True, exist_ok=True)
+    target.write_text(default_config_text(), encoding="utf-8")
+    print(f"wrote {target}")
+    return 0
+
+
+def _serve(config: Config) -> int:
+    from dicomnode.app import Node
+    from dicomnode.logs import setup_logging
+
+    setup_logging(config.logging)
+    Node(config).serve_forever()
+    return 0
+
+
+def _check(config: Config, source: str) -> int:
+    from dicomnode.store import files
+    from dicomnode.store.db import open_database
+    from dicomnode.store.ingest import Store
+    from dicomnode.store.recovery import verify
+
+    failures = 0
+
+    def report(ok: bool, what: str, detail: str) -> None:
+        nonlocal failures
+        failures += not ok
+        print(f"{'ok  ' if ok else 'FAIL'}  {what}: {detail}")
+
+    report(True, "config", source)
+    try:
+        db = open_database(config.database_url, migrate=False)
+        current = db.schema_is_current()
+        detail = "schema current" if current else "schema not current (dicomnode serve migrates)"
+        report(current, "database", f"{db.engine.url.render_as_string()} {detail}")
+    except Exception as exc:
+        report(False, "database", str(exc))
+        return EXIT_FAILED
+    root = config.store_path
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".check-{os.getpid()}"
+        probe.write_bytes(b"probe")
+        files.fsync_file(probe)
+        probe.unlink()
+        free = files.free_bytes(root)
+        min_free = int(config.storage.min_free)
+        report(
+            free >= min_free,
+            "store",
+            f"{root} writable, {free // 10**6} MB free (min_free {min_free // 10**6} MB)",
+        )
+    except OSError as exc:
+        report(False, "store", f"{root}: {exc.strerror}")
+        return EXIT_FAILED
+    if current:
+        found = verify(Store(root, db, min_free=0))
+        report(
+            not found.missing_files,
+            "store index",
+            f"{len(found.missing_files)} indexed instances without a file, "
+            f"{len(found.unindexed_files)} files not indexed (indexed at next start)",
+        )
+    return EXIT_FAILED if failures else 0
+
+
+def _status(config: Config, *, as_json: bool) -> int:
+    from dicomnode.store.db import open_database
+    from dicomnode.store.models import Instance, Series, Study
+
+    db = open_database(config.database_url, migrate=False)
+    if not db.schema_is_current():
+        raise DicomNodeError("the database has no current schema; start the node once")
+    with db.session() as session:
+        counts = func.count(Instance.id)
+        rows = session.execute(
+            select(
+                Study.study_uid,
+                Study.state,
+                Series.series_uid,
+                Series.modality,
+                Series.series_number,
+                Series.description,
+                Series.state,
+                Series.last_received_at,
+                Series.completions,
+                counts,
+            )
+            .join(Series, Series.study_id == Study.id)
+            .outerjoin(Instance, Instance.series_id == Series.id)
+            .group_by(Study.id, Series.id)
+            .order_by(Study.first_received_at, Series.series_number, Series.id)
+        ).all()
+    items = [
+        {
+            "study_uid": r[0],
+            "study_state": r[1].value,
+            "series_uid": r[2],
+            "modality": r[3],
+            "series_number": r[4],
+            "description": r[5],
+            "series_state": r[6].value,
+            "last_received_at": r[7].isoformat(),
+            "completions": r[8],
+            "instances": r[9],
+        }
+        for r in rows
+    ]
+    if as_json:
+        print(json.dumps(items, indent=2))
+        return 0
+    if not items:
+        print("no studies")
+        return 0
+    print(f"{'STUDY':<24} {'SERIES':<24} {'MOD':<4} {'#':>4} {'INST':>5} {'STATE':<9} DESCRIPTION")
+    for it in items:
+        print(
+            f"{_short(it['study_uid']):<24} {_short(it['series_uid']):<24} "
+            f"{(it['modality'] or ''):<4} {it['series_number'] or '':>4} {it['instances']:>5} "
+            f"{it['series_state']:<9} {it['description'] or ''}"
+        )
+    return 0
+
+
+def _short(uid: object) -> str:
+    uid = str(uid)
+    return uid if len(uid) <= 24 else "…" + uid[-23:]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

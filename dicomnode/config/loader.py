@@ -1,0 +1,156 @@
+"""Find, read and validate the YAML configuration.
+
+Errors are :class:`~dicomnode.errors.ConfigError` naming the file, the key path and what was
+expected, so the CLI can print them as one line.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from dicomnode.config.schema import Config
+from dicomnode.errors import ConfigError
+
+__all__ = ["DEFAULTS", "find_config", "load_config", "parse_config"]
+
+#: Name shown as the source of a config made of built-in defaults only.
+DEFAULTS = "<defaults>"
+_ENV = "DICOMNODE_CONFIG"
+_LOCAL = "dicomnode.yaml"
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """Which config file applies: ``-c``, then ``$DICOMNODE_CONFIG``, then ``./dicomnode.yaml``.
+
+    Returns ``None`` when none is given and no local file exists (built-in defaults apply).
+    An explicit path or environment value that does not exist is an error.
+    """
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError("config file not found", source=str(path))
+        return path
+    env = os.environ.get(_ENV)
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigError(f"config file not found (from ${_ENV})", source=str(path))
+        return path
+    local = Path(_LOCAL)
+    return local if local.is_file() else None
+
+
+def load_config(explicit: str | os.PathLike[str] | None = None) -> tuple[Config, str]:
+    """Load and validate the applicable config; returns it and its source name."""
+    path = find_config(explicit)
+    if path is None:
+        return parse_config({}, source=DEFAULTS), DEFAULTS
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", source=str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{problem}{where}", source=str(path)) from None
+    return parse_config(data, source=str(path), base=path.parent), str(path)
+
+
+def parse_config(data: Any, *, source: str = DEFAULTS, base: Path | None = None) -> Config:
+    """Validate a mapping (the parsed YAML) into a :class:`Config`.
+
+    Parameters
+    ----------
+    data : Any
+        Parsed YAML; ``None`` (an empty file) means all defaults.
+    source : str
+        File name used in error messages.
+    base : Path, optional
+        Directory that relative paths in the config are relative to.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"the top level must be a mapping of sections, got {type(data).__name__}",
+            source=source,
+        )
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise _as_config_error(exc, source) from None
+    return _resolve_paths(config, base) if base is not None else config
+
+
+def _resolve_paths(config: Config, base: Path) -> Config:
+    """Make relative filesystem paths relative to the config file's directory."""
+    updates: dict[str, Any] = {}
+    if not config.data_dir.is_absolute() and "data_dir" in config.model_fields_set:
+        updates["data_dir"] = (base / config.data_dir).resolve()
+    storage = config.storage
+    if storage.path is not None and not storage.path.is_absolute():
+        updates["storage"] = storage.model_copy(update={"path": (base / storage.path).resolve()})
+    return config.model_copy(update=updates) if updates else config
+
+
+def _as_config_error(exc: ValidationError, source: str) -> ConfigError:
+    """The first validation error as a one-line ConfigError (file, key path, expectation)."""
+    err = exc.errors(include_url=False)[0]
+    loc = [str(part) for part in err["loc"]]
+    key = _dotted(err["loc"])
+    if err["type"] == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
+        message = f"unknown key{hint}"
+    else:
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] != "missing" and not isinstance(err.get("input"), dict | list):
+            message += f" (got {err.get('input')!r})"
+    more = exc.error_count() - 1
+    if more:
+        message += f" [and {more} more error{'s' if more > 1 else ''}]"
+    return ConfigError(message, source=source, key=key or None)
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _allowed_keys(parent: list[str]) -> list[str]:
+    """Field names of the model found at ``parent`` (a key path) inside :class:`Config`."""
+    model: type[BaseModel] = Config
+    for part in parent:
+        if part.isdigit():
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        inner = _model_of(field.annotation)
+        if inner is None:
+            return []
+        model = inner
+    return sorted(model.model_fields)
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,65 @@
+"""Structured logging, configured once by the CLI.
+
+JSON lines (default) or text. Extra fields passed with ``extra={...}`` become JSON keys.
+Patient identifiers are never logged: pynetdicom's identifier logging is off (see
+:func:`dicomnode.net.scp.configure_pynetdicom`), and the node's own messages carry UIDs,
+AE titles and counts only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from dicomnode.config.schema import LogFormat, LoggingConfig
+
+__all__ = ["JsonFormatter", "setup_logging"]
+
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any extra fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value if isinstance(value, int | float | bool | None) else str(value)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        base = super().format(record)
+        extras = {
+            k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")
+        }
+        return base + ("".join(f" {k}={v}" for k, v in extras.items()) if extras else "")
+
+
+def setup_logging(config: LoggingConfig, stream: Any = None) -> None:
+    """Configure the root logger from ``logging:`` in the config (CLI use only)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if config.format is LogFormat.JSON:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(config.level)
+    # pynetdicom logs every PDU at DEBUG and association chatter at INFO.
+    logging.getLogger("pynetdicom").setLevel(
+        logging.DEBUG if config.level == "DEBUG" else logging.WARNING
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

@@ -1,0 +1,202 @@
+"""The DICOM listener: Verification and Storage SCP on pynetdicom.
+
+Received datasets are spooled in chunks to ``<store>/.incoming`` (never decoded, never held in
+memory) and handed to :class:`~dicomnode.store.ingest.Store`; the C-STORE handler never
+raises, it answers a DIMSE status. Deflated transfer syntaxes are refused at negotiation.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from typing import Any
+
+from pydicom.uid import AllTransferSyntaxes
+from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
+
+from dicomnode.config.schema import NodeConfig
+from dicomnode.errors import StoreRejected
+from dicomnode.net.access import Refusal, decide
+from dicomnode.store.audit import AuditKind, record
+from dicomnode.store.ingest import Store
+
+__all__ = ["ACCEPTED_TRANSFER_SYNTAXES", "StorageSCP", "configure_pynetdicom"]
+
+log = logging.getLogger(__name__)
+
+#: Every transfer syntax pydicom knows, except the deflated ones (a deflate bomb inflates a
+#: few hundred KB into hundreds of MB before any check can run).
+ACCEPTED_TRANSFER_SYNTAXES = [
+    ts for ts in AllTransferSyntaxes if not ts.is_deflated and "deflate" not in ts.name.lower()
+]
+
+_REJECT_PERMANENT = 0x01
+_SOURCE_USER = 0x01
+_DIAG_NONE = 0x01
+_DIAG_CALLING_AE = 0x03
+_UNEXPECTED = 0xC000
+
+
+def configure_pynetdicom(*, log_identifiers: bool = False) -> None:
+    """Set pynetdicom's process-wide options the node depends on.
+
+    Chunked receive to a file, and no identifiers (patient name/ID) in pynetdicom's log.
+    """
+    _config.STORE_RECV_CHUNKED_DATASET = True
+    _config.LOG_REQUEST_IDENTIFIERS = log_identifiers
+    _config.LOG_RESPONSE_IDENTIFIERS = log_identifiers
+    _config.LOG_HANDLER_LEVEL = "none"
+
+
+class StorageSCP:
+    """The node's SCP.
+
+    Parameters
+    ----------
+    config : NodeConfig
+        AE title, address, limits, timeouts and allow-list.
+    store : Store
+        Where received instances go.
+    """
+
+    def __init__(self, config: NodeConfig, store: Store):
+        self.config = config
+        self.store = store
+        self._server: ThreadedAssociationServer | None = None
+        self.ae = self._make_ae()
+
+    def _make_ae(self) -> AE:
+        cfg = self.config
+        ae = AE(ae_title=cfg.ae_title)
+        ae.maximum_associations = cfg.max_associations
+        ae.maximum_pdu_size = cfg.max_pdu
+        ae.acse_timeout = cfg.handshake_timeout
+        ae.dimse_timeout = cfg.dimse_timeout
+        ae.network_timeout = cfg.network_timeout
+        ae.require_called_aet = True
+        if cfg.allow and all(entry.ae_title for entry in cfg.allow):
+            ae.require_calling_aet = sorted({str(entry.ae_title) for entry in cfg.allow})
+        ae.add_supported_context(Verification)
+        for context in AllStoragePresentationContexts:
+            assert context.abstract_syntax is not None
+            ae.add_supported_context(context.abstract_syntax, ACCEPTED_TRANSFER_SYNTAXES)
+        return ae
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (useful when configured as 0)."""
+        if self._server is None:
+            raise RuntimeError("the SCP is not running")
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        """Listen in background threads; returns once the socket is bound."""
+        # pynetdicom spools chunked datasets with NamedTemporaryFile in the default temp dir:
+        # point it at the store's filesystem so the final rename is atomic and no partial
+        # data lands anywhere else.
+        tempfile.tempdir = str(self.store.incoming)
+        handlers: list[Any] = [
+            (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_ACCEPTED, self._on_accepted),
+            (evt.EVT_REJECTED, self._on_rejected),
+            (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_C_STORE, self._on_store),
+        ]
+        self._server = self.ae.start_server(
+            (self.config.host, self.config.port), block=False, evt_handlers=handlers
+        )
+        log.info(
+            "listening",
+            extra={"ae_title": self.config.ae_title, "host": self.config.host, "port": self.port},
+        )
+
+    def stop(self) -> None:
+        """Stop listening and abort running associations."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+        self.ae.shutdown()
+
+    # -- event handlers: none of them may raise ---------------------------------------------
+
+    def _peer(self, event: Any) -> str:
+        requestor = event.assoc.requestor
+        return f"{str(requestor.ae_title).strip()}@{requestor.address}"
+
+    def _audit(self, kind: AuditKind, peer: str, detail: str | None = None) -> None:
+        try:
+            with self.store.db.session() as session:
+                record(session, kind, peer=peer, detail=detail)
+        except Exception:  # the audit must not take the listener down
+            log.exception("cannot write an audit row")
+
+    def _on_requested(self, event: Any) -> None:
+        try:
+            requestor = event.assoc.requestor
+            calling = str(requestor.primitive.calling_ae_title).strip()
+            decision = decide(self.config.allow, calling, str(requestor.address))
+            if decision.allowed:
+                return
+            diagnostic = _DIAG_CALLING_AE if decision.refusal is Refusal.UNKNOWN_AE else _DIAG_NONE
+            event.assoc.acse.send_reject(_REJECT_PERMANENT, _SOURCE_USER, diagnostic)
+            peer = f"{calling}@{requestor.address}"
+            log.warning("association rejected", extra={"peer": peer, "reason": decision.refusal})
+            self._audit(AuditKind.ASSOCIATION_REJECTED, peer, str(decision.refusal))
+        except Exception:
+            log.exception("association check failed; aborting")
+            event.assoc.abort()
+
+    def _on_accepted(self, event: Any) -> None:
+        self._audit(AuditKind.ASSOCIATION_ACCEPTED, self._peer(event))
+
+    def _on_rejected(self, event: Any) -> None:
+        # Rejections by pynetdicom itself (association limit, unknown calling AE).
+        self._audit(AuditKind.ASSOCIATION_REJECTED, self._peer(event), "rejected by the SCP")
+
+    def _on_echo(self, event: Any) -> int:
+        return 0x0000
+
+    def _on_store(self, event: Any) -> int:
+        started = time.perf_counter()
+        request = event.request
+        sop_instance = str(request.AffectedSOPInstanceUID or "")
+        peer = self._peer(event)
+        try:
+            spool = event.dataset_path
+        except Exception:
+            log.exception("no spooled dataset")
+            return _UNEXPECTED
+        try:
+            result = self.store.ingest(
+                spool,
+                sop_class_uid=str(request.AffectedSOPClassUID or ""),
+                sop_instance_uid=sop_instance,
+                calling_ae=str(event.assoc.requestor.ae_title).strip(),
+                peer=peer,
+            )
+        except StoreRejected as exc:
+            log.warning(
+                "store refused",
+                extra={"status": f"0x{exc.status:04X}", "reason": exc.reason, "peer": peer},
+            )
+            self._audit(AuditKind.STORE_FAILED, peer, f"0x{exc.status:04X} {exc.reason}")
+            return exc.status
+        except Exception:
+            log.exception("store failed unexpectedly")
+            self._audit(AuditKind.STORE_FAILED, peer, "unexpected error")
+            spool.unlink(missing_ok=True)
+            return _UNEXPECTED
+        log.debug(
+            "stored",
+            extra={
+                "sop_instance_uid": result.sop_instance_uid,
+                "outcome": result.outcome.value,
+                "bytes": result.size,
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+                "peer": peer,
+            },
+        )
+        return 0x0000

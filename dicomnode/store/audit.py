@@ -1,0 +1,58 @@
+"""The audit trail: one row per state change or security event, never patient identifiers."""
+
+from __future__ import annotations
+
+import enum
+import logging
+
+from sqlalchemy.orm import Session
+
+from dicomnode.store.models import AuditEvent, utcnow
+
+__all__ = ["AuditKind", "record"]
+
+log = logging.getLogger(__name__)
+
+
+class AuditKind(str, enum.Enum):
+    """What an audit row records."""
+
+    ASSOCIATION_ACCEPTED = "association.accepted"
+    ASSOCIATION_REJECTED = "association.rejected"
+    INSTANCE_SUPERSEDED = "instance.superseded"
+    INSTANCE_RECOVERED = "instance.recovered"
+    STORE_FAILED = "store.failed"
+    SERIES_COMPLETE = "series.complete"
+    SERIES_REOPENED = "series.reopened"
+    STUDY_COMPLETE = "study.complete"
+    STUDY_REOPENED = "study.reopened"
+
+
+def record(
+    session: Session,
+    kind: AuditKind,
+    *,
+    subject: str | None = None,
+    peer: str | None = None,
+    detail: str | None = None,
+) -> AuditEvent:
+    """Add an audit row to ``session`` (committed with the change it describes).
+
+    Parameters
+    ----------
+    session : Session
+        The transaction of the change being audited.
+    kind : AuditKind
+        What happened.
+    subject : str, optional
+        The UID concerned (study, series or SOP instance).
+    peer : str, optional
+        Calling AE and address, e.g. ``PACS1@10.0.0.5``.
+    detail : str, optional
+        One line of context; must not hold patient identifiers.
+    """
+    event = AuditEvent(
+        at=utcnow(), kind=AuditKind(kind).value, subject=subject, peer=peer, detail=detail
+    )
+    session.add(event)
+    return event

@@ -1,0 +1,322 @@
+"""The durable store: a received file becomes ``<root>/<Study>/<Series>/<SOP>.dcm`` plus DB rows.
+
+Order of work for each instance (the caller answers Success only after :meth:`Store.ingest`
+returns): free-space check → header parse and structure check → UID checks → fsync of the
+spooled file → (under a per-UID lock) DB lookup → rename into place → directory fsync → DB
+commit. A failure at any step leaves no partial file: the spool file is removed and renames
+made before a failed commit are undone.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import logging
+import threading
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from dicomnode.errors import OutOfSpace, StoreRejected
+from dicomnode.store import files
+from dicomnode.store.audit import AuditKind, record
+from dicomnode.store.db import Database
+from dicomnode.store.inspect import CANNOT_UNDERSTAND, ReceivedHeader, read_header
+from dicomnode.store.models import CompletionState, Instance, Series, Study, utcnow
+from dicomnode.store.uids import uid_problem
+
+__all__ = ["INCOMING", "SUPERSEDED", "Store", "StoreOutcome", "StoreResult"]
+
+log = logging.getLogger(__name__)
+
+#: Spool directory for partially received data (same filesystem: the final rename is atomic).
+INCOMING = ".incoming"
+#: Where a replaced version of an instance is kept until retention removes it.
+SUPERSEDED = ".superseded"
+MISMATCH = 0xA900
+_LOCK_STRIPES = 64
+
+
+class StoreOutcome(str, enum.Enum):
+    """What storing one instance did."""
+
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    SUPERSEDED = "superseded"
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    """The result of a successful :meth:`Store.ingest`."""
+
+    outcome: StoreOutcome
+    sop_instance_uid: str
+    series_uid: str
+    study_uid: str
+    path: Path
+    size: int
+
+
+@dataclass(frozen=True)
+class _Received:
+    header: ReceivedHeader
+    sha256: str
+    size: int
+    rel: Path
+
+
+class Store:
+    """The durable store rooted at ``root``, indexed in ``db``.
+
+    Parameters
+    ----------
+    root : Path
+        Store directory; created if missing.
+    db : Database
+        The state database (schema already migrated).
+    min_free : int
+        Bytes that must stay free on the store's filesystem; below it stores get 0xA700.
+    """
+
+    def __init__(self, root: Path, db: Database, *, min_free: int):
+        self.root = root
+        self.db = db
+        self.min_free = int(min_free)
+        self.incoming = root / INCOMING
+        self.superseded = root / SUPERSEDED
+        self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
+        root.mkdir(parents=True, exist_ok=True)
+        self.incoming.mkdir(exist_ok=True)
+        self.superseded.mkdir(exist_ok=True)
+
+    def check_space(self) -> None:
+        """Raise :class:`OutOfSpace` when free space is below ``min_free``."""
+        free = files.free_bytes(self.root)
+        if free < self.min_free:
+            raise OutOfSpace(f"store has {free} bytes free, below storage.min_free")
+
+    def ingest(
+        self,
+        spool: Path,
+        *,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        calling_ae: str | None = None,
+        peer: str | None = None,
+    ) -> StoreResult:
+        """Make a received Part 10 file durable and indexed; consumes ``spool`` in every case.
+
+        Parameters
+        ----------
+        spool : Path
+            The received file, on the store's filesystem (``<root>/.incoming``).
+        sop_class_uid, sop_instance_uid : str
+            Affected SOP Class/Instance UID of the C-STORE command; the dataset must agree.
+        calling_ae : str, optional
+            The sender's AE title, recorded with the instance.
+        peer : str, optional
+            ``AE@address`` for the audit trail.
+
+        Raises
+        ------
+        StoreRejected
+            With the DIMSE status to answer (0xA700, 0xA900, 0xC000).
+        """
+        try:
+            self.check_space()
+            received = self._inspect(spool, sop_class_uid, sop_instance_uid)
+            files.fsync_file(spool)
+            lock = self._locks[zlib.crc32(sop_instance_uid.encode()) % _LOCK_STRIPES]
+            with lock:
+                return self._commit(spool, received, calling_ae, peer)
+        except StoreRejected:
+            raise
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise OutOfSpace("store filesystem full") from None
+            log.error(
+                "store failed: %s", exc.strerror, extra={"sop_instance_uid": sop_instance_uid}
+            )
+            raise StoreRejected(0xA700, f"cannot write: {exc.strerror}") from None
+        except SQLAlchemyError as exc:
+            log.error("store index failed: %s", type(exc).__name__)
+            raise StoreRejected(0xA700, "cannot index the instance now") from None
+        finally:
+            spool.unlink(missing_ok=True)
+
+    def _inspect(self, spool: Path, sop_class: str, sop_instance: str) -> _Received:
+        header = read_header(spool)
+        for name, value in (
+            ("SOPClassUID", header.sop_class_uid),
+            ("SOPInstanceUID", header.sop_instance_uid),
+            ("StudyInstanceUID", header.study_uid),
+            ("SeriesInstanceUID", header.series_uid),
+        ):
+            problem = uid_problem(value)
+            if problem:
+                raise StoreRejected(CANNOT_UNDERSTAND, f"dataset {name} is {problem}")
+        for name, value in (("class", sop_class), ("instance", sop_instance)):
+            problem = uid_problem(value)
+            if problem:
+                raise StoreRejected(CANNOT_UNDERSTAND, f"command SOP {name} UID is {problem}")
+        if header.sop_class_uid != sop_class:
+            raise StoreRejected(MISMATCH, "dataset SOPClassUID differs from the C-STORE command")
+        if header.sop_instance_uid != sop_instance:
+            raise StoreRejected(MISMATCH, "dataset SOPInstanceUID differs from the C-STORE command")
+        assert header.study_uid and header.series_uid  # checked above
+        rel = Path(header.study_uid) / header.series_uid / f"{sop_instance}.dcm"
+        sha, size = files.sha256_of(spool)
+        return _Received(header=header, sha256=sha, size=size, rel=rel)
+
+    def _commit(
+        self, spool: Path, rx: _Received, calling_ae: str | None, peer: str | None
+    ) -> StoreResult:
+        final = self.root / rx.rel
+        undo: list[tuple[Path, Path]] = []  # renames made, to reverse if the commit fails
+        try:
+            with self.db.session() as session:
+                existing = session.scalar(
+                    select(Instance).where(Instance.sop_instance_uid == rx.header.sop_instance_uid)
+                )
+                if (
+                    existing is not None
+                    and existing.sha256 == rx.sha256
+                    and (self.root / existing.path).is_file()
+                ):
+                    return self._result(StoreOutcome.DUPLICATE, rx)
+                series = self._series(session, rx.header)
+                files.make_dirs(final.parent, self.root)
+                outcome = StoreOutcome.STORED
+                if existing is not None:
+                    outcome = self._supersede(session, existing, rx, peer, undo)
+                    existing.series_id = series.id
+                    existing.sop_class_uid = str(rx.header.sop_class_uid)
+                    existing.transfer_syntax_uid = rx.header.transfer_syntax_uid
+                    existing.path = rx.rel.as_posix()
+                    existing.size = rx.size
+                    existing.sha256 = rx.sha256
+                    existing.calling_ae = calling_ae
+                    existing.received_at = utcnow()
+                else:
+                    session.add(
+                        Instance(
+                            series_id=series.id,
+                            sop_instance_uid=rx.header.sop_instance_uid,
+                            sop_class_uid=rx.header.sop_class_uid,
+                            transfer_syntax_uid=rx.header.transfer_syntax_uid,
+                            path=rx.rel.as_posix(),
+                            size=rx.size,
+                            sha256=rx.sha256,
+                            calling_ae=calling_ae,
+                            received_at=utcnow(),
+                        )
+                    )
+                files.durable_rename(spool, final)
+                undo.append((final, spool))
+                self._touch(session, series, peer)
+            return self._result(outcome, rx)
+        except BaseException:
+            for done, back in reversed(undo):
+                try:
+                    files.durable_rename(done, back)
+                except OSError as exc:
+                    log.error("cannot undo a rename after a failed commit: %s", exc.strerror)
+            raise
+
+    def _supersede(
+        self,
+        session: Session,
+        existing: Instance,
+        rx: _Received,
+        peer: str | None,
+        undo: list[tuple[Path, Path]],
+    ) -> StoreOutcome:
+        old = self.root / existing.path
+        if not old.is_file():
+            record(
+                session,
+                AuditKind.INSTANCE_RECOVERED,
+                subject=existing.sop_instance_uid,
+                peer=peer,
+                detail="indexed file was missing; replaced by the received copy",
+            )
+            return StoreOutcome.STORED
+        stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
+        kept = self.superseded / Path(existing.path).with_suffix(f".{stamp}.dcm")
+        files.make_dirs(kept.parent, self.superseded)
+        files.durable_rename(old, kept)
+        undo.append((kept, old))
+        record(
+            session,
+            AuditKind.INSTANCE_SUPERSEDED,
+            subject=existing.sop_instance_uid,
+            peer=peer,
+            detail=f"old sha256 {existing.sha256} kept as {kept.relative_to(self.root)}",
+        )
+        return StoreOutcome.SUPERSEDED
+
+    def _series(self, session: Session, header: ReceivedHeader) -> Series:
+        now = utcnow()
+        _insert_ignore(
+            session,
+            Study,
+            study_uid=header.study_uid,
+            first_received_at=now,
+            last_received_at=now,
+            state=CompletionState.OPEN,
+            completions=0,
+        )
+        study_id = session.scalar(select(Study.id).where(Study.study_uid == header.study_uid))
+        _insert_ignore(
+            session,
+            Series,
+            series_uid=header.series_uid,
+            study_id=study_id,
+            modality=(header.modality or None) and header.modality[:16],
+            series_number=header.series_number,
+            description=(header.series_description or None) and header.series_description[:64],
+            first_received_at=now,
+            last_received_at=now,
+            state=CompletionState.OPEN,
+            completions=0,
+        )
+        series = session.scalar(select(Series).where(Series.series_uid == header.series_uid))
+        assert series is not None
+        return series
+
+    def _touch(self, session: Session, series: Series, peer: str | None) -> None:
+        """Record the arrival: the series and study stay (or become again) open."""
+        now = utcnow()
+        series.last_received_at = now
+        if series.state is CompletionState.COMPLETE:
+            series.state = CompletionState.OPEN
+            record(session, AuditKind.SERIES_REOPENED, subject=series.series_uid, peer=peer)
+        study = session.get(Study, series.study_id)
+        assert study is not None
+        study.last_received_at = now
+        if study.state is CompletionState.COMPLETE:
+            study.state = CompletionState.OPEN
+            record(session, AuditKind.STUDY_REOPENED, subject=study.study_uid, peer=peer)
+
+    def _result(self, outcome: StoreOutcome, rx: _Received) -> StoreResult:
+        return StoreResult(
+            outcome=outcome,
+            sop_instance_uid=str(rx.header.sop_instance_uid),
+            series_uid=str(rx.header.series_uid),
+            study_uid=str(rx.header.study_uid),
+            path=self.root / rx.rel,
+            size=rx.size,
+        )
+
+
+def _insert_ignore(session: Session, model: type[Study] | type[Series], **values: object) -> None:
+    """INSERT … ON CONFLICT DO NOTHING on the model's unique UID (SQLite and PostgreSQL)."""
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(insert(model).values(**values).on_conflict_do_nothing())

@@ -1,0 +1,166 @@
+"""Read what the store needs from a received file, and check the file is whole.
+
+Only the header is parsed. Pixel data is never decoded nor read into memory: its element (and
+any encapsulated fragments) is walked by seeking, to check that every declared length fits in
+the file. pydicom alone is lenient here: it returns a truncated dataset without complaint.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from pydicom import dcmread
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+
+from dicomnode.errors import StoreRejected
+
+__all__ = ["ReceivedHeader", "read_header"]
+
+_PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR"}
+_LONG_VRS |= {b"UT", b"UV"}
+_UNDEFINED = 0xFFFFFFFF
+_ITEM = 0xFFFEE000
+_SEQ_DELIM = 0xFFFEE0DD
+CANNOT_UNDERSTAND = 0xC000
+
+
+@dataclass(frozen=True)
+class ReceivedHeader:
+    """The identifying attributes of a received instance (no patient data)."""
+
+    sop_class_uid: str | None
+    sop_instance_uid: str | None
+    study_uid: str | None
+    series_uid: str | None
+    transfer_syntax_uid: str
+    modality: str | None
+    series_number: int | None
+    series_description: str | None
+    dataset: Dataset
+
+
+def read_header(path: Path) -> ReceivedHeader:
+    """Parse the header of a Part 10 file and verify its structure.
+
+    Raises
+    ------
+    StoreRejected
+        0xC000 when the file cannot be parsed or is truncated.
+    """
+    size = os.path.getsize(path)
+    try:
+        with open(path, "rb") as fh:
+            ds = dcmread(fh, stop_before_pixels=True, defer_size=4096)
+            _check_lengths(ds, size)
+            meta = ds.file_meta
+            little = meta.TransferSyntaxUID.is_little_endian
+            implicit = meta.TransferSyntaxUID.is_implicit_VR
+            _walk_tail(fh, size, little=little, implicit=implicit)
+            transfer_syntax = str(meta.TransferSyntaxUID)
+            header = ReceivedHeader(
+                sop_class_uid=_text(ds, "SOPClassUID"),
+                sop_instance_uid=_text(ds, "SOPInstanceUID"),
+                study_uid=_text(ds, "StudyInstanceUID"),
+                series_uid=_text(ds, "SeriesInstanceUID"),
+                transfer_syntax_uid=transfer_syntax,
+                modality=_text(ds, "Modality"),
+                series_number=_int(ds, "SeriesNumber"),
+                series_description=(_text(ds, "SeriesDescription") or None),
+                dataset=ds,
+            )
+    except StoreRejected:
+        raise
+    except Exception as exc:  # pydicom raises many kinds on hostile input; none may escape
+        raise StoreRejected(
+            CANNOT_UNDERSTAND, f"unparseable dataset: {type(exc).__name__}"
+        ) from None
+    return header
+
+
+def _text(ds: Dataset, keyword: str) -> str | None:
+    value = ds.get(keyword)
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return str(value).strip("\x00 ")
+
+
+def _int(ds: Dataset, keyword: str) -> int | None:
+    try:
+        value = ds.get(keyword)
+        return None if value is None or value == "" else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _check_lengths(ds: Dataset, size: int) -> None:
+    """Every top-level header element's declared value must lie inside the file."""
+    for elem in ds._dict.values():
+        if (
+            isinstance(elem, RawDataElement)
+            and elem.length != _UNDEFINED
+            and elem.value_tell + elem.length > size
+        ):
+            raise StoreRejected(CANNOT_UNDERSTAND, "truncated dataset (header element)")
+
+
+def _walk_tail(fh: BinaryIO, size: int, *, little: bool, implicit: bool) -> None:
+    """Walk the elements after the header (pixel data and anything after it) by seeking."""
+    order = "<" if little else ">"
+    while fh.tell() < size:
+        tag, length = _element_header(fh, order, implicit)
+        if length == _UNDEFINED:
+            if tag not in _PIXEL_TAGS:
+                return  # an undefined-length sequence after the pixel data is not walked
+            _walk_fragments(fh, size, order)
+            continue
+        end = fh.tell() + length
+        if end > size:
+            raise StoreRejected(CANNOT_UNDERSTAND, "truncated dataset (pixel data)")
+        fh.seek(end)
+
+
+def _element_header(fh: BinaryIO, order: str, implicit: bool) -> tuple[int, int]:
+    raw = fh.read(8)
+    if len(raw) < 8:
+        raise StoreRejected(CANNOT_UNDERSTAND, "truncated dataset (element header)")
+    group, elem = struct.unpack(order + "HH", raw[:4])
+    tag = (group << 16) | elem
+    if implicit:
+        (length,) = struct.unpack(order + "L", raw[4:])
+        return tag, length
+    vr = raw[4:6]
+    if vr in _LONG_VRS:
+        more = fh.read(4)
+        if len(more) < 4:
+            raise StoreRejected(CANNOT_UNDERSTAND, "truncated dataset (element header)")
+        (length,) = struct.unpack(order + "L", more)
+        return tag, length
+    if not (vr.isalpha() and vr.isupper()):
+        raise StoreRejected(CANNOT_UNDERSTAND, "unparseable dataset (bad VR)")
+    (length,) = struct.unpack(order + "H", raw[6:])
+    return tag, length
+
+
+def _walk_fragments(fh: BinaryIO, size: int, order: str) -> None:
+    """Skip the fragments of encapsulated pixel data up to the sequence delimiter."""
+    while True:
+        raw = fh.read(8)
+        if len(raw) < 8:
+            raise StoreRejected(CANNOT_UNDERSTAND, "truncated dataset (missing delimiter)")
+        group, elem, length = struct.unpack(order + "HHL", raw)
+        tag = (group << 16) | elem
+        if tag == _SEQ_DELIM:
+            return
+        if tag != _ITEM or length == _UNDEFINED:
+            raise StoreRejected(CANNOT_UNDERSTAND, "unparseable dataset (bad pixel data item)")
+        if fh.tell() + length > size:
+            raise StoreRejected(CANNOT_UNDERSTAND, "truncated dataset (fragment)")
+        fh.seek(length, os.SEEK_CUR)

@@ -1,0 +1,17 @@
+"""Alembic environment: runs on the connection handed over by ``Database.upgrade``."""
+
+from alembic import context
+
+from dicomnode.store.models import Base
+
+connection = context.config.attributes.get("connection")
+if connection is None:  # pragma: no cover - the node always passes its connection
+    raise RuntimeError("run migrations through dicomnode.store.db.Database.upgrade()")
+
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,142 @@
+"""Start-up recovery and consistency checks of the store against the database.
+
+After a crash the store can hold: spool files of interrupted transfers (removed), and files
+renamed into place whose DB commit never happened (their sender got no Success; they are
+complete, fsync'd copies, so they are indexed). A DB row whose file is missing would be an
+acknowledged instance lost: it is reported, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom import dcmread
+from sqlalchemy import select
+
+from dicomnode.errors import OutOfSpace, StoreRejected
+from dicomnode.store import files
+from dicomnode.store.audit import AuditKind, record
+from dicomnode.store.ingest import Store
+from dicomnode.store.models import Instance
+from dicomnode.store.uids import is_valid_uid
+
+__all__ = ["RecoveryReport", "recover", "sweep_incoming", "verify"]
+
+log = logging.getLogger(__name__)
+QUARANTINE = ".quarantine"
+
+
+@dataclass
+class RecoveryReport:
+    """What a recovery or verification pass found."""
+
+    spool_removed: int = 0
+    indexed: int = 0
+    quarantined: int = 0
+    missing_files: list[str] = field(default_factory=list)
+    unindexed_files: list[str] = field(default_factory=list)
+
+
+def sweep_incoming(store: Store, *, older_than: float = 0.0) -> int:
+    """Remove spool files older than ``older_than`` seconds (all of them at start-up)."""
+    removed = 0
+    cutoff = time.time() - older_than
+    for entry in os.scandir(store.incoming):
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime <= cutoff:
+                os.unlink(entry.path)
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
+
+
+def _stored_files(root: Path) -> list[Path]:
+    """Paths (relative to ``root``) of ``<study>/<series>/<sop>.dcm`` files in the store."""
+    found: list[Path] = []
+    for study in os.scandir(root):
+        if study.name.startswith(".") or not study.is_dir(follow_symlinks=False):
+            continue
+        for series in os.scandir(study.path):
+            if not series.is_dir(follow_symlinks=False):
+                continue
+            for inst in os.scandir(series.path):
+                if inst.name.endswith(".dcm") and inst.is_file(follow_symlinks=False):
+                    found.append(Path(study.name) / series.name / inst.name)
+    return found
+
+
+def verify(store: Store) -> RecoveryReport:
+    """Compare store and DB without changing anything (for ``dicomnode check``)."""
+    report = RecoveryReport()
+    with store.db.session() as session:
+        indexed = set(session.scalars(select(Instance.path)))
+    on_disk = {p.as_posix() for p in _stored_files(store.root)}
+    report.unindexed_files = sorted(on_disk - indexed)
+    report.missing_files = sorted(indexed - on_disk)
+    return report
+
+
+def recover(store: Store) -> RecoveryReport:
+    """Start-up pass: clear the spool, index complete files the DB lacks, report lost rows."""
+    report = verify(store)
+    report.spool_removed = sweep_incoming(store)
+    for rel in report.unindexed_files:
+        path = store.root / rel
+        if _index_orphan(store, path):
+            report.indexed += 1
+        else:
+            report.quarantined += 1
+    for rel in report.missing_files:
+        log.error("indexed instance has no file", extra={"path": rel})
+    if report.spool_removed or report.indexed or report.quarantined or report.missing_files:
+        log.warning(
+            "recovery: %d spool files removed, %d files indexed, %d quarantined, "
+            "%d indexed instances without a file",
+            report.spool_removed,
+            report.indexed,
+            report.quarantined,
+            len(report.missing_files),
+        )
+    return report
+
+
+def _index_orphan(store: Store, path: Path) -> bool:
+    """Index a complete file left by a crash between rename and commit (or quarantine it)."""
+    sop_uid = path.stem
+    if not is_valid_uid(sop_uid):
+        return _quarantine(store, path)
+    spool = store.incoming / f"recover-{sop_uid}.dcm"
+    try:
+        os.replace(path, spool)
+        sop_class = dcmread(spool, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+        result = store.ingest(
+            spool, sop_class_uid=str(sop_class.get("SOPClassUID", "")), sop_instance_uid=sop_uid
+        )
+    except OutOfSpace:
+        os.replace(spool, path)  # indexed at a later start, when there is room
+        return False
+    except (StoreRejected, OSError, ValueError) as exc:
+        log.error("cannot index a stored file: %s", exc, extra={"path": str(path)})
+        if spool.exists():
+            os.replace(spool, path)
+        return _quarantine(store, path)
+    with store.db.session() as session:
+        record(
+            session,
+            AuditKind.INSTANCE_RECOVERED,
+            subject=result.sop_instance_uid,
+            detail="file present without index after a crash; indexed",
+        )
+    return True
+
+
+def _quarantine(store: Store, path: Path) -> bool:
+    target = store.root / QUARANTINE / path.relative_to(store.root)
+    files.make_dirs(target.parent, store.root)
+    files.durable_rename(path, target)
+    return False
