@@ -153,15 +153,15 @@ class EncodingContext:
         First series number; each output kind uses its own offset from it.
     source_key : str
         Digest of the source instances' UIDs (see :func:`source_key`).
-    predecessor : Predecessor, optional
-        The result being replaced.
+    predecessors : tuple of Predecessor
+        The earlier results being replaced (any output kinds).
     """
 
     algorithm: Algorithm
     uid_root: str
     series_number: int
     source_key: str
-    predecessor: Predecessor | None = None
+    predecessors: tuple[Predecessor, ...] = ()
 
     def __post_init__(self) -> None:
         if not 1 <= self.series_number <= 2**31 - 1 - 10:
@@ -172,11 +172,15 @@ class EncodingContext:
 
     def uid(self, *purpose: str) -> str:
         """A UID for ``purpose`` (e.g. "seg", "series"), stable for the same inputs."""
-        pred = self.predecessor.sop_instance_uid if self.predecessor else ""
+        pred = ",".join(sorted(p.sop_instance_uid for p in self.predecessors))
         alg = self.algorithm
         return derive_uid(
             self.uid_root, alg.name, alg.version, alg.model_sha256, self.source_key, pred, *purpose
         )
+
+    def predecessors_of(self, sop_class_uids: set[str]) -> list[Predecessor]:
+        """The predecessors whose SOP Class is one of ``sop_class_uids``."""
+        return [p for p in self.predecessors if p.sop_class_uid in sop_class_uids]
 
     def series_description(self, what: str) -> str:
         """``"<pipeline> <version> <what> RESEARCH USE ONLY"``, cut to 64 characters."""

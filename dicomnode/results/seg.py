@@ -33,15 +33,19 @@ def algorithm_identification(ctx: EncodingContext) -> hd.AlgorithmIdentification
     )
 
 
-def related_series(ctx: EncodingContext) -> list[Dataset]:
-    """Related Series Sequence naming the predecessor's series (purpose left empty)."""
-    if ctx.predecessor is None:
-        return []
-    item = Dataset()
-    item.StudyInstanceUID = ctx.predecessor.study_instance_uid
-    item.SeriesInstanceUID = ctx.predecessor.series_instance_uid
-    item.PurposeOfReferenceCodeSequence = []
-    return [item]
+def related_series(ctx: EncodingContext, sop_class_uid: str) -> list[Dataset]:
+    """Related Series Sequence naming the series of the predecessors of the same SOP Class.
+
+    No code in CID 7210 means "replaces", so the (Type 2) purpose of reference is left empty.
+    """
+    items = []
+    for pred in ctx.predecessors_of({sop_class_uid}):
+        item = Dataset()
+        item.StudyInstanceUID = pred.study_instance_uid
+        item.SeriesInstanceUID = pred.series_instance_uid
+        item.PurposeOfReferenceCodeSequence = []
+        items.append(item)
+    return items
 
 
 def _slice_keys(masks: Sequence[Mask]) -> list[_SliceKey]:
@@ -154,7 +158,7 @@ def encode_seg(
     except (ValueError, TypeError) as exc:
         raise EncodingError(f"highdicom refused the segmentation: {exc}", output="seg") from exc
     seg.SeriesDescription = ctx.series_description("SEG")
-    related = related_series(ctx)
+    related = related_series(ctx, str(seg.SOPClassUID))
     if related:
         seg.RelatedSeriesSequence = related
     return seg

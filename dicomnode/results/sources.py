@@ -51,6 +51,15 @@ def _frame_plane(ds: Dataset, frame: int) -> tuple[Vector3, list[float], list[fl
     )
 
 
+def _single_frame_plane(ds: Dataset) -> tuple[Vector3, list[float], list[float]]:
+    ipp = ds.ImagePositionPatient
+    return (
+        (float(ipp[0]), float(ipp[1]), float(ipp[2])),
+        [float(v) for v in ds.ImageOrientationPatient],
+        [float(v) for v in ds.PixelSpacing],
+    )
+
+
 def geometry_from_datasets(datasets: Sequence[Dataset]) -> VolumeGeometry:
     """The geometry of a volume built from ``datasets``, slices sorted along the slice normal.
 
@@ -80,14 +89,7 @@ def geometry_from_datasets(datasets: Sequence[Dataset]) -> VolumeGeometry:
             uids = [str(first.SOPInstanceUID)] * n
             frames: list[int] | None = list(range(1, n + 1))
         else:
-            planes = [
-                (
-                    tuple(float(v) for v in ds.ImagePositionPatient),
-                    [float(v) for v in ds.ImageOrientationPatient],
-                    [float(v) for v in ds.PixelSpacing],
-                )
-                for ds in datasets
-            ]  # type: ignore[misc]
+            planes = [_single_frame_plane(ds) for ds in datasets]
             uids = [str(ds.SOPInstanceUID) for ds in datasets]
             frames = None
         orientation = planes[0][1]

@@ -71,15 +71,17 @@ def _groups(
     return groups
 
 
-def _previous_version(ctx: EncodingContext) -> list[Dataset]:
-    if ctx.predecessor is None:
-        return []
-    ds = Dataset()
-    ds.StudyInstanceUID = ctx.predecessor.study_instance_uid
-    ds.SeriesInstanceUID = ctx.predecessor.series_instance_uid
-    ds.SOPClassUID = ctx.predecessor.sop_class_uid
-    ds.SOPInstanceUID = ctx.predecessor.sop_instance_uid
-    return [ds]
+def _previous_versions(ctx: EncodingContext) -> list[Dataset]:
+    """Predecessor SR documents, for the Predecessor Documents Sequence."""
+    out = []
+    for pred in ctx.predecessors_of(set(hd.sr.SOP_CLASS_UIDS)):
+        ds = Dataset()
+        ds.StudyInstanceUID = pred.study_instance_uid
+        ds.SeriesInstanceUID = pred.series_instance_uid
+        ds.SOPClassUID = pred.sop_class_uid
+        ds.SOPInstanceUID = pred.sop_instance_uid
+        out.append(ds)
+    return out
 
 
 def encode_sr(
@@ -132,7 +134,7 @@ def encode_sr(
             is_complete=True,
             is_final=False,
             is_verified=False,
-            previous_versions=_previous_version(ctx) or None,
+            previous_versions=_previous_versions(ctx) or None,
             series_description=ctx.series_description("SR"),
         )
     except (ValueError, TypeError, AttributeError) as exc:
