@@ -241,7 +241,9 @@ class Route:
         chosen: dict[str, SeriesFacts] = {}
         candidates: dict[str, tuple[str, ...]] = {}
         for named in self.inputs:
-            clauses = (*self.when, *named.clauses)
+            # the input's own conditions first: a near miss that is the right kind of series
+            # but fails the shared `when` (wrong modality, say) is the one worth reporting
+            clauses = (*named.clauses, *self.when)
             fitting = [facts for facts in ordered if _check_all(clauses, facts)[1] is None]
             if not fitting:
                 return self._no_series(study_uid, f"input {named.name!r}", clauses, ordered, named)
