@@ -49,11 +49,15 @@ def related_series(ctx: EncodingContext, sop_class_uid: str) -> list[Dataset]:
 
 
 def _slice_keys(masks: Sequence[Mask]) -> list[_SliceKey]:
-    """Source slices (UID, frame number) that some mask touches, in first-seen order."""
+    """Every source slice (UID, frame number) of the masks' geometries, in first-seen order.
+
+    All of them are passed to highdicom, so the SEG references every source instance
+    (Referenced Series Sequence) while empty frames are still omitted.
+    """
     keys: dict[_SliceKey, None] = {}
     for mask in masks:
         geo = mask.geometry
-        for k in np.flatnonzero(mask.array.reshape(mask.array.shape[0], -1).any(axis=1)):
+        for k in range(geo.shape[0]):
             frame = geo.frame_numbers[k] if geo.frame_numbers else None
             keys[(geo.sop_instance_uids[k], frame)] = None
     return list(keys)

@@ -204,10 +204,10 @@ def classification_group(
 ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     """TID 1501 group for one classification (per breast for mammography).
 
-    Suspicion score: NUM (DCM 111047 "Probability of cancer", unit 1). Density: CODE
+    Suspicion score: NUM (DCM 111047 "Probability of cancer", UCUM "1"). Density: CODE
     (SCT 129715009 "Breast composition") with a CID 6000 value. Finding site: breast with
-    laterality. Class probabilities: NUM (DCM 122157 "Probability") qualified by... nothing
-    standard exists, so they are encoded only in the summary image.
+    laterality (CID 244). Per-class probabilities have no standard concept to carry their
+    class label, so they are shown only on the summary image.
     """
     kc = KIND_CODES[item.kind]
     side = item.laterality
