@@ -205,6 +205,18 @@ def explain(
     return evaluate(scan(path, calling_ae=calling_ae).series, routes)
 
 
+_SUBJECT_WIDTH = 48
+
+
+def _printable(text: str) -> str:
+    """Control characters from a file (a newline in a description) must not break the table."""
+    return "".join(char if char.isprintable() else "?" for char in text)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def render_table(rows: Sequence[ExplainRow], *, skipped: int = 0) -> str:
     """A plain-text table: series, route, ``MATCH`` or ``no: <first failed condition>``.
 
@@ -222,7 +234,10 @@ def render_table(rows: Sequence[ExplainRow], *, skipped: int = 0) -> str:
     """
     lines: list[str] = []
     if rows:
-        table = [("SERIES", "ROUTE", "RESULT")] + [(r.subject, r.route, r.result) for r in rows]
+        table = [("SERIES", "ROUTE", "RESULT")] + [
+            (_clip(_printable(r.subject), _SUBJECT_WIDTH), r.route, _printable(r.result))
+            for r in rows
+        ]
         widths = [max(len(line[col]) for line in table) for col in range(2)]
         for subject, route, result in table:
             lines.append(f"{subject:<{widths[0]}}  {route:<{widths[1]}}  {result}")

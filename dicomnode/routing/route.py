@@ -26,6 +26,28 @@ from dicomnode.routing.schema import Level, Output
 __all__ = ["Clause", "Failure", "Match", "NamedInput", "Route", "StudyMatch", "short_uid"]
 
 
+#: Attributes whose values identify the patient: a failure on one of them shows neither the
+#: expected nor the actual value, so that ``route explain`` and logs never print them.
+IDENTIFYING_KEYS = frozenset(
+    {
+        "PatientName",
+        "PatientID",
+        "OtherPatientIDs",
+        "OtherPatientNames",
+        "IssuerOfPatientID",
+        "PatientBirthDate",
+        "PatientBirthTime",
+        "PatientBirthName",
+        "PatientMotherBirthName",
+        "PatientAddress",
+        "PatientTelephoneNumbers",
+        "MedicalRecordLocator",
+        "AccessionNumber",
+    }
+)
+_HIDDEN = "<hidden>"
+
+
 def short_uid(uid: str) -> str:
     """A UID shortened for tables: ``…`` and its last 8 characters."""
     return uid if len(uid) <= 12 else f"…{uid[-8:]}"
@@ -87,6 +109,8 @@ class Clause:
         if self.condition.test(observed):
             return None
         actual = None if observed.absent else observed.render()
+        if self.key in IDENTIFYING_KEYS:
+            return Failure(self.key, _HIDDEN, None if actual is None else _HIDDEN)
         return Failure(self.key, self.condition.describe(), actual)
 
 

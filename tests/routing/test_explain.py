@@ -15,6 +15,7 @@ from dicomnode.routing import (
     ExplainRow,
     Level,
     Route,
+    SeriesFacts,
     compile_routes,
     evaluate,
     explain,
@@ -140,8 +141,8 @@ EXPECTED = [
     (
         f"study {short(CHEST)} (2 series)",
         "brain-tumour",
-        f"no: input 't1c': none of 2 series matches (closest {short(CHEST + '.2')} CT 'CT chest 5mm': "
-        "SeriesDescription: expected regex 't1.*(post|gd)', got 'CT chest 5mm')",
+        f"no: input 't1c': none of 2 series matches (closest {short(CHEST + '.2')} "
+        "CT 'CT chest 5mm': SeriesDescription: expected regex 't1.*(post|gd)', got 'CT chest 5mm')",
     ),
     (f"{short(BRAIN + '.3')} MR T1 AX", "chest-ct-nodules", NOT_CT),
     (
@@ -236,7 +237,8 @@ def test_scan_one_file_and_missing_path(tree: Path, routes: list[Route]) -> None
         (
             "brain-tumour",
             f"no: input 't1c': none of 1 series matches (closest {short(BRAIN + '.6')} "
-            "MR 'AX T2 FLAIR': SeriesDescription: expected regex 't1.*(post|gd)', got 'AX T2 FLAIR')",
+            "MR 'AX T2 FLAIR': SeriesDescription: expected regex 't1.*(post|gd)', "
+            "got 'AX T2 FLAIR')",
         ),
     ]
     assert rows[1].instances == 1
@@ -314,3 +316,22 @@ def test_no_patient_identifiers_in_output(
     rows: list[ExplainRow] = explain(tree, routes)
     for text in (render_table(rows), render_json(rows), caplog.text, repr(rows), repr(scan(tree))):
         assert "Doe" not in text and "Jane" not in text and "PID-SECRET" not in text
+
+
+# a description longer than LO allows, with a newline: what a broken file may hold
+@pytest.mark.filterwarnings("ignore:The value length")
+def test_table_is_one_line_per_row() -> None:
+    (route,) = compile_routes(
+        [{"name": "r", "pipeline": "p", "send_to": ["x"], "when": {"Modality": "CT"}}]
+    )
+    long = "AX T2\nFLAIR " + "x" * 80
+    header = Dataset()
+    header.Modality = "MR"
+    header.SeriesDescription = long
+    series = SeriesFacts(f"{UID_ROOT}.5", f"{UID_ROOT}.5.1", header, 3)
+    table = render_table(evaluate([series], [route]))
+    lines = table.splitlines()
+    assert len(lines) == 2
+    assert lines[1].startswith(f"{short(UID_ROOT + '.5.1')} MR AX T2?FLAIR xxx")
+    assert re.search(r"x…  r +no: Modality: expected 'CT', got 'MR'$", lines[1])
+    assert len(lines[1].split("  ")[0]) == 48

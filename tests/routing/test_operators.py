@@ -321,3 +321,29 @@ def test_facts_repr_has_no_patient_identifiers() -> None:
     series = facts(PatientName="Doe^Jane", PatientID="PID-SECRET-42")
     assert "Doe" not in repr(series)
     assert "PID-SECRET" not in repr(series)
+
+
+@pytest.mark.parametrize(
+    ("when", "attributes", "failure"),
+    [
+        (
+            {"PatientID": "PID-1"},
+            {"PatientID": "PID-SECRET-42"},
+            "PatientID: expected <hidden>, got <hidden>",
+        ),
+        (
+            {"PatientName": {"regex": "^doe"}},
+            {"PatientName": "Roe^Jane"},
+            "PatientName: expected <hidden>, got <hidden>",
+        ),
+        ({"PatientID": {"present": True}}, {}, "PatientID: absent (expected <hidden>)"),
+    ],
+)
+def test_patient_identifiers_are_never_shown(
+    when: dict[str, Any], attributes: dict[str, Any], failure: str
+) -> None:
+    assert route(when).match(facts(**attributes)).reason == failure
+
+
+def test_patient_identifier_conditions_still_match() -> None:
+    assert route({"PatientID": {"regex": "^PID-"}}).match(facts(PatientID="PID-SECRET-42")).matched
