@@ -2,7 +2,7 @@
 
 Typical use by the config loader and the job engine::
 
-    routes = compile_routes(config_routes, pipelines=registry.names(), destinations=dests)
+    routes = compile_routes(raw_routes, pipelines=pipeline_names, destinations=destination_names)
     facts = SeriesFacts.from_header(header, instances=n, calling_ae=ae)
     for route in routes:
         if route.level is Level.SERIES and route.match(facts).matched:
