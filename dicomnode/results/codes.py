@@ -19,6 +19,11 @@ __all__ = [
     "UNIT_MILLILITER",
     "UNIT_MILLIMETER",
     "UNIT_NONE",
+    "BREAST_COMPOSITION",
+    "CERTAINTY_OF_FINDING",
+    "DIAMETER",
+    "PROBABILITY_OF_CANCER",
+    "VOLUME",
     "KindCodes",
     "procedure_code",
 ]
@@ -38,12 +43,15 @@ class KindCodes:
         Anatomic region / finding site (CID 4).
     title : str
         Short human-readable name for labels (<= 64 characters).
+    body_part : str
+        Body Part Examined (PS3.16 Annex L) when the sources do not say.
     """
 
     category: Code
     type: Code
     anatomy: Code
     title: str
+    body_part: str
 
 
 KIND_CODES: dict[FindingKind, KindCodes] = {
@@ -52,18 +60,21 @@ KIND_CODES: dict[FindingKind, KindCodes] = {
         type=codes.SCT.Nodule,  # 27925004
         anatomy=codes.SCT.Lung,  # 39607008
         title="Lung nodule",
+        body_part="CHEST",
     ),
     FindingKind.BRAIN_LESION: KindCodes(
         category=codes.SCT.MorphologicallyAbnormalStructure,  # 49755003
         type=codes.SCT.Lesion,  # 52988006
         anatomy=codes.SCT.Brain,  # 12738006
         title="Brain lesion",
+        body_part="BRAIN",
     ),
     FindingKind.BREAST_ASSESSMENT: KindCodes(
         category=codes.SCT.Finding,  # 404684003
         type=codes.SCT.BreastComposition,  # 129715009
         anatomy=codes.SCT.Breast,  # 76752008
         title="Breast assessment",
+        body_part="BREAST",
     ),
 }
 

@@ -192,16 +192,22 @@ def render_summary(
     return np.asarray(canvas, dtype=np.uint8)
 
 
-def _set_body_part(sc: Dataset, sources: Sequence[Dataset]) -> None:
-    """Body Part Examined and Laterality (Type 2C): the sources' side, empty when mixed."""
-    parts = {str(ds.get("BodyPartExamined", "") or "") for ds in sources}
-    if len(parts) == 1 and "" not in parts:
+def _set_body_part(sc: Dataset, sources: Sequence[Dataset], findings: Findings) -> None:
+    """Body Part Examined and Laterality (Type 2C) from the sources, else from the findings.
+
+    Laterality is the sources' side, or empty (unknown) when the montage shows both sides or
+    the body part is not known.
+    """
+    parts = {str(ds.get("BodyPartExamined", "") or "") for ds in sources} - {""}
+    if not parts:
+        parts = {KIND_CODES[kind].body_part for kind in findings.kinds}
+    if len(parts) == 1:
         sc.BodyPartExamined = parts.pop()
     sides = {str(ds.get("ImageLaterality", ds.get("Laterality", "")) or "") for ds in sources}
     if sides == {"L"} or sides == {"R"}:
         sc.Laterality = sides.pop()
-    elif sides - {""}:
-        sc.Laterality = None  # both sides in one montage: no single value exists
+    elif sides - {""} or "BodyPartExamined" not in sc:
+        sc.Laterality = None
 
 
 def encode_summary(findings: Findings, sources: Sequence[Dataset], ctx: EncodingContext) -> Dataset:
@@ -239,7 +245,7 @@ def encode_summary(findings: Findings, sources: Sequence[Dataset], ctx: Encoding
     except (ValueError, TypeError, AttributeError) as exc:
         raise EncodingError(f"cannot render the summary: {exc}", output="summary") from exc
     sc.PatientOrientation = []  # a montage has no single orientation (Type 2: empty)
-    _set_body_part(sc, sources)
+    _set_body_part(sc, sources, findings)
     sc.SeriesDescription = ctx.series_description("summary")
     sc.ImageComments = f"{RESEARCH_LABEL}. Findings of {ctx.algorithm.name} {ctx.algorithm.version}"
     sc.DerivationDescription = "Key images with findings drawn by dicomnode"

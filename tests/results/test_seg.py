@@ -16,6 +16,7 @@ from dicomnode.results import (
     Findings,
     Mask,
     OutputKind,
+    RegionFinding,
     encode,
     geometry_from_datasets,
 )
@@ -117,6 +118,16 @@ def test_multi_frame_source(algorithm: Algorithm, tmp_path: Path) -> None:
         plane = enhanced.PerFrameFunctionalGroupsSequence[geo.frame_numbers[k] - 1]
         expected = [float(v) for v in plane.PlanePositionSequence[0].ImagePositionPatient]
         assert list(geo.positions[k]) == pytest.approx(expected)
+    region = RegionFinding.sphere("lung_nodule", geo.index_to_patient(3, 10, 20), 4.0, score=0.7)
+    findings = Findings(kinds=("lung_nodule",), regions=(region,), masks=findings.masks)
+    seg, sr, summary = encode(findings, [enhanced], algorithm=algorithm, uid_root=ROOT)
+    verify(sr, tmp_path, "SR")
+    verify(summary, tmp_path, "SC")
+    (group, _) = hd.sr.srread(
+        write(sr, tmp_path / "sr.dcm")
+    ).content.get_volumetric_roi_measurement_groups()
+    (image,) = group.roi.source_images_for_segmentation
+    assert image.referenced_frame_numbers == [geo.frame_numbers[3]]
 
 
 def test_segments_codes_and_algorithm(
