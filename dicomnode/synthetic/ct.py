@@ -257,7 +257,10 @@ def _render(
     noise_rng = rng_for(seed, "ct", "noise")
     ramp = float(min(geometry.pixel_spacing_mm))
     volume = np.empty(geometry.shape, np.int16)
-    for k, zk in enumerate(z):
+    # Render from the feet up whatever the stacking order, so that reverse_order only flips it.
+    order = np.argsort(z, kind="stable")
+    for k in order:
+        zk = z[k]
         labels = phantom.labels(xs, ys, float(zk))
         hu = TISSUE_HU[labels]
         texture = sum(
