@@ -17,6 +17,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydicom import dcmread
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -184,11 +186,7 @@ class Store:
                 existing = session.scalar(
                     select(Instance).where(Instance.sop_instance_uid == rx.header.sop_instance_uid)
                 )
-                if (
-                    existing is not None
-                    and existing.sha256 == rx.sha256
-                    and (self.root / existing.path).is_file()
-                ):
+                if existing is not None and self._unchanged(existing, rx, spool):
                     return self._result(StoreOutcome.DUPLICATE, rx)
                 series = self._series(session, rx.header)
                 files.make_dirs(final.parent, self.root)
@@ -228,6 +226,21 @@ class Store:
                 except OSError as exc:
                     log.error("cannot undo a rename after a failed commit: %s", exc.strerror)
             raise
+
+    def _unchanged(self, existing: Instance, rx: _Received, spool: Path) -> bool:
+        """Whether a re-sent instance equals the stored one: same bytes, or same content.
+
+        A sender may re-send an instance in another transfer syntax (implicit instead of
+        explicit VR, say): different bytes, same dataset. For native (uncompressed) little
+        endian files up to a size bound, the parsed datasets are compared element by element;
+        anything else that differs in bytes counts as changed.
+        """
+        old = self.root / existing.path
+        if not old.is_file():
+            return False
+        if existing.sha256 == rx.sha256:
+            return True
+        return same_content(old, spool)
 
     def _supersede(
         self,
@@ -313,6 +326,27 @@ class Store:
             path=self.root / rx.rel,
             size=rx.size,
         )
+
+
+_NATIVE = {ImplicitVRLittleEndian, ExplicitVRLittleEndian}
+_COMPARE_LIMIT = 64 * 1024 * 1024
+
+
+def same_content(a: Path, b: Path) -> bool:
+    """Whether two native little-endian Part 10 files hold the same dataset.
+
+    Bounded to files of at most 64 MB (both are read into memory); larger files, compressed
+    transfer syntaxes and unreadable files compare as different.
+    """
+    if max(a.stat().st_size, b.stat().st_size) > _COMPARE_LIMIT:
+        return False
+    try:
+        first, second = dcmread(a), dcmread(b)
+    except Exception:  # an unreadable file is never "the same"
+        return False
+    if {first.file_meta.TransferSyntaxUID, second.file_meta.TransferSyntaxUID} - _NATIVE:
+        return False
+    return bool(first == second)
 
 
 def _insert_ignore(session: Session, model: type[Study] | type[Series], **values: object) -> None:

@@ -1,0 +1,158 @@
+"""Run ``dicomnode serve`` as a subprocess on a free loopback port, as a PACS would see it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+STORESCU = "/usr/bin/storescu"
+ECHOSCU = "/usr/bin/echoscu"
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def answers(port: int) -> bool:
+    """Whether a node listens and answers an association request (accepting or rejecting)."""
+    ae = AE(ae_title="READYCHECK")
+    ae.add_requested_context(Verification)
+    ae.acse_timeout = ae.network_timeout = 1
+    assoc = ae.associate("127.0.0.1", port, ae_title="DICOMNODE")
+    if assoc.is_established:
+        assoc.release()
+        return True
+    return bool(assoc.is_rejected)
+
+
+def echo(port: int, *, ae_title: str = "TESTSCU", timeout: float = 5) -> bool:
+    """C-ECHO the node; True on Success."""
+    ae = AE(ae_title=ae_title)
+    ae.add_requested_context(Verification)
+    ae.acse_timeout = ae.network_timeout = ae.dimse_timeout = timeout
+    assoc = ae.associate("127.0.0.1", port, ae_title="DICOMNODE")
+    if not assoc.is_established:
+        return False
+    try:
+        status = assoc.send_c_echo()
+        return bool(status) and status.Status == 0
+    finally:
+        assoc.release()
+
+
+@dataclass
+class NodeProcess:
+    """A node subprocess with its own config, data dir and log file."""
+
+    root: Path
+    overrides: dict[str, Any] = field(default_factory=dict)
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.port = self.port or free_port()
+        config: dict[str, Any] = {
+            "data_dir": str(self.root / "data"),
+            "node": {"host": "127.0.0.1", "port": self.port},
+            "storage": {"min_free": "1MB"},
+            "stability": {"series_seconds": 2, "study_seconds": 3},
+        }
+        for section, values in self.overrides.items():
+            if isinstance(values, dict):
+                config.setdefault(section, {}).update(values)
+            else:
+                config[section] = values
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.config_path = self.root / "dicomnode.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.log_path = self.root / "node.log"
+
+    @property
+    def store(self) -> Path:
+        return self.root / "data" / "store"
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "data" / "state.db"
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run a ``dicomnode`` subcommand against this node's config."""
+        return subprocess.run(
+            [sys.executable, "-m", "dicomnode.cli", *args, "-c", str(self.config_path)],
+            capture_output=True, text=True, timeout=60,
+        )
+
+    def start(self, timeout: float = 30) -> NodeProcess:
+        """Start and wait until it answers C-ECHO."""
+        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dicomnode.cli", "serve", "-c", str(self.config_path)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"node exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                if answers(self.port):
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"node did not answer: {self.log_path.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        """SIGTERM and wait."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Read the node's SQLite state directly."""
+        with sqlite3.connect(self.db_path, timeout=30) as conn:
+            return list(conn.execute(sql))
+
+    def stored_files(self) -> list[Path]:
+        """Files of the store proper (not spool, superseded or quarantine)."""
+        return sorted(
+            p for p in self.store.rglob("*.dcm") if not p.relative_to(self.store).parts[0].startswith(".")
+        )
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def storescu(port: int, paths: list[Path], *extra: str, aet: str = "STORESCU",
+             timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """dcmtk's storescu (not pynetdicom's of the same name) with Nagle off."""
+    return subprocess.run(
+        [STORESCU, "-v", "-nh", "-aet", aet, "-aec", "DICOMNODE", *extra, "127.0.0.1", str(port),
+         *map(str, paths)],
+        capture_output=True, text=True, env=DCMTK_ENV, timeout=timeout,
+    )
