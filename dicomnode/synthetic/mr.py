@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -164,13 +165,13 @@ def brain_mr(
         raise ValueError("sequences must name at least one MRSequence")
     pixel = pixel_spacing_mm or 240.0 / max(rows, columns)
     spacing = slice_spacing_mm or min(5.0, max(1.0, 150.0 / slices))
+    # Built from the feet up; reverse_order flips the result, so that only the order changes.
     geometry = axial_geometry(
         (slices, rows, columns),
         pixel_spacing_mm=pixel,
         slice_spacing_mm=spacing,
         slice_thickness_mm=slice_thickness_mm or spacing,
         centre_mm=(0.0, 0.0, _HEAD_CENTRE_Z),
-        reverse_order=reverse_order,
     )
     x, y, z = axis_coordinates(geometry)
     coordinates = (x[None, None, :], y[None, :, None], z[:, None, None])
@@ -191,6 +192,25 @@ def brain_mr(
         )
         for sequence in sorted(wanted, key=lambda s: _PROTOCOLS[s].series_number)
     }
+    if reverse_order:
+        geometry = dataclasses.replace(
+            geometry,
+            origin_mm=geometry.slice_position(slices - 1),
+            slice_direction=(0.0, 0.0, -1.0),
+        )
+        tissue, labels = tissue[::-1].copy(), labels[::-1].copy()
+        volumes = {sequence: volume[::-1].copy() for sequence, volume in volumes.items()}
+        lesions = [
+            dataclasses.replace(
+                lesion,
+                centre_index=(
+                    lesion.centre_index[0],
+                    lesion.centre_index[1],
+                    slices - 1 - lesion.centre_index[2],
+                ),
+            )
+            for lesion in lesions
+        ]
     kind = "MR" if len(volumes) == 1 else "BRATS"
     study = make_study_header(seed, kind, description=f"MR BRAIN {' '.join(volumes)}")
     series = {
