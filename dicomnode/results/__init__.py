@@ -27,6 +27,7 @@ from dicomnode.results.findings import (
 
 if TYPE_CHECKING:
     from dicomnode.results.common import MANUFACTURER, RESEARCH_LABEL, Algorithm, Predecessor
+    from dicomnode.results.decode import findings_from_sr
     from dicomnode.results.errors import EncodingError
     from dicomnode.results.outputs import DEFAULT_OUTPUTS, OutputKind, encode
     from dicomnode.results.sources import geometry_from_datasets
@@ -51,6 +52,7 @@ __all__ = [
     "Vector3",
     "VolumeGeometry",
     "encode",
+    "findings_from_sr",
     "geometry_from_datasets",
 ]
 
@@ -63,6 +65,7 @@ _LAZY = {
     "OutputKind": "outputs",
     "encode": "outputs",
     "EncodingError": "errors",
+    "findings_from_sr": "decode",
     "geometry_from_datasets": "sources",
 }
 

@@ -19,6 +19,7 @@ __all__ = [
     "UNIT_MILLILITER",
     "UNIT_MILLIMETER",
     "UNIT_NONE",
+    "ABSENT",
     "BREAST_COMPOSITION",
     "CERTAINTY_OF_FINDING",
     "DIAMETER",
@@ -99,6 +100,7 @@ PROBABILITY_OF_CANCER = codes.DCM.ProbabilityOfCancer  # 111047, mammo suspicion
 BREAST_COMPOSITION = codes.SCT.BreastComposition  # 129715009, value from CID 6000
 DIAMETER = codes.SCT.Diameter  # 81827009
 VOLUME = codes.SCT.Volume  # 118565006
+ABSENT = codes.SCT.Absent  # 272519000, CID 240 Present-Absent
 
 
 def procedure_code(modality: str) -> Code:

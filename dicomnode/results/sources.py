@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.pixels import pixel_array
 
 from dicomnode.results.errors import EncodingError
 from dicomnode.results.findings import Vector3, VolumeGeometry
@@ -109,11 +110,23 @@ def geometry_from_datasets(datasets: Sequence[Dataset]) -> VolumeGeometry:
         raise EncodingError(f"sources lack usable geometry: {exc}") from exc
 
 
+MAX_FRAME_BYTES = 256 * 1024 * 1024
+"""Largest decoded frame the summary will draw (guards against decompression bombs)."""
+
+
 def display_slice(ds: Dataset, frame_number: int | None = None) -> np.ndarray:
-    """One frame of ``ds`` windowed to uint8 for display (VOI LUT when present, else min-max)."""
-    pixels = ds.pixel_array
-    if int(ds.get("NumberOfFrames", 1)) > 1:
-        pixels = pixels[(frame_number or 1) - 1]
+    """One frame of ``ds`` windowed to uint8 for display (VOI LUT when present, else min-max).
+
+    Only that frame is decoded; a frame above :data:`MAX_FRAME_BYTES` is refused.
+    """
+    size = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
+    if size * int(ds.get("BitsAllocated", 16)) // 8 > MAX_FRAME_BYTES:
+        raise EncodingError(f"source frame of {size} samples exceeds {MAX_FRAME_BYTES} bytes")
+    multi_frame = int(ds.get("NumberOfFrames", 1)) > 1
+    index = (frame_number or 1) - 1 if multi_frame else None
+    pixels = pixel_array(ds, index=index)
+    if pixels.ndim == 3 and int(ds.get("SamplesPerPixel", 1)) > 1:
+        pixels = pixels.mean(axis=2)
     values = pixels.astype(np.float64) * float(ds.get("RescaleSlope", 1)) + float(
         ds.get("RescaleIntercept", 0)
     )

@@ -56,9 +56,11 @@ def _groups(
     by_uid = index_sources(sources)
     groups: list[_Group] = []
     geometry = _geometry(findings, sources)
-    for n, region in enumerate(findings.regions, start=1):
-        assert geometry is not None  # noqa: S101 - set whenever there are regions
-        groups.append(region_group(region, n, geometry, by_uid, ctx))
+    if geometry is not None:
+        groups.extend(
+            region_group(region, n, geometry, by_uid, ctx)
+            for n, region in enumerate(findings.regions, start=1)
+        )
     if seg is not None:
         segmented = [m for m in findings.masks if not m.is_empty]
         groups.extend(mask_group(m, i + 1, seg, ctx) for i, m in enumerate(segmented))
@@ -135,7 +137,6 @@ def encode_sr(
             is_final=False,
             is_verified=False,
             previous_versions=_previous_versions(ctx) or None,
-            series_description=ctx.series_description("SR"),
         )
     except (ValueError, TypeError, AttributeError) as exc:
         raise EncodingError(f"highdicom refused the report: {exc}", output="sr") from exc

@@ -262,5 +262,5 @@ def absent_group(
         finding_type=kc.type,
         algorithm_id=sr_algorithm(ctx),
         finding_sites=[hd.sr.FindingSite(kc.anatomy)],
-        qualitative_evaluations=[hd.sr.QualitativeEvaluation(kc.type, codes.SCT.Absent)],
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(kc.type, dn_codes.ABSENT)],
     )
