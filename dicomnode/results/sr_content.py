@@ -77,9 +77,11 @@ def _region_slices(region: RegionFinding, geometry: VolumeGeometry) -> list[int]
     """Indices of the slices that the region intersects (at least the nearest one)."""
     centre = np.asarray(region.center)
     offsets = (np.asarray(geometry.positions) - centre) @ geometry.normal
-    extent = max((float(abs(np.asarray(a) @ geometry.normal)) for a in region.axes), default=0.0)
-    if region.shape is RegionShape.BOX:
-        extent = float(sum(abs(np.asarray(a) @ geometry.normal) for a in region.axes))
+    along = np.abs(np.asarray(region.axes).reshape(-1, 3) @ geometry.normal)
+    if region.shape is RegionShape.BOX:  # half-extent of a box along the normal
+        extent = float(along.sum())
+    else:  # of an ellipsoid (0 for a point)
+        extent = float(np.sqrt((along**2).sum()))
     hits = [int(k) for k in np.flatnonzero(np.abs(offsets) <= extent + 1e-6)]
     return hits or [int(np.argmin(np.abs(offsets)))]
 

@@ -103,6 +103,11 @@ def test_regions_round_trip(kwargs: dict, algorithm: Algorithm, tmp_path: Path) 
         refs = {img.referenced_sop_instance_uid for img in surface.source_images_for_segmentation}
         k, _, _ = geo.patient_to_index(region.center)
         assert geo.sop_instance_uids[k] in refs
+        if region.shape.value == "ellipsoid":  # every slice the sphere cuts is referenced
+            offsets = (np.asarray(geo.positions) - np.asarray(region.center)) @ geo.normal
+            radius = region.diameter_mm / 2
+            expected = {geo.sop_instance_uids[i] for i in np.flatnonzero(np.abs(offsets) <= radius)}
+            assert refs == expected and len(expected) > 1
     evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
     assert evidence.SeriesInstanceUID == series[0].SeriesInstanceUID
     assert {str(r.ReferencedSOPInstanceUID) for r in evidence.ReferencedSOPSequence} == {

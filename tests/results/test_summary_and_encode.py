@@ -115,3 +115,14 @@ def test_encoding_errors(ct: list[Dataset], algorithm: Algorithm) -> None:
         encode(findings, ct, algorithm=algorithm, uid_root="1.2.x")
     with pytest.raises(ValueError, match="model_sha256 must be 64"):
         Algorithm("x", "1", "nothex")
+
+
+def test_summary_refuses_oversized_frames(ct: list[Dataset]) -> None:
+    from dicomnode.results.sources import display_slice
+
+    huge = Dataset()
+    huge.Rows = huge.Columns = 60000
+    huge.BitsAllocated = 16
+    with pytest.raises(EncodingError, match="exceeds"):
+        display_slice(huge)
+    assert display_slice(ct[0]).dtype == np.uint8
