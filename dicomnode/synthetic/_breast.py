@@ -128,10 +128,13 @@ def render_view(
     coarse = _smooth_field(rng, shape, 6.0 / spacing)
     propensity = coarse + 0.5 * fine + 1.8 * (1 - radius) - 1.2 * (u < 0.08 * breast.depth)
     dense = np.zeros(shape, bool)
+    weight = np.zeros(shape, np.float32)
     if fraction > 0 and tissue.any():
         threshold = np.quantile(propensity[tissue], 1 - fraction)
         dense = tissue & (propensity > threshold)
-    image += dense * (_DENSE * (0.8 + 0.08 * fine) * (0.6 + 0.4 * thickness))
+        # Soft edges: the truth is the hard mask, the pixels blend over ±0.15 of propensity.
+        weight = np.clip((propensity - threshold) / 0.3 + 0.5, 0, 1) * tissue
+    image += weight * (_DENSE * (0.8 + 0.08 * fine) * (0.6 + 0.4 * thickness))
     image[pectoral] = _PECTORAL + 60 * fine[pectoral]
     image *= 1 + 0.04 * fine * inside
     for placement in masses:
