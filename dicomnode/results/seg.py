@@ -80,7 +80,11 @@ def _stack(
         if len(uids) != 1:
             raise EncodingError("multi-frame masks must reference 1 source instance", output="seg")
         images = [first]
-        n_frames = int(first.NumberOfFrames)
+        n_frames = int(first.get("NumberOfFrames", 1))
+        if max(frame or 0 for _, frame in keys) > n_frames:
+            raise EncodingError(
+                f"mask references frames beyond the source's {n_frames}", output="seg"
+            )
         position = {key: key[1] - 1 for key in keys}  # type: ignore[operator]
     else:
         images = [sources[uid] for uid, _ in keys]

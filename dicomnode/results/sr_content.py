@@ -12,6 +12,7 @@ from pydicom.sr.codedict import codes
 from dicomnode.results import codes as dn_codes
 from dicomnode.results.codes import KIND_CODES
 from dicomnode.results.common import MANUFACTURER, EncodingContext
+from dicomnode.results.errors import EncodingError
 from dicomnode.results.findings import (
     Classification,
     FindingKind,
@@ -89,6 +90,11 @@ def _region_slices(region: RegionFinding, geometry: VolumeGeometry) -> list[int]
 def _source_images(
     keys: Sequence[tuple[str, int | None]], sources: dict[str, Dataset]
 ) -> list[hd.sr.SourceImageForSegmentation]:
+    missing = {uid for uid, _ in keys} - sources.keys()
+    if missing:
+        raise EncodingError(
+            f"region lies on {len(missing)} instance(s) not in sources", output="sr"
+        )
     frames: dict[str, list[int]] = {}
     for uid, frame in keys:
         frames.setdefault(uid, [])
