@@ -105,11 +105,13 @@ def _volume_panels(findings: Findings, sources: Sequence[Dataset]) -> list[_Pane
     for mask in masks:
         counts = mask.array.reshape(mask.array.shape[0], -1).sum(axis=1)
         k = int(np.argmax(counts))
-        if k in chosen or len(chosen) < MAX_PANELS:
-            p = panel(k)
-            p.mask = mask.array[k] if p.mask is None else (p.mask | mask.array[k])
+        if len(chosen) < MAX_PANELS:
+            panel(k)
     if not chosen:
         panel(geometry.shape[0] // 2)
+    for k, p in chosen.items():  # every mask's contour on every key slice it cuts
+        for mask in (m for m in masks if m.geometry == geometry):
+            p.mask = mask.array[k] if p.mask is None else (p.mask | mask.array[k])
     return [chosen[k] for k in sorted(chosen)]
 
 
