@@ -6,6 +6,7 @@ For PACS viewers that show neither SEG nor SR. Drawn with Pillow; every image ca
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -21,7 +22,9 @@ from dicomnode.results.findings import Findings, RegionFinding, RegionShape, Vol
 from dicomnode.results.seg import related_series
 from dicomnode.results.sources import display_slice, geometry_from_datasets, index_sources
 
-__all__ = ["encode_summary", "summary_lines"]
+__all__ = ["encode_summary", "render_summary", "summary_lines"]
+
+logger = logging.getLogger(__name__)
 
 PANEL = 256
 MAX_PANELS = 4
@@ -165,22 +168,22 @@ def _render_panel(p: _Panel, font: ImageFont.ImageFont | ImageFont.FreeTypeFont)
     return canvas
 
 
+def _choose_panels(findings: Findings, sources: Sequence[Dataset]) -> list[_Panel]:
+    """Key slices of the volume for localised or no findings; the images themselves otherwise."""
+    localised = bool(findings.regions or any(not m.is_empty for m in findings.masks))
+    if localised or not findings.classifications:
+        try:
+            return _volume_panels(findings, sources)
+        except EncodingError as exc:  # planar images (e.g. MG): show them as they are
+            logger.info("summary shows the source images, no key slices: %s", exc)
+    return _image_panels(sources)
+
+
 def render_summary(
     findings: Findings, sources: Sequence[Dataset], ctx: EncodingContext
 ) -> np.ndarray:
     """The summary picture as an RGB uint8 array (rows, columns, 3)."""
-    volume = bool(findings.regions or any(not m.is_empty for m in findings.masks))
-    try:
-        panels = _volume_panels(findings, sources) if volume else None
-    except EncodingError:
-        panels = None
-    if panels is None:
-        single = all(int(ds.get("NumberOfFrames", 1)) == 1 for ds in sources)
-        try:
-            panels = _image_panels(sources) if not single or findings.classifications else None
-            panels = panels or _volume_panels(findings, sources)
-        except EncodingError:
-            panels = _image_panels(sources)
+    panels = _choose_panels(findings, sources)
     font = ImageFont.load_default(size=14)
     lines = summary_lines(findings, ctx)
     text_height = 8 + 18 * len(lines)

@@ -79,6 +79,10 @@ def test_summary_empty_and_mammo(ct: list[Dataset], mg: list[Dataset], tmp_path:
     (summary,) = encode(findings, mg, algorithm=alg, outputs=["summary"], uid_root=ROOT)
     verify(summary, tmp_path, "SC-mammo")
     assert summary.pixel_array.shape[1] == 4 * 256  # the four views side by side
+    sr, summary = encode(Findings(kinds=("breast_assessment",)), mg, algorithm=alg, uid_root=ROOT)
+    verify(sr, tmp_path, "SR-empty")
+    verify(summary, tmp_path, "SC-mammo")
+    assert summary.pixel_array.shape[1] == 4 * 256
 
 
 def test_output_selection_and_predecessor(
