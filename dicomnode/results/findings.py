@@ -79,9 +79,11 @@ def _non_negative(name: str, value: float | None) -> float | None:
     return float(value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Mask:
     """A binary mask of one finding kind, indexed [slice, row, column] like ``geometry``.
+
+    Compared by identity (numpy arrays have no single truth value).
 
     Parameters
     ----------
