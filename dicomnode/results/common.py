@@ -125,19 +125,6 @@ class Predecessor:
             sop_instance_uid=str(ds.SOPInstanceUID),
         )
 
-    def as_hierarchical_reference(self) -> Dataset:
-        """This instance as an item of a hierarchical SOP instance reference macro."""
-        instance = Dataset()
-        instance.ReferencedSOPClassUID = self.sop_class_uid
-        instance.ReferencedSOPInstanceUID = self.sop_instance_uid
-        series = Dataset()
-        series.SeriesInstanceUID = self.series_instance_uid
-        series.ReferencedSOPSequence = [instance]
-        study = Dataset()
-        study.StudyInstanceUID = self.study_instance_uid
-        study.ReferencedSeriesSequence = [series]
-        return study
-
 
 @dataclass(frozen=True)
 class EncodingContext:
