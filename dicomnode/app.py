@@ -14,7 +14,7 @@ from dicomnode.config.schema import Config
 from dicomnode.net.scp import StorageSCP, configure_pynetdicom
 from dicomnode.store.db import Database, open_database
 from dicomnode.store.ingest import Store
-from dicomnode.store.recovery import recover, sweep_incoming
+from dicomnode.store.recovery import recover
 
 __all__ = ["Node"]
 
@@ -60,16 +60,8 @@ class Node:
             max_instances=1,
             coalesce=True,
         )
-        spool_age = 2 * cfg.node.network_timeout + cfg.node.dimse_timeout
         self._scheduler.add_job(
-            sweep_incoming,
-            "interval",
-            seconds=60,
-            id="spool",
-            args=[self.store],
-            kwargs={"older_than": spool_age},
-            max_instances=1,
-            coalesce=True,
+            self.scp.reap_spool, "interval", seconds=5, id="spool", max_instances=1, coalesce=True
         )
         self._scheduler.start()
         log.info("node started", extra={"port": self.scp.port, "store": str(cfg.store_path)})

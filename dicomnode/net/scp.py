@@ -8,11 +8,13 @@ raises, it answers a DIMSE status. Deflated transfer syntaxes are refused at neg
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
-from pydicom.uid import AllTransferSyntaxes
+from pydicom.uid import AllTransferSyntaxes, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
@@ -28,9 +30,15 @@ __all__ = ["ACCEPTED_TRANSFER_SYNTAXES", "StorageSCP", "configure_pynetdicom"]
 log = logging.getLogger(__name__)
 
 #: Every transfer syntax pydicom knows, except the deflated ones (a deflate bomb inflates a
-#: few hundred KB into hundreds of MB before any check can run).
-ACCEPTED_TRANSFER_SYNTAXES = [
-    ts for ts in AllTransferSyntaxes if not ts.is_deflated and "deflate" not in ts.name.lower()
+#: few hundred KB into hundreds of MB before any check can run). The acceptor's order decides
+#: when a sender proposes several in one context: uncompressed first, so that the node never
+#: asks a sender to compress (perhaps lossily) what it holds uncompressed.
+ACCEPTED_TRANSFER_SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian] + [
+    ts
+    for ts in AllTransferSyntaxes
+    if not ts.is_deflated
+    and "deflate" not in ts.name.lower()
+    and ts not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 ]
 
 _REJECT_PERMANENT = 0x01
@@ -66,6 +74,7 @@ class StorageSCP:
         self.config = config
         self.store = store
         self._server: ThreadedAssociationServer | None = None
+        self._in_handler: set[str] = set()
         self.ae = self._make_ae()
 
     def _make_ae(self) -> AE:
@@ -156,6 +165,34 @@ class StorageSCP:
         # Rejections by pynetdicom itself (association limit, unknown calling AE).
         self._audit(AuditKind.ASSOCIATION_REJECTED, self._peer(event), "rejected by the SCP")
 
+    def reap_spool(self, *, min_age: float = 5.0) -> int:
+        """Remove spool files that no running transfer or handler owns; returns how many.
+
+        pynetdicom deletes its temporary file only after the C-STORE handler ran: an abort or
+        a dropped connection mid-transfer, or a command it fails to decode (which kills the
+        association's DUL thread), leaves the file behind. Files still being written belong
+        to a live association's message decoder; files being stored are in ``_in_handler``.
+        """
+        owned = set(self._in_handler)
+        for assoc in self.ae.active_associations:
+            message = getattr(getattr(assoc, "dimse", None), "message", None)
+            spool = getattr(message, "_data_set_file", None)
+            if spool is not None:
+                owned.add(Path(spool.name).name)
+        removed = 0
+        cutoff = time.time() - min_age
+        for entry in os.scandir(self.store.incoming):
+            try:
+                if entry.name in owned or entry.stat().st_mtime > cutoff:
+                    continue
+                os.unlink(entry.path)
+                removed += 1
+            except FileNotFoundError:
+                continue
+        if removed:
+            log.info("removed %d spool files of interrupted transfers", removed)
+        return removed
+
     def _on_echo(self, event: Any) -> int:
         return 0x0000
 
@@ -169,6 +206,7 @@ class StorageSCP:
         except Exception:
             log.exception("no spooled dataset")
             return _UNEXPECTED
+        self._in_handler.add(spool.name)
         try:
             result = self.store.ingest(
                 spool,
@@ -189,6 +227,8 @@ class StorageSCP:
             self._audit(AuditKind.STORE_FAILED, peer, "unexpected error")
             spool.unlink(missing_ok=True)
             return _UNEXPECTED
+        finally:
+            self._in_handler.discard(spool.name)
         log.debug(
             "stored",
             extra={

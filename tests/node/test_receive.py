@@ -22,7 +22,10 @@ def test_echoscu_gets_success(node_factory):
     node = node_factory().start()
     out = subprocess.run(
         [ECHOSCU, "-aec", "DICOMNODE", "127.0.0.1", str(node.port)],
-        env=DCMTK_ENV, capture_output=True, text=True, timeout=30,
+        env=DCMTK_ENV,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert out.returncode == 0, out.stderr
 
@@ -54,7 +57,7 @@ def test_study_over_several_associations_resent_twice_is_stored_once(node_factor
     on_disk = node.stored_files()
     assert len(rows) == len(all_files) == len(on_disk)
     assert {r[0] for r in rows} == {dcmread(p).SOPInstanceUID for p in all_files}
-    for sop, rel, sha in rows:
+    for _sop, rel, sha in rows:
         stored = node.store / rel
         assert stored.is_file() and _sha(stored) == sha
         assert stored.read_bytes()[:128] == b"\x00" * 128
@@ -65,7 +68,9 @@ def test_study_over_several_associations_resent_twice_is_stored_once(node_factor
     )
     assert sorted(c for _, c in series_counts) == [5, 7, 9]
     assert not list((node.store / ".incoming").iterdir())
-    assert node.query("select count(*) from audit_events where kind='instance.superseded'") == [(0,)]
+    assert node.query("select count(*) from audit_events where kind='instance.superseded'") == [
+        (0,)
+    ]
 
 
 def test_changed_instance_supersedes_and_reopens_series(node_factory, tmp_path):
@@ -99,9 +104,7 @@ def test_changed_instance_supersedes_and_reopens_series(node_factory, tmp_path):
 
 
 def test_unknown_ae_and_wrong_address_are_rejected(node_factory, tmp_path):
-    node = node_factory(
-        node={"allow": [{"ae_title": "GOODSCU", "host": "127.0.0.1/32"}]}
-    ).start()
+    node = node_factory(node={"allow": [{"ae_title": "GOODSCU", "host": "127.0.0.1/32"}]}).start()
     spec = dicomgen.study("acl", [1])[0]
     ds = dicomgen.instance(spec, 0)
 

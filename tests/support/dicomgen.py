@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, UID
+from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, MRImageStorage
 
 CANARY_NAME = "CANARY^PHI^NAME"
 CANARY_ID = "CANARY-PHI-ID-4711"

@@ -95,7 +95,9 @@ class NodeProcess:
         """Run a ``dicomnode`` subcommand against this node's config."""
         return subprocess.run(
             [sys.executable, "-m", "dicomnode.cli", *args, "-c", str(self.config_path)],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
 
     def start(self, timeout: float = 30) -> NodeProcess:
@@ -103,7 +105,8 @@ class NodeProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dicomnode.cli", "serve", "-c", str(self.config_path)],
-            stdout=log, stderr=subprocess.STDOUT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -141,18 +144,35 @@ class NodeProcess:
     def stored_files(self) -> list[Path]:
         """Files of the store proper (not spool, superseded or quarantine)."""
         return sorted(
-            p for p in self.store.rglob("*.dcm") if not p.relative_to(self.store).parts[0].startswith(".")
+            p
+            for p in self.store.rglob("*.dcm")
+            if not p.relative_to(self.store).parts[0].startswith(".")
         )
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
 
-def storescu(port: int, paths: list[Path], *extra: str, aet: str = "STORESCU",
-             timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def storescu(
+    port: int, paths: list[Path], *extra: str, aet: str = "STORESCU", timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """dcmtk's storescu (not pynetdicom's of the same name) with Nagle off."""
     return subprocess.run(
-        [STORESCU, "-v", "-nh", "-aet", aet, "-aec", "DICOMNODE", *extra, "127.0.0.1", str(port),
-         *map(str, paths)],
-        capture_output=True, text=True, env=DCMTK_ENV, timeout=timeout,
+        [
+            STORESCU,
+            "-v",
+            "-nh",
+            "-aet",
+            aet,
+            "-aec",
+            "DICOMNODE",
+            *extra,
+            "127.0.0.1",
+            str(port),
+            *map(str, paths),
+        ],
+        capture_output=True,
+        text=True,
+        env=DCMTK_ENV,
+        timeout=timeout,
     )

@@ -1,0 +1,193 @@
+"""Hostile and broken input over the wire: a failure status, nothing stored, node alive."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pydicom.config
+import pytest
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE, _config
+from pynetdicom.sop_class import CTImageStorage, MRImageStorage  # type: ignore[attr-defined]
+
+from tests.support import dicomgen
+from tests.support.nodeproc import echo
+
+HOSTILE_UIDS = [
+    "",
+    "..",
+    "../",
+    "../../../../tmp/PWNED_MARKER",
+    "1.2.3/../../PWNED_MARKER",
+    "/etc/passwd",
+    "1.2.3/4",
+    "1.2.3\\4",
+    "C:\\PWNED_MARKER",
+    "1." + "2" * 70,
+    "1." + ".".join(["9"] * 40),
+    "1.2.03",
+    "1..2",
+    ".1.2",
+    "1.2.",
+    "a.b.c",
+    "1.2.3a",
+    "1.2.3 4",
+    "1.2.3\n4",
+    "%2e%2e%2fPWNED_MARKER",
+    "~root",
+    "${jndi:ldap://x}",
+    "1.2.3;rm -rf",
+    "１.２.３",
+    "-1.2",
+]
+
+
+@contextmanager
+def _lenient_pydicom() -> Iterator[None]:
+    """Let the test write and send UIDs pydicom would refuse."""
+    settings = pydicom.config.settings
+    old = settings.writing_validation_mode, settings.reading_validation_mode
+    settings.writing_validation_mode = pydicom.config.IGNORE
+    settings.reading_validation_mode = pydicom.config.IGNORE
+    old_chunked = _config.STORE_SEND_CHUNKED_DATASET
+    _config.STORE_SEND_CHUNKED_DATASET = True  # send file bytes as they are
+    try:
+        yield
+    finally:
+        settings.writing_validation_mode, settings.reading_validation_mode = old
+        _config.STORE_SEND_CHUNKED_DATASET = old_chunked
+
+
+def _send_files(port: int, paths: list[Path]) -> list[int | None]:
+    """Send raw files in one association; the status of each (None: no response)."""
+    ae = AE(ae_title="HOSTILE")
+    ae.add_requested_context(CTImageStorage, [ExplicitVRLittleEndian])
+    ae.add_requested_context(MRImageStorage, [ExplicitVRLittleEndian])
+    ae.dimse_timeout = 5
+    statuses: list[int | None] = []
+    assoc = ae.associate("127.0.0.1", port, ae_title="DICOMNODE")
+    assert assoc.is_established
+    for path in paths:
+        if not assoc.is_established:
+            assoc = ae.associate("127.0.0.1", port, ae_title="DICOMNODE")
+        try:
+            status = assoc.send_c_store(path)
+        except (ValueError, AttributeError, RuntimeError, TypeError):
+            statuses.append(None)
+            continue
+        statuses.append(int(status.Status) if status else None)
+    if assoc.is_established:
+        assoc.release()
+    return statuses
+
+
+@pytest.fixture
+def node(node_factory):
+    return node_factory().start()
+
+
+def _write(ds, path: Path) -> Path:
+    """Write as Part 10 with the file meta exactly as given (no fixing up by pydicom)."""
+    ds.preamble = b"\x00" * 128
+    ds.file_meta.FileMetaInformationVersion = b"\x00\x01"
+    ds.file_meta.ImplementationClassUID = "1.2.3.4"
+    ds.save_as(path, enforce_file_format=False)
+    return path
+
+
+def _write_hostile(spec, n: int, attr: str, bad: str, path: Path) -> Path:
+    """Instance ``n`` with ``attr`` (and, for the SOP UID, the command's) set to ``bad``.
+
+    Values pydicom cannot encode (non-ASCII) are written as a placeholder of the same byte
+    length, then patched in the file's bytes.
+    """
+    raw = bad.encode("utf-8")
+    placeholder = "9" * len(raw) if raw and not bad.isascii() else bad
+    ds = dicomgen.instance(spec, n)
+    setattr(ds, attr, placeholder)
+    if attr == "SOPInstanceUID":
+        ds.file_meta.MediaStorageSOPInstanceUID = placeholder
+    _write(ds, path)
+    if placeholder != bad:
+        path.write_bytes(path.read_bytes().replace(placeholder.encode(), raw))
+    return path
+
+
+def test_hostile_uids_are_refused_and_nothing_leaves_the_store(node, tmp_path):
+    spec = dicomgen.study("hostile", [1])[0]
+    paths = []
+    with _lenient_pydicom():
+        for n, bad in enumerate(HOSTILE_UIDS):
+            for attr in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
+                paths.append(_write_hostile(spec, n, attr, bad, tmp_path / f"h{n}-{attr}.dcm"))
+        statuses = _send_files(node.port, paths)
+    assert len(statuses) == len(HOSTILE_UIDS) * 3
+    accepted = [p.name for p, s in zip(paths, statuses, strict=True) if s == 0]
+    assert accepted == []
+    assert all(s is None or s >= 0xA000 for s in statuses)
+    assert node.stored_files() == []
+    assert node.query("select count(*) from instances") == [(0,)]
+    assert not list(Path("/tmp").glob("PWNED_MARKER*"))
+    assert not [p for p in node.root.parent.rglob("*PWNED_MARKER*")]
+    # Some hostile commands make pynetdicom's decoder fail after it created its spool file;
+    # the node reaps such files within seconds.
+    deadline = time.monotonic() + 15
+    while list((node.store / ".incoming").iterdir()):
+        assert time.monotonic() < deadline, "spool files left behind"
+        time.sleep(0.5)
+    assert echo(node.port)
+
+
+def test_dataset_uids_must_equal_the_command(node, tmp_path):
+    spec = dicomgen.study("mismatch", [1])[0]
+    ds = dicomgen.instance(spec, 0)
+    ds.file_meta.MediaStorageSOPInstanceUID = dicomgen.uid("other instance")
+    other_class = dicomgen.instance(spec, 1)
+    other_class.file_meta.MediaStorageSOPClassUID = MRImageStorage
+    with _lenient_pydicom():
+        statuses = _send_files(
+            node.port, [_write(ds, tmp_path / "a.dcm"), _write(other_class, tmp_path / "b.dcm")]
+        )
+    assert statuses == [0xA900, 0xA900]
+    assert node.stored_files() == []
+
+
+def test_truncated_and_unparseable_files_get_a_failure_and_the_node_serves_on(node, tmp_path):
+    spec = dicomgen.study("broken", [1])[0]
+    good = _write(dicomgen.instance(spec, 0), tmp_path / "good.dcm")
+    data = good.read_bytes()
+    truncated_pixels = tmp_path / "trunc-pixels.dcm"
+    truncated_pixels.write_bytes(data[:-300])
+    meta_end = data.index(b"\x08\x00\x16\x00")  # (0008,0016) SOPClassUID: first data element
+    truncated_header = tmp_path / "trunc-header.dcm"
+    truncated_header.write_bytes(data[: meta_end + 40])
+    garbage = tmp_path / "garbage.dcm"
+    garbage.write_bytes(data[:meta_end] + bytes(range(256)) * 8)
+    with _lenient_pydicom():
+        statuses = _send_files(node.port, [truncated_pixels, truncated_header, garbage, good])
+    assert statuses[:3] == [0xC000, 0xC000, 0xC000]
+    assert statuses[3] == 0
+    assert len(node.stored_files()) == 1
+    assert not list((node.store / ".incoming").iterdir())
+    assert echo(node.port)
+    audit = node.query("select detail from audit_events where kind='store.failed'")
+    assert len(audit) == 3 and all(d.startswith("0xC000") for (d,) in audit)
+
+
+def test_declared_huge_image_is_stored_as_received_without_decoding(node, tmp_path):
+    spec = dicomgen.study("huge", [1])[0]
+    ds = dicomgen.instance(spec, 0)
+    ds.Rows = ds.Columns = 65535
+    ds.NumberOfFrames = 1000  # declares ~8.6 TB of pixels; carries 2 KB
+    path = _write(ds, tmp_path / "huge.dcm")
+    with _lenient_pydicom():
+        statuses = _send_files(node.port, [path])
+    assert statuses == [0]
+    (stored,) = node.stored_files()
+    sent = path.read_bytes()
+    body = sent[sent.index(b"\x08\x00\x16\x00") :]
+    assert stored.read_bytes().endswith(body)
+    assert echo(node.port)
