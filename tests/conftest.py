@@ -24,3 +24,29 @@ def node_factory(tmp_path: Path) -> Iterator[Any]:
     yield make
     for node in started:
         node.kill()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a database in a PostgreSQL cluster started for this test session."""
+    from tests.support.pg import postgres_cluster
+
+    with postgres_cluster() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A migrated state database on each supported backend."""
+    from dicomnode.store.db import open_database
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'state.db'}"
+    else:
+        from tests.support.pg import fresh_database
+
+        base = request.getfixturevalue("postgres_url")
+        url = fresh_database(base, f"t{abs(hash(request.node.nodeid)) % 10**12}")
+    db = open_database(url)
+    yield db
+    db.dispose()

@@ -39,9 +39,20 @@ def test_kill_9_while_storescu_sends_loses_no_acknowledged_instance(node_factory
         files = dicomgen.write_series(spec, tmp_path / f"series{round_}")
         node.start()
         sender = subprocess.Popen(
-            [STORESCU, "-v", "-nh", "-aec", "DICOMNODE", "127.0.0.1", str(node.port),
-             *map(str, files)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=DCMTK_ENV,
+            [
+                STORESCU,
+                "-v",
+                "-nh",
+                "-aec",
+                "DICOMNODE",
+                "127.0.0.1",
+                str(node.port),
+                *map(str, files),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=DCMTK_ENV,
         )
         # Kill after a random share of the series has arrived.
         target = rng.randint(20, 250)

@@ -67,6 +67,13 @@ def test_study_over_several_associations_resent_twice_is_stored_once(node_factor
         "group by s.id"
     )
     assert sorted(c for _, c in series_counts) == [5, 7, 9]
+    status = node.cli("status", "--json")
+    assert status.returncode == 0, status.stderr
+    import json
+
+    listed = json.loads(status.stdout)
+    assert sorted(item["instances"] for item in listed) == [5, 7, 9]
+    assert {item["study_uid"] for item in listed} == {specs[0].study_uid}
     assert not list((node.store / ".incoming").iterdir())
     assert node.query("select count(*) from audit_events where kind='instance.superseded'") == [
         (0,)

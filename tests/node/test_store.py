@@ -1,0 +1,146 @@
+"""The durable store in-process, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from dicomnode.errors import OutOfSpace, StoreRejected
+from dicomnode.store.ingest import Store, StoreOutcome
+from dicomnode.store.models import AuditEvent, CompletionState, Instance, Series, Study
+from dicomnode.store.recovery import recover, verify
+from tests.support import dicomgen
+
+
+@pytest.fixture
+def store(database, tmp_path) -> Store:
+    return Store(tmp_path / "store", database, min_free=0)
+
+
+def _spool(store: Store, ds, name: str = "rx.dcm") -> Path:
+    path = store.incoming / name
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _ingest(store: Store, ds, name: str = "rx.dcm"):
+    return store.ingest(
+        _spool(store, ds, name),
+        sop_class_uid=ds.SOPClassUID,
+        sop_instance_uid=ds.SOPInstanceUID,
+        calling_ae="SCU",
+    )
+
+
+def _count(store: Store, model) -> int:
+    with store.db.session() as s:
+        return s.scalar(select(func.count()).select_from(model))
+
+
+SPEC = dicomgen.study("store", [4])[0]
+
+
+def test_new_instance_is_written_indexed_and_spool_consumed(store):
+    ds = dicomgen.instance(SPEC, 0)
+    result = _ingest(store, ds)
+    assert result.outcome is StoreOutcome.STORED
+    expected = store.root / SPEC.study_uid / SPEC.series_uid / f"{ds.SOPInstanceUID}.dcm"
+    assert result.path == expected and expected.is_file()
+    assert list(store.incoming.iterdir()) == []
+    with store.db.session() as s:
+        inst = s.scalar(select(Instance))
+        assert inst.sha256 == hashlib.sha256(expected.read_bytes()).hexdigest()
+        assert inst.size == expected.stat().st_size
+        assert inst.calling_ae == "SCU"
+        series = s.scalar(select(Series))
+        assert series.state is CompletionState.OPEN and series.modality == "CT"
+        assert s.scalar(select(Study)).study_uid == SPEC.study_uid
+
+
+def test_identical_resend_is_a_duplicate_without_new_work(store):
+    ds = dicomgen.instance(SPEC, 1)
+    _ingest(store, ds)
+    with store.db.session() as s:
+        before = s.scalar(select(Series.last_received_at))
+    assert _ingest(store, ds).outcome is StoreOutcome.DUPLICATE
+    with store.db.session() as s:
+        assert s.scalar(select(Series.last_received_at)) == before
+    assert _count(store, Instance) == 1
+    assert _count(store, AuditEvent) == 0
+    assert list(store.incoming.iterdir()) == []
+
+
+def test_changed_bytes_supersede_keeping_the_old_version(store):
+    _ingest(store, dicomgen.instance(SPEC, 2))
+    with store.db.session() as s:
+        s.scalar(select(Series)).state = CompletionState.COMPLETE
+    result = _ingest(store, dicomgen.instance(SPEC, 2, value=99))
+    assert result.outcome is StoreOutcome.SUPERSEDED
+    kept = list(store.superseded.rglob("*.dcm"))
+    assert len(kept) == 1
+    assert _count(store, Instance) == 1
+    with store.db.session() as s:
+        kinds = set(s.scalars(select(AuditEvent.kind)))
+        assert s.scalar(select(Series.state)) is CompletionState.OPEN
+    assert {"instance.superseded", "series.reopened"} <= kinds
+
+
+def test_uid_mismatch_and_invalid_uids_are_refused(store):
+    ds = dicomgen.instance(SPEC, 3)
+    with pytest.raises(StoreRejected) as err:
+        store.ingest(
+            _spool(store, ds), sop_class_uid=ds.SOPClassUID, sop_instance_uid=dicomgen.uid("other")
+        )
+    assert err.value.status == 0xA900
+    ds.SeriesInstanceUID = "1.2.3/../../x"
+    with pytest.raises(StoreRejected) as err:
+        _ingest(store, ds)
+    assert err.value.status == 0xC000
+    assert list(store.incoming.iterdir()) == []
+    assert _count(store, Instance) == 0
+
+
+def test_below_min_free_answers_out_of_resources_and_leaves_nothing(store):
+    store.min_free = 10**18
+    with pytest.raises(OutOfSpace) as err:
+        _ingest(store, dicomgen.instance(SPEC, 0))
+    assert err.value.status == 0xA700
+    assert list(store.incoming.iterdir()) == []
+    assert not any(p.is_file() for p in store.root.rglob("*") if ".incoming" not in p.parts)
+
+
+def test_failed_commit_undoes_the_rename(store, monkeypatch):
+    ds = dicomgen.instance(SPEC, 0)
+    from dicomnode.store import ingest as ingest_mod
+
+    def broken_touch(self, *args, **kwargs):
+        raise OSError(5, "simulated I/O error")
+
+    monkeypatch.setattr(ingest_mod.Store, "_touch", broken_touch)
+    with pytest.raises(StoreRejected) as err:
+        _ingest(store, ds)
+    assert err.value.status == 0xA700
+    assert list(store.root.rglob("*.dcm")) == []
+    assert _count(store, Instance) == 0
+
+
+def test_recovery_indexes_complete_orphans_and_clears_the_spool(store):
+    ds = dicomgen.instance(SPEC, 0)
+    _ingest(store, ds)
+    # A crash between rename and commit leaves a complete file without a row.
+    orphan = dicomgen.instance(SPEC, 1)
+    target = store.root / SPEC.study_uid / SPEC.series_uid / f"{orphan.SOPInstanceUID}.dcm"
+    orphan.save_as(target, enforce_file_format=True)
+    (store.incoming / "tmpabc.dcm").write_bytes(b"partial")
+    assert verify(store).unindexed_files == [target.relative_to(store.root).as_posix()]
+    report = recover(store)
+    assert report.indexed == 1 and report.spool_removed == 1
+    assert _count(store, Instance) == 2
+    assert verify(store).unindexed_files == [] and verify(store).missing_files == []
+    # An indexed file that vanished is reported, never dropped silently.
+    target.unlink()
+    assert recover(store).missing_files == [target.relative_to(store.root).as_posix()]
+    assert _count(store, Instance) == 2
