@@ -15,11 +15,12 @@ import logging
 import threading
 import zlib
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -43,6 +44,7 @@ INCOMING = ".incoming"
 SUPERSEDED = ".superseded"
 MISMATCH = 0xA900
 _LOCK_STRIPES = 64
+_ID_CACHE = 4096
 
 
 class StoreOutcome(str, enum.Enum):
@@ -93,6 +95,7 @@ class Store:
         self.incoming = root / INCOMING
         self.superseded = root / SUPERSEDED
         self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
+        self._ids: dict[str, tuple[int, int]] = {}  # series UID -> (series id, study id)
         root.mkdir(parents=True, exist_ok=True)
         self.incoming.mkdir(exist_ok=True)
         self.superseded.mkdir(exist_ok=True)
@@ -183,41 +186,43 @@ class Store:
         undo: list[tuple[Path, Path]] = []  # renames made, to reverse if the commit fails
         try:
             with self.db.session() as session:
-                existing = session.scalar(
-                    select(Instance).where(Instance.sop_instance_uid == rx.header.sop_instance_uid)
-                )
-                if existing is not None and self._unchanged(existing, rx, spool):
+                existing = session.execute(
+                    select(Instance.id, Instance.sha256, Instance.path).where(
+                        Instance.sop_instance_uid == rx.header.sop_instance_uid
+                    )
+                ).first()
+                if existing is not None and self._unchanged(
+                    existing.sha256, existing.path, rx, spool
+                ):
                     return self._result(StoreOutcome.DUPLICATE, rx)
-                series = self._series(session, rx.header)
+                series_id = self._touch(session, rx.header, peer)
                 files.make_dirs(final.parent, self.root)
+                values = {
+                    "series_id": series_id,
+                    "sop_class_uid": rx.header.sop_class_uid,
+                    "transfer_syntax_uid": rx.header.transfer_syntax_uid,
+                    "path": rx.rel.as_posix(),
+                    "size": rx.size,
+                    "sha256": rx.sha256,
+                    "calling_ae": calling_ae,
+                    "received_at": utcnow(),
+                }
                 outcome = StoreOutcome.STORED
                 if existing is not None:
-                    outcome = self._supersede(session, existing, rx, peer, undo)
-                    existing.series_id = series.id
-                    existing.sop_class_uid = str(rx.header.sop_class_uid)
-                    existing.transfer_syntax_uid = rx.header.transfer_syntax_uid
-                    existing.path = rx.rel.as_posix()
-                    existing.size = rx.size
-                    existing.sha256 = rx.sha256
-                    existing.calling_ae = calling_ae
-                    existing.received_at = utcnow()
+                    outcome = self._supersede(
+                        session, existing.path, existing.sha256, rx, peer, undo
+                    )
+                    session.execute(
+                        update(Instance).where(Instance.id == existing.id).values(**values)
+                    )
                 else:
-                    session.add(
-                        Instance(
-                            series_id=series.id,
-                            sop_instance_uid=rx.header.sop_instance_uid,
-                            sop_class_uid=rx.header.sop_class_uid,
-                            transfer_syntax_uid=rx.header.transfer_syntax_uid,
-                            path=rx.rel.as_posix(),
-                            size=rx.size,
-                            sha256=rx.sha256,
-                            calling_ae=calling_ae,
-                            received_at=utcnow(),
+                    session.execute(
+                        insert(Instance).values(
+                            sop_instance_uid=rx.header.sop_instance_uid, **values
                         )
                     )
                 files.durable_rename(spool, final)
                 undo.append((final, spool))
-                self._touch(session, series, peer)
             return self._result(outcome, rx)
         except BaseException:
             for done, back in reversed(undo):
@@ -225,9 +230,10 @@ class Store:
                     files.durable_rename(done, back)
                 except OSError as exc:
                     log.error("cannot undo a rename after a failed commit: %s", exc.strerror)
+            self._ids.clear()  # the transaction may have created rows that are now gone
             raise
 
-    def _unchanged(self, existing: Instance, rx: _Received, spool: Path) -> bool:
+    def _unchanged(self, sha256: str, path: str, rx: _Received, spool: Path) -> bool:
         """Whether a re-sent instance equals the stored one: same bytes, or same content.
 
         A sender may re-send an instance in another transfer syntax (implicit instead of
@@ -235,47 +241,97 @@ class Store:
         endian files up to a size bound, the parsed datasets are compared element by element;
         anything else that differs in bytes counts as changed.
         """
-        old = self.root / existing.path
+        old = self.root / path
         if not old.is_file():
             return False
-        if existing.sha256 == rx.sha256:
+        if sha256 == rx.sha256:
             return True
         return same_content(old, spool)
 
     def _supersede(
         self,
         session: Session,
-        existing: Instance,
+        old_path: str,
+        old_sha256: str,
         rx: _Received,
         peer: str | None,
         undo: list[tuple[Path, Path]],
     ) -> StoreOutcome:
-        old = self.root / existing.path
+        old = self.root / old_path
         if not old.is_file():
             record(
                 session,
                 AuditKind.INSTANCE_RECOVERED,
-                subject=existing.sop_instance_uid,
+                subject=rx.header.sop_instance_uid,
                 peer=peer,
                 detail="indexed file was missing; replaced by the received copy",
             )
             return StoreOutcome.STORED
         stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
-        kept = self.superseded / Path(existing.path).with_suffix(f".{stamp}.dcm")
+        kept = self.superseded / Path(old_path).with_suffix(f".{stamp}.dcm")
         files.make_dirs(kept.parent, self.superseded)
         files.durable_rename(old, kept)
         undo.append((kept, old))
         record(
             session,
             AuditKind.INSTANCE_SUPERSEDED,
-            subject=existing.sop_instance_uid,
+            subject=rx.header.sop_instance_uid,
             peer=peer,
-            detail=f"old sha256 {existing.sha256} kept as {kept.relative_to(self.root)}",
+            detail=f"old sha256 {old_sha256} kept as {kept.relative_to(self.root)}",
         )
         return StoreOutcome.SUPERSEDED
 
-    def _series(self, session: Session, header: ReceivedHeader) -> Series:
+    def _touch(self, session: Session, header: ReceivedHeader, peer: str | None) -> int:
+        """Record an arrival in its series and study (creating or re-opening them).
+
+        The ids of known series are cached, so the usual instance costs two UPDATEs; a
+        series or study that was complete is re-opened, with an audit row.
+        """
+        assert header.series_uid and header.study_uid
         now = utcnow()
+        ids = self._ids.get(header.series_uid)
+        if ids is None or not self._bump(session, Series, ids[0], now):
+            if ids is not None:
+                self._reopen(session, Series, ids[0], now, header.series_uid, peer)
+            ids = self._ids.get(header.series_uid) or self._create(session, header, now)
+        if not self._bump(session, Study, ids[1], now):
+            self._reopen(session, Study, ids[1], now, header.study_uid, peer)
+        return ids[0]
+
+    @staticmethod
+    def _bump(
+        session: Session, model: type[Series] | type[Study], row_id: int, now: datetime
+    ) -> bool:
+        """Move ``last_received_at`` of an open row; False when the row is not open."""
+        result = session.execute(
+            update(model)
+            .where(model.id == row_id, model.state == CompletionState.OPEN)
+            .values(last_received_at=now)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def _reopen(
+        self,
+        session: Session,
+        model: type[Series] | type[Study],
+        row_id: int,
+        now: datetime,
+        uid: str,
+        peer: str | None,
+    ) -> None:
+        result = session.execute(
+            update(model)
+            .where(model.id == row_id, model.state == CompletionState.COMPLETE)
+            .values(state=CompletionState.OPEN, last_received_at=now)
+        )
+        if result.rowcount:  # type: ignore[attr-defined]
+            kind = AuditKind.SERIES_REOPENED if model is Series else AuditKind.STUDY_REOPENED
+            record(session, kind, subject=uid, peer=peer)
+        else:  # the row is gone (retention): look it up afresh
+            self._ids.clear()
+
+    def _create(self, session: Session, header: ReceivedHeader, now: datetime) -> tuple[int, int]:
+        """Ids of the header's series and study, inserting them when new."""
         _insert_ignore(
             session,
             Study,
@@ -299,23 +355,14 @@ class Store:
             state=CompletionState.OPEN,
             completions=0,
         )
-        series = session.scalar(select(Series).where(Series.series_uid == header.series_uid))
-        assert series is not None
-        return series
-
-    def _touch(self, session: Session, series: Series, peer: str | None) -> None:
-        """Record the arrival: the series and study stay (or become again) open."""
-        now = utcnow()
-        series.last_received_at = now
-        if series.state is CompletionState.COMPLETE:
-            series.state = CompletionState.OPEN
-            record(session, AuditKind.SERIES_REOPENED, subject=series.series_uid, peer=peer)
-        study = session.get(Study, series.study_id)
-        assert study is not None
-        study.last_received_at = now
-        if study.state is CompletionState.COMPLETE:
-            study.state = CompletionState.OPEN
-            record(session, AuditKind.STUDY_REOPENED, subject=study.study_uid, peer=peer)
+        row = session.execute(
+            select(Series.id, Series.study_id).where(Series.series_uid == header.series_uid)
+        ).one()
+        ids = (int(row.id), int(row.study_id))
+        if len(self._ids) >= _ID_CACHE:
+            self._ids.clear()
+        self._ids[str(header.series_uid)] = ids
+        return ids
 
     def _result(self, outcome: StoreOutcome, rx: _Received) -> StoreResult:
         return StoreResult(

@@ -112,19 +112,28 @@ def test_below_min_free_answers_out_of_resources_and_leaves_nothing(store):
     assert not any(p.is_file() for p in store.root.rglob("*") if ".incoming" not in p.parts)
 
 
-def test_failed_commit_undoes_the_rename(store, monkeypatch):
+def test_failed_commit_undoes_the_rename(store):
+    from sqlalchemy import event
+
     ds = dicomgen.instance(SPEC, 0)
-    from dicomnode.store import ingest as ingest_mod
+    renamed = []
 
-    def broken_touch(self, *args, **kwargs):
-        raise OSError(5, "simulated I/O error")
+    def disk_full_at_commit(conn):
+        renamed.extend(store.root.glob("*/*/*.dcm"))  # the file is in place at commit time
+        raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ingest_mod.Store, "_touch", broken_touch)
-    with pytest.raises(StoreRejected) as err:
-        _ingest(store, ds)
+    event.listen(store.db.engine, "commit", disk_full_at_commit)
+    try:
+        with pytest.raises(StoreRejected) as err:
+            _ingest(store, ds)
+    finally:
+        event.remove(store.db.engine, "commit", disk_full_at_commit)
     assert err.value.status == 0xA700
+    assert len(renamed) == 1
     assert list(store.root.rglob("*.dcm")) == []
     assert _count(store, Instance) == 0
+    # and the store works afterwards
+    assert _ingest(store, ds).outcome is StoreOutcome.STORED
 
 
 def test_recovery_indexes_complete_orphans_and_clears_the_spool(store):

@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import dicomnode.jobs.models  # noqa: F401  (registers the queue tables on Base.metadata)
 from dicomnode.store.models import Base
 
 connection = context.config.attributes.get("connection")

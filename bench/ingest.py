@@ -1,0 +1,218 @@
+"""Ingest benchmark: the node against dcmtk's storescp, same machine, same run.
+
+Sends one generated 300-slice 512x512 CT with dcmtk's ``storescu`` to the node and to
+``storescp`` (single association, alternating, best of N), then four series over four parallel
+associations to each, and prints throughput ratios and the node's peak RSS.
+
+storescp has no fsync option; it is measured as shipped and with ``--exec-on-reception "sync
+FILE" --exec-sync`` (an fsync per received file, the nearest to what the node does). The node
+fsyncs every file, its directory and the SQLite WAL before answering Success.
+
+Usage: ``python bench/ingest.py [--slices 300] [--repeat 3]``. Prints a table; exits 0.
+Targets (DESIGN/issue 2): ratio >= 0.8 single association; node peak RSS < 300 MB with 4
+concurrent series. A shortfall is reported, not asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ENV = {**os.environ, "TCP_NODELAY": "1"}
+STORESCU = "/usr/bin/storescu"
+STORESCP = "/usr/bin/storescp"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+def make_series(out: Path, slices: int, seeds: list[int]) -> list[Path]:
+    from dicomnode.synthetic import chest_ct, write_study
+
+    dirs = []
+    for seed in seeds:
+        study = chest_ct(seed, shape=(512, 512, slices))
+        directory = out / f"ct{seed}"
+        write_study(study.datasets, directory)
+        dirs.append(directory)
+    return dirs
+
+
+def send(port: int, directory: Path) -> float:
+    """Send a folder in one association; seconds."""
+    started = time.perf_counter()
+    subprocess.run(
+        [STORESCU, "-aec", "DICOMNODE", "+sd", "-nh", "127.0.0.1", str(port), str(directory)],
+        env=ENV, check=True, capture_output=True,
+    )
+    return time.perf_counter() - started
+
+
+def send_parallel(port: int, directories: list[Path]) -> float:
+    started = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            [STORESCU, "-aec", "DICOMNODE", "+sd", "-nh", "127.0.0.1", str(port), str(d)],
+            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        for d in directories
+    ]
+    for proc in procs:
+        if proc.wait() != 0:
+            raise RuntimeError("storescu failed")
+    return time.perf_counter() - started
+
+
+@dataclass
+class Peer:
+    name: str
+    start: Callable[[], subprocess.Popen[bytes]]
+    port: int
+    reset: Callable[[], None]
+    proc: subprocess.Popen[bytes] | None = None
+
+    def up(self) -> None:
+        self.proc = self.start()
+        wait_port(self.port)
+
+    def down(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def storescp_peer(work: Path, *, fsync: bool) -> Peer:
+    port = free_port()
+    out = work / ("scp-fsync" if fsync else "scp")
+
+    def start() -> subprocess.Popen[bytes]:
+        out.mkdir(parents=True, exist_ok=True)
+        cmd = [STORESCP, "--fork", "-pdu", "131072", "-od", str(out)]
+        if fsync:
+            cmd += ["-xcr", "sync #p/#f", "-xs"]
+        return subprocess.Popen([*cmd, str(port)], env=ENV, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+
+    def reset() -> None:
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+
+    return Peer("storescp" + (" +sync" if fsync else ""), start, port, reset)
+
+
+def node_peer(work: Path) -> Peer:
+    port = free_port()
+    root = work / "node"
+    config = root / "dicomnode.yaml"
+
+    def start() -> subprocess.Popen[bytes]:
+        root.mkdir(parents=True, exist_ok=True)
+        config.write_text(yaml.safe_dump({
+            "data_dir": str(root / "data"),
+            "node": {"host": "127.0.0.1", "port": port},
+            "storage": {"min_free": "1GB"},
+            "stability": {"series_seconds": 3600, "study_seconds": 3600},
+            "logging": {"level": "WARNING"},
+        }))
+        return subprocess.Popen(
+            [sys.executable, "-m", "dicomnode.cli", "serve", "-c", str(config)],
+            stdout=subprocess.DEVNULL, stderr=open(root / "node.log", "ab"),  # noqa: SIM115
+        )
+
+    def reset() -> None:
+        was_up = peer.proc is not None and peer.proc.poll() is None
+        peer.down()
+        shutil.rmtree(root / "data", ignore_errors=True)
+        if was_up:
+            peer.up()
+
+    peer = Peer("dicomnode", start, port, reset)
+    return peer
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slices", type=int, default=300)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="dicomnode-bench-", dir=os.environ.get("BENCH_DIR")))
+    try:
+        t0 = time.perf_counter()
+        dirs = make_series(work / "src", args.slices, [101, 102, 103, 104])
+        size_mb = sum(p.stat().st_size for p in dirs[0].iterdir()) / 1e6
+        print(f"generated 4 series of {args.slices} slices 512x512 ({size_mb:.0f} MB each) "
+              f"in {time.perf_counter() - t0:.1f} s")
+        peers = [node_peer(work), storescp_peer(work, fsync=False),
+                 storescp_peer(work, fsync=True)]
+        for peer in peers:
+            peer.up()
+        single: dict[str, float] = {p.name: float("inf") for p in peers}
+        for _ in range(args.repeat):
+            for peer in peers:  # alternate peers inside each repetition
+                peer.reset()
+                single[peer.name] = min(single[peer.name], send(peer.port, dirs[0]))
+        parallel: dict[str, float] = {}
+        for peer in peers:
+            peer.reset()
+            parallel[peer.name] = send_parallel(peer.port, dirs)
+        node = peers[0]
+        assert node.proc is not None
+        rss = peak_rss_mb(node.proc.pid)
+        print()
+        print(f"{'peer':<16} {'1 assoc inst/s':>15} {'MB/s':>7} {'4 assoc inst/s':>15} {'MB/s':>7}")
+        for peer in peers:
+            one = args.slices / single[peer.name]
+            four = 4 * args.slices / parallel[peer.name]
+            print(f"{peer.name:<16} {one:>15.1f} {one * size_mb / args.slices:>7.1f} "
+                  f"{four:>15.1f} {four * size_mb / args.slices:>7.1f}")
+        print()
+        for ref in peers[1:]:
+            print(f"ratio dicomnode/{ref.name}: 1 assoc "
+                  f"{single[ref.name] / single['dicomnode']:.2f}, "
+                  f"4 assoc {parallel[ref.name] / parallel['dicomnode']:.2f}")
+        print(f"dicomnode peak RSS (4 concurrent series): {rss:.0f} MB (target < 300 MB)")
+        for peer in peers:
+            peer.down()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
