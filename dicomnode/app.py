@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import signal
 import threading
@@ -9,49 +10,100 @@ from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from dicomnode.assembly.stability import sweep
+from dicomnode.assembly.stability import CompletionHook, sweep
+from dicomnode.config.loader import pipeline_names
 from dicomnode.config.schema import Config
+from dicomnode.export.deliveries import Exporter
+from dicomnode.jobs.enqueue import RoutingHook
+from dicomnode.jobs.plugins import registry_for
+from dicomnode.jobs.queue import Backoff, reap_expired
+from dicomnode.jobs.worker import WorkerPool
 from dicomnode.net.scp import StorageSCP, configure_pynetdicom
+from dicomnode.routing import compile_routes
 from dicomnode.store.db import Database, open_database
 from dicomnode.store.ingest import Store
 from dicomnode.store.recovery import recover
 
-__all__ = ["Node"]
+__all__ = ["Node", "Role"]
 
 log = logging.getLogger(__name__)
 
 
+class Role(str, enum.Enum):
+    """What a node process runs: everything (``serve``) or only the workers (``worker``)."""
+
+    SERVE = "serve"
+    WORKER = "worker"
+
+
 class Node:
-    """A running node: SCP, store, database and the periodic sweeps.
+    """A running node: SCP, store, database, workers, exporter and the periodic sweeps.
 
     Parameters
     ----------
     config : Config
         The validated configuration.
+    role : Role
+        ``serve``: SCP, stability, workers, exporter. ``worker``: workers, exporter and the
+        lease reaper only (scale-out hosts sharing a PostgreSQL database and the store).
     """
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, role: Role = Role.SERVE):
         self.config = config
+        self.role = Role(role)
         self.db: Database | None = None
         self.store: Store | None = None
         self.scp: StorageSCP | None = None
+        self.workers: WorkerPool | None = None
+        self.exporter: Exporter | None = None
+        self._hooks: list[CompletionHook] = []
         self._scheduler: BackgroundScheduler | None = None
         self._stopping = threading.Event()
 
     def start(self) -> None:
-        """Open state, recover from any crash, then listen and schedule the sweeps."""
+        """Open state, recover from any crash, then listen, work and schedule the sweeps."""
         cfg = self.config
         configure_pynetdicom(log_identifiers=cfg.logging.log_identifiers)
         self.db = open_database(cfg.database_url)
+        if self.db.is_sqlite and self.role is Role.WORKER:
+            log.warning("dicomnode worker on SQLite: run one process per database only")
+        self._scheduler = BackgroundScheduler(timezone="UTC")
+        if self.role is Role.SERVE:
+            self._start_receiving()
+        self.exporter = Exporter(self.db, cfg)
+        self.workers = WorkerPool(self.db, cfg, on_success=self.exporter.wake)
+        reap_every = max(0.5, min(30.0, cfg.workers.lease_seconds / 4))
+        self._scheduler.add_job(
+            self._reap, "interval", seconds=reap_every, id="reaper", max_instances=1, coalesce=True
+        )
+        self._scheduler.start()
+        self.exporter.start()
+        self.workers.start()
+        log.info(
+            "node started",
+            extra={
+                "role": self.role.value,
+                "port": self.scp.port if self.scp else None,
+                "workers": len(self.workers.workers),
+                "routes": len(cfg.routes),
+            },
+        )
+
+    def _start_receiving(self) -> None:
+        cfg = self.config
+        assert self.db is not None and self._scheduler is not None
         self.store = Store(cfg.store_path, self.db, min_free=int(cfg.storage.min_free))
         recover(self.store)
+        if cfg.routes:
+            routes = compile_routes(
+                cfg.routes, pipelines=pipeline_names(cfg), destinations=set(cfg.destinations)
+            )
+            self._hooks = [RoutingHook(cfg, routes, registry_for(cfg))]
         if not cfg.node.allow:
             log.warning("node.allow is empty: any calling AE from any address may store")
         self.scp = StorageSCP(cfg.node, self.store)
         self.scp.start()
-        self._scheduler = BackgroundScheduler(timezone="UTC")
-        stab = cfg.stability
-        interval = max(0.2, min(1.0, stab.series_seconds / 4))
+        interval = max(0.2, min(1.0, cfg.stability.series_seconds / 4))
         self._scheduler.add_job(
             self._sweep_stability,
             "interval",
@@ -63,23 +115,40 @@ class Node:
         self._scheduler.add_job(
             self.scp.reap_spool, "interval", seconds=5, id="spool", max_instances=1, coalesce=True
         )
-        self._scheduler.start()
-        log.info("node started", extra={"port": self.scp.port, "store": str(cfg.store_path)})
 
     def _sweep_stability(self) -> None:
         assert self.db is not None
         stab = self.config.stability
         try:
-            sweep(self.db, series_seconds=stab.series_seconds, study_seconds=stab.study_seconds)
-        except Exception:  # a failed sweep is retried at the next tick
+            sweep(
+                self.db,
+                series_seconds=stab.series_seconds,
+                study_seconds=stab.study_seconds,
+                hooks=self._hooks,
+            )
+        except Exception:  # a failed sweep (and its jobs) is retried at the next tick
             log.exception("stability sweep failed")
 
+    def _reap(self) -> None:
+        assert self.db is not None
+        workers = self.config.workers
+        try:
+            reap_expired(
+                self.db, backoff=Backoff(workers.backoff_seconds, workers.max_backoff_seconds)
+            )
+        except Exception:  # retried at the next tick
+            log.exception("lease reaper failed")
+
     def stop(self) -> None:
-        """Stop listening, stop the sweeps and close the database."""
+        """Stop listening, stop the workers (running jobs go back to the queue) and close."""
         if self.scp is not None:
             self.scp.stop()
-        if self._scheduler is not None:
+        if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=True)
+        if self.workers is not None:
+            self.workers.stop()
+        if self.exporter is not None:
+            self.exporter.stop()
         if self.db is not None:
             self.db.dispose()
         log.info("node stopped")

@@ -45,6 +45,24 @@ def _build_parser() -> argparse.ArgumentParser:
     with_config(sub.add_parser("check", help="validate config, database and store"))
     status = with_config(sub.add_parser("status", help="studies and series and their states"))
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    with_config(sub.add_parser("worker", help="run workers only (no DICOM listener)"))
+    jobs = with_config(sub.add_parser("jobs", help="jobs and their deliveries"))
+    jobs.add_argument(
+        "--state",
+        choices=["queued", "running", "succeeded", "failed", "dead", "refused"],
+        help="only jobs in this state",
+    )
+    jobs.add_argument("--json", action="store_true", help="machine-readable output")
+    retry = with_config(sub.add_parser("retry", help="queue a job and its dead deliveries again"))
+    retry.add_argument("job_id", type=int, metavar="JOB_ID")
+    route = sub.add_parser("route", help="inspect routing")
+    route_sub = route.add_subparsers(dest="route_command", required=True, parser_class=_Parser)
+    explain = with_config(
+        route_sub.add_parser("explain", help="which routes match the series under PATH, and why")
+    )
+    explain.add_argument("path", metavar="PATH", help="a DICOM file or a folder tree")
+    explain.add_argument("--json", action="store_true", help="machine-readable output")
+    explain.add_argument("--calling-ae", help="assume this sender AE title (calling_ae rules)")
     return parser
 
 
@@ -61,6 +79,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(config, source)
         if args.command == "status":
             return _status(config, as_json=args.json)
+        if args.command == "worker":
+            return _serve(config, worker_only=True)
+        if args.command == "jobs":
+            return _jobs(config, state=args.state, as_json=args.json)
+        if args.command == "retry":
+            return _retry(config, args.job_id)
+        if args.command == "route":
+            return _explain(config, Path(args.path), as_json=args.json, calling_ae=args.calling_ae)
     except ConfigError as exc:
         print(f"dicomnode: config error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -83,12 +109,63 @@ def _init(directory: Path, *, force: bool) -> int:
     return 0
 
 
-def _serve(config: Config) -> int:
-    from dicomnode.app import Node
+def _serve(config: Config, *, worker_only: bool = False) -> int:
+    from dicomnode.app import Node, Role
     from dicomnode.logs import setup_logging
 
     setup_logging(config.logging)
-    Node(config).serve_forever()
+    Node(config, Role.WORKER if worker_only else Role.SERVE).serve_forever()
+    return 0
+
+
+def _open_current(config: Config):  # type: ignore[no-untyped-def]
+    from dicomnode.store.db import open_database
+
+    db = open_database(config.database_url, migrate=False)
+    if not db.schema_is_current():
+        db.dispose()
+        raise DicomNodeError("the database has no current schema; start the node once")
+    return db
+
+
+def _jobs(config: Config, *, state: str | None, as_json: bool) -> int:
+    from dicomnode.jobs.report import job_rows, render_jobs
+
+    db = _open_current(config)
+    try:
+        rows = job_rows(db, state=state)
+    finally:
+        db.dispose()
+    print(json.dumps(rows, indent=2) if as_json else render_jobs(rows), end="\n" if as_json else "")
+    return 0
+
+
+def _retry(config: Config, job_id: int) -> int:
+    from dicomnode.jobs.queue import retry
+
+    db = _open_current(config)
+    try:
+        print(retry(db, job_id))
+    finally:
+        db.dispose()
+    return 0
+
+
+def _explain(config: Config, path: Path, *, as_json: bool, calling_ae: str | None) -> int:
+    from dicomnode.config.loader import pipeline_names
+    from dicomnode.routing import compile_routes, evaluate, render_json, render_table, scan
+
+    routes = compile_routes(
+        config.routes, pipelines=pipeline_names(config), destinations=set(config.destinations)
+    )
+    try:
+        found = scan(path, calling_ae=calling_ae)
+    except FileNotFoundError:
+        print(f"dicomnode: error: {path}: no such file or folder", file=sys.stderr)
+        return EXIT_USAGE
+    rows = evaluate(found.series, routes)
+    render = render_json if as_json else render_table
+    sys.stdout.write(render(rows, skipped=len(found.skipped)))
     return 0
 
 

@@ -16,7 +16,14 @@ from pydantic import BaseModel, ValidationError
 from dicomnode.config.schema import Config
 from dicomnode.errors import ConfigError
 
-__all__ = ["DEFAULTS", "find_config", "load_config", "parse_config"]
+__all__ = [
+    "DEFAULTS",
+    "check_routes",
+    "find_config",
+    "load_config",
+    "parse_config",
+    "pipeline_names",
+]
 
 #: Name shown as the source of a config made of built-in defaults only.
 DEFAULTS = "<defaults>"
@@ -87,7 +94,37 @@ def parse_config(data: Any, *, source: str = DEFAULTS, base: Path | None = None)
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise _as_config_error(exc, source) from None
+    check_routes(config, source=source)
     return _resolve_paths(config, base) if base is not None else config
+
+
+def pipeline_names(config: Config) -> set[str]:
+    """Names of the pipelines a route may use: entry points plus ``pipelines.<name>.class``."""
+    from importlib.metadata import entry_points
+
+    from dicomnode.pipeline.registry import ENTRY_POINT_GROUP
+
+    names = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    names.update(name for name, section in config.pipelines.items() if section.class_path)
+    return names
+
+
+def check_routes(config: Config, *, source: str = DEFAULTS) -> None:
+    """Compile ``routes`` against the known pipelines and destinations (imports nothing).
+
+    Raises
+    ------
+    ConfigError
+        Naming the route (``routes[1] (brain-flair)``) and the offending key.
+    """
+    from dicomnode.routing import compile_routes
+
+    try:
+        compile_routes(
+            config.routes, pipelines=pipeline_names(config), destinations=set(config.destinations)
+        )
+    except ConfigError as exc:
+        raise ConfigError(exc.message, source=source, key=exc.key) from None
 
 
 def _resolve_paths(config: Config, base: Path) -> Config:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -17,14 +18,26 @@ from pydantic import (
     BaseModel,
     ByteSize,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
+    field_validator,
     model_validator,
 )
+
+from dicomnode.routing.schema import Output, RouteSpec
 
 __all__ = [
     "AllowEntry",
     "Config",
     "DatabaseConfig",
+    "DestinationConfig",
+    "DicomDestination",
+    "ExportConfig",
+    "PipelineConfig",
+    "StowDestination",
+    "WorkerDevice",
+    "WorkersConfig",
     "LateArrivals",
     "LogFormat",
     "LoggingConfig",
@@ -61,6 +74,8 @@ def _check_network(value: str) -> str:
         raise ValueError("expected an IP address or a CIDR range such as 10.0.0.0/24") from None
     return value
 
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 AETitle = Annotated[str, AfterValidator(_check_ae_title)]
 Network = Annotated[str, AfterValidator(_check_network)]
@@ -113,6 +128,12 @@ class NodeConfig(_Section):
     dimse_timeout: float = Field(60.0, gt=0, le=3600)
     network_timeout: float = Field(60.0, gt=0, le=3600)
     allow: list[AllowEntry] = Field(default_factory=list)
+    uid_root: str = Field(
+        "2.25",
+        pattern=r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$",
+        max_length=40,
+        description="root of the UIDs of result objects (2.25: UUID-derived)",
+    )
 
 
 class StorageConfig(_Section):
@@ -168,6 +189,101 @@ class LoggingConfig(_Section):
     log_identifiers: bool = False
 
 
+class WorkerDevice(str, Enum):
+    """Where inference runs: ``auto`` is CUDA when present, else the CPU."""
+
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+class WorkersConfig(_Section):
+    """Workers that claim jobs from the queue and run pipelines in a child process."""
+
+    count: int = Field(1, ge=0, le=64, description="worker threads (serve) or workers (worker)")
+    device: WorkerDevice = WorkerDevice.AUTO
+    lease_seconds: float = Field(
+        60.0, gt=0, le=86400, description="a job whose worker stops heartbeating is re-queued"
+    )
+    heartbeat_seconds: float = Field(10.0, gt=0, le=3600)
+    poll_seconds: float = Field(1.0, gt=0, le=60, description="idle wait between claims")
+    max_attempts: int = Field(3, ge=1, le=100, description="a job is dead after this many")
+    backoff_seconds: float = Field(30.0, ge=0, le=86400, description="first retry delay")
+    max_backoff_seconds: float = Field(3600.0, ge=0, le=7 * 86400)
+    job_timeout: float = Field(3600.0, gt=0, le=7 * 86400, description="s per job, then killed")
+
+    @model_validator(mode="after")
+    def _lease_longer_than_heartbeat(self) -> WorkersConfig:
+        if self.lease_seconds <= self.heartbeat_seconds:
+            raise ValueError(
+                f"lease_seconds ({self.lease_seconds}) must be > heartbeat_seconds "
+                f"({self.heartbeat_seconds})"
+            )
+        return self
+
+
+class ExportConfig(_Section):
+    """Delivery of result objects to the destinations of a route."""
+
+    max_attempts: int = Field(10, ge=1, le=1000, description="a delivery is dead after this many")
+    backoff_seconds: float = Field(5.0, ge=0, le=86400, description="first retry delay")
+    max_backoff_seconds: float = Field(600.0, ge=0, le=7 * 86400)
+    timeout: float = Field(30.0, gt=0, le=3600, description="s: network/DIMSE timeout")
+    poll_seconds: float = Field(1.0, gt=0, le=60)
+
+
+class DicomDestination(_Section):
+    """A DICOM peer that receives results by C-STORE."""
+
+    ae_title: AETitle
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+    calling_ae_title: AETitle | None = Field(
+        None, description="our AE title towards this peer (default node.ae_title)"
+    )
+
+
+class StowDestination(_Section):
+    """A DICOMweb server that receives results by STOW-RS."""
+
+    url: str = Field(pattern=r"^https?://", description="DICOMweb base URL (…/dicom-web)")
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+def _destination_kind(value: object) -> str:
+    if isinstance(value, StowDestination) or (isinstance(value, dict) and "url" in value):
+        return "stow"
+    return "dicom"
+
+
+#: A destination: ``{ae_title, host, port}`` (C-STORE) or ``{url}`` (STOW-RS).
+DestinationConfig = Annotated[
+    Annotated[DicomDestination, Tag("dicom")] | Annotated[StowDestination, Tag("stow")],
+    Discriminator(_destination_kind),
+]
+
+
+class PipelineConfig(BaseModel):
+    """``pipelines.<name>``: options handed to the pipeline, plus two keys the node reads.
+
+    ``class`` names a pipeline class as ``package.module:Class`` (the plugin mechanism next to
+    the ``dicomnode.pipelines`` entry points); ``outputs`` chooses the result objects. Every
+    other key is the pipeline's own option (``bundle``, ``threshold``, ...).
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+    class_path: str | None = Field(None, alias="class", pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    outputs: list[Output] = Field(default_factory=lambda: [Output.SR, Output.SEG, Output.SUMMARY])
+
+    @property
+    def options(self) -> dict[str, object]:
+        """The pipeline's own options (every key but ``class``), ``outputs`` included."""
+        extra = dict(self.model_extra or {})
+        extra["outputs"] = [o.value for o in self.outputs]
+        return extra
+
+
 class Config(_Section):
     """The whole configuration of a node."""
 
@@ -176,14 +292,33 @@ class Config(_Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     stability: StabilityConfig = Field(default_factory=StabilityConfig)
+    workers: WorkersConfig = Field(default_factory=WorkersConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
+    routes: list[RouteSpec] = Field(default_factory=list)
+    pipelines: dict[str, PipelineConfig] = Field(default_factory=dict)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @field_validator("destinations", "pipelines")
+    @classmethod
+    def _names(cls, value: dict[str, object]) -> dict[str, object]:
+        for name in value:
+            if not _NAME_RE.fullmatch(name):
+                raise ValueError(
+                    f"{name!r}: a name is letters, digits, '.', '_' or '-' (at most 64)"
+                )
+        return value
 
     @model_validator(mode="before")
     @classmethod
     def _empty_sections(cls, data: object) -> object:
         """A section present with only comments under it (YAML null) means its defaults."""
         if isinstance(data, dict):
-            return {k: ({} if v is None and k != "data_dir" else v) for k, v in data.items()}
+            empty: dict[str, object] = {"routes": []}
+            return {
+                k: (empty.get(k, {}) if v is None and k != "data_dir" else v)
+                for k, v in data.items()
+            }
         return data
 
     @property

@@ -1,0 +1,195 @@
+"""Deliveries: one row per (result instance, destination), sent until delivered or dead.
+
+A due delivery (``pending`` past its ``run_after``, or ``sending`` whose lease expired because
+its sender died) is claimed with ``FOR UPDATE SKIP LOCKED`` and a lease, sent with the other
+due deliveries of the same destination over one association, and recorded: delivered,
+``pending`` again with exponential backoff (connection errors, 0xA7xx), or ``dead`` (0xA9xx,
+0xCxxx, or the attempt limit). ``dicomnode retry JOB_ID`` revives dead deliveries.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import or_, select
+
+from dicomnode.config.schema import Config, DicomDestination, StowDestination
+from dicomnode.export.senders import Attempt, Sender, sender_for
+from dicomnode.export.status import Verdict
+from dicomnode.jobs.models import Delivery, DeliveryState, JobResult
+from dicomnode.jobs.queue import Backoff
+from dicomnode.store.db import Database
+from dicomnode.store.models import utcnow
+
+__all__ = ["DueDelivery", "Exporter", "claim_due", "deliver_once", "record"]
+
+log = logging.getLogger(__name__)
+
+SenderFactory = Callable[[DicomDestination | StowDestination], Sender]
+
+
+@dataclass(frozen=True)
+class DueDelivery:
+    """A claimed delivery: its id, destination and the result file."""
+
+    id: int
+    job_id: int
+    destination: str
+    path: Path
+
+
+def claim_due(
+    db: Database, owner: str, *, results: Path, lease_seconds: float, limit: int = 64
+) -> list[DueDelivery]:
+    """Claim up to ``limit`` due deliveries (oldest first) with a lease."""
+    now = utcnow()
+    with db.session() as session:
+        rows = session.execute(
+            select(Delivery, JobResult.path)
+            .join(JobResult, JobResult.id == Delivery.result_id)
+            .where(
+                or_(
+                    (Delivery.state == DeliveryState.PENDING) & (Delivery.run_after <= now),
+                    (Delivery.state == DeliveryState.SENDING) & (Delivery.lease_expires_at < now),
+                )
+            )
+            .order_by(Delivery.run_after, Delivery.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=Delivery)
+        ).all()
+        due = []
+        for delivery, path in rows:
+            delivery.state = DeliveryState.SENDING
+            delivery.attempts += 1
+            delivery.lease_owner = owner
+            delivery.lease_expires_at = now + timedelta(seconds=lease_seconds)
+            delivery.updated_at = now
+            due.append(
+                DueDelivery(delivery.id, delivery.job_id, delivery.destination, results / path)
+            )
+        return due
+
+
+def record(
+    db: Database,
+    item: DueDelivery,
+    attempt: Attempt,
+    *,
+    owner: str,
+    max_attempts: int,
+    backoff: Backoff,
+) -> DeliveryState | None:
+    """Store the outcome of one attempt (fenced by the lease); returns the new state."""
+    now = utcnow()
+    with db.session() as session:
+        row = session.get(Delivery, item.id, with_for_update=True)
+        if row is None or row.state is not DeliveryState.SENDING or row.lease_owner != owner:
+            return None
+        row.last_status = attempt.status
+        row.lease_owner = None
+        row.lease_expires_at = None
+        row.updated_at = now
+        if attempt.verdict is Verdict.DELIVERED:
+            row.state = DeliveryState.DELIVERED
+            row.delivered_at = now
+            row.error = None
+        elif attempt.verdict is Verdict.DEAD or row.attempts >= max_attempts:
+            row.state = DeliveryState.DEAD
+            row.error = attempt.detail
+        else:
+            row.state = DeliveryState.PENDING
+            row.run_after = now + backoff.delay(row.attempts)
+            row.error = attempt.detail
+        return row.state
+
+
+def deliver_once(
+    db: Database,
+    config: Config,
+    owner: str,
+    *,
+    senders: SenderFactory | None = None,
+) -> int:
+    """Claim and send every due delivery once; returns how many were attempted."""
+    from dicomnode.jobs.worker import results_root
+
+    export = config.export
+    due = claim_due(db, owner, results=results_root(config), lease_seconds=4 * export.timeout + 30)
+    if not due:
+        return 0
+    make = senders or (
+        lambda dest: sender_for(dest, calling_ae=config.node.ae_title, timeout=export.timeout)
+    )
+    backoff = Backoff(export.backoff_seconds, export.max_backoff_seconds)
+    by_destination: Mapping[str, list[DueDelivery]] = _group(due)
+    for name, items in by_destination.items():
+        destination = config.destinations.get(name)
+        if destination is None:
+            attempts = [Attempt(Verdict.DEAD, None, f"destination {name!r} is not configured")]
+            attempts *= len(items)
+        else:
+            attempts = make(destination).send([item.path for item in items])
+        for item, attempt in zip(items, attempts, strict=True):
+            state = record(
+                db, item, attempt, owner=owner, max_attempts=export.max_attempts, backoff=backoff
+            )
+            log.info(
+                "delivery %s",
+                state.value if state else "lease lost",
+                extra={
+                    "delivery": item.id,
+                    "job": item.job_id,
+                    "destination": name,
+                    "detail": attempt.detail,
+                },
+            )
+    return len(due)
+
+
+def _group(due: list[DueDelivery]) -> dict[str, list[DueDelivery]]:
+    groups: dict[str, list[DueDelivery]] = defaultdict(list)
+    for item in due:
+        groups[item.destination].append(item)
+    return groups
+
+
+class Exporter(threading.Thread):
+    """A thread that sends due deliveries every ``export.poll_seconds`` (or when woken)."""
+
+    def __init__(self, db: Database, config: Config):
+        super().__init__(name="dicomnode-exporter", daemon=True)
+        self.db = db
+        self.config = config
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:export"[:96]
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+
+    def wake(self, _job_id: int | None = None) -> None:
+        """Look for due deliveries now (called when a job succeeded)."""
+        self._wake.set()
+
+    def run(self) -> None:
+        """Loop until stopped (never raises)."""
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                sent = deliver_once(self.db, self.config, self.owner)
+            except Exception:  # DB or file problem: logged, tried again next round
+                log.exception("delivery round failed")
+                sent = 0
+            if not sent:
+                self._wake.wait(self.config.export.poll_seconds)
+
+    def stop(self, timeout: float = 10) -> None:
+        """Stop after the current round."""
+        self._stop.set()
+        self._wake.set()
+        self.join(timeout)

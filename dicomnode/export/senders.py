@@ -1,0 +1,137 @@
+"""Senders: C-STORE SCU (pynetdicom) and STOW-RS (dicomweb-client), one batch at a time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import pydicom
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE
+
+from dicomnode.config.schema import DicomDestination, StowDestination
+from dicomnode.export.status import Verdict, classify_dimse, classify_http
+
+__all__ = ["Attempt", "DicomSender", "Sender", "StowSender", "sender_for"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """Outcome of sending one file: the verdict, the status seen, and a one-line reason."""
+
+    verdict: Verdict
+    status: int | None
+    detail: str
+
+
+class Sender(Protocol):
+    """Sends files to one destination; returns one :class:`Attempt` per file, in order."""
+
+    def send(self, files: Sequence[Path]) -> list[Attempt]:
+        """Send ``files``; never raises for network or peer failures."""
+        ...
+
+
+class DicomSender:
+    """C-STORE SCU to a DICOM peer; one association per batch.
+
+    Parameters
+    ----------
+    destination : DicomDestination
+        The peer.
+    calling_ae : str
+        Our AE title (``destination.calling_ae_title`` wins).
+    timeout : float
+        ACSE, DIMSE and network timeout in seconds.
+    """
+
+    def __init__(self, destination: DicomDestination, calling_ae: str, timeout: float):
+        self.destination = destination
+        self.calling_ae = destination.calling_ae_title or calling_ae
+        self.timeout = timeout
+
+    def send(self, files: Sequence[Path]) -> list[Attempt]:
+        """Send ``files`` over one association."""
+        try:
+            datasets = [pydicom.dcmread(path) for path in files]
+        except (OSError, pydicom.errors.InvalidDicomError) as exc:
+            return [Attempt(Verdict.DEAD, None, f"cannot read result file: {exc}")] * len(files)
+        ae = AE(ae_title=self.calling_ae)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout
+        ae.connection_timeout = self.timeout
+        for sop_class in sorted({str(ds.SOPClassUID) for ds in datasets}):
+            ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        dest = self.destination
+        assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
+        if not assoc.is_established:
+            why = "rejected" if assoc.is_rejected else "not established"
+            return [Attempt(Verdict.RETRY, None, f"association {why}")] * len(files)
+        attempts: list[Attempt] = []
+        try:
+            for ds in datasets:
+                if not assoc.is_established:
+                    attempts.append(Attempt(Verdict.RETRY, None, "association ended"))
+                    continue
+                try:
+                    response = assoc.send_c_store(ds)
+                except (ValueError, RuntimeError) as exc:  # no accepted context, ...
+                    attempts.append(Attempt(Verdict.RETRY, None, str(exc)))
+                    continue
+                status = int(response.Status) if "Status" in response else None
+                verdict = classify_dimse(status)
+                text = "no response" if status is None else f"status 0x{status:04X}"
+                attempts.append(Attempt(verdict, status, text))
+        finally:
+            if assoc.is_established:
+                assoc.release()
+        return attempts
+
+
+class StowSender:
+    """STOW-RS to a DICOMweb server (``dicomweb-client``), one request per batch."""
+
+    def __init__(self, destination: StowDestination, timeout: float):
+        self.destination = destination
+        self.timeout = timeout
+
+    def send(self, files: Sequence[Path]) -> list[Attempt]:
+        """POST ``files`` in one multipart request."""
+        import requests
+        from dicomweb_client.api import DICOMwebClient
+
+        try:
+            datasets = [pydicom.dcmread(path) for path in files]
+        except (OSError, pydicom.errors.InvalidDicomError) as exc:
+            return [Attempt(Verdict.DEAD, None, f"cannot read result file: {exc}")] * len(files)
+        client = DICOMwebClient(url=self.destination.url, headers=dict(self.destination.headers))
+        client._session.request = _with_timeout(client._session.request, self.timeout)  # type: ignore[method-assign]
+        try:
+            client.store_instances(datasets)
+        except requests.HTTPError as exc:
+            code = exc.response.status_code if exc.response is not None else None
+            return [Attempt(classify_http(code), code, f"HTTP {code}")] * len(files)
+        except (requests.RequestException, OSError) as exc:
+            return [Attempt(Verdict.RETRY, None, f"{type(exc).__name__}: {exc}"[:300])] * len(files)
+        return [Attempt(Verdict.DELIVERED, 200, "stored")] * len(files)
+
+
+def _with_timeout(request, timeout):  # type: ignore[no-untyped-def]
+    def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+        kwargs.setdefault("timeout", timeout)
+        return request(*args, **kwargs)
+
+    return call
+
+
+def sender_for(
+    destination: DicomDestination | StowDestination, *, calling_ae: str, timeout: float
+) -> Sender:
+    """The sender of a configured destination."""
+    if isinstance(destination, StowDestination):
+        return StowSender(destination, timeout)
+    return DicomSender(destination, calling_ae, timeout)

@@ -1,0 +1,258 @@
+"""Queueing jobs when series and studies complete: a stability :data:`CompletionHook`.
+
+The hook runs inside the sweep's transaction, so a completion and its jobs commit together:
+a crash between the two is impossible, and a job is queued exactly once per completion. The
+idempotency key (route, pipeline and version, input series, instance-set digest) makes a
+completion with an unchanged instance set queue nothing new.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from dicomnode.assembly.stability import SweepResult
+from dicomnode.config.schema import Config, LateArrivals
+from dicomnode.jobs.keys import instance_set_digest, job_key
+from dicomnode.jobs.models import Job, JobState
+from dicomnode.pipeline import (
+    InputRefused,
+    Pipeline,
+    PipelineInputs,
+    PipelineRegistry,
+    PipelineUnavailable,
+    SeriesInput,
+)
+from dicomnode.routing import Level, Route, SeriesFacts
+from dicomnode.store.models import Instance, Series, Study, utcnow
+
+__all__ = ["JobPlan", "RoutingHook", "outputs_for"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """A job about to be queued: a route and the series it selected."""
+
+    route: Route
+    study_uid: str
+    subject: str
+    series: tuple[SeriesInput, ...]
+    digest: str
+
+
+def outputs_for(route: Route, config: Config, pipeline: type[Pipeline] | None) -> list[str]:
+    """Output kinds of a route's jobs: the route's, else ``pipelines.<name>.outputs`` when
+    set, else the pipeline class's defaults."""
+    if route.outputs is not None:
+        return [o.value for o in route.outputs]
+    section = config.pipelines.get(route.pipeline)
+    if section is not None and "outputs" in section.model_fields_set:
+        return [o.value for o in section.outputs]
+    if pipeline is not None:
+        return [str(o) for o in pipeline.default_outputs]
+    return ["sr", "seg", "summary"]
+
+
+class RoutingHook:
+    """Evaluates the routes on what a sweep completed and queues the jobs.
+
+    Parameters
+    ----------
+    config : Config
+        The node's config (store path, pipelines' options, policies).
+    routes : sequence of Route
+        Compiled routes.
+    registry : PipelineRegistry
+        Where pipeline classes come from (for ``check`` and the version).
+    """
+
+    def __init__(self, config: Config, routes: Sequence[Route], registry: PipelineRegistry):
+        self.config = config
+        self.routes = list(routes)
+        self.registry = registry
+        self._pipelines: dict[str, Pipeline | None] = {}
+
+    def __call__(self, session: Session, result: SweepResult) -> None:
+        """Queue the jobs of the completed series and studies (the CompletionHook)."""
+        series_routes = [r for r in self.routes if r.level is Level.SERIES]
+        study_routes = [r for r in self.routes if r.level is Level.STUDY]
+        if series_routes:
+            for uid in result.series:
+                facts = self._facts(session, uid)
+                if facts is None:
+                    continue
+                for route in series_routes:
+                    if route.match(facts).matched:
+                        self._plan(session, route, facts.study_uid, facts.series_uid, [facts])
+        if study_routes:
+            for study_uid in result.studies:
+                self._study(session, study_uid, study_routes)
+
+    def _study(self, session: Session, study_uid: str, routes: list[Route]) -> None:
+        uids = session.scalars(
+            select(Series.series_uid).join(Study).where(Study.study_uid == study_uid)
+        ).all()
+        all_facts = [f for f in (self._facts(session, uid) for uid in uids) if f is not None]
+        for route in routes:
+            match = route.match_study(all_facts)
+            if match.matched:
+                roles = {facts.series_uid: name for name, facts in match.inputs.items()}
+                self._plan(session, route, study_uid, study_uid, list(match.series), roles)
+            else:
+                log.debug("route %s does not match study: %s", route.name, match.reason)
+
+    def _facts(self, session: Session, series_uid: str) -> SeriesFacts | None:
+        """Routing facts of a stored series: its first instance's header and the count."""
+        rows = session.execute(
+            select(Instance.path, Instance.calling_ae)
+            .join(Series)
+            .where(Series.series_uid == series_uid)
+            .order_by(Instance.id)
+        ).all()
+        if not rows:
+            return None
+        path = self.config.store_path / rows[0][0]
+        try:
+            header = pydicom.dcmread(path, stop_before_pixels=True)
+            return SeriesFacts.from_header(header, instances=len(rows), calling_ae=rows[0][1])
+        except (OSError, InvalidDicomError, ValueError) as exc:
+            log.error("cannot read the header of a completed series: %s", exc)
+            return None
+
+    def _plan(
+        self,
+        session: Session,
+        route: Route,
+        study_uid: str,
+        subject: str,
+        series: Sequence[SeriesFacts],
+        roles: dict[str, str] | None = None,
+    ) -> None:
+        roles = roles or {}
+        inputs: list[SeriesInput] = []
+        pairs: list[tuple[str, str]] = []
+        for facts in series:
+            rows = session.execute(
+                select(Instance.path, Instance.sop_instance_uid, Instance.sha256)
+                .join(Series)
+                .where(Series.series_uid == facts.series_uid)
+                .order_by(Instance.id)
+            ).all()
+            pairs.extend((uid, sha) for _, uid, sha in rows)
+            inputs.append(
+                SeriesInput(
+                    study_uid=study_uid,
+                    series_uid=facts.series_uid,
+                    files=tuple(self.config.store_path / p for p, _, _ in rows),
+                    modality=facts.modality or None,
+                    description=facts.description or None,
+                    role=roles.get(facts.series_uid),
+                )
+            )
+        plan = JobPlan(route, study_uid, subject, tuple(inputs), instance_set_digest(pairs))
+        self.queue(session, plan)
+
+    def _pipeline(self, name: str) -> Pipeline | None:
+        if name not in self._pipelines:
+            try:
+                cls = self.registry.get(name)
+                section = self.config.pipelines.get(name)
+                self._pipelines[name] = cls(section.options if section else {})
+            except PipelineUnavailable as exc:
+                # another host may have it: queue anyway, the worker checks again
+                log.warning("pipeline unavailable here, queueing unchecked: %s", exc)
+                self._pipelines[name] = None
+        return self._pipelines[name]
+
+    def queue(self, session: Session, plan: JobPlan) -> int | None:
+        """Insert the job of ``plan`` unless its key exists; returns the new job's id.
+
+        A refusal by the pipeline's :meth:`~dicomnode.pipeline.Pipeline.check` is stored as
+        a ``refused`` job with the reason (and audited), so ``dicomnode jobs`` shows it.
+        """
+        route = plan.route
+        pipeline = self._pipeline(route.pipeline)
+        version = pipeline.version if pipeline is not None else "unknown"
+        key = job_key(
+            route=route.name,
+            pipeline=route.pipeline,
+            version=version,
+            inputs=[(s.series_uid, s.role) for s in plan.series],
+            digest=plan.digest,
+        )
+        earlier = session.scalar(
+            select(Job)
+            .where(Job.route == route.name, Job.subject == plan.subject)
+            .order_by(Job.id.desc())
+            .limit(1)
+        )
+        if earlier is not None and self.config.stability.late_arrivals is LateArrivals.IGNORE:
+            return None
+        state, error = JobState.QUEUED, None
+        if pipeline is not None:
+            try:
+                pipeline.check(PipelineInputs(plan.study_uid, plan.series))
+            except InputRefused as exc:
+                state, error = JobState.REFUSED, f"refused by {route.pipeline}: {exc.reason}"
+        predecessor = session.scalar(
+            select(Job.id)
+            .where(
+                Job.route == route.name,
+                Job.subject == plan.subject,
+                Job.state == JobState.SUCCEEDED,
+            )
+            .order_by(Job.id.desc())
+            .limit(1)
+        )
+        now = utcnow()
+        values = {
+            "key": key,
+            "route": route.name,
+            "pipeline": route.pipeline,
+            "pipeline_version": version,
+            "level": route.level.value,
+            "study_uid": plan.study_uid,
+            "subject": plan.subject,
+            "inputs": json.dumps(
+                [{"series_uid": s.series_uid, "role": s.role} for s in plan.series]
+            ),
+            "digest": plan.digest,
+            "outputs": json.dumps(
+                outputs_for(route, self.config, type(pipeline) if pipeline else None)
+            ),
+            "send_to": json.dumps(list(route.send_to)),
+            "shadow": route.shadow,
+            "state": state,
+            "attempts": 0,
+            "max_attempts": self.config.workers.max_attempts,
+            "run_after": now,
+            "predecessor_id": predecessor,
+            "created_at": now,
+            "updated_at": now,
+            "finished_at": now if state is JobState.REFUSED else None,
+            "error": error,
+        }
+        dialect = session.get_bind().dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        job_id = session.scalar(
+            insert(Job).values(**values).on_conflict_do_nothing().returning(Job.id)
+        )
+        if job_id is None:
+            log.info("job exists, nothing queued", extra={"route": route.name, "key": key[:12]})
+            return None
+        if state is JobState.REFUSED:
+            log.info("job refused", extra={"route": route.name, "job": job_id, "reason": error})
+        else:
+            log.info("job queued", extra={"route": route.name, "job": job_id})
+        return job_id

@@ -1,0 +1,339 @@
+"""The durable job queue: claim with a lease, heartbeat, finish, fail with backoff, reap.
+
+Claiming is ``SELECT … FOR UPDATE SKIP LOCKED`` then an UPDATE in one transaction: on
+PostgreSQL many workers on many hosts never claim the same job; on SQLite every transaction
+takes the write lock up front (``BEGIN IMMEDIATE``), which serialises claims in one process.
+Every change of a running job is fenced by its lease owner: a worker whose lease expired (and
+whose job another worker took) cannot finish or fail it any more.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from dicomnode.jobs.errors import JobError
+from dicomnode.jobs.models import Delivery, DeliveryState, Job, JobResult, JobState
+from dicomnode.store.db import Database
+from dicomnode.store.models import utcnow
+
+__all__ = [
+    "Backoff",
+    "ClaimedJob",
+    "ResultRecord",
+    "claim",
+    "fail",
+    "heartbeat",
+    "reap_expired",
+    "release",
+    "retry",
+    "succeed",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff: ``base * 2**(attempt-1)``, at most ``cap`` seconds."""
+
+    base: float
+    cap: float
+
+    def delay(self, attempt: int) -> timedelta:
+        """Delay before the retry that follows failed attempt number ``attempt`` (1-based)."""
+        seconds = min(self.cap, self.base * 2 ** max(0, attempt - 1))
+        return timedelta(seconds=seconds)
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job a worker holds the lease of."""
+
+    id: int
+    route: str
+    pipeline: str
+    study_uid: str
+    inputs: list[dict[str, str | None]]
+    outputs: list[str]
+    send_to: list[str]
+    shadow: bool
+    attempt: int
+    predecessor_id: int | None
+    owner: str
+
+
+@dataclass(frozen=True)
+class ResultRecord:
+    """A result instance written by a job, as persisted in ``job_results``."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    series_uid: str
+    study_uid: str
+    path: str
+
+
+def claim(db: Database, owner: str, *, lease_seconds: float) -> ClaimedJob | None:
+    """Take the oldest due job (queued, or failed and past its backoff) with a lease.
+
+    Returns
+    -------
+    ClaimedJob or None
+        None when nothing is due.
+    """
+    now = utcnow()
+    with db.session() as session:
+        job = session.scalar(
+            select(Job)
+            .where(Job.state.in_([JobState.QUEUED, JobState.FAILED]), Job.run_after <= now)
+            .order_by(Job.run_after, Job.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        if job is None:
+            return None
+        job.state = JobState.RUNNING
+        job.attempts += 1
+        job.lease_owner = owner
+        job.lease_expires_at = now + timedelta(seconds=lease_seconds)
+        job.started_at = now
+        job.updated_at = now
+        return ClaimedJob(
+            id=job.id,
+            route=job.route,
+            pipeline=job.pipeline,
+            study_uid=job.study_uid,
+            inputs=json.loads(job.inputs),
+            outputs=json.loads(job.outputs),
+            send_to=json.loads(job.send_to),
+            shadow=job.shadow,
+            attempt=job.attempts,
+            predecessor_id=job.predecessor_id,
+            owner=owner,
+        )
+
+
+def _running(job_id: int, owner: str) -> object:
+    return (Job.id == job_id) & (Job.state == JobState.RUNNING) & (Job.lease_owner == owner)
+
+
+def heartbeat(db: Database, job: ClaimedJob, *, lease_seconds: float) -> bool:
+    """Extend the lease; False when it was lost (reaped, taken by another worker)."""
+    now = utcnow()
+    with db.session() as session:
+        changed = session.execute(
+            update(Job)
+            .where(_running(job.id, job.owner))  # type: ignore[arg-type]
+            .values(lease_expires_at=now + timedelta(seconds=lease_seconds), updated_at=now)
+        )
+        return bool(changed.rowcount)  # type: ignore[attr-defined]
+
+
+def succeed(db: Database, job: ClaimedJob, results: Sequence[ResultRecord]) -> bool:
+    """Persist the results and one pending delivery per (result, destination); finish the job.
+
+    Result UIDs are unique: a result already recorded (by an earlier attempt whose
+    completion was lost) is reused, never duplicated. Returns False when the lease was lost.
+    """
+    now = utcnow()
+    with db.session() as session:
+        changed = session.execute(
+            update(Job)
+            .where(_running(job.id, job.owner))  # type: ignore[arg-type]
+            .values(
+                state=JobState.SUCCEEDED,
+                lease_owner=None,
+                lease_expires_at=None,
+                finished_at=now,
+                updated_at=now,
+                error=None,
+            )
+        )
+        if not changed.rowcount:  # type: ignore[attr-defined]
+            log.warning("lease lost before completion; results dropped", extra={"job": job.id})
+            return False
+        destinations = [] if job.shadow else job.send_to
+        for item in results:
+            row = session.scalar(
+                select(JobResult).where(JobResult.sop_instance_uid == item.sop_instance_uid)
+            )
+            if row is None:
+                row = JobResult(
+                    job_id=job.id,
+                    sop_instance_uid=item.sop_instance_uid,
+                    sop_class_uid=item.sop_class_uid,
+                    series_uid=item.series_uid,
+                    study_uid=item.study_uid,
+                    path=item.path,
+                    created_at=now,
+                )
+                session.add(row)
+                session.flush()
+            _add_deliveries(session, row, job.id, destinations, now)
+    return True
+
+
+def _add_deliveries(
+    session: Session, row: JobResult, job_id: int, destinations: Sequence[str], now: datetime
+) -> None:
+    known = set(
+        session.scalars(select(Delivery.destination).where(Delivery.result_id == row.id)).all()
+    )
+    for name in destinations:
+        if name not in known:
+            session.add(
+                Delivery(
+                    result_id=row.id,
+                    job_id=job_id,
+                    destination=name,
+                    state=DeliveryState.PENDING,
+                    attempts=0,
+                    run_after=now,
+                    updated_at=now,
+                )
+            )
+
+
+def fail(
+    db: Database,
+    job: ClaimedJob,
+    error: str,
+    *,
+    backoff: Backoff,
+    final: bool = False,
+    state: JobState | None = None,
+) -> JobState | None:
+    """Record a failed attempt: ``failed`` with a backoff, or ``dead`` after the limit.
+
+    Parameters
+    ----------
+    final : bool
+        No retry makes sense (``dead`` at once).
+    state : JobState, optional
+        A terminal state to set instead (``refused``).
+
+    Returns
+    -------
+    JobState or None
+        The new state; None when the lease was lost.
+    """
+    now = utcnow()
+    with db.session() as session:
+        row = session.scalar(
+            select(Job).where(_running(job.id, job.owner)).with_for_update()  # type: ignore[arg-type]
+        )
+        if row is None:
+            return None
+        new = _failed_state(row, final, state)
+        row.state = new
+        row.error = error[:4000]
+        row.lease_owner = None
+        row.lease_expires_at = None
+        row.updated_at = now
+        if new is JobState.FAILED:
+            row.run_after = now + backoff.delay(row.attempts)
+        else:
+            row.finished_at = now
+    log.warning("job %s: %s", new.value, error, extra={"job": job.id})
+    return new
+
+
+def release(db: Database, job: ClaimedJob) -> bool:
+    """Hand a running job back to the queue at once (the worker is stopping)."""
+    now = utcnow()
+    with db.session() as session:
+        changed = session.execute(
+            update(Job)
+            .where(_running(job.id, job.owner))  # type: ignore[arg-type]
+            .values(
+                state=JobState.QUEUED,
+                attempts=Job.attempts - 1,
+                lease_owner=None,
+                lease_expires_at=None,
+                run_after=now,
+                updated_at=now,
+            )
+        )
+        return bool(changed.rowcount)  # type: ignore[attr-defined]
+
+
+def _failed_state(row: Job, final: bool, state: JobState | None) -> JobState:
+    if state is not None:
+        return state
+    if final or row.attempts >= row.max_attempts:
+        return JobState.DEAD
+    return JobState.FAILED
+
+
+def reap_expired(db: Database, *, backoff: Backoff) -> list[int]:
+    """Give the jobs whose lease expired (a worker died) back to the queue, or mark them dead.
+
+    Returns
+    -------
+    list of int
+        Ids of the jobs reaped.
+    """
+    now = utcnow()
+    reaped: list[int] = []
+    with db.session() as session:
+        rows = session.scalars(
+            select(Job)
+            .where(Job.state == JobState.RUNNING, Job.lease_expires_at < now)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for row in rows:
+            row.state = JobState.DEAD if row.attempts >= row.max_attempts else JobState.QUEUED
+            row.error = f"lease of {row.lease_owner} expired (worker stopped or died)"
+            row.lease_owner = None
+            row.lease_expires_at = None
+            row.run_after = now
+            row.updated_at = now
+            if row.state is JobState.DEAD:
+                row.finished_at = now
+            reaped.append(row.id)
+    if reaped:
+        log.warning("re-queued %d job(s) with an expired lease", len(reaped))
+    return reaped
+
+
+def retry(db: Database, job_id: int) -> str:
+    """Queue a job again (any state but running), and its dead deliveries.
+
+    Returns
+    -------
+    str
+        What was done, in words.
+
+    Raises
+    ------
+    JobError
+        No such job, or it is running.
+    """
+    now = utcnow()
+    with db.session() as session:
+        row = session.get(Job, job_id, with_for_update=True)
+        if row is None:
+            raise JobError(f"no job {job_id}")
+        if row.state is JobState.RUNNING:
+            raise JobError(f"job {job_id} is running; wait for it or for its lease to expire")
+        revived = session.execute(
+            update(Delivery)
+            .where(Delivery.job_id == job_id, Delivery.state == DeliveryState.DEAD)
+            .values(state=DeliveryState.PENDING, attempts=0, run_after=now, updated_at=now)
+        ).rowcount  # type: ignore[attr-defined]
+        if row.state is JobState.SUCCEEDED:
+            return f"job {job_id} succeeded; {revived} dead deliveries queued again"
+        before = row.state.value
+        row.state = JobState.QUEUED
+        row.attempts = 0
+        row.run_after = now
+        row.updated_at = now
+        row.finished_at = None
+        return f"job {job_id} {before} -> queued; {revived} dead deliveries queued again"

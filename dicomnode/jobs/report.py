@@ -1,0 +1,74 @@
+"""``dicomnode jobs``: the jobs with their delivery counts, as rows and as a table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from dicomnode.jobs.models import Delivery, DeliveryState, Job, JobState
+from dicomnode.store.db import Database
+
+__all__ = ["job_rows", "render_jobs"]
+
+
+def job_rows(db: Database, *, state: str | JobState | None = None) -> list[dict[str, Any]]:
+    """Every job (or those in ``state``), oldest first, with delivery counts by state.
+
+    Rows hold UIDs, names, states and error texts, never patient identifiers.
+    """
+    with db.session() as session:
+        query = select(Job).order_by(Job.id)
+        if state is not None:
+            query = query.where(Job.state == JobState(state))
+        jobs = session.scalars(query).all()
+        counts: dict[int, dict[str, int]] = {}
+        for job_id, dstate, n in session.execute(
+            select(Delivery.job_id, Delivery.state, func.count(Delivery.id)).group_by(
+                Delivery.job_id, Delivery.state
+            )
+        ):
+            counts.setdefault(job_id, {})[dstate.value] = n
+        return [
+            {
+                "id": job.id,
+                "state": job.state.value,
+                "route": job.route,
+                "pipeline": f"{job.pipeline} {job.pipeline_version}",
+                "level": job.level,
+                "subject": job.subject,
+                "attempts": job.attempts,
+                "max_attempts": job.max_attempts,
+                "created_at": job.created_at.isoformat(),
+                "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+                "deliveries": {
+                    s.value: counts.get(job.id, {}).get(s.value, 0) for s in DeliveryState
+                },
+                "error": job.error,
+            }
+            for job in jobs
+        ]
+
+
+def render_jobs(rows: list[dict[str, Any]]) -> str:
+    """A plain-text table of :func:`job_rows`; deliveries as delivered/pending/dead."""
+    if not rows:
+        return "no jobs\n"
+    lines = [
+        f"{'ID':>6} {'STATE':<9} {'ROUTE':<20} {'TRIES':>5} {'SENT':>4} {'WAIT':>4} {'DEAD':>4}  "
+        "SUBJECT / ERROR"
+    ]
+    for row in rows:
+        d = row["deliveries"]
+        waiting = d["pending"] + d["sending"]
+        subject = row["subject"] if len(row["subject"]) <= 24 else "…" + row["subject"][-23:]
+        tail = subject
+        dead_error = row["error"] if row["state"] in ("failed", "dead", "refused") else None
+        if dead_error:
+            tail += f"  {dead_error.splitlines()[0][:100]}"
+        lines.append(
+            f"{row['id']:>6} {row['state']:<9} {row['route'][:20]:<20} "
+            f"{row['attempts']:>2}/{row['max_attempts']:<2} {d['delivered']:>4} {waiting:>4} "
+            f"{d['dead']:>4}  {tail}"
+        )
+    return "\n".join(lines) + "\n"

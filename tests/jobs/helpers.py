@@ -1,0 +1,81 @@
+"""Helpers for queue tests: put series into a store, build configs, sweep with the hook."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from dicomnode.assembly.stability import sweep
+from dicomnode.config import parse_config
+from dicomnode.config.schema import Config
+from dicomnode.jobs import RoutingHook, registry_for
+from dicomnode.routing import compile_routes
+from dicomnode.store.db import Database
+from dicomnode.store.ingest import Store
+from dicomnode.store.models import utcnow
+
+TOY = "tests.support.toy_pipeline:ToyPipeline"
+
+
+def config(tmp: Path, url: str, **sections: Any) -> Config:
+    """A config on ``url`` with the toy pipeline, a ``pacs`` destination and one route."""
+    data: dict[str, Any] = {
+        "data_dir": str(tmp / "data"),
+        "database": {"url": url},
+        "storage": {"min_free": "1MB"},
+        "stability": {"series_seconds": 1, "study_seconds": 2},
+        "workers": {
+            "count": 1,
+            "device": "cpu",
+            "lease_seconds": 3,
+            "heartbeat_seconds": 0.5,
+            "backoff_seconds": 0,
+            "poll_seconds": 0.1,
+        },
+        "destinations": {"pacs": {"ae_title": "PACS", "host": "127.0.0.1", "port": 1}},
+        "pipelines": {"toy": {"class": TOY}},
+        "routes": [
+            {"name": "ct-toy", "pipeline": "toy", "when": {"Modality": "CT"}, "send_to": ["pacs"]}
+        ],
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return parse_config(data)
+
+
+def ingest(store: Store, files: list[Path], *, calling_ae: str = "MODALITY") -> None:
+    """Store ``files`` as if received over the network."""
+    import pydicom
+
+    for path in files:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        spool = store.incoming / f"{path.parent.name}-{path.name}"
+        shutil.copyfile(path, spool)
+        store.ingest(
+            spool,
+            sop_class_uid=str(ds.SOPClassUID),
+            sop_instance_uid=str(ds.SOPInstanceUID),
+            calling_ae=calling_ae,
+        )
+
+
+def hook_for(cfg: Config) -> RoutingHook:
+    """The completion hook a node builds from ``cfg``."""
+    routes = compile_routes(cfg.routes, destinations=set(cfg.destinations))
+    return RoutingHook(cfg, routes, registry_for(cfg))
+
+
+def complete_all(db: Database, cfg: Config, hook: RoutingHook | None = None) -> Any:
+    """Sweep as if the quiet period passed for everything received so far."""
+    return sweep(
+        db,
+        series_seconds=cfg.stability.series_seconds,
+        study_seconds=cfg.stability.study_seconds,
+        now=utcnow() + timedelta(hours=1),
+        hooks=[hook or hook_for(cfg)],
+    )

@@ -1,0 +1,86 @@
+"""A tiny pipeline for the node's tests: thresholds pixel values, finds one region.
+
+Knobs, so tests can make it misbehave on chosen series only:
+
+- options ``threshold`` (pixel value, default 0), ``sleep`` (seconds per run), ``runlog``
+  (a file: one ``start``/``end`` line per run with the series UID and the pid);
+- SeriesDescription containing ``TOY:crash`` (``os._exit(3)`` in the child), ``TOY:oom``
+  (raises MemoryError, as a CUDA OOM would), ``TOY:fail`` (raises RuntimeError),
+  ``TOY:refuse`` (refused by ``check``), ``TOY:sleep=N`` (sleeps N seconds).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pydicom
+
+from dicomnode.pipeline import (
+    InputRefused,
+    Pipeline,
+    PipelineInputs,
+    PipelineResult,
+    RunContext,
+)
+from dicomnode.results import FindingKind, Findings, Mask, RegionFinding
+
+__all__ = ["ToyPipeline"]
+
+
+def _log(path: str | None, word: str, inputs: PipelineInputs) -> None:
+    if path:
+        with open(path, "a", encoding="ascii") as handle:
+            handle.write(f"{word} {inputs.series[0].series_uid} {os.getpid()}\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+class ToyPipeline(Pipeline):
+    """Thresholds the first input series; a region at the centre of the volume."""
+
+    name = "toy"
+    version = "1.0"
+
+    def check(self, inputs: PipelineInputs) -> None:
+        for series in inputs.series:
+            if "TOY:refuse" in (series.description or ""):
+                raise InputRefused("series asked to be refused (TOY:refuse)")
+            if series.modality not in ("CT", "MR"):
+                raise InputRefused(f"modality {series.modality} is not CT or MR")
+
+    def run(self, inputs: PipelineInputs, ctx: RunContext) -> PipelineResult:
+        from dicomnode.results import geometry_from_datasets
+
+        runlog = self.options.get("runlog")
+        _log(runlog, "start", inputs)
+        description = inputs.series[0].description or ""
+        if "TOY:crash" in description:
+            os._exit(3)
+        if "TOY:oom" in description:
+            raise MemoryError("simulated CUDA out of memory")
+        if "TOY:fail" in description:
+            raise RuntimeError("simulated pipeline failure")
+        found = re.search(r"TOY:sleep=([0-9.]+)", description)
+        time.sleep(float(found.group(1)) if found else float(self.options.get("sleep", 0)))
+        datasets = [pydicom.dcmread(p) for p in inputs.series[0].files]
+        geometry = geometry_from_datasets(datasets)
+        by_uid = {str(ds.SOPInstanceUID): ds for ds in datasets}
+        volume = np.stack([by_uid[uid].pixel_array for uid in geometry.sop_instance_uids])
+        mask = volume > float(self.options.get("threshold", 0))
+        centre = np.asarray(geometry.positions[len(geometry.positions) // 2], dtype=float)
+        findings = Findings(
+            kinds=(FindingKind.LUNG_NODULE,),
+            regions=(RegionFinding.sphere(FindingKind.LUNG_NODULE, centre, 4.0, score=0.9),),
+            masks=(Mask(FindingKind.LUNG_NODULE, mask, geometry),) if mask.any() else (),
+        )
+        _log(runlog, "end", inputs)
+        return PipelineResult(findings, model_sha256="")
+
+
+def write_runlog_path(root: Path) -> str:
+    """Where tests keep the run log."""
+    return str(root / "runs.log")
