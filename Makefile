@@ -1,4 +1,5 @@
-# The two commands of the README: `make demo` runs the node, `make test` runs the tests.
+# The two commands of the README: `make serve` runs the node, `make test` runs the tests.
+# Both set the machine up first (scripts/setup.sh: apt tools, .venv, torch, the project).
 .PHONY: setup serve demo test lint
 VENV := .venv/bin
 
@@ -15,6 +16,6 @@ test: .setup-stamp
 	$(VENV)/python -m pytest -q
 
 lint: .setup-stamp
-	$(VENV)/ruff check dicomnode pipelines tests bench
-	$(VENV)/ruff format --check dicomnode pipelines tests bench
+	$(VENV)/ruff check dicomnode pipelines tests bench models
+	$(VENV)/ruff format --check dicomnode pipelines tests bench models
 	$(VENV)/mypy dicomnode pipelines

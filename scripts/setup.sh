@@ -4,18 +4,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(dcmtk orthanc dicom3tools)
+# Real peers for the tests: dcmtk (storescu/storescp/echoscu), Orthanc (the PACS of the
+# end-to-end tests), dicom3tools (dciodvfy) and a PostgreSQL server (multi-worker tests).
+APT_PACKAGES=(dcmtk orthanc dicom3tools postgresql)
 missing=()
 for tool in /usr/bin/storescu /usr/bin/dciodvfy /usr/sbin/Orthanc; do
   [ -x "$tool" ] || missing+=("$tool")
 done
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(initdb)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${APT_PACKAGES[@]}"
-    # Debian starts Orthanc as a service on install; the tests start their own.
-    (systemctl disable --now orthanc 2>/dev/null || service orthanc stop 2>/dev/null || true)
+    # Debian starts Orthanc and PostgreSQL as services on install; the tests start their own.
+    (service orthanc stop >/dev/null 2>&1 || true)
+    (service postgresql stop >/dev/null 2>&1 || true)
   else
     echo "setup: missing ${missing[*]}; run as root or: sudo apt-get install ${APT_PACKAGES[*]}" >&2
     exit 1
