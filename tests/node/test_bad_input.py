@@ -191,3 +191,14 @@ def test_declared_huge_image_is_stored_as_received_without_decoding(node, tmp_pa
     body = sent[sent.index(b"\x08\x00\x16\x00") :]
     assert stored.read_bytes().endswith(body)
     assert echo(node.port)
+
+
+def test_store_below_min_free_answers_a700_and_keeps_nothing(node_factory, tmp_path):
+    node = node_factory(storage={"min_free": "1000TB"}).start()
+    spec = dicomgen.study("full", [2])[0]
+    paths = dicomgen.write_series(spec, tmp_path / "full")
+    statuses = _send_files(node.port, paths)
+    assert statuses == [0xA700, 0xA700]
+    assert node.stored_files() == []
+    assert not list((node.store / ".incoming").iterdir())
+    assert node.query("select count(*) from instances") == [(0,)]
