@@ -1,0 +1,294 @@
+"""Run one pipeline on files: ``dicomnode run PIPELINE PATH --out DIR``.
+
+Scans files and folders for DICOM instances, groups them into series (series-level pipelines:
+one job per series) or studies (study-level: one job per study), checks, runs, encodes the
+findings with :func:`dicomnode.results.encode` and writes the result objects into ``out_dir``.
+
+Imports pydicom at import time and torch when a pipeline runs: not for the SCP's start-up path.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from dicomnode.pipeline.contract import (
+    InputRefused,
+    Pipeline,
+    PipelineInputs,
+    PipelineLevel,
+    RunContext,
+    SeriesInput,
+)
+from dicomnode.pipeline.registry import PipelineRegistry
+from dicomnode.pipeline.runtime import resolve_device
+from dicomnode.results.findings import Findings
+
+__all__ = ["JobReport", "RunReport", "describe_findings", "discover_inputs", "run_on_files"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobReport:
+    """One job of a run: a series or a study.
+
+    Attributes
+    ----------
+    study_uid : str
+        Study of the job.
+    series_uids : tuple of str
+        Series the job processed.
+    summary : str
+        One line describing the findings (or the refusal).
+    files : tuple of Path
+        Result files written.
+    seconds : float
+        Wall time of the job (check, run, encode, write).
+    refused : str, optional
+        The reason the pipeline refused the input, if it did.
+    findings : Findings, optional
+        The findings (absent when refused).
+    """
+
+    study_uid: str
+    series_uids: tuple[str, ...]
+    summary: str
+    files: tuple[Path, ...] = ()
+    seconds: float = 0.0
+    refused: str | None = None
+    findings: Findings | None = None
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What :func:`run_on_files` did.
+
+    Attributes
+    ----------
+    pipeline, version : str
+        The pipeline that ran.
+    device : str
+        The torch device it ran on.
+    jobs : tuple of JobReport
+        One per series or study.
+    seconds : float
+        Wall time of the whole run.
+    skipped : tuple of Path
+        Files that are not readable DICOM.
+    """
+
+    pipeline: str
+    version: str
+    device: str
+    jobs: tuple[JobReport, ...]
+    seconds: float
+    skipped: tuple[Path, ...] = field(default=())
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every result file written."""
+        return tuple(p for job in self.jobs for p in job.files)
+
+    @property
+    def refused(self) -> tuple[JobReport, ...]:
+        """The jobs the pipeline refused."""
+        return tuple(job for job in self.jobs if job.refused is not None)
+
+    def summary(self) -> str:
+        """Several lines for a terminal: one per job, then the totals."""
+        lines = [
+            f"{job.series_uids[0] if len(job.series_uids) == 1 else job.study_uid}: "
+            f"{'REFUSED: ' + job.refused if job.refused else job.summary} ({job.seconds:.1f} s)"
+            for job in self.jobs
+        ]
+        lines.append(
+            f"{self.pipeline} {self.version} on {self.device}: {len(self.jobs)} job(s), "
+            f"{len(self.files)} file(s) written in {self.seconds:.1f} s"
+        )
+        return "\n".join(lines)
+
+
+def describe_findings(findings: Findings) -> str:
+    """One line: regions with scores, mask sizes, classifications."""
+    parts = []
+    if findings.regions:
+        scores = ", ".join(f"{r.score:.2f}" for r in findings.regions if r.score is not None)
+        parts.append(
+            f"{len(findings.regions)} region(s)" + (f" (scores {scores})" if scores else "")
+        )
+    for mask in findings.masks:
+        parts.append(f"{mask.kind.value} mask {int(mask.array.sum())} voxel(s)")
+    for c in findings.classifications:
+        side = c.laterality.value if c.laterality else "study"
+        score = f" score {c.score:.2f}" if c.score is not None else ""
+        density = f" density {c.density.value}" if c.density else ""
+        parts.append(f"{side}:{score}{density}")
+    kinds = "/".join(k.value for k in findings.kinds)
+    return f"{kinds}: " + ("; ".join(parts) if parts else "nothing found")
+
+
+def _candidate_files(path: Path) -> Iterable[Path]:
+    if path.is_file():
+        yield path
+    elif path.is_dir():
+        yield from sorted(p for p in path.rglob("*") if p.is_file())
+    else:
+        raise FileNotFoundError(f"no such file or folder: {path}")
+
+
+def discover_inputs(path: Path, level: PipelineLevel) -> tuple[list[PipelineInputs], list[Path]]:
+    """Group the DICOM files under ``path`` into jobs for a pipeline of ``level``.
+
+    Returns
+    -------
+    jobs : list of PipelineInputs
+        One per series (SERIES) or per study (STUDY), ordered by UID.
+    skipped : list of Path
+        Files that are not DICOM or lack Study/Series Instance UIDs.
+    """
+    series: dict[tuple[str, str], list[tuple[Path, Dataset]]] = defaultdict(list)
+    skipped: list[Path] = []
+    for file in _candidate_files(Path(path)):
+        try:
+            ds = dcmread(file, stop_before_pixels=True)
+            key = (str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID))
+        except (InvalidDicomError, OSError, AttributeError, ValueError, EOFError):
+            skipped.append(file)
+            continue
+        series[key].append((file, ds))
+    inputs = {
+        key: SeriesInput(
+            study_uid=key[0],
+            series_uid=key[1],
+            files=tuple(p for p, _ in items),
+            modality=str(items[0][1].get("Modality", "")) or None,
+            description=str(items[0][1].get("SeriesDescription", "")) or None,
+        )
+        for key, items in sorted(series.items())
+    }
+    if level is PipelineLevel.SERIES:
+        return [PipelineInputs(k[0], (s,)) for k, s in inputs.items()], skipped
+    studies: dict[str, list[SeriesInput]] = defaultdict(list)
+    for (study, _), s in inputs.items():
+        studies[study].append(s)
+    return [PipelineInputs(study, tuple(items)) for study, items in studies.items()], skipped
+
+
+def _write(datasets: Sequence[Dataset], out_dir: Path) -> list[Path]:
+    written = []
+    for ds in datasets:
+        path = out_dir / f"{ds.Modality}_{ds.SOPInstanceUID}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        written.append(path)
+    return written
+
+
+def _run_job(
+    pipeline: Pipeline,
+    inputs: PipelineInputs,
+    ctx: RunContext,
+    out_dir: Path,
+    outputs: Sequence[str],
+) -> JobReport:
+    from dicomnode.results import Algorithm, encode
+
+    started = time.monotonic()
+    series_uids = tuple(s.series_uid for s in inputs.series)
+    try:
+        pipeline.check(inputs)
+        result = pipeline.run(inputs, ctx)
+    except InputRefused as exc:
+        return JobReport(
+            inputs.study_uid, series_uids, "refused", (), time.monotonic() - started, exc.reason
+        )
+    sources = [dcmread(p) for p in inputs.files]
+    algorithm = Algorithm(pipeline.name, pipeline.version, result.model_sha256)
+    objects = encode(result.findings, sources, algorithm=algorithm, outputs=outputs)
+    files = _write(objects, out_dir)
+    return JobReport(
+        study_uid=inputs.study_uid,
+        series_uids=series_uids,
+        summary=describe_findings(result.findings),
+        files=tuple(files),
+        seconds=time.monotonic() - started,
+        findings=result.findings,
+    )
+
+
+def run_on_files(
+    pipeline_name: str,
+    path: Path,
+    out_dir: Path,
+    *,
+    options: Mapping[str, Any] | None = None,
+    device: str = "auto",
+    outputs: Sequence[str] | None = None,
+    registry: PipelineRegistry | None = None,
+) -> RunReport:
+    """Run ``pipeline_name`` on the DICOM files under ``path`` and write results to ``out_dir``.
+
+    Parameters
+    ----------
+    pipeline_name : str
+        A registered pipeline (entry point ``dicomnode.pipelines``).
+    path : Path
+        A DICOM file or a folder searched recursively; non-DICOM files are skipped.
+    out_dir : Path
+        Created when missing; receives ``<Modality>_<SOPInstanceUID>.dcm`` per result object.
+    options : mapping, optional
+        The pipeline's config section (``pipelines.<name>``: bundle, threshold...).
+    device : str
+        ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+    outputs : sequence of str, optional
+        ``sr``, ``seg``, ``summary``; default ``options["outputs"]``, else the pipeline's
+        ``default_outputs``.
+    registry : PipelineRegistry, optional
+        Where to look the pipeline up (default: the installed entry points).
+
+    Returns
+    -------
+    RunReport
+        Per job: findings summary, files written, seconds, or the refusal reason.
+
+    Raises
+    ------
+    PipelineUnavailable
+        Unknown pipeline or one that cannot be imported.
+    FileNotFoundError
+        ``path`` does not exist.
+    """
+    started = time.monotonic()
+    cls = (registry or PipelineRegistry()).get(pipeline_name)
+    opts = dict(options or {})
+    pipeline = cls(opts)
+    wanted = list(outputs or opts.get("outputs") or pipeline.default_outputs)
+    resolved = resolve_device(device)
+    jobs, skipped = discover_inputs(Path(path), cls.level)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    reports = []
+    with tempfile.TemporaryDirectory(prefix=f"dicomnode-{pipeline_name}-") as work:
+        ctx = RunContext(device=resolved, work_dir=Path(work), options=opts, log=log)
+        for inputs in jobs:
+            report = _run_job(pipeline, inputs, ctx, out, wanted)
+            log.info("%s: %s", pipeline_name, report.refused or report.summary)
+            reports.append(report)
+    return RunReport(
+        pipeline=pipeline_name,
+        version=cls.version,
+        device=resolved,
+        jobs=tuple(reports),
+        seconds=time.monotonic() - started,
+        skipped=tuple(skipped),
+    )

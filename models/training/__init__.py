@@ -1,0 +1,1 @@
+"""Training of the demo weights on synthetic phantoms (see ``models/train.py``)."""

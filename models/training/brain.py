@@ -1,0 +1,116 @@
+"""Train the demo SegResNet of ``models/brain_flair_segmentation`` on synthetic FLAIR MR."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.losses import DiceFocalLoss
+
+from dicomnode.pipeline.bundle import load_bundle
+from dicomnode.synthetic import brain_mr
+from models.training.common import TRAIN_SEED_BASE, Budget, save_weights
+from pipelines.brain_lesion.model import prepare
+from pipelines.common.dicomio import volume_from_datasets
+from pipelines.common.grid import resize
+
+log = logging.getLogger(__name__)
+
+_SHAPES = ((96, 96, 48), (128, 128, 64), (160, 160, 80), (192, 192, 96), (240, 240, 120))
+
+
+@dataclass
+class Case:
+    """One FLAIR study in the working grid with its lesion mask."""
+
+    image: torch.Tensor
+    label: torch.Tensor
+
+
+def make_case(seed: int, bundle_path: Path) -> Case:
+    """Generate and prepare one FLAIR study through the pipeline's own reader."""
+    bundle = load_bundle(bundle_path)
+    rng = np.random.default_rng(seed)
+    mr = brain_mr(
+        seed,
+        shape=_SHAPES[int(rng.integers(len(_SHAPES)))],
+        n_lesions=int(rng.integers(0, 6)),
+        radius_range_mm=(2.5, 9.0),
+        noise=float(rng.uniform(6, 20)),
+    )
+    series = next(iter(mr.series.values()))
+    image, grid = prepare([volume_from_datasets(series)], bundle)
+    labels = grid.canonical_from_source(mr.lesion_mask.astype(np.float32))
+    label = resize(torch.from_numpy(np.ascontiguousarray(labels)), grid.shape) > 0.5
+    return Case(image=image, label=label[None].float())
+
+
+def _patch(case: Case, size: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+    shape = np.asarray(case.image.shape[1:])
+    foreground = torch.nonzero(case.label[0])
+    if len(foreground) and rng.random() < 0.7:
+        centre = foreground[int(rng.integers(len(foreground)))].numpy()
+        start = centre - size // 2 + rng.integers(-size // 4, size // 4 + 1)
+    else:
+        start = np.asarray(
+            [int(rng.integers(0, max(1, s - p + 1))) for s, p in zip(shape, size, strict=True)]
+        )
+    start = np.clip(start, 0, np.maximum(shape - size, 0))
+    stop = start + size
+    out = []
+    for array in (case.image, case.label):
+        part = array[:, start[0] : stop[0], start[1] : stop[1], start[2] : stop[2]]
+        pad = [int(v) for v in np.maximum(size - np.asarray(part.shape[1:]), 0)]
+        if any(pad):
+            part = torch.nn.functional.pad(part, (0, pad[2], 0, pad[1], 0, pad[0]))
+        out.append(part)
+    return tuple(out)
+
+
+def train(bundle_path: Path, minutes: float, cases: int = 30, batch: int = 2) -> dict:
+    """Train for ``minutes`` of wall time; returns what to record in the metadata."""
+    started = time.monotonic()
+    bundle = load_bundle(bundle_path)
+    base = TRAIN_SEED_BASE["brain"]
+    pool = [make_case(base + i, bundle_path) for i in range(cases)]
+    log.info("brain: %d cases prepared in %.0f s", cases, time.monotonic() - started)
+    network = bundle.build("network_def")
+    network.train()
+    loss_fn = DiceFocalLoss(sigmoid=True, smooth_nr=1e-4, smooth_dr=1e-4)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=2e-3, weight_decay=1e-5)
+    budget = Budget(minutes * 60, lr=3e-3)
+    size = np.asarray(bundle.get("train_patch_size", [64, 64, 64]))
+    rng = np.random.default_rng(base)
+    steps, recent = 0, []
+    while not budget.done:
+        items = [_patch(pool[int(rng.integers(len(pool)))], size, rng) for _ in range(batch)]
+        image = torch.stack([i for i, _ in items])
+        label = torch.stack([lab for _, lab in items])
+        if rng.random() < 0.5:
+            image = image * float(rng.uniform(0.9, 1.1)) + float(rng.normal(0, 0.05))
+        loss = loss_fn(network(image), label)
+        budget.step(optimizer)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        steps += 1
+        recent.append(float(loss.detach()))
+        if steps % 50 == 0:
+            log.info("brain step %d loss %.4f", steps, np.mean(recent))
+            recent = []
+    sha = save_weights(
+        bundle_path,
+        network,
+        {
+            "seeds": f"{base}..{base + cases - 1}",
+            "steps": steps,
+            "batch": batch,
+            "patch": size.tolist(),
+            "seconds": round(time.monotonic() - started, 1),
+        },
+    )
+    return {"model": "brain", "steps": steps, "sha256": sha, "seconds": time.monotonic() - started}

@@ -1,0 +1,153 @@
+"""``brain_lesion``: MR FLAIR (or BraTS T1c/T1/T2/FLAIR) -> lesion mask, count and volumes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from dicomnode.pipeline import (
+    InputRefused,
+    PipelineInputs,
+    PipelineLevel,
+    PipelineResult,
+    RunContext,
+    SeriesInput,
+)
+from dicomnode.pipeline.bundle import Bundle
+from dicomnode.results import FindingKind, Findings, Mask, RegionFinding, VolumeGeometry
+from pipelines.brain_lesion.model import build_inferer, input_roles, lesion_channel, prepare
+from pipelines.common.base import BundlePipeline, inference_mode
+from pipelines.common.components import connected_components
+from pipelines.common.dicomio import (
+    check_decode_budget,
+    read_datasets,
+    read_headers,
+    require_modality,
+    volume_from_datasets,
+)
+from pipelines.common.grid import WorkingGrid
+
+__all__ = ["BrainLesionPipeline"]
+
+
+class BrainLesionPipeline(BundlePipeline):
+    """Segment brain lesions with a MONAI segmentation bundle.
+
+    The bundle's input channels (metadata ``channel_def``) name the series it needs: the demo
+    bundle takes one FLAIR series (a series-level route, or a study-level route's ``flair``
+    role); the official BraTS bundle takes roles ``t1c``, ``t1``, ``t2``, ``flair``.
+
+    Options read
+    ------------
+    bundle, decode_budget_bytes, amp
+        See :class:`~pipelines.common.base.BundlePipeline`.
+    threshold : float
+        Probability above which a voxel is lesion (default 0.5).
+    min_lesion_ml : float
+        Smallest lesion reported, in mL (default 0.01).
+    min_slices : int
+        Fewest slices accepted (default 8).
+    patch_size : list of 3 int
+        Sliding-window patch; default the bundle's inferer ``roi_size``.
+    """
+
+    name: ClassVar[str] = "brain_lesion"
+    version: ClassVar[str] = "0.1.0"
+    level: ClassVar[PipelineLevel] = PipelineLevel.SERIES
+    bundle_name: ClassVar[str] = "brain_flair_segmentation"
+
+    def _roles(self) -> list[str]:
+        return input_roles(self.metadata())
+
+    def select(self, inputs: PipelineInputs) -> list[SeriesInput]:
+        """The series for each input channel, in the bundle's channel order."""
+        roles = self._roles()
+        chosen = [inputs.role(role) for role in roles]
+        if all(s is not None for s in chosen):
+            return [s for s in chosen if s is not None]
+        if len(roles) == 1 and len(inputs.series) == 1:
+            return [inputs.series[0]]
+        missing = [r for r, s in zip(roles, chosen, strict=True) if s is None]
+        if len(roles) == 1:
+            raise InputRefused(
+                f"expects 1 {roles[0].upper()} series or a study-level input with role "
+                f"{roles[0]!r}, got {len(inputs.series)} series"
+            )
+        raise InputRefused(
+            f"missing inputs: role(s) {', '.join(missing)} (the bundle needs {', '.join(roles)})"
+        )
+
+    def check(self, inputs: PipelineInputs) -> None:
+        """Refuse non-MR input, missing sequences, too few slices, oversized series."""
+        minimum = int(self.options.get("min_slices", 8))
+        total = []
+        for series in self.select(inputs):
+            headers = read_headers(series.files)
+            require_modality(headers, "MR")
+            slices = sum(int(ds.get("NumberOfFrames", 1) or 1) for ds in headers)
+            if slices < minimum:
+                raise InputRefused(f"too few slices: {slices} (at least {minimum} needed)")
+            total.extend(headers)
+        check_decode_budget(total, self.decode_budget)
+
+    def run(self, inputs: PipelineInputs, ctx: RunContext) -> PipelineResult:
+        """Segment lesions; findings are one mask plus one region per connected lesion."""
+        self.check(inputs)
+        options: Mapping[str, Any] = ctx.options or {}
+        volumes = []
+        for series in self.select(inputs):
+            datasets = read_datasets(series.files)
+            check_decode_budget(datasets, self.decode_budget)
+            volumes.append(volume_from_datasets(datasets))
+        network = self.model(ctx.device)
+        bundle = self.bundle(ctx.device)
+        image, grid = prepare(volumes, bundle, ctx.device)
+        inferer = build_inferer(bundle, self.option("patch_size", None, options))
+        with inference_mode(ctx.device, self.amp):
+            logits = inferer(image[None], network)[0, lesion_channel(bundle.metadata)]
+        prob = torch.sigmoid(logits.float())
+        source = grid.source_from_working(prob.cpu())
+        threshold = float(self.option("threshold", 0.5, options))
+        mask = source > threshold
+        min_ml = float(self.option("min_lesion_ml", 0.01, options))
+        regions, mask = _lesions(mask, grid, volumes[-1].geometry, min_ml)
+        findings = Findings(
+            kinds=(FindingKind.BRAIN_LESION,),
+            regions=tuple(regions),
+            masks=(Mask(FindingKind.BRAIN_LESION, mask, volumes[-1].geometry, "brain lesion"),),
+        )
+        return PipelineResult(findings=findings, model_sha256=self.model_sha256)
+
+    def build_model(self, bundle: Bundle, device: str) -> Any:
+        """The segmentation network with weights."""
+        return bundle.load_network(device)
+
+
+def _lesions(
+    mask: np.ndarray, grid: WorkingGrid, geometry: VolumeGeometry, min_ml: float
+) -> tuple[list[RegionFinding], np.ndarray]:
+    """One region per connected component above ``min_ml``; the mask keeps only those."""
+    affine = grid.source_affine
+    voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
+    min_voxels = max(1, int(np.ceil(min_ml / voxel_ml)))
+    kept = np.zeros_like(mask)
+    regions = []
+    for n, component in enumerate(connected_components(mask, min_voxels=min_voxels), start=1):
+        kept |= component.mask
+        k, j, i = component.centroid
+        centre = (affine @ np.asarray([i, j, k, 1.0]))[:3]
+        volume_ml = component.voxels * voxel_ml
+        diameter = float((6.0 * volume_ml * 1000.0 / np.pi) ** (1.0 / 3.0))
+        regions.append(
+            RegionFinding.sphere(
+                FindingKind.BRAIN_LESION,
+                centre.tolist(),
+                round(diameter, 2),
+                volume_ml=round(volume_ml, 4),
+                tracking_id=f"lesion {n}",
+            )
+        )
+    return regions, kept

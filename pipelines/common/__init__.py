@@ -1,0 +1,1 @@
+"""Shared parts of the shipped pipelines: DICOM reading, grids, components, bundle access."""

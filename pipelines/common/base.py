@@ -1,0 +1,117 @@
+"""What the three shipped pipelines share: options, the bundle, the model cache, autocast."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from dicomnode.pipeline import Pipeline
+from dicomnode.pipeline.bundle import Bundle, BundleError, load_bundle
+from pipelines.common.dicomio import DEFAULT_DECODE_BUDGET
+
+__all__ = ["MODELS_DIR", "BundlePipeline", "inference_mode"]
+
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+"""The repository's ``models/`` folder (demo bundles)."""
+
+
+@contextlib.contextmanager
+def inference_mode(device: str, amp: bool) -> Iterator[None]:
+    """``torch.inference_mode`` plus float16 autocast on CUDA when ``amp`` is set."""
+    with torch.inference_mode():
+        if amp and device.startswith("cuda"):
+            with torch.autocast("cuda", dtype=torch.float16):
+                yield
+        else:
+            yield
+
+
+class BundlePipeline(Pipeline):
+    """A pipeline backed by one MONAI bundle, loaded once per instance and device.
+
+    Options read (``pipelines.<name>`` in the config)
+    -------------------------------------------------
+    bundle : str
+        Bundle directory; relative paths are tried against the working directory, then the
+        repository root. Default ``models/<bundle_name>``.
+    decode_budget_bytes : int
+        Largest decoded pixel data of one job (default 2 GiB).
+    amp : bool
+        Mixed precision on CUDA (default true).
+    """
+
+    bundle_name: ClassVar[str]
+
+    def __init__(self, options: Mapping[str, Any] | None = None):
+        super().__init__(options)
+        self._bundle: Bundle | None = None
+        self._model: Any = None
+        self._model_device: str | None = None
+
+    def option(self, key: str, default: Any, ctx_options: Mapping[str, Any] | None = None) -> Any:
+        """``key`` from the run's options, else the instance's, else ``default``."""
+        if ctx_options and key in ctx_options:
+            return ctx_options[key]
+        return self.options.get(key, default)
+
+    @property
+    def bundle_path(self) -> Path:
+        """Where the bundle lives (see the ``bundle`` option)."""
+        raw = self.options.get("bundle")
+        if raw is None:
+            return MODELS_DIR / self.bundle_name
+        path = Path(str(raw)).expanduser()
+        if path.is_absolute() or path.exists():
+            return path
+        return MODELS_DIR.parent / path
+
+    @property
+    def decode_budget(self) -> int:
+        """Decoded-size budget in bytes."""
+        value = int(self.options.get("decode_budget_bytes", DEFAULT_DECODE_BUDGET))
+        if value < 1:
+            raise ValueError(f"decode_budget_bytes must be >= 1, got {value}")
+        return value
+
+    @property
+    def amp(self) -> bool:
+        """Whether to use mixed precision on CUDA."""
+        return bool(self.options.get("amp", True))
+
+    def metadata(self) -> dict[str, Any]:
+        """The bundle's ``configs/metadata.json`` (read without loading the bundle)."""
+        if self._bundle is not None:
+            return self._bundle.metadata
+        path = self.bundle_path / "configs" / "metadata.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise BundleError(f"cannot read {path}: {exc}") from exc
+        return data if isinstance(data, dict) else {}
+
+    def bundle(self, device: str = "cpu") -> Bundle:
+        """The parsed bundle (verified once)."""
+        if self._bundle is None:
+            self._bundle = load_bundle(self.bundle_path, device=device)
+        return self._bundle
+
+    def model(self, device: str) -> Any:
+        """The model for ``device``, built on first use and kept for later runs."""
+        if self._model is None or self._model_device != device:
+            self._model = self.build_model(self.bundle(device), device)
+            self._model_device = device
+        return self._model
+
+    def build_model(self, bundle: Bundle, device: str) -> Any:
+        """Build the model from ``bundle`` (default: its ``network_def`` with weights)."""
+        return bundle.load_network(device)
+
+    @property
+    def model_sha256(self) -> str:
+        """sha256 of the loaded weights ("" before loading or without weights)."""
+        return self._bundle.weights_sha256 if self._bundle is not None else ""

@@ -1,0 +1,212 @@
+"""Reading stored DICOM series for pipelines: header checks, a decode budget, volumes.
+
+Pixel data is never decoded before its declared size has been checked against the configured
+budget and against the length of the stored PixelData (PITFALLS: a 7.9 MB RLE file decodes to
+503 MB). Every refusal is an :class:`~dicomnode.pipeline.InputRefused` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from dicomnode.pipeline import InputRefused
+from dicomnode.results import VolumeGeometry
+
+__all__ = [
+    "DEFAULT_DECODE_BUDGET",
+    "Volume",
+    "check_decode_budget",
+    "decode_pixels",
+    "declared_pixel_bytes",
+    "read_datasets",
+    "read_headers",
+    "require_modality",
+    "volume_from_datasets",
+]
+
+DEFAULT_DECODE_BUDGET = 2 * 1024**3
+"""Largest decoded pixel data (bytes) of one series unless ``decode_budget_bytes`` says so."""
+
+
+def read_headers(files: Sequence[Path]) -> list[Dataset]:
+    """Headers of ``files`` without pixel data (cheap: nothing is decoded).
+
+    Raises
+    ------
+    InputRefused
+        A file is not DICOM or cannot be read.
+    """
+    out: list[Dataset] = []
+    for path in files:
+        try:
+            out.append(dcmread(path, stop_before_pixels=True))
+        except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
+            raise InputRefused(f"unreadable DICOM file {Path(path).name}: {exc}") from exc
+    return out
+
+
+def read_datasets(files: Sequence[Path]) -> list[Dataset]:
+    """Full datasets of ``files`` (pixel data read as bytes, not decoded)."""
+    out: list[Dataset] = []
+    for path in files:
+        try:
+            out.append(dcmread(path))
+        except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
+            raise InputRefused(f"unreadable DICOM file {Path(path).name}: {exc}") from exc
+    return out
+
+
+def require_modality(headers: Sequence[Dataset], modality: str) -> None:
+    """Refuse unless every header's Modality is ``modality``."""
+    found = sorted({str(ds.get("Modality", "")) or "none" for ds in headers})
+    if found != [modality]:
+        raise InputRefused(f"wrong modality: expected {modality}, got {', '.join(found)}")
+
+
+def declared_pixel_bytes(ds: Dataset) -> int:
+    """Rows x Columns x Frames x Samples x BitsAllocated / 8 as declared by the header."""
+    try:
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        bits = int(ds.BitsAllocated)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise InputRefused(
+            f"undecodable pixel data: image pixel module incomplete ({exc})"
+        ) from exc
+    if min(rows, columns, frames, samples, bits) < 1:
+        raise InputRefused(
+            f"undecodable pixel data: declared size {rows}x{columns}x{frames}x{samples}x{bits}"
+        )
+    return rows * columns * frames * samples * bits // 8
+
+
+def check_decode_budget(datasets: Sequence[Dataset], budget_bytes: int) -> int:
+    """Refuse when the series would decode to more than ``budget_bytes``; header-only.
+
+    Returns the declared decoded size of the whole series in bytes.
+    """
+    total = sum(declared_pixel_bytes(ds) for ds in datasets)
+    if total > budget_bytes:
+        first = datasets[0]
+        raise InputRefused(
+            f"decoded size {total} bytes exceeds the budget of {budget_bytes} bytes "
+            f"({int(first.Rows)}x{int(first.Columns)} x {len(datasets)} image(s), "
+            f"{int(first.BitsAllocated)} bits)"
+        )
+    return total
+
+
+def _check_stored_length(ds: Dataset) -> None:
+    """Refuse missing or truncated PixelData before decoding."""
+    if "PixelData" not in ds:
+        raise InputRefused("undecodable pixel data: the image has no PixelData")
+    value = ds.PixelData
+    expected = declared_pixel_bytes(ds)
+    if ds.file_meta.TransferSyntaxUID.is_encapsulated:
+        if not value or len(value) < 16:
+            raise InputRefused("undecodable pixel data: empty encapsulated PixelData")
+        return
+    if len(value) < expected:
+        raise InputRefused(
+            f"undecodable pixel data: PixelData holds {len(value)} bytes, "
+            f"the header declares {expected}"
+        )
+
+
+def decode_pixels(ds: Dataset) -> np.ndarray:
+    """Decoded pixels of ``ds`` (after the length check); InputRefused when decoding fails."""
+    _check_stored_length(ds)
+    try:
+        return np.asarray(ds.pixel_array)
+    except Exception as exc:  # pydicom raises many types for bad data; each becomes a refusal
+        raise InputRefused(f"undecodable pixel data: {type(exc).__name__}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A 3D image in modality units with its geometry.
+
+    Attributes
+    ----------
+    array : numpy.ndarray
+        float32, indexed ``[slice, row, column]`` like ``geometry``.
+    geometry : VolumeGeometry
+        Where the voxels lie (slices sorted along the normal).
+    slice_spacing : float
+        Distance between adjacent slices in mm.
+    """
+
+    array: np.ndarray
+    geometry: VolumeGeometry
+    slice_spacing: float
+
+    def affine(self) -> np.ndarray:
+        """4x4 matrix from (column, row, slice) index to patient (LPS, mm)."""
+        g = self.geometry
+        matrix = np.eye(4)
+        matrix[:3, 0] = np.asarray(g.orientation[:3]) * g.pixel_spacing[1]
+        matrix[:3, 1] = np.asarray(g.orientation[3:]) * g.pixel_spacing[0]
+        matrix[:3, 2] = g.normal * self.slice_spacing
+        matrix[:3, 3] = g.positions[0]
+        return matrix
+
+
+def _slice_spacing(geometry: VolumeGeometry, tolerance: float) -> float:
+    if len(geometry.positions) < 2:
+        return 1.0
+    along = np.asarray(geometry.positions) @ geometry.normal
+    steps = np.diff(along)
+    spacing = float(np.median(steps))
+    if spacing <= 1e-3:
+        raise InputRefused("slices share one position (duplicate or overlapping slices)")
+    if float(np.max(np.abs(steps - spacing))) > tolerance * spacing:
+        raise InputRefused(
+            f"irregular slice spacing: steps from {steps.min():.3g} to {steps.max():.3g} mm "
+            "(missing slices?)"
+        )
+    return spacing
+
+
+def _rescale(ds: Dataset, pixels: np.ndarray) -> np.ndarray:
+    slope = float(ds.get("RescaleSlope", 1) or 1)
+    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    return pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+
+
+def volume_from_datasets(datasets: Sequence[Dataset], *, spacing_tolerance: float = 0.2) -> Volume:
+    """Assemble a volume from one series' datasets (single-frame, any order, or multi-frame).
+
+    Slice order and geometry come from :func:`dicomnode.results.geometry_from_datasets`.
+    Call :func:`check_decode_budget` first.
+    """
+    from dicomnode.results import EncodingError, geometry_from_datasets
+
+    try:
+        geometry = geometry_from_datasets(list(datasets))
+    except EncodingError as exc:
+        raise InputRefused(f"no usable image geometry: {exc}") from exc
+    spacing = _slice_spacing(geometry, spacing_tolerance)
+    array = np.empty(geometry.shape, np.float32)
+    if geometry.frame_numbers is not None:
+        frames = decode_pixels(datasets[0])
+        for k, number in enumerate(geometry.frame_numbers):
+            array[k] = _rescale(datasets[0], frames[number - 1])
+    else:
+        by_uid = {str(ds.SOPInstanceUID): ds for ds in datasets}
+        for k, uid in enumerate(geometry.sop_instance_uids):
+            ds = by_uid[uid]
+            pixels = decode_pixels(ds)
+            if pixels.shape != (geometry.rows, geometry.columns):
+                raise InputRefused(
+                    f"images differ in size or are not single grey-scale frames: {pixels.shape}"
+                )
+            array[k] = _rescale(ds, pixels)
+    return Volume(array=array, geometry=geometry, slice_spacing=spacing)

@@ -1,0 +1,144 @@
+"""``lung_nodule``: chest CT -> nodule candidates (centre, diameter, volume, score) + masks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+from dicomnode.pipeline import (
+    InputRefused,
+    PipelineInputs,
+    PipelineLevel,
+    PipelineResult,
+    RunContext,
+)
+from dicomnode.pipeline.bundle import Bundle
+from dicomnode.results import FindingKind, Findings, Mask, RegionFinding, VolumeGeometry
+from pipelines.common.base import BundlePipeline, inference_mode
+from pipelines.common.dicomio import (
+    check_decode_budget,
+    read_datasets,
+    read_headers,
+    require_modality,
+    volume_from_datasets,
+)
+from pipelines.common.grid import WorkingGrid
+from pipelines.lung_nodule.model import build_detector, prepare
+
+__all__ = ["LungNodulePipeline"]
+
+
+class LungNodulePipeline(BundlePipeline):
+    """Detect lung nodules in a chest CT series with a MONAI RetinaNet bundle.
+
+    Options read
+    ------------
+    bundle, decode_budget_bytes, amp
+        See :class:`~pipelines.common.base.BundlePipeline`.
+    threshold : float
+        Smallest detection score reported (default 0.5).
+    max_findings : int
+        Most nodules reported, best scores first (default 20).
+    min_slices : int
+        Fewest slices accepted (default 16).
+    patch_size : list of 3 int
+        Sliding-window patch (working voxels); default the bundle's ``infer_patch_size``.
+    """
+
+    name: ClassVar[str] = "lung_nodule"
+    version: ClassVar[str] = "0.1.0"
+    level: ClassVar[PipelineLevel] = PipelineLevel.SERIES
+    bundle_name: ClassVar[str] = "lung_nodule_ct_detection"
+
+    def check(self, inputs: PipelineInputs) -> None:
+        """Refuse non-CT input, too few slices, several series, or an oversized series."""
+        if len(inputs.series) != 1:
+            raise InputRefused(f"expects 1 CT series, got {len(inputs.series)}")
+        headers = read_headers(inputs.series[0].files)
+        require_modality(headers, "CT")
+        slices = sum(int(ds.get("NumberOfFrames", 1) or 1) for ds in headers)
+        minimum = int(self.options.get("min_slices", 16))
+        if slices < minimum:
+            raise InputRefused(f"too few slices: {slices} (at least {minimum} needed)")
+        check_decode_budget(headers, self.decode_budget)
+
+    def build_model(self, bundle: Bundle, device: str) -> Any:
+        """The RetinaNetDetector (network with weights, anchors, box selector, inferer)."""
+        return build_detector(bundle, device, patch_size=self.options.get("patch_size"))
+
+    def run(self, inputs: PipelineInputs, ctx: RunContext) -> PipelineResult:
+        """Detect nodules; findings are spheres in patient coordinates plus one mask."""
+        self.check(inputs)
+        options: Mapping[str, Any] = ctx.options or {}
+        datasets = read_datasets(inputs.series[0].files)
+        check_decode_budget(datasets, self.decode_budget)
+        volume = volume_from_datasets(datasets)
+        del datasets
+        detector = self.model(ctx.device)
+        bundle = self.bundle(ctx.device)
+        image, grid = prepare(volume, bundle, ctx.device)
+        patch = detector.inferer.roi_size if detector.inferer is not None else image.shape[1:]
+        use_inferer = any(s > p for s, p in zip(image.shape[1:], patch, strict=True))
+        ctx.log.info("lung_nodule: working grid %s, sliding window %s", grid.shape, use_inferer)
+        with inference_mode(ctx.device, self.amp):
+            output = detector([image], use_inferer=use_inferer)[0]
+        threshold = float(self.option("threshold", 0.5, options))
+        limit = int(self.option("max_findings", 20, options))
+        boxes = output["box"].float().cpu().numpy().reshape(-1, 6)
+        scores = output["label_scores"].float().cpu().numpy().reshape(-1)
+        keep = np.argsort(-scores)[:limit]
+        keep = keep[scores[keep] >= threshold]
+        regions, mask = _findings(boxes[keep], scores[keep], grid, volume.geometry)
+        findings = Findings(
+            kinds=(FindingKind.LUNG_NODULE,),
+            regions=tuple(regions),
+            masks=(mask,) if mask is not None else (),
+        )
+        return PipelineResult(findings=findings, model_sha256=self.model_sha256)
+
+
+def _findings(
+    boxes: np.ndarray, scores: np.ndarray, grid: WorkingGrid, geometry: VolumeGeometry
+) -> tuple[list[RegionFinding], Mask | None]:
+    regions = []
+    mask = np.zeros(geometry.shape, bool)
+    for n, (box, score) in enumerate(zip(boxes, scores, strict=True), start=1):
+        centre = (box[:3] + box[3:]) / 2
+        extent_mm = np.abs(box[3:] - box[:3]) * np.asarray(grid.spacing)
+        diameter = float(max(np.mean(extent_mm), 1e-3))
+        centre_mm = grid.to_patient(centre[None])[0]
+        regions.append(
+            RegionFinding.sphere(
+                FindingKind.LUNG_NODULE,
+                centre_mm.tolist(),
+                round(diameter, 2),
+                score=float(np.clip(score, 0.0, 1.0)),
+                tracking_id=f"nodule {n}",
+            )
+        )
+        _paint_sphere(mask, grid, centre_mm, diameter / 2)
+    if not regions:
+        return regions, None
+    return regions, Mask(FindingKind.LUNG_NODULE, mask, geometry, label="lung nodule")
+
+
+def _paint_sphere(
+    mask: np.ndarray, grid: WorkingGrid, centre_mm: np.ndarray, radius: float
+) -> None:
+    """Set the source voxels (``[slice, row, column]``) within ``radius`` mm of the centre."""
+    affine = grid.source_affine
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)  # column, row, slice
+    inverse = np.linalg.inv(affine)
+    centre = (inverse @ np.append(centre_mm, 1.0))[:3]
+    reach = np.ceil(radius / spacing).astype(int) + 1
+    low = np.maximum(np.floor(centre).astype(int) - reach, 0)
+    high = np.minimum(np.ceil(centre).astype(int) + reach + 1, mask.shape[::-1])
+    if np.any(high <= low):
+        return
+    axes = [np.arange(lo, hi) for lo, hi in zip(low, high, strict=True)]
+    ii, jj, kk = np.meshgrid(*axes, indexing="ij")
+    points = np.stack([ii, jj, kk, np.ones_like(ii)], axis=-1) @ affine.T
+    inside = np.linalg.norm(points[..., :3] - centre_mm, axis=-1) <= radius
+    mask[low[2] : high[2], low[1] : high[1], low[0] : high[0]] |= np.transpose(inside, (2, 1, 0))

@@ -1,0 +1,131 @@
+"""``mammo_score``: 4-view MG study -> per-breast suspicion score and density class."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import ClassVar
+
+import numpy as np
+import torch
+from pydicom.dataset import Dataset
+
+from dicomnode.pipeline import (
+    InputRefused,
+    PipelineInputs,
+    PipelineLevel,
+    PipelineResult,
+    RunContext,
+)
+from dicomnode.results import (
+    BreastDensity,
+    Classification,
+    ClassProbability,
+    FindingKind,
+    Findings,
+    Laterality,
+)
+from pipelines.common.base import BundlePipeline, inference_mode
+from pipelines.common.dicomio import (
+    check_decode_budget,
+    decode_pixels,
+    read_datasets,
+    read_headers,
+    require_modality,
+)
+from pipelines.mammo_score.model import (
+    DENSITY_LABELS,
+    OutputChannels,
+    output_channels,
+    view_key,
+    view_tensor,
+)
+
+__all__ = ["REQUIRED_VIEWS", "MammoScorePipeline"]
+
+REQUIRED_VIEWS = ("RCC", "LCC", "RMLO", "LMLO")
+
+
+class MammoScorePipeline(BundlePipeline):
+    """Score a screening mammogram per breast with a MONAI classification bundle.
+
+    Options read
+    ------------
+    bundle, decode_budget_bytes, amp
+        See :class:`~pipelines.common.base.BundlePipeline`.
+    required_views : list of str
+        Views that must be present (default RCC, LCC, RMLO, LMLO).
+    """
+
+    name: ClassVar[str] = "mammo_score"
+    version: ClassVar[str] = "0.1.0"
+    level: ClassVar[PipelineLevel] = PipelineLevel.STUDY
+    default_outputs: ClassVar[tuple[str, ...]] = ("sr", "summary")
+    bundle_name: ClassVar[str] = "mammo_classification"
+
+    def _check_headers(self, headers: Sequence[Dataset]) -> None:
+        require_modality(headers, "MG")
+        processing = [
+            ds for ds in headers if "PROCESSING" in str(ds.get("PresentationIntentType", ""))
+        ]
+        if processing:
+            raise InputRefused("FOR PROCESSING images are not supported (FOR PRESENTATION needed)")
+        present = {view_key(ds).name for ds in headers}
+        required = [str(v).upper() for v in self.options.get("required_views", REQUIRED_VIEWS)]
+        missing = [v for v in required if v not in present]
+        if missing:
+            found = ", ".join(sorted(present)) or "none"
+            raise InputRefused(f"missing views: {', '.join(missing)} (found {found})")
+        check_decode_budget(headers, self.decode_budget)
+
+    def check(self, inputs: PipelineInputs) -> None:
+        """Refuse non-MG input, missing views, FOR PROCESSING images, oversized images."""
+        self._check_headers(read_headers(inputs.files))
+
+    def run(self, inputs: PipelineInputs, ctx: RunContext) -> PipelineResult:
+        """One classification per breast: mass score, density class and probabilities."""
+        datasets = read_datasets(inputs.files)
+        self._check_headers(datasets)
+        network = self.model(ctx.device)
+        bundle = self.bundle(ctx.device)
+        batch = torch.stack([view_tensor(ds, decode_pixels(ds), bundle) for ds in datasets])
+        with inference_mode(ctx.device, self.amp):
+            logits = network(batch.to(ctx.device)).float().cpu()
+        channels = output_channels(bundle)
+        scores = torch.sigmoid(logits) if channels.sigmoid else torch.softmax(logits, dim=1)
+        per_side: dict[str, list[int]] = defaultdict(list)
+        for index, ds in enumerate(datasets):
+            per_side[view_key(ds).laterality].append(index)
+        classifications = [
+            _breast(side, indices, scores.numpy(), channels, datasets)
+            for side, indices in sorted(per_side.items())
+        ]
+        findings = Findings(
+            kinds=(FindingKind.BREAST_ASSESSMENT,), classifications=tuple(classifications)
+        )
+        return PipelineResult(findings=findings, model_sha256=self.model_sha256)
+
+
+def _breast(
+    side: str,
+    indices: list[int],
+    scores: np.ndarray,
+    channels: OutputChannels,
+    datasets: Sequence[Dataset],
+) -> Classification:
+    views = scores[indices]
+    density = views[:, list(channels.density)].mean(axis=0)
+    density = density / max(float(density.sum()), 1e-6)
+    labels = DENSITY_LABELS[: len(channels.density)]
+    mass = float(views[:, channels.mass].mean()) if channels.mass is not None else None
+    return Classification(
+        kind=FindingKind.BREAST_ASSESSMENT,
+        laterality=Laterality(side),
+        score=mass,
+        density=BreastDensity(labels[int(np.argmax(density))]),
+        probabilities=tuple(
+            ClassProbability(label, float(np.clip(p, 0.0, 1.0)))
+            for label, p in zip(labels, density, strict=True)
+        ),
+        sop_instance_uids=tuple(str(datasets[i].SOPInstanceUID) for i in indices),
+    )
