@@ -15,7 +15,9 @@ serve: .setup-stamp
 test: .setup-stamp
 	$(VENV)/python -m pytest -q
 
+PY_DIRS := $(wildcard dicomnode pipelines tests bench models)
+
 lint: .setup-stamp
-	$(VENV)/ruff check dicomnode pipelines tests bench models
-	$(VENV)/ruff format --check dicomnode pipelines tests bench models
+	$(VENV)/ruff check $(PY_DIRS)
+	$(VENV)/ruff format --check $(PY_DIRS)
 	$(VENV)/mypy dicomnode pipelines
