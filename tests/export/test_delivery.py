@@ -1,0 +1,171 @@
+"""End to end through a node subprocess: storescu → node → toy pipeline → PACS.
+
+The PACS is dcmtk's storescp (``+uf``: every received instance becomes its own file, so a
+duplicate delivery would show as an extra file) or a pynetdicom SCP answering a chosen status.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from tests.export.peers import StatusSCP, Storescp
+from tests.jobs.gen import specs, write_series
+from tests.support.nodeproc import free_port, storescu
+
+TOY = "tests.support.toy_pipeline:ToyPipeline"
+
+
+def node_config(pacs_port: int, **extra):
+    config = {
+        "workers": {
+            "count": 1,
+            "device": "cpu",
+            "lease_seconds": 3,
+            "heartbeat_seconds": 0.5,
+            "poll_seconds": 0.2,
+            "backoff_seconds": 0.2,
+        },
+        "export": {
+            "backoff_seconds": 0.3,
+            "max_backoff_seconds": 1,
+            "poll_seconds": 0.2,
+            "timeout": 5,
+            "max_attempts": 100,
+        },
+        "stability": {"series_seconds": 1, "study_seconds": 2},
+        "destinations": {"pacs": {"ae_title": "PACS", "host": "127.0.0.1", "port": pacs_port}},
+        "pipelines": {"toy": {"class": TOY, "threshold": 1}},
+        "routes": [
+            {"name": "ct-toy", "pipeline": "toy", "when": {"Modality": "CT"}, "send_to": ["pacs"]}
+        ],
+    }
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    return config
+
+
+def wait_for(predicate, timeout=60.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def jobs(node, *args):
+    out = node.cli("jobs", "--json", *args)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def send(node, tmp_path: Path, name: str, **kwargs) -> None:
+    (spec,) = specs(name, 1)
+    files = write_series(spec, tmp_path / f"in-{name}", **kwargs)
+    out = storescu(node.port, files)
+    assert out.returncode == 0, out.stderr
+
+
+def torch_mapped(pid: int) -> bool:
+    return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_destination_down_then_up_gets_every_result_exactly_once(node_factory, tmp_path):
+    pacs = Storescp(tmp_path / "pacs", free_port())
+    node = node_factory(**node_config(pacs.port)).start()
+    try:
+        send(node, tmp_path, "down-a", value=0)
+        send(node, tmp_path, "down-b", value=5)
+        pending = wait_for(
+            lambda: (
+                [j for j in jobs(node) if j["deliveries"]["pending"] == 3]
+                if len(jobs(node)) == 2
+                else None
+            ),
+            what="results waiting for the destination",
+        )
+        assert len(pending) >= 1
+        time.sleep(1.5)  # a few failed attempts against the closed port
+        pacs.start()
+        done = wait_for(
+            lambda: all(j["deliveries"]["delivered"] == 3 for j in jobs(node)) and jobs(node),
+            what="all delivered",
+        )
+        assert [j["state"] for j in done] == ["succeeded", "succeeded"]
+        time.sleep(1.0)  # nothing more arrives
+        assert len(pacs.files()) == 6
+        assert not torch_mapped(node.proc.pid)
+    finally:
+        pacs.stop()
+
+
+def test_failure_status_dead_after_limit_then_retry_delivers(node_factory, tmp_path):
+    scp = StatusSCP(0xA700).start()
+    try:
+        node = node_factory(**node_config(scp.port, export={"max_attempts": 3})).start()
+        send(node, tmp_path, "a700", value=5)
+        (job,) = wait_for(
+            lambda: [j for j in jobs(node) if j["deliveries"]["dead"] == 3], what="dead"
+        )
+        assert len(scp.received) == 9  # 3 results × 3 attempts
+        table = node.cli("jobs")
+        assert table.returncode == 0 and "succeeded" in table.stdout
+        line = next(
+            row for row in table.stdout.splitlines() if row.strip().startswith(str(job["id"]))
+        )
+        assert line.split()[6] == "3"  # DEAD column
+        scp.status = 0x0000
+        out = node.cli("retry", str(job["id"]))
+        assert out.returncode == 0 and "3 dead deliveries queued again" in out.stdout
+        wait_for(lambda: jobs(node)[0]["deliveries"]["delivered"] == 3, what="delivered")
+        assert len(scp.received) == 12
+        scp.status = 0xA900  # does not match the SOP class: dead at once, no retry
+        send(node, tmp_path, "a900", value=5)
+        wait_for(
+            lambda: len(jobs(node)) == 2 and jobs(node)[1]["deliveries"]["dead"] == 3,
+            what="dead at once",
+        )
+        assert len(scp.received) == 15
+        assert node.cli("retry", "4711").returncode == 1
+    finally:
+        scp.stop()
+
+
+def test_kill_9_between_completion_and_delivery_finishes_once_after_restart(node_factory, tmp_path):
+    pacs = Storescp(tmp_path / "pacs", free_port())
+    node = node_factory(**node_config(pacs.port)).start()
+    try:
+        send(node, tmp_path, "crash", value=5, description="slow TOY:sleep=2")
+        wait_for(lambda: [j for j in jobs(node) if j["state"] == "running"], what="running")
+        node.kill()  # mid-job: the job is leased, nothing delivered
+        (job,) = jobs(node)
+        assert job["state"] == "running" and sum(job["deliveries"].values()) == 0
+        pacs.start()
+        node.start()
+        wait_for(lambda: jobs(node)[0]["deliveries"]["delivered"] == 3, what="delivered")
+        (job,) = jobs(node)
+        assert job["state"] == "succeeded" and job["attempts"] == 2
+        # and once more: killed after success, before delivery (destination down)
+        pacs.stop()
+        send(node, tmp_path, "crash2", value=5)
+        wait_for(
+            lambda: len(jobs(node)) == 2 and jobs(node)[1]["deliveries"]["pending"] == 3,
+            what="second job waiting for delivery",
+        )
+        node.kill()
+        pacs.start()
+        node.start()
+        wait_for(
+            lambda: all(j["deliveries"]["delivered"] == 3 for j in jobs(node)),
+            what="both delivered",
+        )
+        time.sleep(1.0)
+        assert len(pacs.files()) == 6
+    finally:
+        pacs.stop()
