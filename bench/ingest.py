@@ -68,7 +68,9 @@ def send(port: int, directory: Path) -> float:
     started = time.perf_counter()
     subprocess.run(
         [STORESCU, "-aec", "DICOMNODE", "+sd", "-nh", "127.0.0.1", str(port), str(directory)],
-        env=ENV, check=True, capture_output=True,
+        env=ENV,
+        check=True,
+        capture_output=True,
     )
     return time.perf_counter() - started
 
@@ -78,7 +80,9 @@ def send_parallel(port: int, directories: list[Path]) -> float:
     procs = [
         subprocess.Popen(
             [STORESCU, "-aec", "DICOMNODE", "+sd", "-nh", "127.0.0.1", str(port), str(d)],
-            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         for d in directories
     ]
@@ -119,8 +123,9 @@ def storescp_peer(work: Path, *, fsync: bool) -> Peer:
         cmd = [STORESCP, "--fork", "-pdu", "131072", "-od", str(out)]
         if fsync:
             cmd += ["-xcr", "sync #p/#f", "-xs"]
-        return subprocess.Popen([*cmd, str(port)], env=ENV, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        return subprocess.Popen(
+            [*cmd, str(port)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
 
     def reset() -> None:
         shutil.rmtree(out, ignore_errors=True)
@@ -136,16 +141,21 @@ def node_peer(work: Path) -> Peer:
 
     def start() -> subprocess.Popen[bytes]:
         root.mkdir(parents=True, exist_ok=True)
-        config.write_text(yaml.safe_dump({
-            "data_dir": str(root / "data"),
-            "node": {"host": "127.0.0.1", "port": port},
-            "storage": {"min_free": "1GB"},
-            "stability": {"series_seconds": 3600, "study_seconds": 3600},
-            "logging": {"level": "WARNING"},
-        }))
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "data_dir": str(root / "data"),
+                    "node": {"host": "127.0.0.1", "port": port},
+                    "storage": {"min_free": "1GB"},
+                    "stability": {"series_seconds": 3600, "study_seconds": 3600},
+                    "logging": {"level": "WARNING"},
+                }
+            )
+        )
         return subprocess.Popen(
             [sys.executable, "-m", "dicomnode.cli", "serve", "-c", str(config)],
-            stdout=subprocess.DEVNULL, stderr=open(root / "node.log", "ab"),  # noqa: SIM115
+            stdout=subprocess.DEVNULL,
+            stderr=open(root / "node.log", "ab"),  # noqa: SIM115
         )
 
     def reset() -> None:
@@ -176,10 +186,11 @@ def main() -> int:
         t0 = time.perf_counter()
         dirs = make_series(work / "src", args.slices, [101, 102, 103, 104])
         size_mb = sum(p.stat().st_size for p in dirs[0].iterdir()) / 1e6
-        print(f"generated 4 series of {args.slices} slices 512x512 ({size_mb:.0f} MB each) "
-              f"in {time.perf_counter() - t0:.1f} s")
-        peers = [node_peer(work), storescp_peer(work, fsync=False),
-                 storescp_peer(work, fsync=True)]
+        print(
+            f"generated 4 series of {args.slices} slices 512x512 ({size_mb:.0f} MB each) "
+            f"in {time.perf_counter() - t0:.1f} s"
+        )
+        peers = [node_peer(work), storescp_peer(work, fsync=False), storescp_peer(work, fsync=True)]
         for peer in peers:
             peer.up()
         single: dict[str, float] = {p.name: float("inf") for p in peers}
@@ -199,13 +210,17 @@ def main() -> int:
         for peer in peers:
             one = args.slices / single[peer.name]
             four = 4 * args.slices / parallel[peer.name]
-            print(f"{peer.name:<16} {one:>15.1f} {one * size_mb / args.slices:>7.1f} "
-                  f"{four:>15.1f} {four * size_mb / args.slices:>7.1f}")
+            print(
+                f"{peer.name:<16} {one:>15.1f} {one * size_mb / args.slices:>7.1f} "
+                f"{four:>15.1f} {four * size_mb / args.slices:>7.1f}"
+            )
         print()
         for ref in peers[1:]:
-            print(f"ratio dicomnode/{ref.name}: 1 assoc "
-                  f"{single[ref.name] / single['dicomnode']:.2f}, "
-                  f"4 assoc {parallel[ref.name] / parallel['dicomnode']:.2f}")
+            print(
+                f"ratio dicomnode/{ref.name}: 1 assoc "
+                f"{single[ref.name] / single['dicomnode']:.2f}, "
+                f"4 assoc {parallel[ref.name] / parallel['dicomnode']:.2f}"
+            )
         print(f"dicomnode peak RSS (4 concurrent series): {rss:.0f} MB (target < 300 MB)")
         for peer in peers:
             peer.down()
