@@ -230,6 +230,10 @@ class ExportConfig(_Section):
     max_backoff_seconds: float = Field(600.0, ge=0, le=7 * 86400)
     timeout: float = Field(30.0, gt=0, le=3600, description="s: network/DIMSE timeout")
     poll_seconds: float = Field(1.0, gt=0, le=60)
+    lease_seconds: float = Field(
+        300.0, gt=0, le=86400, description="a batch whose sender died is sent again after this"
+    )
+    batch: int = Field(64, ge=1, le=1000, description="deliveries sent per association")
 
 
 class DicomDestination(_Section):

@@ -122,7 +122,13 @@ def deliver_once(
     from dicomnode.jobs.worker import results_root
 
     export = config.export
-    due = claim_due(db, owner, results=results_root(config), lease_seconds=4 * export.timeout + 30)
+    due = claim_due(
+        db,
+        owner,
+        results=results_root(config),
+        lease_seconds=export.lease_seconds,
+        limit=export.batch,
+    )
     if not due:
         return 0
     make = senders or (

@@ -33,6 +33,7 @@ def node_config(pacs_port: int, **extra):
             "poll_seconds": 0.2,
             "timeout": 5,
             "max_attempts": 100,
+            "lease_seconds": 3,
         },
         "stability": {"series_seconds": 1, "study_seconds": 2},
         "destinations": {"pacs": {"ae_title": "PACS", "host": "127.0.0.1", "port": pacs_port}},
