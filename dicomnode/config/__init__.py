@@ -2,17 +2,31 @@
 
 from importlib import resources
 
-from dicomnode.config.loader import DEFAULTS, find_config, load_config, parse_config
+from dicomnode.config.loader import (
+    DEFAULTS,
+    check_routes,
+    find_config,
+    load_config,
+    parse_config,
+    pipeline_names,
+)
 from dicomnode.config.schema import (
     AllowEntry,
     Config,
     DatabaseConfig,
+    DestinationConfig,
+    DicomDestination,
+    ExportConfig,
     LateArrivals,
     LogFormat,
     LoggingConfig,
     NodeConfig,
+    PipelineConfig,
     StabilityConfig,
     StorageConfig,
+    StowDestination,
+    WorkerDevice,
+    WorkersConfig,
     default_data_dir,
 )
 
@@ -21,17 +35,26 @@ __all__ = [
     "AllowEntry",
     "Config",
     "DatabaseConfig",
+    "DestinationConfig",
+    "DicomDestination",
+    "ExportConfig",
     "LateArrivals",
     "LogFormat",
     "LoggingConfig",
     "NodeConfig",
+    "PipelineConfig",
     "StabilityConfig",
     "StorageConfig",
+    "StowDestination",
+    "WorkerDevice",
+    "WorkersConfig",
+    "check_routes",
     "default_config_text",
     "default_data_dir",
     "find_config",
     "load_config",
     "parse_config",
+    "pipeline_names",
 ]
 
 

@@ -141,8 +141,11 @@ def _resolve_paths(config: Config, base: Path) -> Config:
 def _as_config_error(exc: ValidationError, source: str) -> ConfigError:
     """The first validation error as a one-line ConfigError (file, key path, expectation)."""
     err = exc.errors(include_url=False)[0]
-    loc = [str(part) for part in err["loc"]]
-    key = _dotted(err["loc"])
+    raw_loc = tuple(err["loc"])
+    if len(raw_loc) > 2 and raw_loc[0] == "destinations" and raw_loc[2] in _DESTINATION_KINDS:
+        raw_loc = raw_loc[:2] + raw_loc[3:]  # the discriminator's tag is no config key
+    loc = [str(part) for part in raw_loc]
+    key = _dotted(raw_loc)
     if err["type"] == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1])
         hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
@@ -155,6 +158,11 @@ def _as_config_error(exc: ValidationError, source: str) -> ConfigError:
     if more:
         message += f" [and {more} more error{'s' if more > 1 else ''}]"
     return ConfigError(message, source=source, key=key or None)
+
+
+_DESTINATION_KINDS = ("dicom", "stow")
+#: Sections that map user-chosen names to models: the name is skipped when listing keys.
+_NAMED = ("destinations", "pipelines")
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:
@@ -170,6 +178,8 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
 def _allowed_keys(parent: list[str]) -> list[str]:
     """Field names of the model found at ``parent`` (a key path) inside :class:`Config`."""
     model: type[BaseModel] = Config
+    if len(parent) >= 2 and parent[0] in _NAMED:
+        parent = [parent[0], *parent[2:]]
     for part in parent:
         if part.isdigit():
             continue

@@ -77,6 +77,16 @@ def _check_network(value: str) -> str:
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
+_CLASS_PATH_RE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
+def _check_class_path(value: str) -> str:
+    if not _CLASS_PATH_RE.fullmatch(value):
+        raise ValueError("expected package.module:Class, e.g. mypackage.pipelines:MyPipeline")
+    return value
+
+
+ClassPath = Annotated[str, AfterValidator(_check_class_path)]
 AETitle = Annotated[str, AfterValidator(_check_ae_title)]
 Network = Annotated[str, AfterValidator(_check_network)]
 
@@ -277,7 +287,7 @@ class PipelineConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
-    class_path: str | None = Field(None, alias="class", pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    class_path: ClassPath | None = Field(None, alias="class")
     outputs: list[Output] = Field(default_factory=lambda: [Output.SR, Output.SEG, Output.SUMMARY])
 
     @property

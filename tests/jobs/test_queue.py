@@ -178,3 +178,40 @@ def test_each_job_is_claimed_by_exactly_one_of_many_claimers(env, tmp_path):
     for t in threads:
         t.join()
     assert sorted(claimed) == sorted(j.id for j in _jobs(db)) and len(claimed) == 12
+
+
+def test_study_route_with_named_inputs_queues_one_job_with_roles(database, tmp_path):
+    from dataclasses import replace
+
+    from tests.support.dicomgen import study
+
+    cfg = config(
+        tmp_path,
+        database.engine.url.render_as_string(hide_password=False),
+        routes=[
+            {
+                "name": "brain",
+                "pipeline": "toy",
+                "level": "study",
+                "when": {"Modality": "MR"},
+                "inputs": {
+                    "t1": {"SeriesDescription": {"regex": "^t1"}},
+                    "flair": {"SeriesDescription": {"regex": "flair"}},
+                },
+                "send_to": ["pacs"],
+            }
+        ],
+    )
+    store = Store(cfg.store_path, database, min_free=0)
+    t1, flair, other = (replace(s, modality="MR") for s in study("brain", [2, 2, 2]))
+    ingest(store, write_series(t1, tmp_path / "t1", description="t1 axial"))
+    ingest(store, write_series(flair, tmp_path / "fl", description="ax FLAIR"))
+    ingest(store, write_series(other, tmp_path / "dw", description="dwi"))
+    result = complete_all(database, cfg)
+    assert len(result.studies) == 1
+    (job,) = _jobs(database)
+    assert job.level == "study" and job.subject == t1.study_uid
+    assert json.loads(job.inputs) == [
+        {"series_uid": t1.series_uid, "role": "t1"},
+        {"series_uid": flair.series_uid, "role": "flair"},
+    ]
