@@ -109,6 +109,7 @@ class StowSender:
         except (OSError, pydicom.errors.InvalidDicomError) as exc:
             return [Attempt(Verdict.DEAD, None, f"cannot read result file: {exc}")] * len(files)
         client = DICOMwebClient(url=self.destination.url, headers=dict(self.destination.headers))
+        client.set_http_retry_params(retry=False)  # the delivery table does the retrying
         client._session.request = _with_timeout(client._session.request, self.timeout)  # type: ignore[method-assign]
         try:
             client.store_instances(datasets)
