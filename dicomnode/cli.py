@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -216,7 +216,27 @@ def _check(config: Config, source: str) -> int:
             f"{len(found.missing_files)} indexed instances without a file, "
             f"{len(found.unindexed_files)} files not indexed (indexed at next start)",
         )
+    _check_jobs(config, report)
     return EXIT_FAILED if failures else 0
+
+
+def _check_jobs(config: Config, report: Callable[[bool, str, str], None]) -> None:
+    """Pipelines used by routes load; DICOM destinations answer C-ECHO."""
+    from dicomnode.config.schema import DicomDestination
+    from dicomnode.export.senders import echo
+    from dicomnode.jobs.plugins import registry_for
+
+    used = {route.pipeline for route in config.routes}
+    for status in registry_for(config).status():
+        if status.name in used:
+            report(status.available, f"pipeline {status.name}", status.reason or "loads")
+    for name, destination in config.destinations.items():
+        if isinstance(destination, DicomDestination):
+            where = f"{destination.ae_title}@{destination.host}:{destination.port}"
+            problem = echo(destination, calling_ae=config.node.ae_title)
+            report(problem is None, f"destination {name}", f"{where} {problem or 'answers C-ECHO'}")
+        else:
+            report(True, f"destination {name}", f"{destination.url} (STOW-RS, not probed)")
 
 
 def _status(config: Config, *, as_json: bool) -> int:

@@ -15,7 +15,7 @@ from pynetdicom import AE
 from dicomnode.config.schema import DicomDestination, StowDestination
 from dicomnode.export.status import Verdict, classify_dimse, classify_http
 
-__all__ = ["Attempt", "DicomSender", "Sender", "StowSender", "sender_for"]
+__all__ = ["Attempt", "DicomSender", "Sender", "StowSender", "echo", "sender_for"]
 
 log = logging.getLogger(__name__)
 
@@ -136,3 +136,22 @@ def sender_for(
     if isinstance(destination, StowDestination):
         return StowSender(destination, timeout)
     return DicomSender(destination, calling_ae, timeout)
+
+
+def echo(destination: DicomDestination, *, calling_ae: str, timeout: float = 5) -> str | None:
+    """C-ECHO a DICOM destination; None when it answers Success, else why not in words."""
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+    ae = AE(ae_title=destination.calling_ae_title or calling_ae)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = timeout
+    ae.add_requested_context(Verification)
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    if not assoc.is_established:
+        return "association rejected" if assoc.is_rejected else "no association (peer down?)"
+    try:
+        status = assoc.send_c_echo()
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    code = int(status.Status) if "Status" in status else None
+    return None if code == 0 else f"C-ECHO status {code if code is None else hex(code)}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -165,8 +166,15 @@ class RoutingHook:
 
     def _pipeline(self, name: str) -> Pipeline | None:
         if name not in self._pipelines:
+            had_torch = "torch" in sys.modules
             try:
                 cls = self.registry.get(name)
+                if not had_torch and "torch" in sys.modules:
+                    log.warning(
+                        "pipeline %s imports torch at module level: the node's main process now "
+                        "holds it; import torch inside run()",
+                        name,
+                    )
                 section = self.config.pipelines.get(name)
                 self._pipelines[name] = cls(section.options if section else {})
             except PipelineUnavailable as exc:

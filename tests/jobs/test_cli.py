@@ -111,3 +111,38 @@ def test_jobs_and_retry_on_an_empty_queue(setup):
     assert out.returncode == 2
     out = cli("retry", "7", "-c", str(path))
     assert out.returncode == 1 and "no job 7" in out.stderr
+
+
+def test_check_reports_pipelines_and_echoes_destinations(tmp_path):
+    from tests.export.peers import StatusSCP
+    from tests.support.nodeproc import free_port
+
+    scp = StatusSCP(0).start()
+    try:
+        config = {
+            "data_dir": str(tmp_path / "data"),
+            "storage": {"min_free": "1MB"},
+            "destinations": {
+                "up": {"ae_title": "PACS", "host": "127.0.0.1", "port": scp.port},
+                "down": {"ae_title": "PACS", "host": "127.0.0.1", "port": free_port()},
+            },
+            "pipelines": {"toy": {"class": TOY}, "gone": {"class": "no.such.module:Nope"}},
+            "routes": [
+                {"name": "a", "pipeline": "toy", "send_to": ["up"]},
+                {"name": "b", "pipeline": "gone", "send_to": ["down"]},
+            ],
+        }
+        path = tmp_path / "dicomnode.yaml"
+        path.write_text(yaml.safe_dump(config))
+        open_database(f"sqlite:///{tmp_path / 'data' / 'state.db'}").dispose()
+        out = cli("check", "-c", str(path))
+    finally:
+        scp.stop()
+    assert out.returncode == 1
+    lines = out.stdout.splitlines()
+    assert any(line.startswith("ok") and "pipeline toy" in line for line in lines)
+    gone = next(line for line in lines if "pipeline gone" in line)
+    assert gone.startswith("FAIL") and "ModuleNotFoundError" in gone
+    assert any(line.startswith("ok") and "destination up" in line for line in lines)
+    down = next(line for line in lines if "destination down" in line)
+    assert down.startswith("FAIL") and "peer down" in down
