@@ -6,12 +6,13 @@ cd "$(dirname "$0")/.."
 
 # Real peers for the tests: dcmtk (storescu/storescp/echoscu), Orthanc (the PACS of the
 # end-to-end tests), dicom3tools (dciodvfy) and a PostgreSQL server (multi-worker tests).
-APT_PACKAGES=(dcmtk orthanc dicom3tools postgresql)
+APT_PACKAGES=(dcmtk orthanc dicom3tools postgresql systemd)
 missing=()
 for tool in /usr/bin/storescu /usr/bin/dciodvfy /usr/sbin/Orthanc; do
   [ -x "$tool" ] || missing+=("$tool")
 done
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(initdb)
+command -v systemd-analyze >/dev/null || missing+=(systemd-analyze)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
