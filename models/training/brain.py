@@ -1,4 +1,4 @@
-"""Train the demo SegResNet of ``models/brain_flair_segmentation`` on synthetic FLAIR MR."""
+"""Train the demo 3D UNet of ``models/brain_flair_segmentation`` on synthetic FLAIR MR."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def _patch(case: Case, size: np.ndarray, rng: np.random.Generator) -> tuple[torc
     return tuple(out)
 
 
-def train(bundle_path: Path, minutes: float, cases: int = 30, batch: int = 2) -> dict:
+def train(bundle_path: Path, minutes: float, cases: int = 30, batch: int = 4) -> dict:
     """Train for ``minutes`` of wall time; returns what to record in the metadata."""
     started = time.monotonic()
     bundle = load_bundle(bundle_path)

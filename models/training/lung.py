@@ -98,7 +98,7 @@ def train(bundle_path: Path, minutes: float, cases: int = 36, batch: int = 4) ->
     detector = build_detector(bundle, "cpu", network=network)
     detector.set_atss_matcher(num_candidates=4, center_in_gt=False)
     detector.set_hard_negative_sampler(
-        batch_size_per_image=64, positive_fraction=0.3, pool_size=20, min_neg=16
+        batch_size_per_image=128, positive_fraction=0.3, pool_size=20, min_neg=16
     )
     detector.train()
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-3, weight_decay=1e-4)
@@ -108,7 +108,7 @@ def train(bundle_path: Path, minutes: float, cases: int = 36, batch: int = 4) ->
     steps, recent = 0, []
     while not budget.done:
         items = [
-            _patch(pool[int(rng.integers(len(pool)))], size, rng, positive=i % 2 == 0)
+            _patch(pool[int(rng.integers(len(pool)))], size, rng, positive=i % 4 != 3)
             for i in range(batch)
         ]
         images = torch.stack([image for image, _ in items])

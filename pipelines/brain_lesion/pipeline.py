@@ -133,10 +133,9 @@ def _lesions(
     affine = grid.source_affine
     voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
     min_voxels = max(1, int(np.ceil(min_ml / voxel_ml)))
-    kept = np.zeros_like(mask)
+    labels, components = connected_components(mask, min_voxels=min_voxels)
     regions = []
-    for n, component in enumerate(connected_components(mask, min_voxels=min_voxels), start=1):
-        kept |= component.mask
+    for component in components:
         k, j, i = component.centroid
         centre = (affine @ np.asarray([i, j, k, 1.0]))[:3]
         volume_ml = component.voxels * voxel_ml
@@ -147,7 +146,8 @@ def _lesions(
                 centre.tolist(),
                 round(diameter, 2),
                 volume_ml=round(volume_ml, 4),
-                tracking_id=f"lesion {n}",
+                tracking_id=f"lesion {component.label}",
             )
         )
+    kept = labels > 0
     return regions, kept

@@ -1,0 +1,107 @@
+"""The bundle loader: sha256 checks, pretrained override, official model-zoo configs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from dicomnode.pipeline import RunContext
+from dicomnode.pipeline.bundle import BundleError, file_sha256, load_bundle
+from pipelines.brain_lesion import BrainLesionPipeline
+from pipelines.lung_nodule.model import build_detector, pixdim
+from pipelines.mammo_score import MammoScorePipeline
+
+REPO = Path(__file__).resolve().parents[2]
+OFFICIAL = REPO.parent / "shared" / "monai-bundles"
+DEMO = ("lung_nodule_ct_detection", "brain_flair_segmentation", "mammo_classification")
+
+needs_official = pytest.mark.skipif(
+    not OFFICIAL.is_dir(), reason=f"official bundle configs not found at {OFFICIAL}"
+)
+
+
+@pytest.mark.parametrize("name", DEMO)
+def test_demo_bundles_verify_and_say_demo(name: str) -> None:
+    bundle = load_bundle(REPO / "models" / name)
+    assert bundle.weights_sha256 == file_sha256(REPO / "models" / name / "models" / "model.pt")
+    assert "not for clinical use" in bundle.metadata["dicomnode_training"]["note"]
+    assert isinstance(bundle.load_network(), torch.nn.Module)
+
+
+@pytest.fixture
+def lung_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "bundle"
+    shutil.copytree(REPO / "models" / "lung_nodule_ct_detection", target)
+    return target
+
+
+def test_sha256_mismatch_is_refused_at_load(lung_copy: Path) -> None:
+    weights = lung_copy / "models" / "model.pt"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="sha256 mismatch for models/model.pt"):
+        load_bundle(lung_copy)
+
+
+def test_unlisted_model_file_is_refused(lung_copy: Path) -> None:
+    (lung_copy / "models" / "extra.pt").write_bytes(b"not listed")
+    with pytest.raises(BundleError, match="models/extra.pt has no sha256"):
+        load_bundle(lung_copy)
+
+
+def test_listed_but_missing_model_file_is_refused(lung_copy: Path) -> None:
+    (lung_copy / "models" / "model.pt").unlink()
+    with pytest.raises(BundleError, match="missing"):
+        load_bundle(lung_copy)
+
+
+@needs_official
+def test_official_lung_detector_builds_and_runs() -> None:
+    bundle = load_bundle(OFFICIAL / "lung_nodule_ct_detection")
+    assert pixdim(bundle) == (0.703125, 0.703125, 1.25)
+    detector = build_detector(bundle, "cpu", patch_size=[64, 64, 32])
+    with torch.inference_mode():
+        out = detector([torch.rand(1, 64, 64, 32)], use_inferer=False)[0]
+    assert out["box"].shape[-1] == 6
+    assert len(out["label_scores"]) == len(out["box"])
+
+
+@needs_official
+def test_official_breast_density_pretrained_is_overridden(tmp_path: Path) -> None:
+    bundle = load_bundle(OFFICIAL / "breast_density_classification")
+    assert bundle.get("network_def#pretrained") is False
+    network = bundle.load_network()
+    with torch.inference_mode():
+        out = network(torch.rand(1, 3, 299, 299))
+    assert tuple(out.shape) == (1, 4)
+
+
+@needs_official
+def test_official_brats_runs_through_the_brain_pipeline(brats, tmp_path: Path) -> None:
+    pipeline = BrainLesionPipeline(
+        {"bundle": str(OFFICIAL / "brats_mri_segmentation"), "patch_size": [64, 64, 40]}
+    )
+    pipeline.check(brats.inputs)
+    result = pipeline.run(brats.inputs, RunContext(device="cpu", work_dir=tmp_path))
+    assert result.findings.masks[0].array.shape == (40, 64, 64)
+    assert result.model_sha256 == ""
+
+
+@needs_official
+def test_official_breast_density_runs_through_the_mammo_pipeline(mg_study, tmp_path) -> None:
+    pipeline = MammoScorePipeline({"bundle": str(OFFICIAL / "breast_density_classification")})
+    result = pipeline.run(mg_study.inputs, RunContext(device="cpu", work_dir=tmp_path))
+    sides = {c.laterality.value for c in result.findings.classifications}
+    assert sides == {"L", "R"}
+    assert all(c.score is None and c.density is not None for c in result.findings.classifications)
+
+
+def test_demo_metadata_lists_only_present_files() -> None:
+    for name in DEMO:
+        meta = json.loads((REPO / "models" / name / "configs" / "metadata.json").read_text())
+        assert list(meta["model_files"]) == ["models/model.pt"]
