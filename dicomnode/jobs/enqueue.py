@@ -213,6 +213,9 @@ class RoutingHook:
                 pipeline.check(PipelineInputs(plan.study_uid, plan.series))
             except InputRefused as exc:
                 state, error = JobState.REFUSED, f"refused by {route.pipeline}: {exc.reason}"
+            except Exception:  # a broken check must not block every completion: queue it,
+                # the worker runs the check again and records the failure on the job
+                log.exception("pipeline %s: check() failed; job queued unchecked", route.pipeline)
         predecessor = session.scalar(
             select(Job.id)
             .where(

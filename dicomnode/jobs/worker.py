@@ -164,6 +164,10 @@ class Worker(threading.Thread):
     def run(self) -> None:
         """The worker loop (never raises: a failed step is logged and retried)."""
         poll = self.config.workers.poll_seconds
+        try:
+            self.child.ensure()  # start the child (and its imports) before the first job
+        except OSError:
+            log.exception("cannot start the inference process; retried with the first job")
         while not self.stop.is_set():
             try:
                 job = claim(self.db, self.owner, lease_seconds=self.config.workers.lease_seconds)
