@@ -111,3 +111,59 @@ def test_refusal_in_the_child_is_final_and_shadow_routes_deliver_nothing(tmp_pat
         assert session.scalar(select(JobResult.id)) is not None
         assert session.scalar(select(Delivery.id)) is None
     db.dispose()
+
+
+def test_rerun_after_a_late_arrival_references_its_predecessor(env, tmp_path):
+    db, cfg, store = env
+    (spec,) = specs("rerun", 1, count=4)
+    files = write_series(spec, tmp_path / "a", value=5)
+    stop = threading.Event()
+    worker = Worker(db, cfg, 0, stop)
+    worker.start()
+    try:
+        ingest(store, files[:3])
+        complete_all(db, cfg)
+        _run_until(db, lambda jobs: _done(jobs) and len(jobs) == 1, worker)
+        ingest(store, files[3:])  # late arrival: the series re-opens and completes again
+        complete_all(db, cfg)
+        first, second = _run_until(db, lambda jobs: _done(jobs) and len(jobs) == 2, worker)
+    finally:
+        stop.set()
+        worker.join(15)
+    assert second.predecessor_id == first.id
+    with db.session() as session:
+        rows = list(session.scalars(select(JobResult).order_by(JobResult.id)))
+    old = {r.sop_class_uid: r for r in rows if r.job_id == first.id}
+    new = {r.sop_class_uid: r for r in rows if r.job_id == second.id}
+    assert set(old) == set(new) and not {r.sop_instance_uid for r in old.values()} & {
+        r.sop_instance_uid for r in new.values()
+    }
+    sr_class = "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
+    sr = pydicom.dcmread(results_root(cfg) / new[sr_class].path)
+    referenced = {
+        item.ReferencedSOPInstanceUID
+        for study in sr.PredecessorDocumentsSequence
+        for series in study.ReferencedSeriesSequence
+        for item in series.ReferencedSOPSequence
+    }
+    assert referenced == {old[sr_class].sop_instance_uid}
+
+
+def test_stopping_a_worker_hands_its_running_job_back(env, tmp_path):
+    db, cfg, store = env
+    (spec,) = specs("stop", 1)
+    ingest(store, write_series(spec, tmp_path / "a", description="TOY:sleep=30"))
+    complete_all(db, cfg)
+    stop = threading.Event()
+    worker = Worker(db, cfg, 0, stop)
+    worker.start()
+    try:
+        _run_until(db, lambda jobs: jobs[0].state is JobState.RUNNING, worker)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        worker.join(15)
+    assert not worker.is_alive()
+    with db.session() as session:
+        (job,) = session.scalars(select(Job))
+    assert job.state is JobState.QUEUED and job.attempts == 0 and job.lease_owner is None
