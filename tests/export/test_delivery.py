@@ -142,8 +142,8 @@ def test_kill_9_between_completion_and_delivery_finishes_once_after_restart(node
     pacs = Storescp(tmp_path / "pacs", free_port())
     node = node_factory(**node_config(pacs.port)).start()
     try:
-        send(node, tmp_path, "crash", value=5, description="slow TOY:sleep=2")
-        wait_for(lambda: [j for j in jobs(node) if j["state"] == "running"], what="running")
+        send(node, tmp_path, "crash", value=5, description="slow TOY:sleep=4")
+        wait_for(lambda: node.query("select state from jobs") == [("running",)], what="running")
         node.kill()  # mid-job: the job is leased, nothing delivered
         (job,) = jobs(node)
         assert job["state"] == "running" and sum(job["deliveries"].values()) == 0
