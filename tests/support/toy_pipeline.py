@@ -6,7 +6,9 @@ Knobs, so tests can make it misbehave on chosen series only:
   (a file: one ``start``/``end`` line per run with the series UID and the pid);
 - SeriesDescription containing ``TOY:crash`` (``os._exit(3)`` in the child), ``TOY:oom``
   (raises MemoryError, as a CUDA OOM would), ``TOY:fail`` (raises RuntimeError),
-  ``TOY:refuse`` (refused by ``check``), ``TOY:sleep=N`` (sleeps N seconds).
+  ``TOY:refuse`` (refused by ``check``), ``TOY:sleep=N`` (sleeps N seconds),
+  ``TOY:cuda`` (a small tensor on ``ctx.device``, logged), ``TOY:cuda-oom`` (a real CUDA
+  out-of-memory error).
 """
 
 from __future__ import annotations
@@ -64,6 +66,15 @@ class ToyPipeline(Pipeline):
             raise MemoryError("simulated CUDA out of memory")
         if "TOY:fail" in description:
             raise RuntimeError("simulated pipeline failure")
+        if "TOY:cuda-oom" in description:
+            import torch
+
+            torch.empty(2**50, dtype=torch.uint8, device=ctx.device)  # far beyond any GPU
+        if "TOY:cuda" in description:
+            import torch
+
+            value = torch.ones(8, device=ctx.device).sum().item()
+            _log(runlog, f"device={torch.device(ctx.device).type}:{value:g}", inputs)
         found = re.search(r"TOY:sleep=([0-9.]+)", description)
         time.sleep(float(found.group(1)) if found else float(self.options.get("sleep", 0)))
         datasets = [pydicom.dcmread(p) for p in inputs.series[0].files]
