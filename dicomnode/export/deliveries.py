@@ -20,10 +20,12 @@ from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 
 from dicomnode.config.schema import Config, DicomDestination, StowDestination
 from dicomnode.export.senders import Attempt, Sender, sender_for
 from dicomnode.export.status import Verdict
+from dicomnode.jobs.audit import JobAuditKind, record_job
 from dicomnode.jobs.models import Delivery, DeliveryState, JobResult
 from dicomnode.jobs.queue import Backoff
 from dicomnode.store.db import Database
@@ -44,6 +46,7 @@ class DueDelivery:
     job_id: int
     destination: str
     path: Path
+    sop_instance_uid: str
 
 
 def claim_due(
@@ -53,7 +56,7 @@ def claim_due(
     now = utcnow()
     with db.session() as session:
         rows = session.execute(
-            select(Delivery, JobResult.path)
+            select(Delivery, JobResult.path, JobResult.sop_instance_uid)
             .join(JobResult, JobResult.id == Delivery.result_id)
             .where(
                 or_(
@@ -66,14 +69,16 @@ def claim_due(
             .with_for_update(skip_locked=True, of=Delivery)
         ).all()
         due = []
-        for delivery, path in rows:
+        for delivery, path, sop_uid in rows:
             delivery.state = DeliveryState.SENDING
             delivery.attempts += 1
             delivery.lease_owner = owner
             delivery.lease_expires_at = now + timedelta(seconds=lease_seconds)
             delivery.updated_at = now
             due.append(
-                DueDelivery(delivery.id, delivery.job_id, delivery.destination, results / path)
+                DueDelivery(
+                    delivery.id, delivery.job_id, delivery.destination, results / path, sop_uid
+                )
             )
         return due
 
@@ -101,14 +106,26 @@ def record(
             row.state = DeliveryState.DELIVERED
             row.delivered_at = now
             row.error = None
+            _audit(session, JobAuditKind.DELIVERY_DELIVERED, item, attempt)
         elif attempt.verdict is Verdict.DEAD or row.attempts >= max_attempts:
             row.state = DeliveryState.DEAD
             row.error = attempt.detail
+            _audit(session, JobAuditKind.DELIVERY_DEAD, item, attempt)
         else:
             row.state = DeliveryState.PENDING
             row.run_after = now + backoff.delay(row.attempts)
             row.error = attempt.detail
         return row.state
+
+
+def _audit(session: Session, kind: JobAuditKind, item: DueDelivery, attempt: Attempt) -> None:
+    record_job(
+        session,
+        kind,
+        job_id=item.job_id,
+        subject=item.sop_instance_uid,
+        detail=f"delivery {item.id} to {item.destination}: {attempt.detail}",
+    )
 
 
 def deliver_once(

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from dicomnode.assembly.stability import SweepResult
 from dicomnode.config.schema import Config, LateArrivals
+from dicomnode.jobs.audit import JobAuditKind, record_job
 from dicomnode.jobs.keys import instance_set_digest, job_key
 from dicomnode.jobs.models import Job, JobState
 from dicomnode.pipeline import (
@@ -262,6 +263,14 @@ class RoutingHook:
         if job_id is None:
             log.info("job exists, nothing queued", extra={"route": route.name, "key": key[:12]})
             return None
+        kind = JobAuditKind.JOB_REFUSED if state is JobState.REFUSED else JobAuditKind.JOB_QUEUED
+        record_job(
+            session,
+            kind,
+            job_id=job_id,
+            subject=plan.subject,
+            detail=error or f"route {route.name}",
+        )
         if state is JobState.REFUSED:
             log.info("job refused", extra={"route": route.name, "job": job_id, "reason": error})
         else:

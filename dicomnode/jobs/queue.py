@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from dicomnode.jobs.audit import JobAuditKind, record_job
 from dicomnode.jobs.errors import JobError
 from dicomnode.jobs.models import Delivery, DeliveryState, Job, JobResult, JobState
 from dicomnode.store.db import Database
@@ -60,6 +61,7 @@ class ClaimedJob:
     route: str
     pipeline: str
     study_uid: str
+    subject: str
     inputs: list[dict[str, str | None]]
     outputs: list[str]
     send_to: list[str]
@@ -110,6 +112,7 @@ def claim(db: Database, owner: str, *, lease_seconds: float) -> ClaimedJob | Non
             route=job.route,
             pipeline=job.pipeline,
             study_uid=job.study_uid,
+            subject=job.subject,
             inputs=json.loads(job.inputs),
             outputs=json.loads(job.outputs),
             send_to=json.loads(job.send_to),
@@ -159,6 +162,13 @@ def succeed(db: Database, job: ClaimedJob, results: Sequence[ResultRecord]) -> b
         if not changed.rowcount:  # type: ignore[attr-defined]
             log.warning("lease lost before completion; results dropped", extra={"job": job.id})
             return False
+        record_job(
+            session,
+            JobAuditKind.JOB_SUCCEEDED,
+            job_id=job.id,
+            subject=job.subject,
+            detail=f"{len(results)} result(s)",
+        )
         destinations = [] if job.shadow else job.send_to
         for item in results:
             row = session.scalar(
@@ -241,6 +251,12 @@ def fail(
             row.run_after = now + backoff.delay(row.attempts)
         else:
             row.finished_at = now
+        kinds = {
+            JobState.FAILED: JobAuditKind.JOB_FAILED,
+            JobState.DEAD: JobAuditKind.JOB_DEAD,
+            JobState.REFUSED: JobAuditKind.JOB_REFUSED,
+        }
+        record_job(session, kinds[new], job_id=row.id, subject=row.subject, detail=row.error)
     log.warning("job %s: %s", new.value, error, extra={"job": job.id})
     return new
 
@@ -297,6 +313,15 @@ def reap_expired(db: Database, *, backoff: Backoff) -> list[int]:
             row.updated_at = now
             if row.state is JobState.DEAD:
                 row.finished_at = now
+            record_job(
+                session,
+                JobAuditKind.JOB_DEAD
+                if row.state is JobState.DEAD
+                else JobAuditKind.JOB_LEASE_EXPIRED,
+                job_id=row.id,
+                subject=row.subject,
+                detail=row.error,
+            )
             reaped.append(row.id)
     if reaped:
         log.warning("re-queued %d job(s) with an expired lease", len(reaped))
@@ -328,6 +353,13 @@ def retry(db: Database, job_id: int) -> str:
             .where(Delivery.job_id == job_id, Delivery.state == DeliveryState.DEAD)
             .values(state=DeliveryState.PENDING, attempts=0, run_after=now, updated_at=now)
         ).rowcount  # type: ignore[attr-defined]
+        record_job(
+            session,
+            JobAuditKind.JOB_RETRIED,
+            job_id=job_id,
+            subject=row.subject,
+            detail=f"{row.state.value}; {revived} dead deliveries queued again",
+        )
         if row.state is JobState.SUCCEEDED:
             return f"job {job_id} succeeded; {revived} dead deliveries queued again"
         before = row.state.value

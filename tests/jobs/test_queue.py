@@ -24,7 +24,7 @@ from dicomnode.jobs import (
     succeed,
 )
 from dicomnode.store.ingest import Store
-from dicomnode.store.models import utcnow
+from dicomnode.store.models import AuditEvent, utcnow
 from tests.jobs.gen import specs, write_series
 from tests.jobs.helpers import complete_all, config, ingest
 
@@ -129,6 +129,15 @@ def test_failures_back_off_then_die_and_retry_requeues(env, tmp_path):
         retry(db, job.id)
     with pytest.raises(JobError, match="no job"):
         retry(db, 999)
+    with db.session() as session:
+        kinds = session.scalars(
+            select(AuditEvent.kind).where(AuditEvent.kind.like("job.%")).order_by(AuditEvent.id)
+        ).all()
+        subjects = set(
+            session.scalars(select(AuditEvent.subject).where(AuditEvent.kind.like("job.%")))
+        )
+    assert kinds == ["job.queued", "job.failed", "job.failed", "job.dead", "job.retried"]
+    assert subjects == {ct.series_uid}
 
 
 def test_expired_lease_is_reaped_and_the_old_owner_is_fenced_out(env, tmp_path):

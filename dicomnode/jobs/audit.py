@@ -1,0 +1,41 @@
+"""Audit rows for job and delivery state changes, in the node's audit trail.
+
+The rows go to the same ``audit_events`` table as the store's (and commit with the change they
+describe); the kinds are this module's, prefixed ``job.`` and ``delivery.``. Subjects are the
+series or study UID of the job, details name job ids, routes, destinations and errors, never
+patient identifiers.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from sqlalchemy.orm import Session
+
+from dicomnode.store.models import AuditEvent, utcnow
+
+__all__ = ["JobAuditKind", "record_job"]
+
+
+class JobAuditKind(str, enum.Enum):
+    """What a job or delivery audit row records."""
+
+    JOB_QUEUED = "job.queued"
+    JOB_REFUSED = "job.refused"
+    JOB_SUCCEEDED = "job.succeeded"
+    JOB_FAILED = "job.failed"
+    JOB_DEAD = "job.dead"
+    JOB_LEASE_EXPIRED = "job.lease_expired"
+    JOB_RETRIED = "job.retried"
+    DELIVERY_DELIVERED = "delivery.delivered"
+    DELIVERY_DEAD = "delivery.dead"
+
+
+def record_job(
+    session: Session, kind: JobAuditKind, *, job_id: int, subject: str | None, detail: str = ""
+) -> None:
+    """Add an audit row for job ``job_id`` to ``session`` (committed with the change)."""
+    text = f"job {job_id}" + (f": {detail}" if detail else "")
+    session.add(
+        AuditEvent(at=utcnow(), kind=JobAuditKind(kind).value, subject=subject, detail=text[:2000])
+    )
