@@ -44,3 +44,12 @@ def test_refusal_is_reported_not_raised(mr_study: Written, tmp_path: Path) -> No
 def test_unknown_pipeline(tmp_path: Path) -> None:
     with pytest.raises(PipelineUnavailable, match="unknown pipeline 'nope'"):
         run_on_files("nope", tmp_path, tmp_path / "out")
+
+
+def test_contract_package_stays_torch_free() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, dicomnode.pipeline; print('torch' in sys.modules, 'monai' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
