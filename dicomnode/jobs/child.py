@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ChildOutcome", "JobSpec", "OutcomeKind", "child_main"]
+__all__ = ["READY", "ChildOutcome", "JobSpec", "OutcomeKind", "child_main"]
 
 log = logging.getLogger(__name__)
 
@@ -200,12 +200,29 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__
 
 
+#: First message of a child: its imports are done and it takes jobs.
+READY = "ready"
+
+
+def _preload() -> None:
+    """Import the readers and encoders now, so a job's time is the job's own."""
+    import pydicom  # noqa: F401
+
+    import dicomnode.pipeline  # noqa: F401
+    import dicomnode.results.outputs  # noqa: F401
+
+
 def child_main(conn: Connection, log_level: int = logging.INFO) -> None:
     """Serve jobs from ``conn`` until it closes (the child process's target)."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when we stop
     logging.basicConfig(level=log_level, format="%(asctime)s child %(levelname)s %(message)s")
     runner = _Runner()
+    _preload()
+    try:
+        conn.send(READY)
+    except (BrokenPipeError, OSError):
+        return
     while True:
         try:
             spec = conn.recv()

@@ -23,7 +23,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from dicomnode.config.schema import Config
-from dicomnode.jobs.child import ChildOutcome, JobSpec, OutcomeKind, child_main
+from dicomnode.jobs.child import READY, ChildOutcome, JobSpec, OutcomeKind, child_main
 from dicomnode.jobs.models import JobResult, JobState
 from dicomnode.jobs.queue import (
     Backoff,
@@ -41,6 +41,7 @@ from dicomnode.store.models import Instance, Series
 __all__ = ["ChildProcess", "Worker", "WorkerPool", "results_root"]
 
 log = logging.getLogger(__name__)
+_STARTUP_SECONDS = 120.0
 
 
 def results_root(config: Config) -> Path:
@@ -71,6 +72,17 @@ class ChildProcess:
         proc.start()
         child.close()
         self._proc, self._conn = proc, parent
+        if not parent.poll(_STARTUP_SECONDS):
+            self.stop()
+            raise ChildDied(None, f"inference process not ready after {_STARTUP_SECONDS} s")
+        try:
+            ready = parent.recv()
+        except (EOFError, OSError):
+            ready = None
+        if ready != READY:
+            exitcode = proc.exitcode
+            self.stop()
+            raise ChildDied(exitcode, "inference process failed to start")
 
     @property
     def pid(self) -> int | None:
@@ -116,11 +128,11 @@ class ChildProcess:
 
 
 class ChildDied(Exception):  # noqa: N818 - internal signal, never leaves this module
-    """The inference child exited while running a job."""
+    """The inference child exited while running a job (or could not start)."""
 
-    def __init__(self, exitcode: int | None):
+    def __init__(self, exitcode: int | None, message: str | None = None):
         self.exitcode = exitcode
-        super().__init__(f"inference process died (exit code {exitcode})")
+        super().__init__(message or f"inference process died (exit code {exitcode})")
 
 
 class Worker(threading.Thread):
@@ -164,11 +176,13 @@ class Worker(threading.Thread):
     def run(self) -> None:
         """The worker loop (never raises: a failed step is logged and retried)."""
         poll = self.config.workers.poll_seconds
-        try:
-            self.child.ensure()  # start the child (and its imports) before the first job
-        except OSError:
-            log.exception("cannot start the inference process; retried with the first job")
         while not self.stop.is_set():
+            try:
+                self.child.ensure()  # a ready child before claiming: its start holds no lease
+            except (OSError, ChildDied):
+                log.exception("cannot start the inference process")
+                self.stop.wait(max(poll, 5.0))
+                continue
             try:
                 job = claim(self.db, self.owner, lease_seconds=self.config.workers.lease_seconds)
             except Exception:  # DB unreachable: wait and try again
@@ -191,7 +205,7 @@ class Worker(threading.Thread):
         spec = self._spec(job)
         try:
             self.child.submit(spec)
-            outcome = self._await(job, started)
+            outcome = self._await(job, time.monotonic())
         except ChildDied as exc:
             self.child.stop()
             fail(self.db, job, str(exc), backoff=self.backoff)

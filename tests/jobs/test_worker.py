@@ -167,3 +167,30 @@ def test_stopping_a_worker_hands_its_running_job_back(env, tmp_path):
     with db.session() as session:
         (job,) = session.scalars(select(Job))
     assert job.state is JobState.QUEUED and job.attempts == 0 and job.lease_owner is None
+
+
+def test_a_job_past_its_timeout_is_stopped_and_counts_as_failed(tmp_path):
+    cfg = config(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'state.db'}",
+        workers={"job_timeout": 1, "max_attempts": 1},
+    )
+    db = open_database(cfg.database_url)
+    store = Store(cfg.store_path, db, min_free=0)
+    slow, fine = specs("timeout", 2)
+    ingest(store, write_series(slow, tmp_path / "a", description="TOY:sleep=60"))
+    ingest(store, write_series(fine, tmp_path / "b"))
+    complete_all(db, cfg)
+    stop = threading.Event()
+    worker = Worker(db, cfg, 0, stop)
+    worker.start()
+    try:
+        jobs = _run_until(db, lambda jobs: _done(jobs), worker, timeout=30)
+    finally:
+        stop.set()
+        worker.join(15)
+    by_subject = {j.subject: j for j in jobs}
+    assert by_subject[slow.series_uid].state is JobState.DEAD
+    assert by_subject[slow.series_uid].error == "timed out after 1 s"
+    assert by_subject[fine.series_uid].state is JobState.SUCCEEDED
+    db.dispose()
