@@ -1,5 +1,17 @@
 """dicomnode.jobs: the durable job queue in the database, its workers, and queueing on completion.
 
+Flow: the stability sweep completes a series (study) and, in the same transaction, the
+:class:`RoutingHook` matches the routes and inserts one ``jobs`` row per match (idempotency
+key: route, pipeline name and version, input series and roles, digest of the instance set),
+or a ``refused`` row when the pipeline's ``check`` says no. A :class:`Worker` claims a due
+job with a lease (``FOR UPDATE SKIP LOCKED``), heartbeats while its long-lived inference
+child (:mod:`dicomnode.jobs.child`) runs the pipeline and encodes the results under
+``<data_dir>/results/<job id>/``, then records the result UIDs and one pending delivery per
+(result, destination) in one transaction; :mod:`dicomnode.export` sends them.
+
+Pipelines come from the ``dicomnode.pipelines`` entry points and from
+``pipelines.<name>.class: "package.module:Class"`` in the config (:mod:`.plugins`).
+
 Importing this package loads neither torch nor any pipeline: pipelines are imported in the
 workers' child processes (and, for the cheap ``check``, by the completion hook).
 """
