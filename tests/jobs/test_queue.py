@@ -224,3 +224,45 @@ def test_study_route_with_named_inputs_queues_one_job_with_roles(database, tmp_p
         {"series_uid": t1.series_uid, "role": "t1"},
         {"series_uid": flair.series_uid, "role": "flair"},
     ]
+
+
+def test_deliveries_lease_back_off_die_and_revive(env, tmp_path):
+    from dicomnode.export import Attempt, Verdict, claim_due
+    from dicomnode.export import record as record_attempt
+    from dicomnode.jobs import DeliveryState
+
+    db, cfg, store = env
+    (ct,) = specs("deliver", 1)
+    ingest(store, write_series(ct, tmp_path / "ct"))
+    complete_all(db, cfg)
+    job = claim(db, "w", lease_seconds=5)
+    assert job is not None
+    records = [
+        ResultRecord(f"1.2.3.{n}", "1.2.840.10008.5.1.4.1.1.7", "1.2.3", ct.study_uid, f"x/{n}")
+        for n in (1, 2)
+    ]
+    assert succeed(db, job, records)
+    due = claim_due(db, "exp", results=tmp_path, lease_seconds=60)
+    assert [(d.destination, d.sop_instance_uid) for d in due] == [
+        ("pacs", "1.2.3.1"),
+        ("pacs", "1.2.3.2"),
+    ]
+    assert claim_due(db, "exp2", results=tmp_path, lease_seconds=60) == []  # leased
+    slow = Backoff(60, 60)
+    retry_later = Attempt(Verdict.RETRY, 0xA700, "status 0xA700")
+    dead = Attempt(Verdict.DEAD, 0xC000, "status 0xC000")
+    assert record_attempt(db, due[0], retry_later, owner="exp", max_attempts=5, backoff=slow) is (
+        DeliveryState.PENDING
+    )
+    assert record_attempt(db, due[1], dead, owner="exp", max_attempts=5, backoff=slow) is (
+        DeliveryState.DEAD
+    )
+    assert record_attempt(db, due[1], dead, owner="exp", max_attempts=5, backoff=slow) is None
+    assert claim_due(db, "exp", results=tmp_path, lease_seconds=60) == []  # backing off
+    assert "1 dead deliveries queued again" in retry(db, job.id)
+    (again,) = claim_due(db, "exp", results=tmp_path, lease_seconds=60)
+    assert again.sop_instance_uid == "1.2.3.2"
+    delivered = Attempt(Verdict.DELIVERED, 0, "status 0x0000")
+    assert record_attempt(db, again, delivered, owner="exp", max_attempts=5, backoff=slow) is (
+        DeliveryState.DELIVERED
+    )
