@@ -8,12 +8,16 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
 from dicomnode import __version__
 from dicomnode.config import Config, default_config_text, load_config
 from dicomnode.errors import ConfigError, DicomNodeError
+
+if TYPE_CHECKING:
+    from dicomnode.store.db import Database
 
 __all__ = ["main"]
 
@@ -118,7 +122,8 @@ def _serve(config: Config, *, worker_only: bool = False) -> int:
     return 0
 
 
-def _open_current(config: Config):  # type: ignore[no-untyped-def]
+def _open_current(config: Config) -> Database:
+    """The state database, which must be at the current schema (read-only commands)."""
     from dicomnode.store.db import open_database
 
     db = open_database(config.database_url, migrate=False)
