@@ -14,6 +14,7 @@ from dicomnode.assembly.stability import CompletionHook, sweep
 from dicomnode.config.loader import pipeline_names
 from dicomnode.config.schema import Config
 from dicomnode.export.deliveries import Exporter
+from dicomnode.jobs.checker import IsolatedChecker
 from dicomnode.jobs.enqueue import RoutingHook
 from dicomnode.jobs.plugins import registry_for
 from dicomnode.jobs.queue import Backoff, reap_expired
@@ -56,6 +57,7 @@ class Node:
         self.scp: StorageSCP | None = None
         self.workers: WorkerPool | None = None
         self.exporter: Exporter | None = None
+        self.checker: IsolatedChecker | None = None
         self._hooks: list[CompletionHook] = []
         self._scheduler: BackgroundScheduler | None = None
         self._stopping = threading.Event()
@@ -98,7 +100,16 @@ class Node:
             routes = compile_routes(
                 cfg.routes, pipelines=pipeline_names(cfg), destinations=set(cfg.destinations)
             )
-            self._hooks = [RoutingHook(cfg, routes, registry_for(cfg))]
+            # pipelines (and torch) are loaded and checked in a child, never in this process
+            self.checker = IsolatedChecker(cfg)
+            self.checker.start()
+            threading.Thread(
+                target=self.checker.warm,
+                args=(sorted({route.pipeline for route in routes}),),
+                name="dicomnode-warm-checks",
+                daemon=True,
+            ).start()
+            self._hooks = [RoutingHook(cfg, routes, registry_for(cfg), checker=self.checker)]
         if not cfg.node.allow:
             log.warning("node.allow is empty: any calling AE from any address may store")
         self.scp = StorageSCP(cfg.node, self.store)
@@ -149,6 +160,8 @@ class Node:
             self.workers.stop()
         if self.exporter is not None:
             self.exporter.stop()
+        if self.checker is not None:
+            self.checker.close()
         if self.db is not None:
             self.db.dispose()
         log.info("node stopped")

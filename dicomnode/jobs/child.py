@@ -54,6 +54,9 @@ class JobSpec:
         ``(study, series, sop_class, sop_instance)`` of the results this run replaces.
     device : str
         ``workers.device``.
+    check_only : bool
+        Only load the pipeline and run its ``check`` (no inputs: only load it); the outcome
+        carries the pipeline's version and default outputs.
     """
 
     job_id: int
@@ -67,6 +70,7 @@ class JobSpec:
     results_dir: str
     predecessors: list[tuple[str, str, str, str]] = field(default_factory=list)
     device: str = "auto"
+    check_only: bool = False
 
 
 class OutcomeKind:
@@ -82,13 +86,16 @@ class ChildOutcome:
     """What the child answers for one job.
 
     ``results`` holds ``(sop_instance_uid, sop_class_uid, series_uid, study_uid, file name)``;
-    ``restart`` asks the worker for a fresh child (after out-of-memory).
+    ``restart`` asks the worker for a fresh child (after out-of-memory); ``version`` and
+    ``default_outputs`` describe the pipeline (answers to ``check_only`` specs).
     """
 
     kind: str
     results: list[tuple[str, str, str, str, str]] = field(default_factory=list)
     error: str = ""
     restart: bool = False
+    version: str = ""
+    default_outputs: tuple[str, ...] = ()
 
 
 def _die_with_parent() -> None:
@@ -130,6 +137,8 @@ class _Runner:
         from dicomnode.results import Algorithm, Predecessor, encode
 
         pipeline = self.pipeline(spec)
+        if spec.check_only and not spec.inputs:
+            return _described(pipeline, OutcomeKind.OK)
         series = tuple(
             SeriesInput(
                 study_uid=spec.study_uid,
@@ -142,6 +151,12 @@ class _Runner:
             for item in spec.inputs
         )
         inputs = PipelineInputs(spec.study_uid, series)
+        if spec.check_only:
+            try:
+                pipeline.check(inputs)
+            except InputRefused as exc:
+                return _described(pipeline, OutcomeKind.REFUSED, exc.reason)
+            return _described(pipeline, OutcomeKind.OK)
         work = Path(tempfile.mkdtemp(prefix=f"dicomnode-job{spec.job_id}-"))
         try:
             pipeline.check(inputs)
@@ -166,6 +181,15 @@ class _Runner:
             predecessor=[Predecessor(*p) for p in spec.predecessors] or None,
         )
         return ChildOutcome(OutcomeKind.OK, results=_write(datasets, Path(spec.results_dir)))
+
+
+def _described(pipeline: Any, kind: str, error: str = "") -> ChildOutcome:
+    return ChildOutcome(
+        kind,
+        error=error,
+        version=str(pipeline.version),
+        default_outputs=tuple(str(o) for o in pipeline.default_outputs),
+    )
 
 
 def _write(datasets: list[Any], directory: Path) -> list[tuple[str, str, str, str, str]]:

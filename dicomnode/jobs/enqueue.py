@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pydicom
@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from dicomnode.assembly.stability import SweepResult
 from dicomnode.config.schema import Config, LateArrivals
 from dicomnode.jobs.audit import JobAuditKind, record_job
+from dicomnode.jobs.checker import CheckResult
 from dicomnode.jobs.keys import instance_set_digest, job_key
 from dicomnode.jobs.models import Job, JobState
 from dicomnode.pipeline import (
@@ -37,9 +38,13 @@ from dicomnode.pipeline import (
 from dicomnode.routing import Level, Route, SeriesFacts
 from dicomnode.store.models import Instance, Series, Study, utcnow
 
-__all__ = ["JobPlan", "RoutingHook", "outputs_for"]
+__all__ = ["Checker", "JobPlan", "RoutingHook", "outputs_for"]
 
 log = logging.getLogger(__name__)
+
+#: ``(pipeline name, inputs) -> CheckResult``: where the hook asks pipelines (see
+#: :class:`~dicomnode.jobs.checker.IsolatedChecker`).
+Checker = Callable[[str, PipelineInputs], CheckResult]
 
 
 @dataclass(frozen=True)
@@ -53,16 +58,16 @@ class JobPlan:
     digest: str
 
 
-def outputs_for(route: Route, config: Config, pipeline: type[Pipeline] | None) -> list[str]:
+def outputs_for(route: Route, config: Config, defaults: Sequence[str] = ()) -> list[str]:
     """Output kinds of a route's jobs: the route's, else ``pipelines.<name>.outputs`` when
-    set, else the pipeline class's defaults."""
+    set, else the pipeline's ``default_outputs`` (``defaults``), else sr, seg, summary."""
     if route.outputs is not None:
         return [o.value for o in route.outputs]
     section = config.pipelines.get(route.pipeline)
     if section is not None and "outputs" in section.model_fields_set:
         return [o.value for o in section.outputs]
-    if pipeline is not None:
-        return [str(o) for o in pipeline.default_outputs]
+    if defaults:
+        return [str(o) for o in defaults]
     return ["sr", "seg", "summary"]
 
 
@@ -77,12 +82,24 @@ class RoutingHook:
         Compiled routes.
     registry : PipelineRegistry
         Where pipeline classes come from (for ``check`` and the version).
+    checker : callable, optional
+        ``(pipeline name, inputs) -> CheckResult``, e.g. an
+        :class:`~dicomnode.jobs.checker.IsolatedChecker` (pipelines, and torch, stay out of
+        this process); without it, pipelines are loaded and checked in this process.
     """
 
-    def __init__(self, config: Config, routes: Sequence[Route], registry: PipelineRegistry):
+    def __init__(
+        self,
+        config: Config,
+        routes: Sequence[Route],
+        registry: PipelineRegistry,
+        *,
+        checker: Checker | None = None,
+    ):
         self.config = config
         self.routes = list(routes)
         self.registry = registry
+        self.checker = checker
         self._pipelines: dict[str, Pipeline | None] = {}
 
     def __call__(self, session: Session, result: SweepResult) -> None:
@@ -184,6 +201,24 @@ class RoutingHook:
                 self._pipelines[name] = None
         return self._pipelines[name]
 
+    def check(self, name: str, inputs: PipelineInputs) -> CheckResult:
+        """Ask pipeline ``name`` about ``inputs``: through the checker, else in-process."""
+        if self.checker is not None:
+            return self.checker(name, inputs)
+        pipeline = self._pipeline(name)
+        if pipeline is None:
+            return CheckResult(problem=f"pipeline {name!r} is unavailable here")
+        version, defaults = pipeline.version, tuple(map(str, pipeline.default_outputs))
+        try:
+            pipeline.check(inputs)
+        except InputRefused as exc:
+            return CheckResult(version, defaults, refused=exc.reason)
+        except Exception as exc:  # a broken check must not block every completion: the job
+            # is queued and the worker runs the check again, recording the failure on the job
+            log.exception("pipeline %s: check() failed", name)
+            return CheckResult(version, defaults, problem=f"check failed: {exc}")
+        return CheckResult(version, defaults)
+
     def queue(self, session: Session, plan: JobPlan) -> int | None:
         """Insert the job of ``plan`` unless its key exists; returns the new job's id.
 
@@ -191,8 +226,19 @@ class RoutingHook:
         a ``refused`` job with the reason (and audited), so ``dicomnode jobs`` shows it.
         """
         route = plan.route
-        pipeline = self._pipeline(route.pipeline)
-        version = pipeline.version if pipeline is not None else "unknown"
+        if self.config.stability.late_arrivals is LateArrivals.IGNORE and session.scalar(
+            select(Job.id).where(Job.route == route.name, Job.subject == plan.subject).limit(1)
+        ):
+            return None
+        checked = self.check(route.pipeline, PipelineInputs(plan.study_uid, plan.series))
+        version = checked.version or "unknown"
+        state, error = JobState.QUEUED, None
+        if checked.refused is not None:
+            state, error = JobState.REFUSED, f"refused by {route.pipeline}: {checked.refused}"
+        elif checked.problem is not None:
+            log.warning(
+                "pipeline %s not checked, queued anyway: %s", route.pipeline, checked.problem
+            )
         key = job_key(
             route=route.name,
             pipeline=route.pipeline,
@@ -200,23 +246,6 @@ class RoutingHook:
             inputs=[(s.series_uid, s.role) for s in plan.series],
             digest=plan.digest,
         )
-        earlier = session.scalar(
-            select(Job)
-            .where(Job.route == route.name, Job.subject == plan.subject)
-            .order_by(Job.id.desc())
-            .limit(1)
-        )
-        if earlier is not None and self.config.stability.late_arrivals is LateArrivals.IGNORE:
-            return None
-        state, error = JobState.QUEUED, None
-        if pipeline is not None:
-            try:
-                pipeline.check(PipelineInputs(plan.study_uid, plan.series))
-            except InputRefused as exc:
-                state, error = JobState.REFUSED, f"refused by {route.pipeline}: {exc.reason}"
-            except Exception:  # a broken check must not block every completion: queue it,
-                # the worker runs the check again and records the failure on the job
-                log.exception("pipeline %s: check() failed; job queued unchecked", route.pipeline)
         predecessor = session.scalar(
             select(Job.id)
             .where(
@@ -240,9 +269,7 @@ class RoutingHook:
                 [{"series_uid": s.series_uid, "role": s.role} for s in plan.series]
             ),
             "digest": plan.digest,
-            "outputs": json.dumps(
-                outputs_for(route, self.config, type(pipeline) if pipeline else None)
-            ),
+            "outputs": json.dumps(outputs_for(route, self.config, checked.default_outputs)),
             "send_to": json.dumps(list(route.send_to)),
             "shadow": route.shadow,
             "state": state,

@@ -170,3 +170,17 @@ def test_kill_9_between_completion_and_delivery_finishes_once_after_restart(node
         assert len(pacs.files()) == 6
     finally:
         pacs.stop()
+
+
+def test_refusal_by_the_pipeline_check_is_shown_and_nothing_is_sent(node_factory, tmp_path):
+    scp = StatusSCP(0).start()
+    try:
+        node = node_factory(**node_config(scp.port)).start()
+        send(node, tmp_path, "refuse", value=5, description="TOY:refuse")
+        (job,) = wait_for(lambda: jobs(node, "--state", "refused"), what="refused job")
+        assert job["error"] == "refused by toy: series asked to be refused (TOY:refuse)"
+        assert job["attempts"] == 0 and sum(job["deliveries"].values()) == 0
+        assert scp.received == []
+        assert not torch_mapped(node.proc.pid)
+    finally:
+        scp.stop()
