@@ -151,6 +151,10 @@ class StorageSCP:
                 return
             diagnostic = _DIAG_CALLING_AE if decision.refusal is Refusal.UNKNOWN_AE else _DIAG_NONE
             event.assoc.acse.send_reject(_REJECT_PERMANENT, _SOURCE_USER, diagnostic)
+            # As pynetdicom does after its own rejections: wait until the DUL has sent the
+            # A-ASSOCIATE-RJ and the peer closed, else the socket is shut down first and the
+            # peer sees an abort instead of the rejection.
+            event.assoc.kill()
             peer = f"{calling}@{requestor.address}"
             log.warning("association rejected", extra={"peer": peer, "reason": decision.refusal})
             self._audit(AuditKind.ASSOCIATION_REJECTED, peer, str(decision.refusal))
