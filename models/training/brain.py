@@ -80,7 +80,7 @@ def train(bundle_path: Path, minutes: float, cases: int = 30, batch: int = 4) ->
     log.info("brain: %d cases prepared in %.0f s", cases, time.monotonic() - started)
     network = bundle.build("network_def")
     network.train()
-    loss_fn = DiceFocalLoss(sigmoid=True, smooth_nr=1e-4, smooth_dr=1e-4)
+    loss_fn = DiceFocalLoss(sigmoid=True, batch=True, smooth_nr=1e-4, smooth_dr=1e-4)
     optimizer = torch.optim.AdamW(network.parameters(), lr=2e-3, weight_decay=1e-5)
     budget = Budget(minutes * 60, lr=3e-3)
     size = np.asarray(bundle.get("train_patch_size", [64, 64, 64]))
