@@ -149,6 +149,7 @@ def node_peer(work: Path) -> Peer:
                     "storage": {"min_free": "1GB"},
                     "stability": {"series_seconds": 3600, "study_seconds": 3600},
                     "logging": {"level": "WARNING"},
+                    "http": {"enabled": False},
                 }
             )
         )

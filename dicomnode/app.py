@@ -7,12 +7,15 @@ import logging
 import signal
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from dicomnode.api.metrics import NodeMetrics, StateCollector
 from dicomnode.assembly.stability import CompletionHook, sweep
 from dicomnode.config.loader import pipeline_names
 from dicomnode.config.schema import Config
+from dicomnode.errors import OutOfSpace
 from dicomnode.export.deliveries import Exporter
 from dicomnode.jobs.checker import IsolatedChecker
 from dicomnode.jobs.enqueue import RoutingHook
@@ -24,6 +27,9 @@ from dicomnode.routing import compile_routes
 from dicomnode.store.db import Database, open_database
 from dicomnode.store.ingest import Store
 from dicomnode.store.recovery import recover
+
+if TYPE_CHECKING:
+    from dicomnode.api import ApiServer
 
 __all__ = ["Node", "Role"]
 
@@ -58,6 +64,8 @@ class Node:
         self.workers: WorkerPool | None = None
         self.exporter: Exporter | None = None
         self.checker: IsolatedChecker | None = None
+        self.metrics = NodeMetrics()
+        self.api: ApiServer | None = None
         self._hooks: list[CompletionHook] = []
         self._scheduler: BackgroundScheduler | None = None
         self._stopping = threading.Event()
@@ -67,6 +75,7 @@ class Node:
         cfg = self.config
         configure_pynetdicom(log_identifiers=cfg.logging.log_identifiers)
         self.db = open_database(cfg.database_url)
+        self.metrics.registry.register(StateCollector(self.db))
         if self.db.is_sqlite and self.role is Role.WORKER:
             log.warning("dicomnode worker on SQLite: run one process per database only")
         self._scheduler = BackgroundScheduler(timezone="UTC")
@@ -81,6 +90,8 @@ class Node:
         self._scheduler.start()
         self.exporter.start()
         self.workers.start()
+        if self.role is Role.SERVE and cfg.http.enabled:
+            self._start_http()
         log.info(
             "node started",
             extra={
@@ -90,6 +101,44 @@ class Node:
                 "routes": len(cfg.routes),
             },
         )
+
+    def _start_http(self) -> None:
+        from dicomnode.api import ApiServer
+
+        assert self.db is not None
+        db, store, scheduler, workers = self.db, self.store, self._scheduler, self.workers
+
+        def database() -> tuple[bool, str]:
+            with db.engine.connect() as conn:
+                conn.exec_driver_sql("select 1")
+            return True, db.engine.dialect.name
+
+        def storage() -> tuple[bool, str]:
+            if store is None:
+                return True, "not receiving"
+            try:
+                store.check_space()
+            except OutOfSpace as exc:
+                return False, exc.reason
+            return True, "writable, above storage.min_free"
+
+        def sweeps() -> tuple[bool, str]:
+            running = scheduler is not None and scheduler.running
+            return running, "running" if running else "stopped"
+
+        def worker_threads() -> tuple[bool, str]:
+            alive = sum(w.is_alive() for w in workers.workers) if workers else 0
+            wanted = self.config.workers.count
+            return alive == wanted, f"{alive}/{wanted} alive"
+
+        checks = {
+            "database": database,
+            "store": storage,
+            "scheduler": sweeps,
+            "workers": worker_threads,
+        }
+        self.api = ApiServer(self.config.http, db, self.metrics, checks)
+        self.api.start()
 
     def _start_receiving(self) -> None:
         cfg = self.config
@@ -112,7 +161,7 @@ class Node:
             self._hooks = [RoutingHook(cfg, routes, registry_for(cfg), checker=self.checker)]
         if not cfg.node.allow:
             log.warning("node.allow is empty: any calling AE from any address may store")
-        self.scp = StorageSCP(cfg.node, self.store)
+        self.scp = StorageSCP(cfg.node, self.store, observer=self.metrics)
         self.scp.start()
         interval = max(0.2, min(1.0, cfg.stability.series_seconds / 4))
         self._scheduler.add_job(
@@ -152,6 +201,8 @@ class Node:
 
     def stop(self) -> None:
         """Stop listening, stop the workers (running jobs go back to the queue) and close."""
+        if self.api is not None:
+            self.api.stop()
         if self.scp is not None:
             self.scp.stop()
         if self._scheduler is not None and self._scheduler.running:

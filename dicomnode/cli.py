@@ -10,8 +10,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
-
 from dicomnode import __version__
 from dicomnode.config import Config, default_config_text, load_config
 from dicomnode.errors import ConfigError, DicomNodeError
@@ -245,47 +243,13 @@ def _check_jobs(config: Config, report: Callable[[bool, str, str], None]) -> Non
 
 
 def _status(config: Config, *, as_json: bool) -> int:
-    from dicomnode.store.db import open_database
-    from dicomnode.store.models import Instance, Series, Study
+    from dicomnode.store.report import series_rows
 
-    db = open_database(config.database_url, migrate=False)
-    if not db.schema_is_current():
-        raise DicomNodeError("the database has no current schema; start the node once")
-    with db.session() as session:
-        counts = func.count(Instance.id)
-        rows = session.execute(
-            select(
-                Study.study_uid,
-                Study.state,
-                Series.series_uid,
-                Series.modality,
-                Series.series_number,
-                Series.description,
-                Series.state,
-                Series.last_received_at,
-                Series.completions,
-                counts,
-            )
-            .join(Series, Series.study_id == Study.id)
-            .outerjoin(Instance, Instance.series_id == Series.id)
-            .group_by(Study.id, Series.id)
-            .order_by(Study.first_received_at, Series.series_number, Series.id)
-        ).all()
-    items = [
-        {
-            "study_uid": r[0],
-            "study_state": r[1].value,
-            "series_uid": r[2],
-            "modality": r[3],
-            "series_number": r[4],
-            "description": r[5],
-            "series_state": r[6].value,
-            "last_received_at": r[7].isoformat(),
-            "completions": r[8],
-            "instances": r[9],
-        }
-        for r in rows
-    ]
+    db = _open_current(config)
+    try:
+        items = series_rows(db)
+    finally:
+        db.dispose()
     if as_json:
         print(json.dumps(items, indent=2))
         return 0

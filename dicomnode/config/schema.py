@@ -31,6 +31,7 @@ __all__ = [
     "AllowEntry",
     "Config",
     "DatabaseConfig",
+    "HttpConfig",
     "DestinationConfig",
     "DicomDestination",
     "ExportConfig",
@@ -298,6 +299,36 @@ class PipelineConfig(BaseModel):
         return extra
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class HttpConfig(_Section):
+    """The HTTP API: health, readiness, Prometheus metrics, JSON status, retry.
+
+    On a loopback address it is open; on any other address a bearer token is required.
+    """
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535, description="0 picks a free port")
+    token: str | None = Field(None, min_length=16, description="bearer token, >= 16 chars")
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> HttpConfig:
+        if self.enabled and self.token is None and not _is_loopback(self.host):
+            raise ValueError(
+                f"http.host {self.host} is not a loopback address: set http.token "
+                "(a bearer token of 16+ characters) or bind to 127.0.0.1"
+            )
+        return self
+
+
 class Config(_Section):
     """The whole configuration of a node."""
 
@@ -311,6 +342,7 @@ class Config(_Section):
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
     routes: list[RouteSpec] = Field(default_factory=list)
     pipelines: dict[str, PipelineConfig] = Field(default_factory=dict)
+    http: HttpConfig = Field(default_factory=HttpConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @field_validator("destinations", "pipelines")

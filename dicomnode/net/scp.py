@@ -25,7 +25,7 @@ from dicomnode.net.access import Refusal, decide
 from dicomnode.store.audit import AuditKind, record
 from dicomnode.store.ingest import Store
 
-__all__ = ["ACCEPTED_TRANSFER_SYNTAXES", "StorageSCP", "configure_pynetdicom"]
+__all__ = ["ACCEPTED_TRANSFER_SYNTAXES", "ScpObserver", "StorageSCP", "configure_pynetdicom"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,19 @@ _DIAG_CALLING_AE = 0x03
 _UNEXPECTED = 0xC000
 
 
+class ScpObserver:
+    """Receives the SCP's events (for metrics); the default does nothing. Never raises."""
+
+    def association(self, *, accepted: bool) -> None:
+        """An association request was accepted or rejected."""
+
+    def stored(self, *, outcome: str, size: int) -> None:
+        """An instance was answered with Success (``outcome``: stored/duplicate/superseded)."""
+
+    def store_failed(self, *, status: int) -> None:
+        """A C-STORE was answered with the failure ``status``."""
+
+
 def configure_pynetdicom(*, log_identifiers: bool = False) -> None:
     """Set pynetdicom's process-wide options the node depends on.
 
@@ -68,11 +81,14 @@ class StorageSCP:
         AE title, address, limits, timeouts and allow-list.
     store : Store
         Where received instances go.
+    observer : ScpObserver, optional
+        Told about associations and stores (metrics).
     """
 
-    def __init__(self, config: NodeConfig, store: Store):
+    def __init__(self, config: NodeConfig, store: Store, observer: ScpObserver | None = None):
         self.config = config
         self.store = store
+        self.observer = observer or ScpObserver()
         self._server: ThreadedAssociationServer | None = None
         self._in_handler: set[str] = set()
         self.ae = self._make_ae()
@@ -157,16 +173,19 @@ class StorageSCP:
             event.assoc.kill()
             peer = f"{calling}@{requestor.address}"
             log.warning("association rejected", extra={"peer": peer, "reason": decision.refusal})
+            self.observer.association(accepted=False)
             self._audit(AuditKind.ASSOCIATION_REJECTED, peer, str(decision.refusal))
         except Exception:
             log.exception("association check failed; aborting")
             event.assoc.abort()
 
     def _on_accepted(self, event: Any) -> None:
+        self.observer.association(accepted=True)
         self._audit(AuditKind.ASSOCIATION_ACCEPTED, self._peer(event))
 
     def _on_rejected(self, event: Any) -> None:
         # Rejections by pynetdicom itself (association limit, unknown calling AE).
+        self.observer.association(accepted=False)
         self._audit(AuditKind.ASSOCIATION_REJECTED, self._peer(event), "rejected by the SCP")
 
     def reap_spool(self, *, min_age: float = 5.0) -> int:
@@ -225,14 +244,17 @@ class StorageSCP:
                 extra={"status": f"0x{exc.status:04X}", "reason": exc.reason, "peer": peer},
             )
             self._audit(AuditKind.STORE_FAILED, peer, f"0x{exc.status:04X} {exc.reason}")
+            self.observer.store_failed(status=exc.status)
             return exc.status
         except Exception:
             log.exception("store failed unexpectedly")
             self._audit(AuditKind.STORE_FAILED, peer, "unexpected error")
+            self.observer.store_failed(status=_UNEXPECTED)
             spool.unlink(missing_ok=True)
             return _UNEXPECTED
         finally:
             self._in_handler.discard(spool.name)
+        self.observer.stored(outcome=result.outcome.value, size=result.size)
         log.debug(
             "stored",
             extra={

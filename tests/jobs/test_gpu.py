@@ -1,6 +1,7 @@
 """On a CUDA machine: a real CUDA out-of-memory error in a model fails only that job.
 
-Skipped without torch or CUDA (CI). The worker's child resolves ``device: auto`` to CUDA, an
+Marked ``gpu``: deselected by default (CI has no GPU); run on a GPU machine with
+``pytest -m gpu tests/jobs/test_gpu.py``. The worker's child resolves ``device: auto`` to CUDA, an
 out-of-memory error fails the job (to be retried) and replaces the child, whose successor runs
 the next job on the GPU.
 """
@@ -19,8 +20,7 @@ from dicomnode.store.ingest import Store
 from tests.jobs.gen import specs, write_series
 from tests.jobs.helpers import complete_all, config, ingest
 
-torch = pytest.importorskip("torch")
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+pytestmark = pytest.mark.gpu
 
 
 def test_cuda_oom_fails_the_job_and_replaces_the_child(tmp_path):

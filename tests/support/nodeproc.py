@@ -67,11 +67,13 @@ class NodeProcess:
 
     def __post_init__(self) -> None:
         self.port = self.port or free_port()
+        self.http_port = free_port()
         config: dict[str, Any] = {
             "data_dir": str(self.root / "data"),
             "node": {"host": "127.0.0.1", "port": self.port},
             "storage": {"min_free": "1MB"},
             "stability": {"series_seconds": 2, "study_seconds": 3},
+            "http": {"port": self.http_port},
         }
         for section, values in self.overrides.items():
             if isinstance(values, dict):

@@ -1,0 +1,50 @@
+"""Studies and series with their states, as rows (``dicomnode status`` and the HTTP API)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from dicomnode.store.db import Database
+from dicomnode.store.models import Instance, Series, Study
+
+__all__ = ["series_rows"]
+
+
+def series_rows(db: Database) -> list[dict[str, Any]]:
+    """One row per series with its study, state and instance count; no patient identifiers."""
+    with db.session() as session:
+        rows = session.execute(
+            select(
+                Study.study_uid,
+                Study.state,
+                Series.series_uid,
+                Series.modality,
+                Series.series_number,
+                Series.description,
+                Series.state,
+                Series.last_received_at,
+                Series.completions,
+                func.count(Instance.id),
+            )
+            .join(Series, Series.study_id == Study.id)
+            .outerjoin(Instance, Instance.series_id == Series.id)
+            .group_by(Study.id, Series.id)
+            .order_by(Study.first_received_at, Series.series_number, Series.id)
+        ).all()
+    return [
+        {
+            "study_uid": r[0],
+            "study_state": r[1].value,
+            "series_uid": r[2],
+            "modality": r[3],
+            "series_number": r[4],
+            "description": r[5],
+            "series_state": r[6].value,
+            "last_received_at": r[7].isoformat(),
+            "completions": r[8],
+            "instances": r[9],
+        }
+        for r in rows
+    ]
