@@ -65,6 +65,14 @@ def _build_parser() -> argparse.ArgumentParser:
     explain.add_argument("path", metavar="PATH", help="a DICOM file or a folder tree")
     explain.add_argument("--json", action="store_true", help="machine-readable output")
     explain.add_argument("--calling-ae", help="assume this sender AE title (calling_ae rules)")
+    run = with_config(sub.add_parser("run", help="run one pipeline on files, write its results"))
+    run.add_argument("pipeline", metavar="PIPELINE", help="pipeline name, e.g. lung_nodule")
+    run.add_argument("path", metavar="PATH", help="a DICOM file or a folder tree")
+    run.add_argument("--out", required=True, metavar="DIR", help="where result files go")
+    run.add_argument("--device", default=None, help="auto, cpu, cuda (default: workers.device)")
+    run.add_argument(
+        "--outputs", default=None, help="comma-separated: sr,seg,summary (default: config)"
+    )
     return parser
 
 
@@ -87,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _jobs(config, state=args.state, as_json=args.json)
         if args.command == "retry":
             return _retry(config, args.job_id)
+        if args.command == "run":
+            return _run(config, args)
         if args.command == "route":
             return _explain(config, Path(args.path), as_json=args.json, calling_ae=args.calling_ae)
     except ConfigError as exc:
@@ -98,6 +108,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     raise AssertionError(f"unhandled command {args.command}")
+
+
+def _run(config: Config, args: argparse.Namespace) -> int:
+    from dicomnode.jobs.plugins import registry_for
+    from dicomnode.pipeline.registry import PipelineUnavailable
+    from dicomnode.pipeline.runner import run_on_files
+
+    path = Path(args.path)
+    if not path.exists():
+        raise DicomNodeError(f"{path}: no such file or directory")
+    section = config.pipelines.get(args.pipeline)
+    options = dict(section.options) if section else {}
+    outputs = (
+        args.outputs.split(",")
+        if args.outputs
+        else ([o.value for o in section.outputs] if section else None)
+    )
+    try:
+        report = run_on_files(
+            args.pipeline,
+            path,
+            Path(args.out),
+            options=options,
+            device=args.device or config.workers.device.value,
+            outputs=outputs,
+            registry=registry_for(config),
+        )
+    except PipelineUnavailable as exc:
+        raise DicomNodeError(str(exc)) from None
+    print(report.summary())
+    return EXIT_FAILED if report.jobs and len(report.refused) == len(report.jobs) else 0
 
 
 def _init(directory: Path, *, force: bool) -> int:
