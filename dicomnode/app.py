@@ -21,12 +21,15 @@ from dicomnode.jobs.checker import IsolatedChecker
 from dicomnode.jobs.enqueue import RoutingHook
 from dicomnode.jobs.plugins import registry_for
 from dicomnode.jobs.queue import Backoff, reap_expired
-from dicomnode.jobs.worker import WorkerPool
+from dicomnode.jobs.retention import ResultFiles, study_busy
+from dicomnode.jobs.worker import WorkerPool, results_root
 from dicomnode.net.scp import StorageSCP, configure_pynetdicom
 from dicomnode.routing import compile_routes
 from dicomnode.store.db import Database, open_database
 from dicomnode.store.ingest import Store
+from dicomnode.store.models import utcnow
 from dicomnode.store.recovery import recover
+from dicomnode.store.retention import sweep_retention
 
 if TYPE_CHECKING:
     from dicomnode.api import ApiServer
@@ -175,6 +178,15 @@ class Node:
         self._scheduler.add_job(
             self.scp.reap_spool, "interval", seconds=5, id="spool", max_instances=1, coalesce=True
         )
+        self._scheduler.add_job(
+            self._retention,
+            "interval",
+            seconds=600,
+            id="retention",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=utcnow(),
+        )
 
     def _sweep_stability(self) -> None:
         assert self.db is not None
@@ -188,6 +200,20 @@ class Node:
             )
         except Exception:  # a failed sweep (and its jobs) is retried at the next tick
             log.exception("stability sweep failed")
+
+    def _retention(self) -> None:
+        assert self.store is not None
+        storage = self.config.storage
+        try:
+            sweep_retention(
+                self.store,
+                keep_days=storage.keep_days,
+                low_water=2 * int(storage.min_free),
+                busy=study_busy,
+                extra_paths=ResultFiles(results_root(self.config)),
+            )
+        except Exception:  # retried at the next tick
+            log.exception("retention sweep failed")
 
     def _reap(self) -> None:
         assert self.db is not None

@@ -26,6 +26,7 @@ class AuditKind(str, enum.Enum):
     SERIES_REOPENED = "series.reopened"
     STUDY_COMPLETE = "study.complete"
     STUDY_REOPENED = "study.reopened"
+    STUDY_DELETED = "study.deleted"
 
 
 def record(

@@ -100,6 +100,10 @@ class Store:
         self.incoming.mkdir(exist_ok=True)
         self.superseded.mkdir(exist_ok=True)
 
+    def forget_ids(self) -> None:
+        """Drop cached series/study ids (after rows were deleted, e.g. by retention)."""
+        self._ids.clear()
+
     def check_space(self) -> None:
         """Raise :class:`OutOfSpace` when free space is below ``min_free``."""
         free = files.free_bytes(self.root)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,9 @@ def recover(store: Store) -> RecoveryReport:
     """Start-up pass: clear the spool, index complete files the DB lacks, report lost rows."""
     report = verify(store)
     report.spool_removed = sweep_incoming(store)
+    trash = store.root / ".trash"  # studies removed by retention just before a crash
+    if trash.is_dir():
+        shutil.rmtree(trash, ignore_errors=True)
     for rel in report.unindexed_files:
         path = store.root / rel
         if _index_orphan(store, path):
