@@ -47,6 +47,9 @@ def _build_parser() -> argparse.ArgumentParser:
     with_config(sub.add_parser("check", help="validate config, database and store"))
     status = with_config(sub.add_parser("status", help="studies and series and their states"))
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument(
+        "--audit", type=int, default=0, metavar="N", help="also the last N audit events"
+    )
     with_config(sub.add_parser("worker", help="run workers only (no DICOM listener)"))
     jobs = with_config(sub.add_parser("jobs", help="jobs and their deliveries"))
     jobs.add_argument(
@@ -88,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             return _check(config, source)
         if args.command == "status":
-            return _status(config, as_json=args.json)
+            return _status(config, as_json=args.json, audit=args.audit)
         if args.command == "worker":
             return _serve(config, worker_only=True)
         if args.command == "jobs":
@@ -283,27 +286,37 @@ def _check_jobs(config: Config, report: Callable[[bool, str, str], None]) -> Non
             report(True, f"destination {name}", f"{destination.url} (STOW-RS, not probed)")
 
 
-def _status(config: Config, *, as_json: bool) -> int:
-    from dicomnode.store.report import series_rows
+def _status(config: Config, *, as_json: bool, audit: int = 0) -> int:
+    from dicomnode.store.report import audit_rows, series_rows
 
     db = _open_current(config)
     try:
         items = series_rows(db)
+        events = audit_rows(db, limit=audit) if audit > 0 else []
     finally:
         db.dispose()
     if as_json:
-        print(json.dumps(items, indent=2))
+        print(json.dumps({"series": items, "audit": events} if audit else items, indent=2))
         return 0
     if not items:
         print("no studies")
-        return 0
-    print(f"{'STUDY':<24} {'SERIES':<24} {'MOD':<4} {'#':>4} {'INST':>5} {'STATE':<9} DESCRIPTION")
+    else:
+        print(
+            f"{'STUDY':<24} {'SERIES':<24} {'MOD':<4} {'#':>4} {'INST':>5} {'STATE':<9} DESCRIPTION"
+        )
     for it in items:
         print(
             f"{_short(it['study_uid']):<24} {_short(it['series_uid']):<24} "
             f"{(it['modality'] or ''):<4} {it['series_number'] or '':>4} {it['instances']:>5} "
             f"{it['series_state']:<9} {it['description'] or ''}"
         )
+    if events:
+        print(f"\n{'TIME':<26} {'EVENT':<22} {'SUBJECT':<24} {'PEER':<24} DETAIL")
+        for ev in events:
+            print(
+                f"{ev['at']:<26} {ev['kind']:<22} {_short(ev['subject'] or ''):<24} "
+                f"{(ev['peer'] or '')[:24]:<24} {ev['detail'] or ''}"
+            )
     return 0
 
 

@@ -7,9 +7,9 @@ from typing import Any
 from sqlalchemy import func, select
 
 from dicomnode.store.db import Database
-from dicomnode.store.models import Instance, Series, Study
+from dicomnode.store.models import AuditEvent, Instance, Series, Study
 
-__all__ = ["series_rows"]
+__all__ = ["audit_rows", "series_rows"]
 
 
 def series_rows(db: Database) -> list[dict[str, Any]]:
@@ -47,4 +47,22 @@ def series_rows(db: Database) -> list[dict[str, Any]]:
             "instances": r[9],
         }
         for r in rows
+    ]
+
+
+def audit_rows(db: Database, *, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest ``limit`` audit events, oldest of them first."""
+    with db.session() as session:
+        events = session.scalars(
+            select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+        ).all()
+    return [
+        {
+            "at": ev.at.isoformat(timespec="seconds"),
+            "kind": ev.kind,
+            "subject": ev.subject,
+            "peer": ev.peer,
+            "detail": ev.detail,
+        }
+        for ev in reversed(events)
     ]

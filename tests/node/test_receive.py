@@ -74,6 +74,8 @@ def test_study_over_several_associations_resent_twice_is_stored_once(node_factor
     listed = json.loads(status.stdout)
     assert sorted(item["instances"] for item in listed) == [5, 7, 9]
     assert {item["study_uid"] for item in listed} == {specs[0].study_uid}
+    audit = node.cli("status", "--audit", "5")
+    assert audit.returncode == 0 and "association.accepted" in audit.stdout
     assert not list((node.store / ".incoming").iterdir())
     assert node.query("select count(*) from audit_events where kind='instance.superseded'") == [
         (0,)
