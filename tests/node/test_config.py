@@ -116,3 +116,17 @@ def test_cli_init_then_check_then_status(tmp_path):
     assert out.stdout.count("ok") >= 4
     out = _cli("status", "-c", str(config))
     assert out.returncode == 0 and "no studies" in out.stdout
+
+
+def test_example_configs_validate():
+    from pathlib import Path
+
+    from dicomnode.config.loader import pipeline_names
+    from dicomnode.routing import compile_routes
+
+    for path in sorted((Path(__file__).parents[2] / "config").glob("*.yaml")):
+        config, _ = load_config(path)
+        routes = compile_routes(
+            config.routes, pipelines=pipeline_names(config), destinations=set(config.destinations)
+        )
+        assert {r.pipeline for r in routes} <= set(pipeline_names(config))
