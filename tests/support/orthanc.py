@@ -131,3 +131,17 @@ class Orthanc:
             {"Level": "Instance", "Expand": True, "Query": {"StudyInstanceUID": study_uid}},
         )
         return list(found)
+
+    def file(self, instance_id: str) -> bytes:
+        """The Part 10 bytes of one instance (by Orthanc ID)."""
+        data = self._request("GET", f"/instances/{instance_id}/file")
+        assert isinstance(data, bytes)
+        return data
+
+    def results_of_study(self, study_uid: str, exclude: set[str]) -> list[dict[str, Any]]:
+        """Instances of the study whose SOP Instance UID is not in ``exclude`` (the sources)."""
+        return [
+            item
+            for item in self.instances_of_study(study_uid)
+            if item["MainDicomTags"]["SOPInstanceUID"] not in exclude
+        ]
