@@ -76,6 +76,25 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--outputs", default=None, help="comma-separated: sr,seg,summary (default: config)"
     )
+    demo = sub.add_parser(
+        "demo", help="a node on built-in defaults analyses generated CT/MR/MG studies"
+    )
+    demo.add_argument(
+        "--out", metavar="DIR", help="result folder (default ./dicomnode-demo-results/<time>)"
+    )
+    demo.add_argument("--keep", action="store_true", help="keep the temporary data dir")
+    demo.add_argument(
+        "--no-orthanc",
+        action="store_true",
+        help="use the built-in receiver even if Orthanc is installed",
+    )
+    demo.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="wait at most S seconds for results",
+    )
     return parser
 
 
@@ -85,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "init":
             return _init(Path(args.dir), force=args.force)
+        if args.command == "demo":
+            return _demo(args)
         config, source = load_config(args.config)
         if args.command == "serve":
             return _serve(config)
@@ -142,6 +163,22 @@ def _run(config: Config, args: argparse.Namespace) -> int:
         raise DicomNodeError(str(exc)) from None
     print(report.summary())
     return EXIT_FAILED if report.jobs and len(report.refused) == len(report.jobs) else 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from dicomnode.demo import DemoOptions, run_demo
+
+    try:
+        options = DemoOptions(
+            out=Path(args.out) if args.out else None,
+            keep=args.keep,
+            orthanc=not args.no_orthanc,
+            timeout=args.timeout,
+        )
+    except ValueError as exc:
+        print(f"dicomnode: error: demo: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return run_demo(options)
 
 
 def _init(directory: Path, *, force: bool) -> int:

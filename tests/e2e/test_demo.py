@@ -1,0 +1,104 @@
+"""``dicomnode demo``: the README's first command, run as a user runs it (a subprocess)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import highdicom as hd
+import pydicom
+import pytest
+
+PIPELINES = ("lung_nodule", "brain_lesion", "mammo_score")
+
+
+def _demo_env(tmp_path: Path) -> dict[str, str]:
+    """TMPDIR of its own, so the test sees what the demo leaves behind."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    return {**os.environ, "TMPDIR": str(tmp)}
+
+
+def _processes_under(folder: Path) -> list[str]:
+    """Command lines of running processes that mention ``folder`` (the node, Orthanc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if str(folder) in cmdline:
+            found.append(cmdline)
+    return found
+
+
+def test_demo_without_orthanc_prints_the_table_and_leaves_readable_results(tmp_path):
+    out = tmp_path / "results"
+    env = _demo_env(tmp_path)
+    run = subprocess.run(
+        [sys.executable, "-m", "dicomnode.cli", "demo", "--no-orthanc", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    table = run.stdout.split("STUDY", 1)[1]
+    for pipeline in PIPELINES:
+        assert pipeline in table
+    assert "RESEARCH USE ONLY" in run.stdout
+    assert str(out.resolve()) in run.stdout
+    assert "SYNTHETIC" not in run.stdout + run.stderr  # no (synthetic) patient names
+    for pipeline in PIPELINES:
+        files = sorted((out / pipeline).glob("*.dcm"))
+        kinds = {path.name.split("_", 1)[0] for path in files}
+        assert {"SR", "OT"} <= kinds, f"{pipeline}: {kinds}"
+        for path in files:
+            ds = pydicom.dcmread(path)
+            assert pipeline in ds.SeriesDescription
+            if ds.Modality == "SR":
+                assert isinstance(hd.sr.srread(path).content, hd.sr.MeasurementReport)
+            elif ds.Modality == "SEG":
+                assert hd.seg.segread(path).number_of_segments >= 1
+    assert "RESEARCH USE ONLY" in (out / "results.txt").read_text()
+    # without --keep the temporary data dir is gone, and no process is left
+    assert not list(Path(env["TMPDIR"]).glob("dicomnode-demo-*"))
+    assert _processes_under(Path(env["TMPDIR"])) == []
+
+
+def test_ctrl_c_stops_the_node_and_exits_130(tmp_path):
+    env = _demo_env(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dicomnode.cli", "demo", "--no-orthanc", "--out", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # wait until the node runs
+            if "node" in line and "ready" in line:
+                break
+        else:
+            pytest.fail(f"the demo ended before the node was ready: {proc.stderr}")
+        assert _processes_under(Path(env["TMPDIR"]))  # the node subprocess
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr
+    deadline = time.monotonic() + 10
+    while _processes_under(Path(env["TMPDIR"])) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _processes_under(Path(env["TMPDIR"])) == []
+    assert not list(Path(env["TMPDIR"]).glob("dicomnode-demo-*"))
