@@ -13,6 +13,8 @@ import highdicom as hd
 import pydicom
 import pytest
 
+from dicomnode.demo_peers import ORTHANC
+
 PIPELINES = ("lung_nodule", "brain_lesion", "mammo_score")
 
 
@@ -45,7 +47,7 @@ def test_demo_without_orthanc_prints_the_table_and_leaves_readable_results(tmp_p
         [sys.executable, "-m", "dicomnode.cli", "demo", "--no-orthanc", "--out", str(out)],
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=280,
         env=env,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -69,6 +71,43 @@ def test_demo_without_orthanc_prints_the_table_and_leaves_readable_results(tmp_p
     assert "RESEARCH USE ONLY" in (out / "results.txt").read_text()
     # without --keep the temporary data dir is gone, and no process is left
     assert not list(Path(env["TMPDIR"]).glob("dicomnode-demo-*"))
+    assert _processes_under(Path(env["TMPDIR"])) == []
+
+
+@pytest.mark.skipif(not Path(ORTHANC).exists(), reason="Orthanc is not installed")
+def test_demo_with_orthanc_reads_the_results_back_from_orthanc(tmp_path):
+    out = tmp_path / "results"
+    env = _demo_env(tmp_path)
+    run = subprocess.run(
+        [sys.executable, "-m", "dicomnode.cli", "demo", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        env=env,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "Orthanc listening" in run.stdout
+    assert run.stdout.count("Orthanc holds") == 3
+    for pipeline in PIPELINES:
+        assert len(list((out / pipeline).glob("SR_*.dcm"))) == 1
+    assert _processes_under(Path(env["TMPDIR"])) == []
+
+
+def test_failure_is_one_line_and_keeps_the_data_dir(tmp_path):
+    env = _demo_env(tmp_path)
+    run = subprocess.run(
+        [sys.executable, "-m", "dicomnode.cli", "demo", "--no-orthanc", "--timeout", "1"],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 1
+    (line,) = [x for x in run.stderr.splitlines() if x.startswith("dicomnode demo:")]
+    assert line.startswith("dicomnode demo: failed: no results after 1 s for: CT chest")
+    (kept,) = Path(env["TMPDIR"]).glob("dicomnode-demo-*")
+    assert (kept / "node.log").is_file() and str(kept) in run.stdout
     assert _processes_under(Path(env["TMPDIR"])) == []
 
 
