@@ -140,7 +140,18 @@ class DemoNode:
     def check_alive(self) -> None:
         """:class:`DemoFailed` when the node process has exited."""
         if self._proc is not None and self._proc.poll() is not None:
-            raise DemoFailed(f"the node exited with {self._proc.returncode} (log: {self.log_path})")
+            raise DemoFailed(
+                f"the node exited with {self._proc.returncode}: {self._last_log_line()} "
+                f"(log: {self.log_path})"
+            )
+
+    def _last_log_line(self) -> str:
+        try:
+            lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return "no log"
+        last = next((line.strip() for line in reversed(lines) if line.strip()), "empty log")
+        return last[:200]
 
     def get(self, path: str) -> Any:
         """JSON from the node's HTTP API (a 503 from /readyz is JSON too)."""
