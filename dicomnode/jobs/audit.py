@@ -12,7 +12,7 @@ import enum
 
 from sqlalchemy.orm import Session
 
-from dicomnode.store.models import AuditEvent, utcnow
+from dicomnode.store.audit import record
 
 __all__ = ["JobAuditKind", "record_job"]
 
@@ -36,6 +36,4 @@ def record_job(
 ) -> None:
     """Add an audit row for job ``job_id`` to ``session`` (committed with the change)."""
     text = f"job {job_id}" + (f": {detail}" if detail else "")
-    session.add(
-        AuditEvent(at=utcnow(), kind=JobAuditKind(kind).value, subject=subject, detail=text[:2000])
-    )
+    record(session, JobAuditKind(kind), subject=subject, detail=text[:2000])

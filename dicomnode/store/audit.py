@@ -31,7 +31,7 @@ class AuditKind(str, enum.Enum):
 
 def record(
     session: Session,
-    kind: AuditKind,
+    kind: enum.Enum,
     *,
     subject: str | None = None,
     peer: str | None = None,
@@ -43,8 +43,9 @@ def record(
     ----------
     session : Session
         The transaction of the change being audited.
-    kind : AuditKind
-        What happened.
+    kind : enum.Enum
+        What happened: an :class:`AuditKind`, or another package's kind enum (its value is
+        stored, e.g. ``job.queued``).
     subject : str, optional
         The UID concerned (study, series or SOP instance).
     peer : str, optional
@@ -53,7 +54,7 @@ def record(
         One line of context; must not hold patient identifiers.
     """
     event = AuditEvent(
-        at=utcnow(), kind=AuditKind(kind).value, subject=subject, peer=peer, detail=detail
+        at=utcnow(), kind=str(kind.value), subject=subject, peer=peer, detail=detail
     )
     session.add(event)
     return event
