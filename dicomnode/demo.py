@@ -299,8 +299,21 @@ def _peer(options: DemoOptions, work: Path, say: Callable[[str, str], None]) -> 
     return receiver
 
 
-def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+class _Interrupt:
+    """SIGINT/SIGTERM handler that also remembers: an interrupt raised inside the import of an
+    extension module can be swallowed there (seen with numpy.random), so the demo checks too."""
+
+    def __init__(self) -> None:
+        self.fired = False
+
+    def __call__(self, signum: int, _frame: FrameType | None) -> None:
+        self.fired = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt if a signal came, even one whose exception was lost."""
+        if self.fired:
+            raise KeyboardInterrupt
 
 
 def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> int:
@@ -326,10 +339,10 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> int:
     def say(who: str, text: str) -> None:
         print(f"[{time.monotonic() - started:6.1f}s] {who:<15} {text}", file=stream, flush=True)
 
+    interrupt = _Interrupt()
     # Ctrl-C and SIGTERM end in the clean-up below, even where SIGINT was inherited ignored
     previous = {
-        signum: signal.signal(signum, _raise_interrupt)
-        for signum in (signal.SIGINT, signal.SIGTERM)
+        signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)
     }
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = options.out or DEFAULT_OUT / stamp
@@ -343,13 +356,16 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> int:
         say("peer", f"{peer.name} listening as {peer.ae_title} on 127.0.0.1:{peer.port}")
         node = DemoNode(work, peer)
         node.start()
+        interrupt.check()
         say("node", f"ready: DICOM 127.0.0.1:{node.port}, HTTP http://127.0.0.1:{node.http_port}/")
         studies = generate_studies(work / "studies")
+        interrupt.check()
         for study in studies:
             send_study(study, node.port, called_ae=DemoNode.ae_title)
             study.sent_at = time.time()
+            interrupt.check()
             say(study.label, f"sent {len(study.files)} instances to the node")
-        _wait(node, studies, _Progress(studies, peer, say), options.timeout)
+        _wait(node, studies, _Progress(studies, peer, say), options.timeout, interrupt)
         out.mkdir(parents=True, exist_ok=True)
         _collect(studies, peer, out)
         table = render_table(studies)
@@ -385,9 +401,16 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _wait(node: DemoNode, studies: list[DemoStudy], progress: _Progress, timeout: float) -> None:
+def _wait(
+    node: DemoNode,
+    studies: list[DemoStudy],
+    progress: _Progress,
+    timeout: float,
+    interrupt: _Interrupt,
+) -> None:
     deadline = time.monotonic() + timeout
     while any(s.outcome == "waiting" for s in studies):
+        interrupt.check()
         node.check_alive()
         if time.monotonic() > deadline:
             waiting = ", ".join(s.label for s in studies if s.outcome == "waiting")
