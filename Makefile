@@ -1,4 +1,5 @@
-# The two commands of the README: `make serve` runs the node, `make test` runs the tests.
+# The two commands of the README: `make demo` runs the node on a generated study and shows
+# what comes back, `make test` runs the tests (`make serve` runs a node on the defaults).
 # Both set the machine up first (scripts/setup.sh: apt tools, .venv, torch, the project).
 .PHONY: setup serve demo test lint
 VENV := .venv/bin
@@ -11,6 +12,9 @@ setup: .setup-stamp
 
 serve: .setup-stamp
 	$(VENV)/dicomnode serve
+
+demo: .setup-stamp
+	$(VENV)/dicomnode demo
 
 test: .setup-stamp
 	$(VENV)/python -m pytest -q

@@ -194,40 +194,46 @@ def main() -> int:
         peers = [node_peer(work), storescp_peer(work, fsync=False), storescp_peer(work, fsync=True)]
         for peer in peers:
             peer.up()
-        single: dict[str, float] = {p.name: float("inf") for p in peers}
-        for _ in range(args.repeat):
-            for peer in peers:  # alternate peers inside each repetition
-                peer.reset()
-                single[peer.name] = min(single[peer.name], send(peer.port, dirs[0]))
-        parallel: dict[str, float] = {}
-        for peer in peers:
-            peer.reset()
-            parallel[peer.name] = send_parallel(peer.port, dirs)
-        node = peers[0]
-        assert node.proc is not None
-        rss = peak_rss_mb(node.proc.pid)
-        print()
-        print(f"{'peer':<16} {'1 assoc inst/s':>15} {'MB/s':>7} {'4 assoc inst/s':>15} {'MB/s':>7}")
-        for peer in peers:
-            one = args.slices / single[peer.name]
-            four = 4 * args.slices / parallel[peer.name]
-            print(
-                f"{peer.name:<16} {one:>15.1f} {one * size_mb / args.slices:>7.1f} "
-                f"{four:>15.1f} {four * size_mb / args.slices:>7.1f}"
-            )
-        print()
-        for ref in peers[1:]:
-            print(
-                f"ratio dicomnode/{ref.name}: 1 assoc "
-                f"{single[ref.name] / single['dicomnode']:.2f}, "
-                f"4 assoc {parallel[ref.name] / parallel['dicomnode']:.2f}"
-            )
-        print(f"dicomnode peak RSS (4 concurrent series): {rss:.0f} MB (target < 300 MB)")
-        for peer in peers:
-            peer.down()
+        try:
+            measure(args, dirs, peers, size_mb)
+        finally:
+            for peer in peers:
+                peer.down()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def measure(args: argparse.Namespace, dirs: list[Path], peers: list[Peer], size_mb: float) -> None:
+    """Time the sends and print the table."""
+    single: dict[str, float] = {p.name: float("inf") for p in peers}
+    for _ in range(args.repeat):
+        for peer in peers:  # alternate peers inside each repetition
+            peer.reset()
+            single[peer.name] = min(single[peer.name], send(peer.port, dirs[0]))
+    parallel: dict[str, float] = {}
+    for peer in peers:
+        peer.reset()
+        parallel[peer.name] = send_parallel(peer.port, dirs)
+    node = peers[0]
+    assert node.proc is not None
+    rss = peak_rss_mb(node.proc.pid)
+    print()
+    print(f"{'peer':<16} {'1 assoc inst/s':>15} {'MB/s':>7} {'4 assoc inst/s':>15} {'MB/s':>7}")
+    for peer in peers:
+        one = args.slices / single[peer.name]
+        four = 4 * args.slices / parallel[peer.name]
+        print(
+            f"{peer.name:<16} {one:>15.1f} {one * size_mb / args.slices:>7.1f} "
+            f"{four:>15.1f} {four * size_mb / args.slices:>7.1f}"
+        )
+    print()
+    for ref in peers[1:]:
+        print(
+            f"ratio dicomnode/{ref.name}: 1 assoc {single[ref.name] / single['dicomnode']:.2f}, "
+            f"4 assoc {parallel[ref.name] / parallel['dicomnode']:.2f}"
+        )
+    print(f"dicomnode peak RSS (4 concurrent series): {rss:.0f} MB (target < 300 MB)")
 
 
 if __name__ == "__main__":

@@ -192,12 +192,14 @@ class Node:
         assert self.db is not None
         stab = self.config.stability
         try:
-            sweep(
+            done = sweep(
                 self.db,
                 series_seconds=stab.series_seconds,
                 study_seconds=stab.study_seconds,
                 hooks=self._hooks,
             )
+            if (done.series or done.studies) and self.workers is not None:
+                self.workers.wake()
         except Exception:  # a failed sweep (and its jobs) is retried at the next tick
             log.exception("stability sweep failed")
 

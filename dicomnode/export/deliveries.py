@@ -192,7 +192,7 @@ class Exporter(threading.Thread):
         self.db = db
         self.config = config
         self.owner = f"{socket.gethostname()}:{os.getpid()}:export"[:96]
-        self._stop = threading.Event()
+        self._stopping = threading.Event()  # not _stop: that shadows Thread._stop
         self._wake = threading.Event()
 
     def wake(self, _job_id: int | None = None) -> None:
@@ -201,7 +201,7 @@ class Exporter(threading.Thread):
 
     def run(self) -> None:
         """Loop until stopped (never raises)."""
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             self._wake.clear()
             try:
                 sent = deliver_once(self.db, self.config, self.owner)
@@ -213,6 +213,6 @@ class Exporter(threading.Thread):
 
     def stop(self, timeout: float = 10) -> None:
         """Stop after the current round."""
-        self._stop.set()
+        self._stopping.set()
         self._wake.set()
         self.join(timeout)

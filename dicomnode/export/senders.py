@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pydicom
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -71,6 +72,7 @@ class DicomSender:
         if not assoc.is_established:
             why = "rejected" if assoc.is_rejected else "not established"
             return [Attempt(Verdict.RETRY, None, f"association {why}")] * len(files)
+        _no_delay(assoc)
         attempts: list[Attempt] = []
         try:
             for ds in datasets:
@@ -136,6 +138,20 @@ def sender_for(
     if isinstance(destination, StowDestination):
         return StowSender(destination, timeout)
     return DicomSender(destination, calling_ae, timeout)
+
+
+def _no_delay(assoc: Any) -> None:
+    """Turn Nagle off on the association's socket.
+
+    pynetdicom leaves it on: each C-STORE request after the first then waits ~45 ms for the
+    peer's delayed ACK (measured: 48 instances in 2.3 s with it, 0.26 s without).
+    """
+    sock = getattr(getattr(getattr(assoc, "dul", None), "socket", None), "socket", None)
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            log.debug("cannot set TCP_NODELAY")
 
 
 def echo(destination: DicomDestination, *, calling_ae: str, timeout: float = 5) -> str | None:

@@ -159,8 +159,10 @@ class Worker(threading.Thread):
         index: int,
         stop: threading.Event,
         on_success: Callable[[int], None] | None = None,
+        wake: threading.Event | None = None,
     ):
         super().__init__(name=f"dicomnode-worker-{index}", daemon=True)
+        self.wake = wake or stop  # set when jobs were queued (or to stop): claim at once
         self.db = db
         self.config = config
         self.owner = f"{socket.gethostname()}:{os.getpid()}:w{index}"[:96]
@@ -190,7 +192,9 @@ class Worker(threading.Thread):
                 self.stop.wait(poll)
                 continue
             if job is None:
-                self.stop.wait(poll)
+                self.wake.wait(poll)
+                if not self.stop.is_set():
+                    self.wake.clear()
                 continue
             try:
                 self.execute(job)
@@ -323,8 +327,16 @@ class WorkerPool:
         on_success: Callable[[int], None] | None = None,
     ):
         self.stop_event = threading.Event()
+        self.wake_event = threading.Event()
         n = config.workers.count if count is None else count
-        self.workers = [Worker(db, config, i, self.stop_event, on_success) for i in range(n)]
+        self.workers = [
+            Worker(db, config, i, self.stop_event, on_success, wake=self.wake_event)
+            for i in range(n)
+        ]
+
+    def wake(self) -> None:
+        """Tell idle workers that jobs were queued (they claim now instead of at their poll)."""
+        self.wake_event.set()
 
     def start(self) -> None:
         """Start every worker thread."""
@@ -334,5 +346,6 @@ class WorkerPool:
     def stop(self, timeout: float = 10) -> None:
         """Stop the workers; a running job is handed back to the queue."""
         self.stop_event.set()
+        self.wake_event.set()
         for worker in self.workers:
             worker.join(timeout)

@@ -163,6 +163,7 @@ def test_no_patient_identifiers_in_the_log(node_factory, tmp_path):
     assert storescu(node.port, dicomgen.write_series(spec, tmp_path / "phi")).returncode == 0
     assert echo(node.port)
     node.stop()
+    assert node.proc.returncode == 0, node.log_text()[-2000:]  # SIGTERM is a clean stop
     text = node.log_text()
     assert "stored" in text  # DEBUG lines were written
     for canary in (dicomgen.CANARY_NAME, dicomgen.CANARY_ID, "19010101", "CANARY"):
