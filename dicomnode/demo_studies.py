@@ -80,8 +80,8 @@ class DemoStudy:
 
 def generate_studies(folder: Path) -> list[DemoStudy]:
     """Write a chest CT, a FLAIR brain MR and a 4-view mammogram under ``folder``."""
-    ct = chest_ct(CT_SEED, shape=(96, 96, 48), n_nodules=2, diameter_range_mm=(8, 16))
-    mr = brain_mr(MR_SEED, shape=(96, 96, 40), n_lesions=3, radius_range_mm=(4, 8))
+    ct = chest_ct(CT_SEED, shape=(256, 256, 96), n_nodules=2, diameter_range_mm=(8, 16))
+    mr = brain_mr(MR_SEED, shape=(160, 160, 64), n_lesions=3, radius_range_mm=(4, 8))
     mg = mammography(MG_SEED, shape=(384, 312), masses={"L": 1})
     studies = []
     for label, pipeline, datasets, truth in (
