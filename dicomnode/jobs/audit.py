@@ -22,6 +22,7 @@ class JobAuditKind(str, enum.Enum):
 
     JOB_QUEUED = "job.queued"
     JOB_REFUSED = "job.refused"
+    JOB_STARTED = "job.started"
     JOB_SUCCEEDED = "job.succeeded"
     JOB_FAILED = "job.failed"
     JOB_DEAD = "job.dead"

@@ -107,6 +107,13 @@ def claim(db: Database, owner: str, *, lease_seconds: float) -> ClaimedJob | Non
         job.lease_expires_at = now + timedelta(seconds=lease_seconds)
         job.started_at = now
         job.updated_at = now
+        record_job(
+            session,
+            JobAuditKind.JOB_STARTED,
+            job_id=job.id,
+            subject=job.subject,
+            detail=f"attempt {job.attempts} by {owner}",
+        )
         return ClaimedJob(
             id=job.id,
             route=job.route,

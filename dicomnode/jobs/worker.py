@@ -204,7 +204,9 @@ class Worker(threading.Thread):
 
     def execute(self, job: ClaimedJob) -> None:
         """Run one claimed job to its outcome."""
-        log.info("job started", extra={"job": job.id, "pipeline": job.pipeline})
+        log.info(
+            "job started", extra={"job": job.id, "pipeline": job.pipeline, "study": job.study_uid}
+        )
         started = time.monotonic()
         spec = self._spec(job)
         try:

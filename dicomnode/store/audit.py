@@ -22,6 +22,7 @@ class AuditKind(str, enum.Enum):
     INSTANCE_SUPERSEDED = "instance.superseded"
     INSTANCE_RECOVERED = "instance.recovered"
     STORE_FAILED = "store.failed"
+    SERIES_RECEIVED = "series.received"
     SERIES_COMPLETE = "series.complete"
     SERIES_REOPENED = "series.reopened"
     STUDY_COMPLETE = "study.complete"
@@ -53,8 +54,6 @@ def record(
     detail : str, optional
         One line of context; must not hold patient identifiers.
     """
-    event = AuditEvent(
-        at=utcnow(), kind=str(kind.value), subject=subject, peer=peer, detail=detail
-    )
+    event = AuditEvent(at=utcnow(), kind=str(kind.value), subject=subject, peer=peer, detail=detail)
     session.add(event)
     return event

@@ -346,7 +346,7 @@ class Store:
             completions=0,
         )
         study_id = session.scalar(select(Study.id).where(Study.study_uid == header.study_uid))
-        _insert_ignore(
+        created = _insert_ignore(
             session,
             Series,
             series_uid=header.series_uid,
@@ -362,6 +362,13 @@ class Store:
         row = session.execute(
             select(Series.id, Series.study_id).where(Series.series_uid == header.series_uid)
         ).one()
+        if created:
+            record(
+                session,
+                AuditKind.SERIES_RECEIVED,
+                subject=header.series_uid,
+                detail=f"study {header.study_uid}",
+            )
         ids = (int(row.id), int(row.study_id))
         if len(self._ids) >= _ID_CACHE:
             self._ids.clear()
@@ -400,8 +407,9 @@ def same_content(a: Path, b: Path) -> bool:
     return bool(first == second)
 
 
-def _insert_ignore(session: Session, model: type[Study] | type[Series], **values: object) -> None:
-    """INSERT … ON CONFLICT DO NOTHING on the model's unique UID (SQLite and PostgreSQL)."""
+def _insert_ignore(session: Session, model: type[Study] | type[Series], **values: object) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING on the model's unique UID; whether a row was added."""
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    session.execute(insert(model).values(**values).on_conflict_do_nothing())
+    result = session.execute(insert(model).values(**values).on_conflict_do_nothing())
+    return bool(result.rowcount)  # type: ignore[attr-defined]

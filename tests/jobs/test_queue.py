@@ -136,7 +136,17 @@ def test_failures_back_off_then_die_and_retry_requeues(env, tmp_path):
         subjects = set(
             session.scalars(select(AuditEvent.subject).where(AuditEvent.kind.like("job.%")))
         )
-    assert kinds == ["job.queued", "job.failed", "job.failed", "job.dead", "job.retried"]
+    assert kinds == [
+        "job.queued",
+        "job.started",
+        "job.failed",
+        "job.started",
+        "job.failed",
+        "job.started",
+        "job.dead",
+        "job.retried",
+        "job.started",
+    ]
     assert subjects == {ct.series_uid}
 
 

@@ -63,13 +63,14 @@ def test_new_instance_is_written_indexed_and_spool_consumed(store):
 def test_identical_resend_is_a_duplicate_without_new_work(store):
     ds = dicomgen.instance(SPEC, 1)
     _ingest(store, ds)
+    audited = _count(store, AuditEvent)  # series.received
     with store.db.session() as s:
         before = s.scalar(select(Series.last_received_at))
     assert _ingest(store, ds).outcome is StoreOutcome.DUPLICATE
     with store.db.session() as s:
         assert s.scalar(select(Series.last_received_at)) == before
     assert _count(store, Instance) == 1
-    assert _count(store, AuditEvent) == 0
+    assert _count(store, AuditEvent) == audited == 1
     assert list(store.incoming.iterdir()) == []
 
 
