@@ -13,7 +13,7 @@ from monai.losses import DiceFocalLoss
 
 from dicomnode.pipeline.bundle import load_bundle
 from dicomnode.synthetic import brain_mr
-from models.training.common import TRAIN_SEED_BASE, Budget, save_weights
+from models.training.common import TRAIN_SEED_BASE, Budget, LossLog, finish
 from pipelines.brain_lesion.model import prepare
 from pipelines.common.dicomio import volume_from_datasets
 from pipelines.common.grid import resize
@@ -85,7 +85,7 @@ def train(bundle_path: Path, minutes: float, cases: int = 30, batch: int = 4) ->
     budget = Budget(minutes * 60, lr=3e-3)
     size = np.asarray(bundle.get("train_patch_size", [64, 64, 64]))
     rng = np.random.default_rng(base)
-    steps, recent = 0, []
+    history = LossLog("brain")
     while not budget.done:
         items = [_patch(pool[int(rng.integers(len(pool)))], size, rng) for _ in range(batch)]
         image = torch.stack([i for i, _ in items])
@@ -97,20 +97,14 @@ def train(bundle_path: Path, minutes: float, cases: int = 30, batch: int = 4) ->
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        steps += 1
-        recent.append(float(loss.detach()))
-        if steps % 50 == 0:
-            log.info("brain step %d loss %.4f", steps, np.mean(recent))
-            recent = []
-    sha = save_weights(
+        history.add(float(loss.detach()), budget)
+    return finish(
+        "brain",
         bundle_path,
         network,
-        {
-            "seeds": f"{base}..{base + cases - 1}",
-            "steps": steps,
-            "batch": batch,
-            "patch": size.tolist(),
-            "seconds": round(time.monotonic() - started, 1),
-        },
+        history,
+        started=started,
+        seeds=f"{base}..{base + cases - 1}",
+        batch=batch,
+        patch=size.tolist(),
     )
-    return {"model": "brain", "steps": steps, "sha256": sha, "seconds": time.monotonic() - started}

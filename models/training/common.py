@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from dicomnode.pipeline.bundle import file_sha256
 
-__all__ = ["TRAIN_SEED_BASE", "Budget", "save_weights"]
+__all__ = ["TRAIN_SEED_BASE", "Budget", "LossLog", "finish", "save_weights"]
+
+log = logging.getLogger("models.train")
 
 TRAIN_SEED_BASE = {"lung": 100_000, "brain": 200_000, "mammo": 300_000}
 """Training seeds are TRAIN_SEED_BASE[model] + n (n < 100000); evaluation and tests use
@@ -69,3 +73,42 @@ def save_weights(bundle: Path, network: torch.nn.Module, training: dict[str, Any
     metadata["dicomnode_training"] = {"note": DEMO_NOTE, **training}
     meta_path.write_text(json.dumps(metadata, indent=4) + "\n")
     return sha
+
+
+class LossLog:
+    """Counts optimiser steps and logs the mean loss every 50 of them."""
+
+    def __init__(self, model: str):
+        self.model = model
+        self.steps = 0
+        self._recent: list[float] = []
+
+    def add(self, loss: float, budget: Budget) -> None:
+        """Record one step's loss."""
+        self.steps += 1
+        self._recent.append(loss)
+        if self.steps % 50 == 0:
+            log.info(
+                "%s step %d loss %.4f lr %.2e",
+                self.model,
+                self.steps,
+                np.mean(self._recent),
+                budget.learning_rate(),
+            )
+            self._recent = []
+
+
+def finish(
+    model: str,
+    bundle: Path,
+    network: torch.nn.Module,
+    losses: LossLog,
+    *,
+    started: float,
+    **training: Any,
+) -> dict[str, Any]:
+    """Save the weights with the training record; the summary the trainers return."""
+    seconds = time.monotonic() - started
+    record = {"steps": losses.steps, **training, "seconds": round(seconds, 1)}
+    sha = save_weights(bundle, network, record)
+    return {"model": model, "steps": losses.steps, "sha256": sha, "seconds": seconds}

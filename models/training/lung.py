@@ -12,7 +12,7 @@ import torch
 
 from dicomnode.pipeline.bundle import load_bundle
 from dicomnode.synthetic import chest_ct
-from models.training.common import TRAIN_SEED_BASE, Budget, save_weights
+from models.training.common import TRAIN_SEED_BASE, Budget, LossLog, finish
 from pipelines.common.dicomio import volume_from_datasets
 from pipelines.lung_nodule.model import build_detector, prepare
 
@@ -105,7 +105,7 @@ def train(bundle_path: Path, minutes: float, cases: int = 36, batch: int = 4) ->
     budget = Budget(minutes * 60, lr=2e-3)
     size = np.asarray(bundle.get("train_patch_size", [96, 96, 48]))
     rng = np.random.default_rng(base)
-    steps, recent = 0, []
+    history = LossLog("lung")
     while not budget.done:
         items = [
             _patch(pool[int(rng.integers(len(pool)))], size, rng, positive=i % 4 != 3)
@@ -119,22 +119,14 @@ def train(bundle_path: Path, minutes: float, cases: int = 36, batch: int = 4) ->
         loss.backward()
         torch.nn.utils.clip_grad_norm_(network.parameters(), 5.0)
         optimizer.step()
-        steps += 1
-        recent.append(float(loss))
-        if steps % 50 == 0:
-            log.info(
-                "lung step %d loss %.4f lr %.2e", steps, np.mean(recent), budget.learning_rate()
-            )
-            recent = []
-    sha = save_weights(
+        history.add(float(loss.detach()), budget)
+    return finish(
+        "lung",
         bundle_path,
         network,
-        {
-            "seeds": f"{base}..{base + cases - 1}",
-            "steps": steps,
-            "batch": batch,
-            "patch": size.tolist(),
-            "seconds": round(time.monotonic() - started, 1),
-        },
+        history,
+        started=started,
+        seeds=f"{base}..{base + cases - 1}",
+        batch=batch,
+        patch=size.tolist(),
     )
-    return {"model": "lung", "steps": steps, "sha256": sha, "seconds": time.monotonic() - started}

@@ -11,7 +11,7 @@ import torch
 
 from dicomnode.pipeline.bundle import load_bundle
 from dicomnode.synthetic import mammography
-from models.training.common import TRAIN_SEED_BASE, Budget, save_weights
+from models.training.common import TRAIN_SEED_BASE, Budget, LossLog, finish
 from pipelines.common.dicomio import decode_pixels
 from pipelines.mammo_score.model import DENSITY_LABELS, view_key, view_tensor
 
@@ -56,7 +56,7 @@ def train(bundle_path: Path, minutes: float, studies: int = 400, batch: int = 16
     optimizer = torch.optim.AdamW(network.parameters(), lr=2e-3, weight_decay=1e-4)
     budget = Budget(minutes * 60, lr=3e-3)
     rng = np.random.default_rng(base)
-    steps, recent = 0, []
+    history = LossLog("mammo")
     while not budget.done:
         index = torch.from_numpy(rng.choice(len(images), batch, replace=False))
         x = images[index]
@@ -68,19 +68,13 @@ def train(bundle_path: Path, minutes: float, studies: int = 400, batch: int = 16
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        steps += 1
-        recent.append(float(loss.detach()))
-        if steps % 50 == 0:
-            log.info("mammo step %d loss %.4f", steps, np.mean(recent))
-            recent = []
-    sha = save_weights(
+        history.add(float(loss.detach()), budget)
+    return finish(
+        "mammo",
         bundle_path,
         network,
-        {
-            "seeds": f"{base}..{base + studies - 1}",
-            "steps": steps,
-            "batch": batch,
-            "seconds": round(time.monotonic() - started, 1),
-        },
+        history,
+        started=started,
+        seeds=f"{base}..{base + studies - 1}",
+        batch=batch,
     )
-    return {"model": "mammo", "steps": steps, "sha256": sha, "seconds": time.monotonic() - started}
