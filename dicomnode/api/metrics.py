@@ -45,6 +45,11 @@ class NodeMetrics(ScpObserver):
             ["result"],
             registry=self.registry,
         )
+        self.security_alerts = Counter(
+            "dicomnode_security_alerts",
+            "Security alerts: rejected associations, refused TLS handshakes, oversized PDUs",
+            registry=self.registry,
+        )
         self.failures = Counter(
             "dicomnode_store_failures",
             "C-STOREs answered with a failure, by DIMSE status",
@@ -68,6 +73,9 @@ class NodeMetrics(ScpObserver):
 
     def store_failed(self, *, status: int) -> None:
         self.failures.labels(f"0x{status:04X}").inc()
+
+    def security_alert(self) -> None:
+        self.security_alerts.inc()
 
 
 class StateCollector(Collector):

@@ -135,6 +135,16 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     storage = config.storage
     if storage.path is not None and not storage.path.is_absolute():
         updates["storage"] = storage.model_copy(update={"path": (base / storage.path).resolve()})
+    tls = config.node.tls
+    if tls is not None:
+        resolved = {
+            name: (base / value).resolve()
+            for name in ("certificate", "private_key", "ca")
+            if not (value := getattr(tls, name)).is_absolute()
+        }
+        if resolved:
+            node = config.node.model_copy(update={"tls": tls.model_copy(update=resolved)})
+            updates["node"] = node
     return config.model_copy(update=updates) if updates else config
 
 

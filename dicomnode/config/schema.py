@@ -45,6 +45,7 @@ __all__ = [
     "NodeConfig",
     "StabilityConfig",
     "StorageConfig",
+    "TlsConfig",
     "default_data_dir",
 ]
 
@@ -122,6 +123,18 @@ class AllowEntry(_Section):
         return True
 
 
+class TlsConfig(_Section):
+    """DICOM TLS (PS3.15 B.12) on the listener: TLS 1.2 or later, client certificates required.
+
+    With this section the listener speaks TLS only; every peer must present a certificate
+    issued by ``ca``.
+    """
+
+    certificate: Path = Field(description="the node's certificate chain (PEM)")
+    private_key: Path = Field(description="the node's private key (PEM, unencrypted)")
+    ca: Path = Field(description="CA certificate(s) (PEM) that client certificates must chain to")
+
+
 class NodeConfig(_Section):
     """The DICOM listener (SCP)."""
 
@@ -135,10 +148,16 @@ class NodeConfig(_Section):
         le=16 * 1024 * 1024,
         description="maximum PDU length offered to senders, bytes",
     )
-    handshake_timeout: float = Field(5.0, gt=0, le=600)
+    handshake_timeout: float = Field(
+        5.0,
+        gt=0,
+        le=600,
+        description="seconds a new connection has to finish TLS and send its association request",
+    )
     dimse_timeout: float = Field(60.0, gt=0, le=3600)
     network_timeout: float = Field(60.0, gt=0, le=3600)
     allow: list[AllowEntry] = Field(default_factory=list)
+    tls: TlsConfig | None = None
     uid_root: str = Field(
         "2.25",
         pattern=r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$",

@@ -3,6 +3,11 @@
 Received datasets are spooled in chunks to ``<store>/.incoming`` (never decoded, never held in
 memory) and handed to :class:`~dicomnode.store.ingest.Store`; the C-STORE handler never
 raises, it answers a DIMSE status. Deflated transfer syntaxes are refused at negotiation.
+
+The listener is a :class:`~dicomnode.net.server.GuardedServer` (PDU length limits, TLS and
+the wait for an association request off the accept loop). The association limit counts only
+admitted associations, so idle or half-open sockets cannot lock senders out; every rejected
+association, failed TLS handshake and oversized PDU is one ``security.alert`` audit row.
 """
 
 from __future__ import annotations
@@ -10,18 +15,21 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from pydicom.uid import AllTransferSyntaxes, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
+from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-from pynetdicom.transport import ThreadedAssociationServer
 
 from dicomnode.config.schema import NodeConfig
 from dicomnode.errors import StoreRejected
 from dicomnode.net.access import Refusal, decide
+from dicomnode.net.server import GuardedServer, start_guarded_server
+from dicomnode.net.tls import server_context
 from dicomnode.store.audit import AuditKind, record
 from dicomnode.store.ingest import Store
 
@@ -42,9 +50,15 @@ ACCEPTED_TRANSFER_SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian] + 
 ]
 
 _REJECT_PERMANENT = 0x01
+_REJECT_TRANSIENT = 0x02
 _SOURCE_USER = 0x01
+_SOURCE_PROVIDER_PRESENTATION = 0x03
 _DIAG_NONE = 0x01
 _DIAG_CALLING_AE = 0x03
+_DIAG_LOCAL_LIMIT = 0x02
+#: pynetdicom's own association limit counts every connection that sent a byte; the node
+#: enforces ``max_associations`` itself on admitted associations and keeps this as a backstop.
+_PYNETDICOM_ASSOCIATION_CAP = 1000
 _UNEXPECTED = 0xC000
 
 
@@ -59,6 +73,9 @@ class ScpObserver:
 
     def store_failed(self, *, status: int) -> None:
         """A C-STORE was answered with the failure ``status``."""
+
+    def security_alert(self) -> None:
+        """A security event: TLS handshake refused, oversized PDU (rejections: association)."""
 
 
 def configure_pynetdicom(*, log_identifiers: bool = False) -> None:
@@ -89,21 +106,21 @@ class StorageSCP:
         self.config = config
         self.store = store
         self.observer = observer or ScpObserver()
-        self._server: ThreadedAssociationServer | None = None
+        self._server: GuardedServer | None = None
         self._in_handler: set[str] = set()
+        self._admitted: set[Association] = set()
+        self._admission = threading.Lock()
         self.ae = self._make_ae()
 
     def _make_ae(self) -> AE:
         cfg = self.config
         ae = AE(ae_title=cfg.ae_title)
-        ae.maximum_associations = cfg.max_associations
+        ae.maximum_associations = _PYNETDICOM_ASSOCIATION_CAP
         ae.maximum_pdu_size = cfg.max_pdu
         ae.acse_timeout = cfg.handshake_timeout
         ae.dimse_timeout = cfg.dimse_timeout
         ae.network_timeout = cfg.network_timeout
         ae.require_called_aet = True
-        if cfg.allow and all(entry.ae_title for entry in cfg.allow):
-            ae.require_calling_aet = sorted({str(entry.ae_title) for entry in cfg.allow})
         ae.add_supported_context(Verification)
         for context in AllStoragePresentationContexts:
             assert context.abstract_syntax is not None
@@ -130,12 +147,23 @@ class StorageSCP:
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
         ]
-        self._server = self.ae.start_server(
-            (self.config.host, self.config.port), block=False, evt_handlers=handlers
+        tls = self.config.tls
+        self._server = start_guarded_server(
+            self.ae,
+            (self.config.host, self.config.port),
+            evt_handlers=handlers,
+            ssl_context=server_context(tls) if tls is not None else None,
+            handshake_timeout=self.config.handshake_timeout,
+            on_alert=self._security_alert,
         )
         log.info(
             "listening",
-            extra={"ae_title": self.config.ae_title, "host": self.config.host, "port": self.port},
+            extra={
+                "ae_title": self.config.ae_title,
+                "host": self.config.host,
+                "port": self.port,
+                "tls": tls is not None,
+            },
         )
 
     def stop(self) -> None:
@@ -158,23 +186,44 @@ class StorageSCP:
         except Exception:  # the audit must not take the listener down
             log.exception("cannot write an audit row")
 
+    def _security_alert(self, peer: str, detail: str) -> None:
+        log.warning("security alert", extra={"peer": peer, "reason": detail})
+        self.observer.security_alert()
+        self._audit(AuditKind.SECURITY_ALERT, peer, detail)
+
+    def _admit(self, assoc: Association) -> bool:
+        """Count ``assoc`` against ``max_associations`` unless the limit is reached."""
+        with self._admission:
+            self._admitted = {a for a in self._admitted if a.is_alive()}
+            if len(self._admitted) >= self.config.max_associations:
+                return False
+            self._admitted.add(assoc)
+            return True
+
     def _on_requested(self, event: Any) -> None:
         try:
-            requestor = event.assoc.requestor
+            assoc = event.assoc
+            requestor = assoc.requestor
             calling = str(requestor.primitive.calling_ae_title).strip()
             decision = decide(self.config.allow, calling, str(requestor.address))
-            if decision.allowed:
+            if not decision.allowed:
+                refusal = str(decision.refusal)
+                diagnostic = (
+                    _DIAG_CALLING_AE if decision.refusal is Refusal.UNKNOWN_AE else _DIAG_NONE
+                )
+                reject = (_REJECT_PERMANENT, _SOURCE_USER, diagnostic)
+            elif not self._admit(assoc):
+                refusal = f"association limit of {self.config.max_associations} reached"
+                reject = (_REJECT_TRANSIENT, _SOURCE_PROVIDER_PRESENTATION, _DIAG_LOCAL_LIMIT)
+            else:
                 return
-            diagnostic = _DIAG_CALLING_AE if decision.refusal is Refusal.UNKNOWN_AE else _DIAG_NONE
-            event.assoc.acse.send_reject(_REJECT_PERMANENT, _SOURCE_USER, diagnostic)
+            assoc.acse.send_reject(*reject)
             # As pynetdicom does after its own rejections: wait until the DUL has sent the
             # A-ASSOCIATE-RJ and the peer closed, else the socket is shut down first and the
             # peer sees an abort instead of the rejection.
-            event.assoc.kill()
-            peer = f"{calling}@{requestor.address}"
-            log.warning("association rejected", extra={"peer": peer, "reason": decision.refusal})
+            assoc.kill()
             self.observer.association(accepted=False)
-            self._audit(AuditKind.ASSOCIATION_REJECTED, peer, str(decision.refusal))
+            self._security_alert(f"{calling}@{requestor.address}", f"rejected: {refusal}")
         except Exception:
             log.exception("association check failed; aborting")
             event.assoc.abort()
@@ -184,9 +233,9 @@ class StorageSCP:
         self._audit(AuditKind.ASSOCIATION_ACCEPTED, self._peer(event))
 
     def _on_rejected(self, event: Any) -> None:
-        # Rejections by pynetdicom itself (association limit, unknown calling AE).
+        # Rejections by pynetdicom itself (called AE title, no acceptable context...).
         self.observer.association(accepted=False)
-        self._audit(AuditKind.ASSOCIATION_REJECTED, self._peer(event), "rejected by the SCP")
+        self._security_alert(self._peer(event), "rejected by the association negotiation")
 
     def reap_spool(self, *, min_age: float = 5.0) -> int:
         """Remove spool files that no running transfer or handler owns; returns how many.

@@ -18,7 +18,9 @@ class AuditKind(str, enum.Enum):
     """What an audit row records."""
 
     ASSOCIATION_ACCEPTED = "association.accepted"
-    ASSOCIATION_REJECTED = "association.rejected"
+    #: A security rejection (DICOM audit "Security Alert"): a refused association, a failed
+    #: TLS handshake, a PDU over the negotiated maximum. ``detail`` says which.
+    SECURITY_ALERT = "security.alert"
     INSTANCE_SUPERSEDED = "instance.superseded"
     INSTANCE_RECOVERED = "instance.recovered"
     STORE_FAILED = "store.failed"

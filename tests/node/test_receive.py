@@ -132,7 +132,7 @@ def test_unknown_ae_and_wrong_address_are_rejected(node_factory, tmp_path):
     assert node.query("select count(*) from instances") == [(0,)]
     assert try_store("GOODSCU", "127.0.0.1")
     rejected = node.query(
-        "select peer, detail from audit_events where kind='association.rejected' order by id"
+        "select peer, detail from audit_events where kind='security.alert' order by id"
     )
     peers = [p for p, _ in rejected if not p.startswith("READYCHECK")]
     assert peers == ["BADSCU@127.0.0.1", "GOODSCU@127.0.0.2"]

@@ -1,0 +1,245 @@
+"""pynetdicom's association server with the guards a node on a hospital network needs.
+
+pynetdicom 3.0.4 (PITFALLS) reads a PDU of whatever length its header declares, counts idle
+sockets as associations until the ACSE timeout, and runs the TLS handshake on the accepting
+thread. This server:
+
+* runs the TLS handshake, and the wait for a connection's first bytes, in that connection's own
+  thread with ``handshake_timeout``: a silent peer costs one sleeping thread, never the accept
+  loop, and is closed when the time is up; it is not an association until it sends a request;
+* checks each PDU's length on its 6-byte header, before reading the body: a P-DATA-TF longer
+  than the maximum the node offered, or any other PDU over :data:`MAX_CONTROL_PDU`, is answered
+  with an A-ABORT and the connection is closed at once.
+
+Security events (a failed TLS handshake, an oversized PDU) go to the ``on_alert`` callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from pynetdicom import AE
+from pynetdicom.association import Association
+from pynetdicom.pdu import A_ABORT_RQ
+from pynetdicom.presentation import PresentationContext
+from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
+
+__all__ = ["MAX_CONTROL_PDU", "AlertCallback", "GuardedServer", "PduGuard", "start_guarded_server"]
+
+log = logging.getLogger(__name__)
+
+#: Longest PDU other than P-DATA-TF accepted (an A-ASSOCIATE-RQ proposing 128 contexts with a
+#: dozen transfer syntaxes each is about 40 KB).
+MAX_CONTROL_PDU = 1 << 20
+
+_P_DATA_TF = 0x04
+_ABORT_SOURCE_PROVIDER = 0x02
+_ABORT_INVALID_PARAMETER = 0x06
+
+#: Called with (peer, detail) for each security event; must not raise.
+AlertCallback = Callable[[str, str], None]
+
+
+class PduGuard:
+    """Wraps an :class:`AssociationSocket`'s ``recv`` to refuse PDUs over their limit.
+
+    pynetdicom's DUL reads each PDU as ``recv(6)`` (type, reserved, length) then
+    ``recv(length)``; the guard checks the length after the first call. Over the limit it sends
+    an A-ABORT, shuts the connection down and returns an empty header, which the DUL takes as
+    a closed connection.
+
+    Parameters
+    ----------
+    sock : AssociationSocket
+        The association's socket.
+    max_pdata : int
+        The maximum PDU length the node offered (PS3.8 9.3.1: the length of the P-DATA-TF
+        variable field, which is the PDU length).
+    on_violation : callable
+        Called with one line describing the oversized PDU.
+    """
+
+    def __init__(
+        self, sock: AssociationSocket, max_pdata: int, on_violation: Callable[[str], None]
+    ):
+        self._sock = sock
+        self._recv = sock.recv
+        self._max_pdata = max_pdata
+        self._on_violation = on_violation
+        self._at_header = True
+
+    def install(self) -> None:
+        """Route the socket's reads through the guard."""
+        self._sock.recv = self.recv  # type: ignore[method-assign]
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        """Read like :meth:`AssociationSocket.recv`, checking each PDU header."""
+        at_header, self._at_header = self._at_header, not self._at_header
+        data = self._recv(nr_bytes)
+        if not at_header or len(data) != 6:
+            return data
+        pdu_type = data[0]
+        length = int.from_bytes(data[2:6], "big")
+        limit = self._max_pdata if pdu_type == _P_DATA_TF else MAX_CONTROL_PDU
+        if length <= limit:
+            return data
+        self._abort()
+        self._on_violation(
+            f"PDU type 0x{pdu_type:02X} declares {length} bytes, over the limit of {limit}"
+        )
+        return bytearray()
+
+    def _abort(self) -> None:
+        abort = A_ABORT_RQ()
+        abort.source = _ABORT_SOURCE_PROVIDER
+        abort.reason_diagnostic = _ABORT_INVALID_PARAMETER
+        raw = self._sock.socket
+        if raw is None:
+            return
+        try:
+            raw.sendall(abort.encode())
+            raw.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class _GuardedRequestHandler(RequestHandler):
+    """Per-connection handler: TLS handshake and first bytes with a deadline, then pynetdicom."""
+
+    server: GuardedServer
+
+    def handle(self) -> None:
+        sock = self.request
+        if self._handshake(sock) and self._first_bytes(sock):
+            super().handle()
+        else:
+            self.server.shutdown_request(sock)
+
+    def _create_association(self) -> Association:
+        assoc = super()._create_association()
+        alert = self.server.on_alert
+
+        def violation(detail: str) -> None:
+            calling = str(assoc.requestor.ae_title or "").strip() or "?"
+            alert(f"{calling}@{self.client_address[0]}", detail)
+
+        sock = assoc.dul.socket
+        assert sock is not None
+        PduGuard(sock, self.ae.maximum_pdu_size, violation).install()
+        return assoc
+
+    def _handshake(self, sock: socket.socket) -> bool:
+        if not isinstance(sock, ssl.SSLSocket):
+            return True
+        peer = f"?@{self.client_address[0]}"
+        try:
+            sock.settimeout(self.server.handshake_timeout)
+            sock.do_handshake()
+            sock.settimeout(None)
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            log.info("peer closed during the TLS handshake", extra={"peer": peer})
+            return False
+        except ssl.SSLError as exc:
+            self.server.on_alert(peer, f"TLS handshake refused: {exc.reason or exc}")
+            return False
+        except OSError:
+            log.info("no TLS handshake in time; connection closed", extra={"peer": peer})
+            return False
+        return True
+
+    def _first_bytes(self, sock: socket.socket) -> bool:
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        try:
+            ready, _, _ = select.select([sock], [], [], self.server.handshake_timeout)
+        except (OSError, ValueError):
+            return False
+        if not ready:
+            log.info(
+                "no association request in time; connection closed",
+                extra={"peer": f"?@{self.client_address[0]}"},
+            )
+        return bool(ready)
+
+
+class GuardedServer(ThreadedAssociationServer):
+    """A :class:`ThreadedAssociationServer` with the guards of this module.
+
+    Parameters
+    ----------
+    ae, address, ae_title, contexts, ssl_context, evt_handlers
+        As for :class:`ThreadedAssociationServer`.
+    handshake_timeout : float
+        Seconds a new connection has to finish TLS and send its first bytes.
+    on_alert : AlertCallback
+        Told about security events.
+    """
+
+    # Handler threads may sleep up to handshake_timeout: don't join them on shutdown.
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(
+        self,
+        ae: AE,
+        address: tuple[str, int],
+        ae_title: str,
+        contexts: list[PresentationContext],
+        ssl_context: ssl.SSLContext | None = None,
+        evt_handlers: list[Any] | None = None,
+        *,
+        handshake_timeout: float,
+        on_alert: AlertCallback,
+    ):
+        self.handshake_timeout = handshake_timeout
+        self.on_alert = on_alert
+        super().__init__(
+            ae,
+            address,
+            ae_title,
+            contexts,
+            ssl_context,
+            evt_handlers,
+            request_handler=_GuardedRequestHandler,
+        )
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        """Accept a connection; a TLS one is wrapped without handshaking (its thread does)."""
+        assert self.socket is not None
+        client, address = self.socket.accept()
+        if self.ssl_context:
+            client = self.ssl_context.wrap_socket(
+                client, server_side=True, do_handshake_on_connect=False
+            )
+        return client, address
+
+
+def start_guarded_server(
+    ae: AE,
+    address: tuple[str, int],
+    *,
+    evt_handlers: list[Any],
+    ssl_context: ssl.SSLContext | None,
+    handshake_timeout: float,
+    on_alert: AlertCallback,
+) -> GuardedServer:
+    """Bind and serve in a daemon thread, as ``ae.start_server(block=False)`` does."""
+    server = ae.make_server(
+        address,
+        evt_handlers=evt_handlers,
+        ssl_context=ssl_context,
+        server_class=GuardedServer,
+        handshake_timeout=handshake_timeout,
+        on_alert=on_alert,
+    )
+    assert isinstance(server, GuardedServer)
+    thread = threading.Thread(target=server.serve_forever, name="AcceptorServer", daemon=True)
+    thread.start()
+    ae._servers.append(server)
+    return server

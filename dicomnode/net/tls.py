@@ -1,0 +1,43 @@
+"""The listener's TLS context (DICOM TLS, PS3.15 B.12): TLS 1.2+, mutual authentication."""
+
+from __future__ import annotations
+
+import ssl
+
+from dicomnode.config.schema import TlsConfig
+from dicomnode.errors import ConfigError
+
+__all__ = ["server_context"]
+
+
+def server_context(tls: TlsConfig) -> ssl.SSLContext:
+    """Build the server-side context: TLS 1.2 minimum, a client certificate from ``tls.ca``.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the file that cannot be loaded (missing, unreadable, not PEM, key and
+        certificate that don't match).
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.options |= ssl.OP_NO_COMPRESSION
+    try:
+        context.load_cert_chain(tls.certificate, tls.private_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"cannot load certificate {tls.certificate} with key {tls.private_key}: {_reason(exc)}",
+            key="node.tls.certificate",
+        ) from None
+    try:
+        context.load_verify_locations(cafile=tls.ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load CA {tls.ca}: {_reason(exc)}", key="node.tls.ca") from None
+    return context
+
+
+def _reason(exc: OSError | ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return str(exc.reason or exc)
+    return exc.strerror or str(exc)
