@@ -1,16 +1,26 @@
-"""What routing knows about a series: :class:`SeriesFacts`, and reading one key's values."""
+"""What routing knows about a series: :class:`SeriesFacts`, and reading one key's values.
+
+Header values are decoded only when a route reads them, and a received header may hold values
+pydicom cannot decode (a US value of odd length, an unknown VR, a bad character set): such a
+value counts as absent, so that one damaged attribute fails a route instead of the sweep that
+evaluates every route.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
-from pydicom import Dataset
+from pydicom import DataElement, Dataset
+from pydicom.datadict import tag_for_keyword
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 
 from dicomnode.routing.conditions import Observed
 
 __all__ = ["SeriesFacts", "observe"]
+
+log = logging.getLogger(__name__)
 
 #: VRs whose values are numbers: texts compare with them numerically, they render unquoted.
 NUMERIC_VRS = frozenset({"DS", "IS", "US", "SS", "UL", "SL", "UV", "SV", "FL", "FD"})
@@ -56,8 +66,8 @@ class SeriesFacts:
         ValueError
             The header has no StudyInstanceUID or SeriesInstanceUID.
         """
-        study_uid = str(header.get("StudyInstanceUID", "") or "")
-        series_uid = str(header.get("SeriesInstanceUID", "") or "")
+        study_uid = str(_value(header, "StudyInstanceUID") or "")
+        series_uid = str(_value(header, "SeriesInstanceUID") or "")
         if not study_uid or not series_uid:
             raise ValueError("the header lacks StudyInstanceUID or SeriesInstanceUID")
         return cls(study_uid, series_uid, header, instances, calling_ae)
@@ -65,21 +75,21 @@ class SeriesFacts:
     @property
     def series_number(self) -> int | None:
         """SeriesNumber of the representative instance, if it has a usable one."""
-        value = self.header.get("SeriesNumber")
+        value = _value(self.header, "SeriesNumber")
         try:
-            return int(value) if value not in (None, "") else None
-        except (TypeError, ValueError):
+            return int(value) if value not in (None, "") else None  # type: ignore[call-overload]
+        except (TypeError, ValueError, OverflowError):
             return None
 
     @property
     def modality(self) -> str:
         """Modality, or '' when absent."""
-        return str(self.header.get("Modality", "") or "").strip()
+        return str(_value(self.header, "Modality") or "").strip()
 
     @property
     def description(self) -> str:
         """SeriesDescription, or '' when absent."""
-        return str(self.header.get("SeriesDescription", "") or "").strip()
+        return str(_value(self.header, "SeriesDescription") or "").strip()
 
 
 def observe(facts: SeriesFacts, key: str, tag: BaseTag | None) -> Observed:
@@ -105,9 +115,29 @@ def observe(facts: SeriesFacts, key: str, tag: BaseTag | None) -> Observed:
         return Observed.of([facts.calling_ae] if facts.calling_ae is not None else [])
     if tag is None:
         raise ValueError(f"{key!r} is neither a special key nor resolved to a tag")
-    element = facts.header.get(Tag(tag))
+    element = _element(facts.header, Tag(tag))
     if element is None or element.is_empty:
         return Observed(())
     value = element.value
     values = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
     return Observed.of(values, numeric=element.VR in NUMERIC_VRS)
+
+
+def _element(header: Dataset, tag: BaseTag) -> DataElement | None:
+    """The decoded element, or None when absent or undecodable (see the module docstring)."""
+    try:
+        element = header.get(tag)
+        if element is not None:
+            _ = element.value, element.VR
+        return element
+    except Exception as exc:  # pydicom raises many kinds on hostile values; none may escape
+        log.debug("undecodable value of %s counts as absent: %s", tag, type(exc).__name__)
+        return None
+
+
+def _value(header: Dataset, keyword: str) -> object:
+    """The value of ``keyword``, or None when absent or undecodable."""
+    tag = tag_for_keyword(keyword)
+    assert tag is not None, keyword
+    element = _element(header, Tag(tag))
+    return None if element is None else element.value

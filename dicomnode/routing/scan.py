@@ -70,26 +70,43 @@ def _files(path: Path) -> list[Path]:
     return [file for file in found if file.is_file()]
 
 
-def _read(file: Path) -> Dataset | str:
+@dataclass(frozen=True)
+class _Header:
+    """What grouping needs from one file, decoded once."""
+
+    dataset: Dataset
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    number: int
+
+
+def _read(file: Path) -> _Header | str:
     """The header of ``file``, or why it cannot be used."""
     try:
         header = pydicom.dcmread(file, stop_before_pixels=True)
+        study_uid = str(header.get("StudyInstanceUID") or "")
+        series_uid = str(header.get("SeriesInstanceUID") or "")
+        sop_uid = str(header.get("SOPInstanceUID") or "")
+        number = _number(header)
     except InvalidDicomError:
         return "not DICOM"
     except (OSError, EOFError, ValueError, struct.error) as err:
         return f"unreadable: {type(err).__name__}: {err}"
-    if not header.get("SeriesInstanceUID") or not header.get("StudyInstanceUID"):
+    except Exception as err:  # pydicom raises other kinds too on hostile input (unknown VR,
+        # RecursionError on deeply nested sequences): a damaged file is skipped, never fatal
+        return f"unreadable: {type(err).__name__}"
+    if not series_uid or not study_uid:
         return "no SeriesInstanceUID/StudyInstanceUID"
-    return header
+    return _Header(header, study_uid, series_uid, sop_uid, number)
 
 
-def _rank(header: Dataset, file: Path) -> tuple[int, str]:
-    """Representative instance of a series: the lowest InstanceNumber, then the first path."""
+def _number(header: Dataset) -> int:
+    """InstanceNumber, or 0 when absent, not a number or undecodable (a wrong VR, say)."""
     try:
-        number = int(header.get("InstanceNumber", None) or 0)
-    except (TypeError, ValueError):
-        number = 0
-    return (number, str(file))
+        return int(header.get("InstanceNumber", None) or 0)
+    except Exception:  # only picks the representative file: never a reason to skip one
+        return 0
 
 
 def scan(path: Path, *, calling_ae: str | None = None) -> Scan:
@@ -117,20 +134,18 @@ def scan(path: Path, *, calling_ae: str | None = None) -> Scan:
     groups: dict[str, _Group] = {}
     skipped: list[SkippedFile] = []
     for file in _files(Path(path)):
-        header = _read(file)
-        if isinstance(header, str):
-            skipped.append(SkippedFile(file, header))
+        read = _read(file)
+        if isinstance(read, str):
+            skipped.append(SkippedFile(file, read))
             continue
-        series_uid = str(header.SeriesInstanceUID)
-        rank = _rank(header, file)
-        group = groups.get(series_uid)
+        rank = (read.number, str(file))  # representative: lowest InstanceNumber, first path
+        group = groups.get(read.series_uid)
         if group is None:
-            group = groups[series_uid] = _Group(str(header.StudyInstanceUID), header, rank)
+            group = groups[read.series_uid] = _Group(read.study_uid, read.dataset, rank)
         elif rank < group.rank:
-            group.header, group.rank = header, rank
-        sop_uid = header.get("SOPInstanceUID")
-        if sop_uid:
-            group.sop_uids.add(str(sop_uid))
+            group.header, group.rank = read.dataset, rank
+        if read.sop_uid:
+            group.sop_uids.add(read.sop_uid)
         else:
             group.unnamed += 1
     if skipped:

@@ -394,7 +394,8 @@ def same_content(a: Path, b: Path) -> bool:
     """Whether two native little-endian Part 10 files hold the same dataset.
 
     Bounded to files of at most 64 MB (both are read into memory); larger files, compressed
-    transfer syntaxes and unreadable files compare as different.
+    transfer syntaxes, unreadable files and values that cannot be compared (undecodable, or
+    sequences nested too deep to compare) count as different.
     """
     if max(a.stat().st_size, b.stat().st_size) > _COMPARE_LIMIT:
         return False
@@ -404,7 +405,10 @@ def same_content(a: Path, b: Path) -> bool:
         return False
     if {first.file_meta.TransferSyntaxUID, second.file_meta.TransferSyntaxUID} - _NATIVE:
         return False
-    return bool(first == second)
+    try:
+        return bool(first == second)
+    except Exception:  # values decode lazily: a hostile one (or deep nesting) is "different"
+        return False
 
 
 def _insert_ignore(session: Session, model: type[Study] | type[Series], **values: object) -> bool:

@@ -28,6 +28,7 @@ _UNDEFINED = 0xFFFFFFFF
 _ITEM = 0xFFFEE000
 _SEQ_DELIM = 0xFFFEE0DD
 CANNOT_UNDERSTAND = 0xC000
+_IS_MIN, _IS_MAX = -(2**31), 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -93,11 +94,17 @@ def _text(ds: Dataset, keyword: str) -> str | None:
 
 
 def _int(ds: Dataset, keyword: str) -> int | None:
+    """An IS value, or None when absent, not a number or outside the IS range (PS3.5 6.2).
+
+    The range check keeps a hostile value (thirty digits, ``1e400``) out of the index's
+    32-bit column: it would fail the insert instead of being dropped.
+    """
     try:
         value = ds.get(keyword)
-        return None if value is None or value == "" else int(value)
-    except (TypeError, ValueError):
+        number = None if value is None or value == "" else int(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return number if number is not None and _IS_MIN <= number <= _IS_MAX else None
 
 
 def _check_lengths(ds: Dataset, size: int) -> None:
