@@ -23,9 +23,9 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from dicomnode.config.schema import Config, DicomDestination, StowDestination
+from dicomnode.export.audit import ExportAuditKind, record_attempt
 from dicomnode.export.senders import Attempt, Sender, sender_for
 from dicomnode.export.status import Verdict
-from dicomnode.jobs.audit import JobAuditKind, record_job
 from dicomnode.jobs.models import Delivery, DeliveryState, JobResult
 from dicomnode.jobs.queue import Backoff
 from dicomnode.store.db import Database
@@ -92,7 +92,11 @@ def record(
     max_attempts: int,
     backoff: Backoff,
 ) -> DeliveryState | None:
-    """Store the outcome of one attempt (fenced by the lease); returns the new state."""
+    """Store the outcome of one attempt (fenced by the lease) and its audit row.
+
+    Returns the new state; None when the lease was lost (another sender owns the delivery
+    now and records its own attempt).
+    """
     now = utcnow()
     with db.session() as session:
         row = session.get(Delivery, item.id, with_for_update=True)
@@ -106,25 +110,32 @@ def record(
             row.state = DeliveryState.DELIVERED
             row.delivered_at = now
             row.error = None
-            _audit(session, JobAuditKind.DELIVERY_DELIVERED, item, attempt)
+            kind = ExportAuditKind.DELIVERED
         elif attempt.verdict is Verdict.DEAD or row.attempts >= max_attempts:
             row.state = DeliveryState.DEAD
             row.error = attempt.detail
-            _audit(session, JobAuditKind.DELIVERY_DEAD, item, attempt)
+            kind = ExportAuditKind.DEAD
         else:
             row.state = DeliveryState.PENDING
             row.run_after = now + backoff.delay(row.attempts)
             row.error = attempt.detail
+            kind = ExportAuditKind.RETRYING
+        _audit(session, kind, item, attempt, row.attempts)
         return row.state
 
 
-def _audit(session: Session, kind: JobAuditKind, item: DueDelivery, attempt: Attempt) -> None:
-    record_job(
+def _audit(
+    session: Session, kind: ExportAuditKind, item: DueDelivery, attempt: Attempt, number: int
+) -> None:
+    record_attempt(
         session,
         kind,
         job_id=item.job_id,
-        subject=item.sop_instance_uid,
-        detail=f"delivery {item.id} to {item.destination}: {attempt.detail}",
+        delivery_id=item.id,
+        destination=item.destination,
+        attempt=number,
+        sop_instance_uid=item.sop_instance_uid,
+        detail=attempt.detail,
     )
 
 

@@ -1,9 +1,9 @@
-"""Audit rows for job and delivery state changes, in the node's audit trail.
+"""Audit rows for job state changes, in the node's audit trail.
 
 The rows go to the same ``audit_events`` table as the store's (and commit with the change they
-describe); the kinds are this module's, prefixed ``job.`` and ``delivery.``. Subjects are the
-series or study UID of the job, details name job ids, routes, destinations and errors, never
-patient identifiers.
+describe); the kinds are this module's, prefixed ``job.`` (delivery attempts have their own,
+:class:`dicomnode.export.audit.ExportAuditKind`). Subjects are the series or study UID of the
+job, details name job ids, routes and errors, never patient identifiers.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ __all__ = ["JobAuditKind", "record_job"]
 
 
 class JobAuditKind(str, enum.Enum):
-    """What a job or delivery audit row records."""
+    """What a job audit row records."""
 
     JOB_QUEUED = "job.queued"
     JOB_REFUSED = "job.refused"
@@ -28,8 +28,6 @@ class JobAuditKind(str, enum.Enum):
     JOB_DEAD = "job.dead"
     JOB_LEASE_EXPIRED = "job.lease_expired"
     JOB_RETRIED = "job.retried"
-    DELIVERY_DELIVERED = "delivery.delivered"
-    DELIVERY_DEAD = "delivery.dead"
 
 
 def record_job(

@@ -16,7 +16,7 @@ import shutil
 import signal
 import tempfile
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -220,6 +220,14 @@ def _write(datasets: list[Any], directory: Path) -> list[tuple[str, str, str, st
     return out
 
 
+def _scrubbed(spec: JobSpec, text: str) -> str:
+    """``text`` without the identifiers of the job's input study (headers read only now)."""
+    from dicomnode.phi import PatientIdentifiers, redact
+
+    files = [path for item in spec.inputs for path in item.get("files", ())]
+    return redact(text.strip(), PatientIdentifiers.from_files(files))
+
+
 def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__
 
@@ -259,9 +267,12 @@ def child_main(conn: Connection, log_level: int = logging.INFO) -> None:
         except BaseException as exc:  # report every failure of a model to the worker
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
-            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            detail = _scrubbed(spec, "".join(traceback.format_exception_only(type(exc), exc)))
             log.error("job %s failed: %s", spec.job_id, detail)
             outcome = ChildOutcome(OutcomeKind.ERROR, error=detail[:2000], restart=_is_oom(exc))
+        else:
+            if outcome.error:
+                outcome = replace(outcome, error=_scrubbed(spec, outcome.error))
         try:
             conn.send(outcome)
         except (BrokenPipeError, OSError):

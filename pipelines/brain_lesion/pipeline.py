@@ -91,7 +91,7 @@ class BrainLesionPipeline(BundlePipeline):
             if slices < minimum:
                 raise InputRefused(f"too few slices: {slices} (at least {minimum} needed)")
             total.extend(headers)
-        check_decode_budget(total, self.decode_budget)
+        check_decode_budget(total, self.decode_budget, max_ratio=self.max_compression_ratio)
 
     def run(self, inputs: PipelineInputs, ctx: RunContext) -> PipelineResult:
         """Segment lesions; findings are one mask plus one region per connected lesion."""
@@ -100,7 +100,7 @@ class BrainLesionPipeline(BundlePipeline):
         volumes = []
         for series in self.select(inputs):
             datasets = read_datasets(series.files)
-            check_decode_budget(datasets, self.decode_budget)
+            check_decode_budget(datasets, self.decode_budget, max_ratio=self.max_compression_ratio)
             volumes.append(volume_from_datasets(datasets))
         network = self.model(ctx.device)
         bundle = self.bundle(ctx.device)

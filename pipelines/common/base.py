@@ -12,7 +12,7 @@ import torch
 
 from dicomnode.pipeline import Pipeline
 from dicomnode.pipeline.bundle import Bundle, BundleError, load_bundle
-from pipelines.common.dicomio import DEFAULT_DECODE_BUDGET
+from pipelines.common.dicomio import DEFAULT_DECODE_BUDGET, DEFAULT_MAX_COMPRESSION_RATIO
 
 __all__ = ["MODELS_DIR", "BundlePipeline", "inference_mode"]
 
@@ -41,6 +41,9 @@ class BundlePipeline(Pipeline):
         repository root. Default ``models/<bundle_name>``.
     decode_budget_bytes : int
         Largest decoded pixel data of one job (default 2 GiB).
+    max_compression_ratio : float
+        Largest declared-decoded / stored size of one image (default 32); above it an image
+        is refused as a decompression bomb.
     amp : bool
         Mixed precision on CUDA (default true).
     """
@@ -76,6 +79,14 @@ class BundlePipeline(Pipeline):
         value = int(self.options.get("decode_budget_bytes", DEFAULT_DECODE_BUDGET))
         if value < 1:
             raise ValueError(f"decode_budget_bytes must be >= 1, got {value}")
+        return value
+
+    @property
+    def max_compression_ratio(self) -> float:
+        """Largest declared-decoded / stored size of one image."""
+        value = float(self.options.get("max_compression_ratio", DEFAULT_MAX_COMPRESSION_RATIO))
+        if not value >= 1:
+            raise ValueError(f"max_compression_ratio must be >= 1, got {value}")
         return value
 
     @property

@@ -2,11 +2,14 @@
 
 Pixel data is never decoded before its declared size has been checked against the configured
 budget and against the length of the stored PixelData (PITFALLS: a 7.9 MB RLE file decodes to
-503 MB). Every refusal is an :class:`~dicomnode.pipeline.InputRefused` with a one-line reason.
+503 MB): an image that claims to decode to more than ``max_compression_ratio`` times what is
+stored is refused as a decompression bomb. Every refusal is an
+:class:`~dicomnode.pipeline.InputRefused` with a one-line reason.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +24,7 @@ from dicomnode.results import VolumeGeometry
 
 __all__ = [
     "DEFAULT_DECODE_BUDGET",
+    "DEFAULT_MAX_COMPRESSION_RATIO",
     "Volume",
     "check_decode_budget",
     "decode_pixels",
@@ -28,11 +32,20 @@ __all__ = [
     "read_datasets",
     "read_headers",
     "require_modality",
+    "stored_pixel_bytes",
     "volume_from_datasets",
 ]
 
 DEFAULT_DECODE_BUDGET = 2 * 1024**3
 """Largest decoded pixel data (bytes) of one series unless ``decode_budget_bytes`` says so."""
+
+DEFAULT_MAX_COMPRESSION_RATIO = 32.0
+"""Largest declared-decoded / stored size of one image unless ``max_compression_ratio`` says so.
+
+Lossless codecs reach about 2-6:1 on clinical images and lossy ones at diagnostic quality
+about 10-20:1; RLE cannot exceed 64:1 and a decompression bomb sits at or near its codec's
+maximum.
+"""
 
 
 def read_headers(files: Sequence[Path]) -> list[Dataset]:
@@ -88,12 +101,39 @@ def declared_pixel_bytes(ds: Dataset) -> int:
     return rows * columns * frames * samples * bits // 8
 
 
-def check_decode_budget(datasets: Sequence[Dataset], budget_bytes: int) -> int:
-    """Refuse when the series would decode to more than ``budget_bytes``; header-only.
+def stored_pixel_bytes(ds: Dataset) -> int | None:
+    """Length of the stored PixelData, or an upper bound of it, without decoding anything.
+
+    The value's length when it was read; else the size of the file the header came from
+    (headers read with ``stop_before_pixels``); None when neither is known.
+    """
+    if "PixelData" in ds:
+        return len(ds.PixelData or b"")
+    filename = getattr(ds, "filename", None)
+    if isinstance(filename, str | os.PathLike):
+        try:
+            return os.path.getsize(filename)
+        except OSError:
+            return None
+    return None
+
+
+def check_decode_budget(
+    datasets: Sequence[Dataset],
+    budget_bytes: int,
+    *,
+    max_ratio: float = DEFAULT_MAX_COMPRESSION_RATIO,
+) -> int:
+    """Refuse a series that would decode to too much; reads headers and lengths only.
+
+    Refused when the series would decode to more than ``budget_bytes``, or when one image
+    declares more than ``max_ratio`` times the bytes stored for it (a decompression bomb:
+    small on disk and on the wire, hundreds of MB once decoded).
 
     Returns the declared decoded size of the whole series in bytes.
     """
-    total = sum(declared_pixel_bytes(ds) for ds in datasets)
+    declared = [declared_pixel_bytes(ds) for ds in datasets]
+    total = sum(declared)
     if total > budget_bytes:
         first = datasets[0]
         raise InputRefused(
@@ -101,6 +141,14 @@ def check_decode_budget(datasets: Sequence[Dataset], budget_bytes: int) -> int:
             f"({int(first.Rows)}x{int(first.Columns)} x {len(datasets)} image(s), "
             f"{int(first.BitsAllocated)} bits)"
         )
+    for ds, size in zip(datasets, declared, strict=True):
+        stored = stored_pixel_bytes(ds)
+        if stored is not None and size > max_ratio * max(stored, 1):
+            raise InputRefused(
+                f"decoded size {size} bytes is more than {max_ratio:g} times the "
+                f"{stored} bytes stored ({int(ds.Rows)}x{int(ds.Columns)}, "
+                f"{int(ds.get('NumberOfFrames', 1) or 1)} frame(s)): a decompression bomb?"
+            )
     return total
 
 

@@ -62,7 +62,7 @@ class LungNodulePipeline(BundlePipeline):
         minimum = int(self.options.get("min_slices", 16))
         if slices < minimum:
             raise InputRefused(f"too few slices: {slices} (at least {minimum} needed)")
-        check_decode_budget(headers, self.decode_budget)
+        check_decode_budget(headers, self.decode_budget, max_ratio=self.max_compression_ratio)
 
     def build_model(self, bundle: Bundle, device: str) -> Any:
         """The RetinaNetDetector (network with weights, anchors, box selector, inferer)."""
@@ -73,7 +73,7 @@ class LungNodulePipeline(BundlePipeline):
         self.check(inputs)
         options: Mapping[str, Any] = ctx.options or {}
         datasets = read_datasets(inputs.series[0].files)
-        check_decode_budget(datasets, self.decode_budget)
+        check_decode_budget(datasets, self.decode_budget, max_ratio=self.max_compression_ratio)
         volume = volume_from_datasets(datasets)
         del datasets
         detector = self.model(ctx.device)

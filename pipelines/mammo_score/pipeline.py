@@ -76,7 +76,7 @@ class MammoScorePipeline(BundlePipeline):
         if missing:
             found = ", ".join(sorted(present)) or "none"
             raise InputRefused(f"missing views: {', '.join(missing)} (found {found})")
-        check_decode_budget(headers, self.decode_budget)
+        check_decode_budget(headers, self.decode_budget, max_ratio=self.max_compression_ratio)
 
     def check(self, inputs: PipelineInputs) -> None:
         """Refuse non-MG input, missing views, FOR PROCESSING images, oversized images."""

@@ -6,14 +6,17 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import RLELossless
 
 from dicomnode.pipeline import InputRefused, PipelineInputs, RunContext, SeriesInput
 from dicomnode.synthetic import chest_ct, mammography, write_study
 from pipelines.brain_lesion import BrainLesionPipeline
+from pipelines.common.dicomio import check_decode_budget, read_headers
 from pipelines.lung_nodule import LungNodulePipeline
 from pipelines.mammo_score import MammoScorePipeline
+from tests.support.bombs import BOMB_KINDS, PIPELINES, bomb_study, rle_bomb
 
 from .conftest import Written, series_inputs
 
@@ -98,7 +101,7 @@ def test_truncated_pixel_data(tmp_path: Path) -> None:
 def test_undecodable_compressed_pixel_data(tmp_path: Path) -> None:
     files = _ct_files(tmp_path)
     ds = dcmread(files[3])
-    ds.PixelData = encapsulate([b"\x01\x00\x00\x00" + b"\x00" * 60 + b"garbage" * 4])
+    ds.PixelData = encapsulate([b"\x01\x00\x00\x00" + b"\x00" * 60 + b"garbage" * 24])  # under 32:1
     ds["PixelData"].VR = "OB"
     ds.file_meta.TransferSyntaxUID = RLELossless
     ds.save_as(files[3], enforce_file_format=True)
@@ -112,3 +115,49 @@ def test_not_dicom(tmp_path: Path) -> None:
     series = SeriesInput("1.2", "1.2.3", (path,), modality="CT")
     with pytest.raises(InputRefused, match="unreadable DICOM file x.dcm"):
         LungNodulePipeline().check(PipelineInputs("1.2", (series,)))
+
+
+_CLASSES = {
+    "lung_nodule": LungNodulePipeline,
+    "brain_lesion": BrainLesionPipeline,
+    "mammo_score": MammoScorePipeline,
+}
+_BOMB_REASONS = {
+    "declared": r"decoded size \d+ bytes exceeds the budget",
+    "rle": r"decoded size \d+ bytes is more than 32 times the \d+ bytes stored .*bomb",
+}
+
+
+@pytest.mark.parametrize("kind", BOMB_KINDS)
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_decode_bombs_are_refused_before_decoding(
+    name: str, kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The declared 65535 x 65535 image and an RLE bomb (hundreds of MB declared in a few MB),
+    in a study the pipeline would otherwise take, are refused by check and by run, and no
+    pixel data is decoded on the way."""
+    files = bomb_study(name, kind, tmp_path / "study")
+    assert sum(p.stat().st_size for p in files) < 16 * 1024**2
+    declared = check_decode_budget(read_headers(files), 2**62, max_ratio=2**62)
+    assert declared > (200 * 1024**2 if kind == "rle" else 2 * 1024**3)
+
+    def no_decoding(ds: Dataset) -> None:
+        raise AssertionError("pixel data decoded")
+
+    monkeypatch.setattr(Dataset, "pixel_array", property(no_decoding))
+    pipeline = _CLASSES[name]()
+    with pytest.raises(InputRefused, match=_BOMB_REASONS[kind]):
+        pipeline.check(_single(files))
+    with pytest.raises(InputRefused, match=_BOMB_REASONS[kind]):
+        pipeline.run(_single(files), _ctx(tmp_path))
+
+
+def test_compression_ratio_is_configurable(tmp_path: Path) -> None:
+    files = _ct_files(tmp_path)
+    for path in files:
+        rle_bomb(path, 512)  # 512 KiB declared, 8 KiB stored: 64:1
+    with pytest.raises(InputRefused, match="more than 32 times"):
+        LungNodulePipeline().check(_single(files))
+    LungNodulePipeline({"max_compression_ratio": 100}).check(_single(files))
+    with pytest.raises(ValueError, match="max_compression_ratio must be >= 1, got 0.5"):
+        LungNodulePipeline({"max_compression_ratio": 0.5}).check(_single(files))

@@ -7,6 +7,8 @@ Knobs, so tests can make it misbehave on chosen series only:
 - SeriesDescription containing ``TOY:crash`` (``os._exit(3)`` in the child), ``TOY:oom``
   (raises MemoryError, as a CUDA OOM would), ``TOY:fail`` (raises RuntimeError),
   ``TOY:refuse`` (refused by ``check``), ``TOY:sleep=N`` (sleeps N seconds),
+  ``TOY:leak`` (raises an error quoting the patient's name, ID and birth date from the
+  header), ``TOY:phi-refusal`` (refused by ``check`` with the same identifiers in the reason),
   ``TOY:cuda`` (a small tensor on ``ctx.device``, logged), ``TOY:cuda-oom`` (a real CUDA
   out-of-memory error).
 """
@@ -41,6 +43,18 @@ def _log(path: str | None, word: str, inputs: PipelineInputs) -> None:
             os.fsync(handle.fileno())
 
 
+def _identifiers(path: Path) -> str:
+    """The patient's identifiers, quoted the ways careless error messages quote them."""
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    name = ds.PatientName
+    return (
+        f"patient {name} ({name.given_name} {name.family_name.lower()}), "
+        f"id={ds.PatientID!r}, other ids {ds.get('OtherPatientIDs', '')}, "
+        f"born {ds.PatientBirthDate}, accession {ds.get('AccessionNumber', '')}, "
+        f"series {ds.SeriesInstanceUID}"
+    )
+
+
 class ToyPipeline(Pipeline):
     """Thresholds the first input series; a region at the centre of the volume."""
 
@@ -51,6 +65,8 @@ class ToyPipeline(Pipeline):
         for series in inputs.series:
             if "TOY:refuse" in (series.description or ""):
                 raise InputRefused("series asked to be refused (TOY:refuse)")
+            if "TOY:phi-refusal" in (series.description or ""):
+                raise InputRefused(f"refused for {_identifiers(series.files[0])}")
             if series.modality not in ("CT", "MR"):
                 raise InputRefused(f"modality {series.modality} is not CT or MR")
 
@@ -64,6 +80,8 @@ class ToyPipeline(Pipeline):
             os._exit(3)
         if "TOY:oom" in description:
             raise MemoryError("simulated CUDA out of memory")
+        if "TOY:leak" in description:
+            raise ValueError(f"cannot process {_identifiers(inputs.series[0].files[0])}")
         if "TOY:fail" in description:
             raise RuntimeError("simulated pipeline failure")
         if "TOY:cuda-oom" in description:
