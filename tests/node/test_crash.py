@@ -4,30 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import random
-import re
-import subprocess
 import time
 
 from pydicom import dcmread
 
 from tests.support import dicomgen
-from tests.support.nodeproc import DCMTK_ENV, STORESCU
-
-_SENT = re.compile(r"Sending file: (\S+)")
-_OK = re.compile(r"Received Store Response \(Success\)")
-
-
-def _acknowledged(output: str) -> list[str]:
-    """Files storescu saw answered with Success, from its -v log."""
-    acked: list[str] = []
-    current = None
-    for line in output.splitlines():
-        if m := _SENT.search(line):
-            current = m.group(1)
-        elif _OK.search(line) and current:
-            acked.append(current)
-            current = None
-    return acked
+from tests.support.crash import acknowledged_files, start_storescu
 
 
 def test_kill_9_while_storescu_sends_loses_no_acknowledged_instance(node_factory, tmp_path):
@@ -38,22 +20,7 @@ def test_kill_9_while_storescu_sends_loses_no_acknowledged_instance(node_factory
     for round_, spec in enumerate(specs):
         files = dicomgen.write_series(spec, tmp_path / f"series{round_}")
         node.start()
-        sender = subprocess.Popen(
-            [
-                STORESCU,
-                "-v",
-                "-nh",
-                "-aec",
-                "DICOMNODE",
-                "127.0.0.1",
-                str(node.port),
-                *map(str, files),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=DCMTK_ENV,
-        )
+        sender = start_storescu(node.port, files)
         # Kill after a random share of the series has arrived.
         target = rng.randint(20, 250)
         deadline = time.monotonic() + 60
@@ -67,7 +34,7 @@ def test_kill_9_while_storescu_sends_loses_no_acknowledged_instance(node_factory
             time.sleep(0.02)
         node.kill()
         output, _ = sender.communicate(timeout=60)
-        acked = _acknowledged(output)
+        acked = acknowledged_files(output)
         assert acked, f"round {round_}: nothing was acknowledged before the kill"
         assert len(acked) < len(files), f"round {round_}: the kill came after the last store"
         acknowledged.update(acked)
