@@ -194,7 +194,9 @@ class StorageSCP:
     def _admit(self, assoc: Association) -> bool:
         """Count ``assoc`` against ``max_associations`` unless the limit is reached."""
         with self._admission:
-            self._admitted = {a for a in self._admitted if a.is_alive()}
+            self._admitted = {
+                a for a in self._admitted if a.is_alive() and not (a.is_released or a.is_aborted)
+            }
             if len(self._admitted) >= self.config.max_associations:
                 return False
             self._admitted.add(assoc)

@@ -181,6 +181,9 @@ class GuardedServer(ThreadedAssociationServer):
         Told about security events.
     """
 
+    # socketserver listens with a backlog of 5: a burst of connections fills it and the
+    # kernel drops the SYNs of everyone else, real senders included, for a second or more.
+    request_queue_size = socket.SOMAXCONN
     # Handler threads may sleep up to handshake_timeout: don't join them on shutdown.
     daemon_threads = True
     block_on_close = False
