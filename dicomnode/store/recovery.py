@@ -1,9 +1,11 @@
 """Start-up recovery and consistency checks of the store against the database.
 
-After a crash the store can hold: spool files of interrupted transfers (removed), and files
+After a crash the store can hold: spool files of interrupted transfers (removed), files
 renamed into place whose DB commit never happened (their sender got no Success; they are
-complete, fsync'd copies, so they are indexed). A DB row whose file is missing would be an
-acknowledged instance lost: it is reported, never silently dropped.
+complete, fsync'd copies, so they are indexed), and the halves of an interrupted supersede: the
+acknowledged copy moved to ``.superseded`` while the row still names it, the unacknowledged new
+copy in its place (the acknowledged copy is put back). A DB row whose file is missing would be
+an acknowledged instance lost: it is reported, never silently dropped.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class RecoveryReport:
     """What a recovery or verification pass found."""
 
     spool_removed: int = 0
+    restored: int = 0
     indexed: int = 0
     quarantined: int = 0
     missing_files: list[str] = field(default_factory=list)
@@ -84,7 +87,9 @@ def verify(store: Store) -> RecoveryReport:
 
 def recover(store: Store) -> RecoveryReport:
     """Start-up pass: clear the spool, index complete files the DB lacks, report lost rows."""
+    restored = _restore_superseded(store)
     report = verify(store)
+    report.restored = restored
     report.spool_removed = sweep_incoming(store)
     trash = store.root / ".trash"  # studies removed by retention just before a crash
     if trash.is_dir():
@@ -97,16 +102,60 @@ def recover(store: Store) -> RecoveryReport:
             report.quarantined += 1
     for rel in report.missing_files:
         log.error("indexed instance has no file", extra={"path": rel})
-    if report.spool_removed or report.indexed or report.quarantined or report.missing_files:
+    if (
+        report.spool_removed
+        or report.restored
+        or report.indexed
+        or report.quarantined
+        or report.missing_files
+    ):
         log.warning(
-            "recovery: %d spool files removed, %d files indexed, %d quarantined, "
-            "%d indexed instances without a file",
+            "recovery: %d spool files removed, %d superseded copies restored, %d files indexed, "
+            "%d quarantined, %d indexed instances without a file",
             report.spool_removed,
+            report.restored,
             report.indexed,
             report.quarantined,
             len(report.missing_files),
         )
     return report
+
+
+def _restore_superseded(store: Store) -> int:
+    """Undo supersedes whose commit never happened (a crash after their renames).
+
+    A re-sent, changed instance moves the stored copy to ``.superseded`` and renames the new
+    one into place before its transaction commits. When the row's sha256 is still that of a
+    kept copy and the file in place differs, the commit did not happen: the kept copy (the one
+    its sender saw acknowledged) goes back. One hash per superseded instance and start-up.
+    """
+    kept: dict[str, list[Path]] = {}
+    for path in sorted(store.superseded.rglob("*.dcm")):
+        rel = path.relative_to(store.superseded)
+        original = rel.parent / f"{rel.name.rsplit('.', 2)[0]}.dcm"  # <sop>.<stamp>.dcm
+        if len(rel.parts) == 3 and is_valid_uid(original.stem):
+            kept.setdefault(original.as_posix(), []).append(path)
+    if not kept:
+        return 0
+    with store.db.session() as session:
+        found = session.execute(
+            select(Instance.path, Instance.sha256).where(Instance.path.in_(list(kept)))
+        ).all()
+    rows = {path: sha for path, sha in found}
+    restored = 0
+    for name, copies in kept.items():
+        sha = rows.get(name)
+        target = store.root / name
+        if sha is None or (target.is_file() and files.sha256_of(target)[0] == sha):
+            continue
+        for copy in reversed(copies):  # the newest kept copy first
+            if files.sha256_of(copy)[0] == sha:
+                files.make_dirs(target.parent, store.root)
+                files.durable_rename(copy, target)
+                log.warning("interrupted supersede undone", extra={"path": name})
+                restored += 1
+                break
+    return restored
 
 
 def _index_orphan(store: Store, path: Path) -> bool:
