@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import time
@@ -29,24 +30,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def answers(port: int) -> bool:
+#: ``tls_args`` of pynetdicom's ``associate``: a client context and the server's host name.
+TlsArgs = tuple[ssl.SSLContext, str]
+
+
+def answers(port: int, tls: TlsArgs | None = None) -> bool:
     """Whether a node listens and answers an association request (accepting or rejecting)."""
     ae = AE(ae_title="READYCHECK")
     ae.add_requested_context(Verification)
     ae.acse_timeout = ae.network_timeout = 1
-    assoc = ae.associate("127.0.0.1", port, ae_title="DICOMNODE")
+    assoc = ae.associate("127.0.0.1", port, ae_title="DICOMNODE", tls_args=tls)
     if assoc.is_established:
         assoc.release()
         return True
     return bool(assoc.is_rejected)
 
 
-def echo(port: int, *, ae_title: str = "TESTSCU", timeout: float = 5) -> bool:
+def echo(
+    port: int, *, ae_title: str = "TESTSCU", timeout: float = 5, tls: TlsArgs | None = None
+) -> bool:
     """C-ECHO the node; True on Success."""
     ae = AE(ae_title=ae_title)
     ae.add_requested_context(Verification)
     ae.acse_timeout = ae.network_timeout = ae.dimse_timeout = timeout
-    assoc = ae.associate("127.0.0.1", port, ae_title="DICOMNODE")
+    assoc = ae.associate("127.0.0.1", port, ae_title="DICOMNODE", tls_args=tls)
     if not assoc.is_established:
         return False
     try:
@@ -64,6 +71,8 @@ class NodeProcess:
     overrides: dict[str, Any] = field(default_factory=dict)
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    #: How to reach a node whose listener speaks TLS (set before :meth:`start`).
+    tls: TlsArgs | None = None
 
     def __post_init__(self) -> None:
         self.port = self.port or free_port()
@@ -115,7 +124,7 @@ class NodeProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"node exited: {self.log_path.read_text()[-2000:]}")
             try:
-                if answers(self.port):
+                if answers(self.port, self.tls):
                     return self
             except OSError:
                 pass

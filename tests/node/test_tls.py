@@ -1,0 +1,191 @@
+"""DICOM TLS (PS3.15 B.12) on the listener: TLS 1.2+, mutual authentication, no blocking peers."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trustme
+from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
+
+from tests.support import dicomgen
+from tests.support.hostile import is_open, open_idle
+from tests.support.nodeproc import DCMTK_ENV, STORESCU, NodeProcess, echo
+
+
+@dataclass
+class Pki:
+    """A test CA, the node's certificate and a client's, as PEM files."""
+
+    ca: trustme.CA
+    ca_file: Path
+    server_chain: Path
+    server_key: Path
+    client_pem: Path  # key and certificate chain in one file
+    client_key: Path
+    client_chain: Path
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    ca = trustme.CA()
+    server = ca.issue_cert("localhost", "127.0.0.1")
+    client = ca.issue_cert("modality.example.org")
+    files = Pki(
+        ca=ca,
+        ca_file=tmp_path / "ca.pem",
+        server_chain=tmp_path / "server.pem",
+        server_key=tmp_path / "server.key",
+        client_pem=tmp_path / "client-both.pem",
+        client_key=tmp_path / "client.key",
+        client_chain=tmp_path / "client.pem",
+    )
+    ca.cert_pem.write_to_path(str(files.ca_file))
+    server.private_key_pem.write_to_path(str(files.server_key))
+    for i, blob in enumerate(server.cert_chain_pems):
+        blob.write_to_path(str(files.server_chain), append=i > 0)
+    client.private_key_and_cert_chain_pem.write_to_path(str(files.client_pem))
+    client.private_key_pem.write_to_path(str(files.client_key))
+    for i, blob in enumerate(client.cert_chain_pems):
+        blob.write_to_path(str(files.client_chain), append=i > 0)
+    return files
+
+
+def _client_context(pki: Pki, *, cert: Path | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(pki.ca_file))
+    if cert is not None:
+        context.load_cert_chain(str(cert))
+    return context
+
+
+def _tls_node(node_factory, pki: Pki, **node: object) -> NodeProcess:
+    tls = {
+        "certificate": str(pki.server_chain),
+        "private_key": str(pki.server_key),
+        "ca": str(pki.ca_file),
+    }
+    proc = node_factory(node={"tls": tls, **node})
+    proc.tls = (_client_context(pki, cert=pki.client_pem), "localhost")
+    return proc.start()
+
+
+def _store(node: NodeProcess, context: ssl.SSLContext, ae_title: str, count: int = 3) -> bool:
+    """Store a small series over TLS; True when every instance got Success."""
+    ae = AE(ae_title=ae_title)
+    ae.add_requested_context(CTImageStorage)
+    ae.acse_timeout = ae.network_timeout = ae.dimse_timeout = 10
+    assoc = ae.associate(
+        "127.0.0.1", node.port, ae_title="DICOMNODE", tls_args=(context, "localhost")
+    )
+    if not assoc.is_established:
+        return False
+    spec = dicomgen.study(ae_title.lower(), [count])[0]
+    statuses = [assoc.send_c_store(ds).Status for ds in dicomgen.series(spec)]
+    assoc.release()
+    return statuses == [0] * count
+
+
+def _alerts(node: NodeProcess, expect: int) -> list[str]:
+    deadline = time.monotonic() + 10
+    while True:
+        rows = node.query("select detail from audit_events where kind='security.alert'")
+        if len(rows) >= expect or time.monotonic() > deadline:
+            return [detail for (detail,) in rows]
+        time.sleep(0.05)
+
+
+def test_mutually_authenticated_peers_store(node_factory, pki, tmp_path):
+    node = _tls_node(node_factory, pki)
+    assert _store(node, _client_context(pki, cert=pki.client_pem), "TLSSCU")
+    # dcmtk as the sender, with its default BCP 195 profile.
+    spec = dicomgen.study("dcmtk-tls", [4])[0]
+    files = dicomgen.write_series(spec, tmp_path / "dcmtk")
+    result = subprocess.run(
+        [STORESCU, "-v", "+tls", str(pki.client_key), str(pki.client_chain)]
+        + ["+cf", str(pki.ca_file), "-aec", "DICOMNODE", "127.0.0.1", str(node.port)]
+        + [str(f) for f in files],
+        capture_output=True,
+        text=True,
+        env=DCMTK_ENV,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (result.stdout + result.stderr).count("Received Store Response (Success)") == 4
+    assert node.query("select count(*) from instances") == [(7,)]
+    assert _alerts(node, 0) == []
+
+
+def test_missing_or_untrusted_client_certificate_is_refused(node_factory, pki):
+    node = _tls_node(node_factory, pki)
+    assert not _store(node, _client_context(pki, cert=None), "NOCERT")
+    stranger = trustme.CA().issue_cert("stranger.example.org")
+    stranger_pem = pki.ca_file.parent / "stranger.pem"
+    stranger.private_key_and_cert_chain_pem.write_to_path(str(stranger_pem))
+    assert not _store(node, _client_context(pki, cert=stranger_pem), "STRANGER")
+    assert node.query("select count(*) from instances") == [(0,)]
+    alerts = _alerts(node, 2)
+    assert len(alerts) == 2
+    assert all(a.startswith("TLS handshake refused") for a in alerts), alerts
+    assert "CERTIFICATE" in alerts[0].upper() and "CERTIFICATE" in alerts[1].upper()
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
+def test_tls_before_1_2_is_refused(node_factory, pki, version):
+    node = _tls_node(node_factory, pki)
+    context = _client_context(pki, cert=pki.client_pem)
+    context.minimum_version = context.maximum_version = version
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")  # let the client offer the old protocol
+    with (
+        socket.create_connection(("127.0.0.1", node.port), timeout=10) as raw,
+        pytest.raises(ssl.SSLError),
+    ):
+        context.wrap_socket(raw, server_hostname="localhost")
+    # The node refused it (not the client's own library): it recorded why.
+    (alert,) = _alerts(node, 1)
+    assert alert.startswith("TLS handshake refused") and "PROTOCOL" in alert.upper(), alert
+
+
+def test_plain_dicom_to_the_tls_port_is_refused(node_factory, pki):
+    node = _tls_node(node_factory, pki)
+    assert not echo(node.port)
+    (alert,) = _alerts(node, 1)
+    assert alert.startswith("TLS handshake refused")
+
+
+def test_peers_that_never_handshake_do_not_block_a_tls_store(node_factory, pki):
+    # A long handshake timeout: the store must succeed while the silent peers are connected.
+    node = _tls_node(node_factory, pki, handshake_timeout=60)
+    silent = open_idle(node.port, 20)
+    try:
+        assert _store(node, _client_context(pki, cert=pki.client_pem), "AFTERSILENT")
+        assert all(is_open(sock) for sock in silent)
+    finally:
+        for sock in silent:
+            sock.close()
+
+
+def test_unreadable_certificate_is_a_one_line_error(tmp_path, pki):
+    node = NodeProcess(
+        tmp_path / "bad",
+        {
+            "node": {
+                "tls": {
+                    "certificate": str(tmp_path / "missing.pem"),
+                    "private_key": str(pki.server_key),
+                    "ca": str(pki.ca_file),
+                }
+            }
+        },
+    )
+    with pytest.raises(RuntimeError) as failed:
+        node.start(timeout=20)
+    assert "node.tls.certificate" in str(failed.value)
+    assert "missing.pem" in str(failed.value)
+    assert "Traceback" not in node.log_text()
