@@ -267,6 +267,16 @@ def _check(config: Config, source: str) -> int:
         print(f"{'ok  ' if ok else 'FAIL'}  {what}: {detail}")
 
     report(True, "config", source)
+    if config.node.tls is not None:
+        from dicomnode.net.tls import server_context
+
+        try:
+            server_context(config.node.tls)
+            report(
+                True, "tls", f"certificate {config.node.tls.certificate}, CA {config.node.tls.ca}"
+            )
+        except ConfigError as exc:
+            report(False, "tls", str(exc))
     try:
         db = open_database(config.database_url, migrate=False)
         current = db.schema_is_current()

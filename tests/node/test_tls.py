@@ -119,6 +119,7 @@ def test_mutually_authenticated_peers_store(node_factory, pki, tmp_path):
     assert (result.stdout + result.stderr).count("Received Store Response (Success)") == 4
     assert node.query("select count(*) from instances") == [(7,)]
     assert _alerts(node, 0) == []
+    assert "ok    tls: certificate" in node.cli("check").stdout
 
 
 def test_missing_or_untrusted_client_certificate_is_refused(node_factory, pki):
@@ -189,3 +190,7 @@ def test_unreadable_certificate_is_a_one_line_error(tmp_path, pki):
     assert "node.tls.certificate" in str(failed.value)
     assert "missing.pem" in str(failed.value)
     assert "Traceback" not in node.log_text()
+    checked = node.cli("check")
+    assert checked.returncode != 0
+    (line,) = [line for line in checked.stdout.splitlines() if line.startswith("FAIL  tls")]
+    assert "missing.pem" in line
