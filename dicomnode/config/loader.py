@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from dicomnode.config.schema import Config
+from dicomnode.config.schema import ClientTlsConfig, Config, DicomDestination, TlsConfig
 from dicomnode.errors import ConfigError
+
+_Tls = TypeVar("_Tls", TlsConfig, ClientTlsConfig)
 
 __all__ = [
     "DEFAULTS",
@@ -135,17 +137,27 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     storage = config.storage
     if storage.path is not None and not storage.path.is_absolute():
         updates["storage"] = storage.model_copy(update={"path": (base / storage.path).resolve()})
-    tls = config.node.tls
-    if tls is not None:
-        resolved = {
-            name: (base / value).resolve()
-            for name in ("certificate", "private_key", "ca")
-            if not (value := getattr(tls, name)).is_absolute()
-        }
-        if resolved:
-            node = config.node.model_copy(update={"tls": tls.model_copy(update=resolved)})
-            updates["node"] = node
+    if config.node.tls is not None:
+        tls = _resolve_files(config.node.tls, base)
+        updates["node"] = config.node.model_copy(update={"tls": tls})
+    destinations = {
+        name: dest.model_copy(update={"tls": _resolve_files(dest.tls, base)})
+        for name, dest in config.destinations.items()
+        if isinstance(dest, DicomDestination) and dest.tls is not None
+    }
+    if destinations:
+        updates["destinations"] = {**config.destinations, **destinations}
     return config.model_copy(update=updates) if updates else config
+
+
+def _resolve_files(section: _Tls, base: Path) -> _Tls:
+    """``section`` with its relative file paths made relative to ``base``."""
+    resolved = {
+        name: (base / value).resolve()
+        for name, value in section
+        if isinstance(value, Path) and not value.is_absolute()
+    }
+    return section.model_copy(update=resolved)
 
 
 def _as_config_error(exc: ValidationError, source: str) -> ConfigError:

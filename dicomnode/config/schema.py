@@ -45,6 +45,7 @@ __all__ = [
     "NodeConfig",
     "StabilityConfig",
     "StorageConfig",
+    "ClientTlsConfig",
     "TlsConfig",
     "default_data_dir",
 ]
@@ -266,6 +267,22 @@ class ExportConfig(_Section):
     batch: int = Field(64, ge=1, le=1000, description="deliveries sent per association")
 
 
+class ClientTlsConfig(_Section):
+    """DICOM TLS towards a destination: TLS 1.2+, the peer's certificate checked against ``ca``
+    and its host name; ``certificate``/``private_key`` for peers that require client
+    certificates."""
+
+    ca: Path = Field(description="CA certificate(s) (PEM) the peer's certificate chains to")
+    certificate: Path | None = Field(None, description="our certificate chain (PEM)")
+    private_key: Path | None = Field(None, description="our private key (PEM, unencrypted)")
+
+    @model_validator(mode="after")
+    def _pair(self) -> ClientTlsConfig:
+        if (self.certificate is None) != (self.private_key is None):
+            raise ValueError("certificate and private_key go together")
+        return self
+
+
 class DicomDestination(_Section):
     """A DICOM peer that receives results by C-STORE."""
 
@@ -275,6 +292,7 @@ class DicomDestination(_Section):
     calling_ae_title: AETitle | None = Field(
         None, description="our AE title towards this peer (default node.ae_title)"
     )
+    tls: ClientTlsConfig | None = None
 
 
 class StowDestination(_Section):

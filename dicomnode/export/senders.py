@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
 from dicomnode.config.schema import DicomDestination, StowDestination
+from dicomnode.errors import ConfigError
 from dicomnode.export.status import Verdict, classify_dimse, classify_http
 
 __all__ = ["Attempt", "DicomSender", "Sender", "StowSender", "echo", "sender_for"]
@@ -68,7 +70,11 @@ class DicomSender:
         for sop_class in sorted({str(ds.SOPClassUID) for ds in datasets}):
             ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
         dest = self.destination
-        assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
+        try:
+            tls = _tls(dest)
+        except ConfigError as exc:
+            return [Attempt(Verdict.RETRY, None, str(exc))] * len(files)
+        assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, tls_args=tls)
         if not assoc.is_established:
             why = "rejected" if assoc.is_rejected else "not established"
             return [Attempt(Verdict.RETRY, None, f"association {why}")] * len(files)
@@ -154,6 +160,15 @@ def _no_delay(assoc: Any) -> None:
             log.debug("cannot set TCP_NODELAY")
 
 
+def _tls(destination: DicomDestination) -> tuple[ssl.SSLContext, str] | None:
+    """pynetdicom's ``tls_args`` for ``destination`` (None: plain TCP)."""
+    if destination.tls is None:
+        return None
+    from dicomnode.net.tls import client_context
+
+    return client_context(destination.tls), destination.host
+
+
 def echo(destination: DicomDestination, *, calling_ae: str, timeout: float = 5) -> str | None:
     """C-ECHO a DICOM destination; None when it answers Success, else why not in words."""
     from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
@@ -161,7 +176,13 @@ def echo(destination: DicomDestination, *, calling_ae: str, timeout: float = 5) 
     ae = AE(ae_title=destination.calling_ae_title or calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = timeout
     ae.add_requested_context(Verification)
-    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    try:
+        tls = _tls(destination)
+    except ConfigError as exc:
+        return str(exc)
+    assoc = ae.associate(
+        destination.host, destination.port, ae_title=destination.ae_title, tls_args=tls
+    )
     if not assoc.is_established:
         return "association rejected" if assoc.is_rejected else "no association (peer down?)"
     try:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import ssl
 
-from dicomnode.config.schema import TlsConfig
+from dicomnode.config.schema import ClientTlsConfig, TlsConfig
 from dicomnode.errors import ConfigError
 
-__all__ = ["server_context"]
+__all__ = ["client_context", "server_context"]
 
 
 def server_context(tls: TlsConfig) -> ssl.SSLContext:
@@ -34,6 +34,32 @@ def server_context(tls: TlsConfig) -> ssl.SSLContext:
         context.load_verify_locations(cafile=tls.ca)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"cannot load CA {tls.ca}: {_reason(exc)}", key="node.tls.ca") from None
+    return context
+
+
+def client_context(tls: ClientTlsConfig) -> ssl.SSLContext:
+    """Build the context of an association to a destination: TLS 1.2 minimum, the peer's
+    certificate verified against ``tls.ca`` (and its host name), ours sent when configured.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the file that cannot be loaded.
+    """
+    try:
+        context = ssl.create_default_context(cafile=str(tls.ca))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load CA {tls.ca}: {_reason(exc)}", key="tls.ca") from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if tls.certificate is not None:
+        try:
+            context.load_cert_chain(tls.certificate, tls.private_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"cannot load certificate {tls.certificate} with key {tls.private_key}: "
+                f"{_reason(exc)}",
+                key="tls.certificate",
+            ) from None
     return context
 
 

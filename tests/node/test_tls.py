@@ -6,7 +6,6 @@ import socket
 import ssl
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,60 +16,20 @@ from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 from tests.support import dicomgen
 from tests.support.hostile import is_open, open_idle
 from tests.support.nodeproc import DCMTK_ENV, STORESCU, NodeProcess, echo
-
-
-@dataclass
-class Pki:
-    """A test CA, the node's certificate and a client's, as PEM files."""
-
-    ca: trustme.CA
-    ca_file: Path
-    server_chain: Path
-    server_key: Path
-    client_pem: Path  # key and certificate chain in one file
-    client_key: Path
-    client_chain: Path
+from tests.support.pki import Pki, make_pki
 
 
 @pytest.fixture
 def pki(tmp_path: Path) -> Pki:
-    ca = trustme.CA()
-    server = ca.issue_cert("localhost", "127.0.0.1")
-    client = ca.issue_cert("modality.example.org")
-    files = Pki(
-        ca=ca,
-        ca_file=tmp_path / "ca.pem",
-        server_chain=tmp_path / "server.pem",
-        server_key=tmp_path / "server.key",
-        client_pem=tmp_path / "client-both.pem",
-        client_key=tmp_path / "client.key",
-        client_chain=tmp_path / "client.pem",
-    )
-    ca.cert_pem.write_to_path(str(files.ca_file))
-    server.private_key_pem.write_to_path(str(files.server_key))
-    for i, blob in enumerate(server.cert_chain_pems):
-        blob.write_to_path(str(files.server_chain), append=i > 0)
-    client.private_key_and_cert_chain_pem.write_to_path(str(files.client_pem))
-    client.private_key_pem.write_to_path(str(files.client_key))
-    for i, blob in enumerate(client.cert_chain_pems):
-        blob.write_to_path(str(files.client_chain), append=i > 0)
-    return files
+    return make_pki(tmp_path / "pki")
 
 
 def _client_context(pki: Pki, *, cert: Path | None) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(pki.ca_file))
-    if cert is not None:
-        context.load_cert_chain(str(cert))
-    return context
+    return pki.client_context(cert=cert)
 
 
 def _tls_node(node_factory, pki: Pki, **node: object) -> NodeProcess:
-    tls = {
-        "certificate": str(pki.server_chain),
-        "private_key": str(pki.server_key),
-        "ca": str(pki.ca_file),
-    }
-    proc = node_factory(node={"tls": tls, **node})
+    proc = node_factory(node={"tls": pki.server_config(), **node})
     proc.tls = (_client_context(pki, cert=pki.client_pem), "localhost")
     return proc.start()
 
