@@ -59,6 +59,7 @@ def read_header(path: Path) -> ReceivedHeader:
         with open(path, "rb") as fh:
             ds = dcmread(fh, stop_before_pixels=True, defer_size=4096)
             _check_lengths(ds, size)
+            _check_stop(ds, fh.tell())
             meta = ds.file_meta
             little = meta.TransferSyntaxUID.is_little_endian
             implicit = meta.TransferSyntaxUID.is_implicit_VR
@@ -116,6 +117,22 @@ def _check_lengths(ds: Dataset, size: int) -> None:
             and elem.value_tell + elem.length > size
         ):
             raise StoreRejected(CANNOT_UNDERSTAND, "truncated dataset (header element)")
+
+
+def _check_stop(ds: Dataset, position: int) -> None:
+    """pydicom stops quietly at 1-7 trailing bytes (a cut element header): refuse those.
+
+    Where the last element read ends is known when it is raw with a defined length; the
+    reader must then stand right there (at the pixel data or at the end of the file).
+    """
+    elements = list(ds._dict.values())
+    last = elements[-1] if elements else None
+    if (
+        isinstance(last, RawDataElement)
+        and last.length != _UNDEFINED
+        and last.value_tell + last.length != position
+    ):
+        raise StoreRejected(CANNOT_UNDERSTAND, "truncated dataset (element header)")
 
 
 def _walk_tail(fh: BinaryIO, size: int, *, little: bool, implicit: bool) -> None:

@@ -71,3 +71,13 @@ def test_resent_instance_with_an_undecodable_value_is_compared_without_escaping(
     again = Case(b"\x01" + data[1:], seed.sop_class_uid, seed.sop_instance_uid, ("vr",))
     assert check_store(fuzz_store, first) == StoreOutcome.STORED.value
     assert check_store(fuzz_store, again) == StoreOutcome.SUPERSEDED.value
+
+
+def test_file_cut_inside_an_element_header_is_refused(fuzz_store: Store) -> None:
+    # Found by the malformed corpus: pydicom stops quietly at 1-7 trailing bytes, so a data
+    # set cut inside the pixel data's element header was stored with Success.
+    seed = seeds()[0]
+    pixels = seed.data.index(b"\xe0\x7f\x10\x00")
+    for cut in (2, 6):
+        case = Case(seed.data[: pixels + cut], seed.sop_class_uid, seed.sop_instance_uid, ())
+        assert check_store(fuzz_store, case) == "0xC000"
