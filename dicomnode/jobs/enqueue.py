@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pydicom
-from pydicom.errors import InvalidDicomError
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -145,8 +144,13 @@ class RoutingHook:
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True)
             return SeriesFacts.from_header(header, instances=len(rows), calling_ae=rows[0][1])
-        except (OSError, InvalidDicomError, ValueError) as exc:
-            log.error("cannot read the header of a completed series: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - one unreadable header must not stall the sweep
+            # The type only: pydicom's messages may quote element values (patient data).
+            log.error(
+                "cannot read the header of a completed series (%s)",
+                type(exc).__name__,
+                extra={"series_uid": series_uid},
+            )
             return None
 
     def _plan(

@@ -109,6 +109,7 @@ class StorageSCP:
         self._server: GuardedServer | None = None
         self._in_handler: set[str] = set()
         self._admitted: set[Association] = set()
+        self._accepted: set[Association] = set()  # until reap_spool saw them end
         self._admission = threading.Lock()
         self.ae = self._make_ae()
 
@@ -231,6 +232,8 @@ class StorageSCP:
             event.assoc.abort()
 
     def _on_accepted(self, event: Any) -> None:
+        with self._admission:
+            self._accepted.add(event.assoc)
         self.observer.association(accepted=True)
         self._audit(AuditKind.ASSOCIATION_ACCEPTED, self._peer(event))
 
@@ -246,7 +249,14 @@ class StorageSCP:
         a dropped connection mid-transfer, or a command it fails to decode (which kills the
         association's DUL thread), leaves the file behind. Files still being written belong
         to a live association's message decoder; files being stored are in ``_in_handler``.
+        A dead association's spool file is closed first: removing a file that is still open
+        frees no space (seen: one ENOSPC mid-transfer kept a full disk full until restart).
         """
+        with self._admission:
+            ended = {a for a in self._accepted if not a.is_alive()}
+            self._accepted -= ended
+        for assoc in ended:
+            _close_spool(assoc)
         owned = set(self._in_handler)
         for assoc in self.ae.active_associations:
             message = getattr(getattr(assoc, "dimse", None), "message", None)
@@ -317,3 +327,14 @@ class StorageSCP:
             },
         )
         return 0x0000
+
+
+def _close_spool(assoc: Association) -> None:
+    """Close the spool file an ended association may have left open (its DUL died mid-write)."""
+    message = getattr(getattr(assoc, "dimse", None), "message", None)
+    spool = getattr(message, "_data_set_file", None)
+    if spool is not None and not spool.closed:
+        try:
+            spool.close()
+        except OSError:  # flushing buffered bytes onto a full disk
+            log.debug("closing an abandoned spool file failed", exc_info=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,34 @@ def test_store_fills_every_success_is_kept_the_rest_get_a700_then_resumes(node_f
     statuses = _send(node.port, refused[:20])
     assert statuses == [0] * 20
     assert node.query("select count(*) from instances") == [(len(ok) + 20,)]
+
+
+def test_dataset_larger_than_the_free_space_fails_in_the_spool_and_nothing_is_kept(
+    node_factory, tmpfs
+):
+    """ENOSPC while pynetdicom spools the dataset: the sender never sees Success, no partial file
+    stays (the spool reaper removes the half-written file), and storing goes on afterwards."""
+    node = node_factory(storage={"path": str(tmpfs / "store"), "min_free": "1MB"}).start()
+    big = dicomgen.SeriesSpec(
+        dicomgen.uid("huge", "study"), dicomgen.uid("huge", "series"), 1, rows=2600, columns=2600
+    )
+    (dataset,) = dicomgen.series(big)  # 13.5 MB of pixels on a 12 MB filesystem
+    ae = AE(ae_title="HUGE")
+    ae.add_requested_context(CTImageStorage)
+    ae.dimse_timeout = ae.network_timeout = 30
+    assoc = ae.associate("127.0.0.1", node.port, ae_title="DICOMNODE")
+    assert assoc.is_established
+    response = assoc.send_c_store(dataset)
+    status = int(response.Status) if "Status" in response else None
+    assert status != 0x0000
+    if assoc.is_established:
+        assoc.release()
+    assert node.query("select count(*) from instances") == [(0,)]
+    incoming = Path(tmpfs / "store" / ".incoming")
+    deadline = time.monotonic() + 20
+    while list(incoming.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert list(incoming.iterdir()) == []
+    small = dicomgen.study("after-enospc", [3])[0]
+    assert _send(node.port, list(dicomgen.series(small))) == [0, 0, 0]
+    assert node.proc is not None and node.proc.poll() is None
