@@ -43,7 +43,7 @@ def test_a_full_example_parses():
         (
             {"destinations": {"pacs": {**PACS, "aet": "x"}}},
             "destinations.pacs.aet",
-            "unknown key (allowed: ae_title, calling_ae_title, host, port)",
+            "unknown key (allowed: ae_title, calling_ae_title, host, port, tls)",
         ),
         ({"destinations": {"web": {"url": "ftp://x"}}}, "destinations.web.url", "https?"),
         (
