@@ -61,10 +61,10 @@ from tests.support.nodeproc import (  # noqa: E402
     STORESCU,
     NodeProcess,
     TlsArgs,
-    answers,
     echo,
     free_port,
     storescu,
+    wait_answering,
 )
 
 MB = 2**20
@@ -119,19 +119,11 @@ class PeerProcess:
         cmd = [sys.executable, __file__, "--serve-peer", str(self.port)]
         if self.tls_dir is not None:
             cmd += ["--tls", str(self.tls_dir)]
-        log = open(self.root / "peer.log", "ab")  # noqa: SIM115 - kept open for the child
+        log_path = self.root / "peer.log"
+        log = open(log_path, "ab")  # noqa: SIM115 - kept open for the child
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"peer exited with {self.proc.returncode}")
-            try:
-                if answers(self.port, self.tls):
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError("the peer did not answer")
+        wait_answering(self.proc, self.port, self.tls, timeout, log_path)
+        return self
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -46,6 +46,23 @@ def answers(port: int, tls: TlsArgs | None = None) -> bool:
     return bool(assoc.is_rejected)
 
 
+def wait_answering(
+    proc: subprocess.Popen[bytes], port: int, tls: TlsArgs | None, timeout: float, log: Path
+) -> None:
+    """Wait until the SCP ``proc`` answers on ``port``; its ``log`` tail in the error if not."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            if answers(port, tls):
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"did not answer: {log.read_text()[-2000:]}")
+
+
 def echo(
     port: int, *, ae_title: str = "TESTSCU", timeout: float = 5, tls: TlsArgs | None = None
 ) -> bool:
@@ -119,17 +136,8 @@ class NodeProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"node exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                if answers(self.port, self.tls):
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"node did not answer: {self.log_path.read_text()[-2000:]}")
+        wait_answering(self.proc, self.port, self.tls, timeout, self.log_path)
+        return self
 
     def stop(self) -> None:
         """SIGTERM and wait."""
