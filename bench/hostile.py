@@ -47,7 +47,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import trustme
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
 
@@ -66,6 +65,7 @@ from tests.support.nodeproc import (  # noqa: E402
     storescu,
     wait_answering,
 )
+from tests.support.pki import make_pki  # noqa: E402
 
 MB = 2**20
 MAX_PDU = 16384
@@ -416,26 +416,6 @@ def section_flood(node: Receiver, peer: Receiver, work: Path, summary: Summary) 
 # -- 3. TLS handshake starvation ------------------------------------------------------------
 
 
-def make_pki(directory: Path) -> Path:
-    """A trustme CA, the server's certificate and a client's; returns the client PEM."""
-    directory.mkdir(parents=True, exist_ok=True)
-    ca = trustme.CA()
-    server = ca.issue_cert("localhost", "127.0.0.1")
-    client = ca.issue_cert("modality.example.org")
-    ca.cert_pem.write_to_path(str(directory / "ca.pem"))
-    server.private_key_pem.write_to_path(str(directory / "server.key"))
-    for i, blob in enumerate(server.cert_chain_pems):
-        blob.write_to_path(str(directory / "server.pem"), append=i > 0)
-    client.private_key_and_cert_chain_pem.write_to_path(str(directory / "client.pem"))
-    return directory / "client.pem"
-
-
-def client_tls(pki: Path) -> TlsArgs:
-    context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
-    context.load_cert_chain(str(pki / "client.pem"))
-    return context, "localhost"
-
-
 def tls_store(rx: Receiver, name: str) -> float | None:
     """Store a small series over TLS; seconds, or None unless every instance got Success."""
     assert rx.tls is not None
@@ -567,16 +547,11 @@ def run(work: Path, summary: Summary) -> None:
     finally:
         node_proc.stop()
         peer_proc.stop()
-    pki = work / "pki"
-    make_pki(pki)
-    tls_files = {
-        "certificate": str(pki / "server.pem"),
-        "private_key": str(pki / "server.key"),
-        "ca": str(pki / "ca.pem"),
-    }
-    node_proc = node_process(work / "node-tls", tls_files)
-    node_proc.tls = client_tls(pki)
-    peer_proc = PeerProcess(work / "peer-tls", tls_dir=pki, tls=client_tls(pki))
+    pki = make_pki(work / "pki")
+    client: TlsArgs = (pki.client_context(cert=pki.client_pem), "localhost")
+    node_proc = node_process(work / "node-tls", pki.server_config())
+    node_proc.tls = client
+    peer_proc = PeerProcess(work / "peer-tls", tls_dir=pki.ca_file.parent, tls=client)
     try:
         node_proc.start()
         peer_proc.start()

@@ -131,8 +131,8 @@ class TlsConfig(_Section):
     issued by ``ca``.
     """
 
-    certificate: Path = Field(description="the node's certificate chain (PEM)")
-    private_key: Path = Field(description="the node's private key (PEM, unencrypted)")
+    cert: Path = Field(description="the node's certificate chain (PEM)")
+    key: Path = Field(description="the node's private key (PEM, unencrypted)")
     ca: Path = Field(description="CA certificate(s) (PEM) that client certificates must chain to")
 
 
@@ -269,17 +269,17 @@ class ExportConfig(_Section):
 
 class ClientTlsConfig(_Section):
     """DICOM TLS towards a destination: TLS 1.2+, the peer's certificate checked against ``ca``
-    and its host name; ``certificate``/``private_key`` for peers that require client
+    and its host name; ``cert``/``key`` for peers that require client
     certificates."""
 
     ca: Path = Field(description="CA certificate(s) (PEM) the peer's certificate chains to")
-    certificate: Path | None = Field(None, description="our certificate chain (PEM)")
-    private_key: Path | None = Field(None, description="our private key (PEM, unencrypted)")
+    cert: Path | None = Field(None, description="our certificate chain (PEM)")
+    key: Path | None = Field(None, description="our private key (PEM, unencrypted)")
 
     @model_validator(mode="after")
     def _pair(self) -> ClientTlsConfig:
-        if (self.certificate is None) != (self.private_key is None):
-            raise ValueError("certificate and private_key go together")
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key go together")
         return self
 
 

@@ -24,11 +24,11 @@ def server_context(tls: TlsConfig) -> ssl.SSLContext:
     context.verify_mode = ssl.CERT_REQUIRED
     context.options |= ssl.OP_NO_COMPRESSION
     try:
-        context.load_cert_chain(tls.certificate, tls.private_key)
+        context.load_cert_chain(tls.cert, tls.key)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(
-            f"cannot load certificate {tls.certificate} with key {tls.private_key}: {_reason(exc)}",
-            key="node.tls.certificate",
+            f"cannot load cert {tls.cert} with key {tls.key}: {_reason(exc)}",
+            key="node.tls.cert",
         ) from None
     try:
         context.load_verify_locations(cafile=tls.ca)
@@ -51,14 +51,14 @@ def client_context(tls: ClientTlsConfig) -> ssl.SSLContext:
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"cannot load CA {tls.ca}: {_reason(exc)}", key="tls.ca") from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if tls.certificate is not None:
+    if tls.cert is not None:
         try:
-            context.load_cert_chain(tls.certificate, tls.private_key)
+            context.load_cert_chain(tls.cert, tls.key)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(
-                f"cannot load certificate {tls.certificate} with key {tls.private_key}: "
+                f"cannot load cert {tls.cert} with key {tls.key}: "
                 f"{_reason(exc)}",
-                key="tls.certificate",
+                key="tls.cert",
             ) from None
     return context
 

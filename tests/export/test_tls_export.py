@@ -29,7 +29,7 @@ def _destination(peer: NodeProcess, tls: ClientTlsConfig | None) -> DicomDestina
 
 def test_results_go_to_a_tls_peer_with_our_certificate(tls_peer, tmp_path):
     peer, pki = tls_peer
-    tls = ClientTlsConfig(ca=pki.ca_file, certificate=pki.client_chain, private_key=pki.client_key)
+    tls = ClientTlsConfig(ca=pki.ca_file, cert=pki.client_chain, key=pki.client_key)
     files = dicomgen.write_series(dicomgen.study("tlsout", [3])[0], tmp_path / "out")
     attempts = DicomSender(_destination(peer, tls), "EXPORTER", timeout=10).send(files)
     assert [(a.verdict, a.status) for a in attempts] == [(Verdict.DELIVERED, 0)] * 3
@@ -43,7 +43,7 @@ def test_without_certificate_or_with_another_ca_nothing_is_sent(tls_peer, tmp_pa
     no_cert = ClientTlsConfig(ca=pki.ca_file)
     other_ca = make_pki(tmp_path / "other")
     wrong_ca = ClientTlsConfig(
-        ca=other_ca.ca_file, certificate=pki.client_chain, private_key=pki.client_key
+        ca=other_ca.ca_file, cert=pki.client_chain, key=pki.client_key
     )
     plain = None
     for tls in (no_cert, wrong_ca, plain):
@@ -67,13 +67,13 @@ def test_a_missing_ca_file_is_a_retry_with_a_one_line_reason(tmp_path):
 def test_relative_tls_paths_are_relative_to_the_config_file(tmp_path):
     config = parse_config(
         {
-            "node": {"tls": {"certificate": "n.pem", "private_key": "n.key", "ca": "ca.pem"}},
+            "node": {"tls": {"cert": "n.pem", "key": "n.key", "ca": "ca.pem"}},
             "destinations": {
                 "pacs": {
                     "ae_title": "PACS",
                     "host": "pacs.example",
                     "port": 104,
-                    "tls": {"ca": "pacs-ca.pem", "certificate": "c.pem", "private_key": "c.key"},
+                    "tls": {"ca": "pacs-ca.pem", "cert": "c.pem", "key": "c.key"},
                 }
             },
         },
@@ -82,4 +82,4 @@ def test_relative_tls_paths_are_relative_to_the_config_file(tmp_path):
     assert config.node.tls is not None and config.node.tls.ca == tmp_path / "ca.pem"
     pacs = config.destinations["pacs"]
     assert isinstance(pacs, DicomDestination) and pacs.tls is not None
-    assert (pacs.tls.ca, pacs.tls.private_key) == (tmp_path / "pacs-ca.pem", tmp_path / "c.key")
+    assert (pacs.tls.ca, pacs.tls.key) == (tmp_path / "pacs-ca.pem", tmp_path / "c.key")

@@ -78,7 +78,7 @@ def test_mutually_authenticated_peers_store(node_factory, pki, tmp_path):
     assert (result.stdout + result.stderr).count("Received Store Response (Success)") == 4
     assert node.query("select count(*) from instances") == [(7,)]
     assert _alerts(node, 0) == []
-    assert "ok    tls: certificate" in node.cli("check").stdout
+    assert "ok    tls: cert" in node.cli("check").stdout
 
 
 def test_missing_or_untrusted_client_certificate_is_refused(node_factory, pki):
@@ -137,8 +137,8 @@ def test_unreadable_certificate_is_a_one_line_error(tmp_path, pki):
         {
             "node": {
                 "tls": {
-                    "certificate": str(tmp_path / "missing.pem"),
-                    "private_key": str(pki.server_key),
+                    "cert": str(tmp_path / "missing.pem"),
+                    "key": str(pki.server_key),
                     "ca": str(pki.ca_file),
                 }
             }
@@ -146,7 +146,7 @@ def test_unreadable_certificate_is_a_one_line_error(tmp_path, pki):
     )
     with pytest.raises(RuntimeError) as failed:
         node.start(timeout=20)
-    assert "node.tls.certificate" in str(failed.value)
+    assert "node.tls.cert" in str(failed.value)
     assert "missing.pem" in str(failed.value)
     assert "Traceback" not in node.log_text()
     checked = node.cli("check")

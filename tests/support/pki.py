@@ -33,8 +33,8 @@ class Pki:
     def server_config(self) -> dict[str, str]:
         """The node's ``node.tls`` section for this PKI."""
         return {
-            "certificate": str(self.server_chain),
-            "private_key": str(self.server_key),
+            "cert": str(self.server_chain),
+            "key": str(self.server_key),
             "ca": str(self.ca_file),
         }
 
