@@ -16,11 +16,13 @@ Security events (a failed TLS handshake, an oversized PDU) go to the ``on_alert`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import socket
 import ssl
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -30,9 +32,19 @@ from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
-__all__ = ["MAX_CONTROL_PDU", "AlertCallback", "GuardedServer", "PduGuard", "start_guarded_server"]
+__all__ = [
+    "MAX_CONTROL_PDU",
+    "MAX_WAITING",
+    "AlertCallback",
+    "GuardedServer",
+    "PduGuard",
+    "start_guarded_server",
+]
 
 log = logging.getLogger(__name__)
+
+#: Connections that may wait for their first bytes (or TLS handshake) at once.
+MAX_WAITING = 512
 
 #: Longest PDU other than P-DATA-TF accepted (an A-ASSOCIATE-RQ proposing 128 contexts with a
 #: dozen transfer syntaxes each is about 40 KB).
@@ -116,7 +128,11 @@ class _GuardedRequestHandler(RequestHandler):
 
     def handle(self) -> None:
         sock = self.request
-        if self._handshake(sock) and self._first_bytes(sock):
+        try:
+            ready = self._handshake(sock) and self._first_bytes(sock)
+        finally:
+            self.server.done_waiting(sock)
+        if ready:
             super().handle()
         else:
             self.server.shutdown_request(sock)
@@ -165,7 +181,13 @@ class _GuardedRequestHandler(RequestHandler):
                 "no association request in time; connection closed",
                 extra={"peer": f"?@{self.client_address[0]}"},
             )
-        return bool(ready)
+            return False
+        # Readable may mean closed (or shut down to make room): no association for that. The
+        # plain socket's peek, so that TLS records count as bytes too.
+        try:
+            return bool(socket.socket.recv(sock, 1, socket.MSG_PEEK))
+        except OSError:
+            return False
 
 
 class GuardedServer(ThreadedAssociationServer):
@@ -179,6 +201,10 @@ class GuardedServer(ThreadedAssociationServer):
         Seconds a new connection has to finish TLS and send its first bytes.
     on_alert : AlertCallback
         Told about security events.
+    max_waiting : int
+        Connections that may wait for their first bytes at once; beyond it the one waiting
+        longest is closed. This bounds the threads a flood costs while a real sender, whose
+        request follows its connection within milliseconds, still gets through.
     """
 
     # socketserver listens with a backlog of 5: a burst of connections fills it and the
@@ -199,9 +225,13 @@ class GuardedServer(ThreadedAssociationServer):
         *,
         handshake_timeout: float,
         on_alert: AlertCallback,
+        max_waiting: int = MAX_WAITING,
     ):
         self.handshake_timeout = handshake_timeout
         self.on_alert = on_alert
+        self.max_waiting = max_waiting
+        self._waiting: OrderedDict[socket.socket, None] = OrderedDict()
+        self._waiting_lock = threading.Lock()
         super().__init__(
             ae,
             address,
@@ -220,7 +250,29 @@ class GuardedServer(ThreadedAssociationServer):
             client = self.ssl_context.wrap_socket(
                 client, server_side=True, do_handshake_on_connect=False
             )
+        self._wait(client)
         return client, address
+
+    def _wait(self, sock: socket.socket) -> None:
+        """Count ``sock`` as waiting; close the longest-waiting one beyond ``max_waiting``."""
+        with self._waiting_lock:
+            self._waiting[sock] = None
+            evicted = (
+                self._waiting.popitem(last=False)[0]
+                if len(self._waiting) > self.max_waiting
+                else None
+            )
+        if evicted is not None:
+            log.info("too many connections waiting; closed the oldest")
+            # The plain socket's shutdown (an SSLSocket's would drop its TLS object under the
+            # handshake running in the connection's thread): that thread wakes and closes it.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(evicted, socket.SHUT_RDWR)
+
+    def done_waiting(self, sock: socket.socket) -> None:
+        """``sock`` sent its first bytes, failed, or was closed."""
+        with self._waiting_lock:
+            self._waiting.pop(sock, None)
 
 
 def start_guarded_server(

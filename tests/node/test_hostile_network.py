@@ -8,8 +8,9 @@ import subprocess
 import time
 
 from pynetdicom import AE
-from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
+from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
 
+from dicomnode.net.server import start_guarded_server
 from tests.support import dicomgen
 from tests.support.hostile import (
     is_open,
@@ -133,3 +134,30 @@ def test_association_limit_counts_admitted_associations_only(node_factory):
     assert fourth.is_established
     fourth.release()
     held[1].release()
+
+
+def test_beyond_the_waiting_cap_the_longest_waiting_connections_are_closed():
+    """In process, with a cap of 20: a flood costs at most 20 waiting threads, newest kept."""
+    ae = AE(ae_title="DICOMNODE")
+    ae.add_supported_context(Verification)
+    server = start_guarded_server(
+        ae,
+        ("127.0.0.1", 0),
+        evt_handlers=[],
+        ssl_context=None,
+        handshake_timeout=60,
+        on_alert=lambda peer, detail: None,
+    )
+    server.max_waiting = 20
+    port = int(server.server_address[1])
+    idle = open_idle(port, 50)
+    try:
+        deadline = time.monotonic() + 10
+        while sum(not is_open(s) for s in idle) < 30 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [is_open(s) for s in idle] == [False] * 30 + [True] * 20
+        assert echo(port)  # a real peer still gets through; it evicts one more idle socket
+    finally:
+        for sock in idle:
+            sock.close()
+        ae.shutdown()
