@@ -272,9 +272,7 @@ def _check(config: Config, source: str) -> int:
 
         try:
             server_context(config.node.tls)
-            report(
-                True, "tls", f"cert {config.node.tls.cert}, CA {config.node.tls.ca}"
-            )
+            report(True, "tls", f"cert {config.node.tls.cert}, CA {config.node.tls.ca}")
         except ConfigError as exc:
             report(False, "tls", str(exc))
     try:

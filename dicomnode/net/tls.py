@@ -56,8 +56,7 @@ def client_context(tls: ClientTlsConfig) -> ssl.SSLContext:
             context.load_cert_chain(tls.cert, tls.key)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(
-                f"cannot load cert {tls.cert} with key {tls.key}: "
-                f"{_reason(exc)}",
+                f"cannot load cert {tls.cert} with key {tls.key}: {_reason(exc)}",
                 key="tls.cert",
             ) from None
     return context

@@ -42,9 +42,7 @@ def test_without_certificate_or_with_another_ca_nothing_is_sent(tls_peer, tmp_pa
     files = dicomgen.write_series(dicomgen.study("tlsno", [2])[0], tmp_path / "out")
     no_cert = ClientTlsConfig(ca=pki.ca_file)
     other_ca = make_pki(tmp_path / "other")
-    wrong_ca = ClientTlsConfig(
-        ca=other_ca.ca_file, cert=pki.client_chain, key=pki.client_key
-    )
+    wrong_ca = ClientTlsConfig(ca=other_ca.ca_file, cert=pki.client_chain, key=pki.client_key)
     plain = None
     for tls in (no_cert, wrong_ca, plain):
         attempts = DicomSender(_destination(peer, tls), "EXPORTER", timeout=10).send(files)
