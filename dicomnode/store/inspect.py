@@ -43,7 +43,6 @@ class ReceivedHeader:
     modality: str | None
     series_number: int | None
     series_description: str | None
-    dataset: Dataset
 
 
 def read_header(path: Path) -> ReceivedHeader:
@@ -74,7 +73,6 @@ def read_header(path: Path) -> ReceivedHeader:
                 modality=_text(ds, "Modality"),
                 series_number=_int(ds, "SeriesNumber"),
                 series_description=(_text(ds, "SeriesDescription") or None),
-                dataset=ds,
             )
     except StoreRejected:
         raise
