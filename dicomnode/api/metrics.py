@@ -7,13 +7,16 @@ names: never UIDs or patient data.
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from dicomnode.jobs.models import Delivery, DeliveryState, Job, JobState
 from dicomnode.net.scp import ScpObserver
@@ -28,7 +31,7 @@ log = logging.getLogger(__name__)
 class NodeMetrics(ScpObserver):
     """The node's metrics registry; also the SCP's observer."""
 
-    def __init__(self, db: Database | None = None):
+    def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.instances = Counter(
             "dicomnode_instances_received",
@@ -60,8 +63,6 @@ class NodeMetrics(ScpObserver):
             self.instances.labels(outcome)
         for result in ("accepted", "rejected"):
             self.associations.labels(result)
-        if db is not None:
-            self.registry.register(StateCollector(db))
 
     def association(self, *, accepted: bool) -> None:
         self.associations.labels("accepted" if accepted else "rejected").inc()
@@ -85,11 +86,6 @@ class StateCollector(Collector):
         self.db = db
 
     def collect(self) -> Iterator[GaugeMetricFamily | SummaryMetricFamily]:
-        series = GaugeMetricFamily("dicomnode_series", "Series by state", labels=["state"])
-        jobs = GaugeMetricFamily("dicomnode_jobs", "Jobs by state", labels=["state"])
-        deliveries = GaugeMetricFamily(
-            "dicomnode_deliveries", "Result deliveries by state", labels=["state"]
-        )
         durations = SummaryMetricFamily(
             "dicomnode_pipeline_seconds",
             "Run time of succeeded jobs (claim to finish), by pipeline",
@@ -97,18 +93,8 @@ class StateCollector(Collector):
         )
         try:
             with self.db.session() as session:
-                by_series = dict(
-                    session.execute(
-                        select(Series.state, func.count(Series.id)).group_by(Series.state)
-                    ).all()
-                )
-                by_job = dict(
-                    session.execute(select(Job.state, func.count(Job.id)).group_by(Job.state)).all()
-                )
-                by_delivery = dict(
-                    session.execute(
-                        select(Delivery.state, func.count(Delivery.id)).group_by(Delivery.state)
-                    ).all()
+                series, jobs, deliveries = (
+                    _by_state(session, model) for model in (Series, Job, Delivery)
                 )
                 finished = session.execute(
                     select(Job.pipeline, Job.started_at, Job.finished_at).where(
@@ -120,12 +106,6 @@ class StateCollector(Collector):
         except Exception:  # a scrape must not fail the node; the gap shows in Prometheus
             log.exception("metrics: cannot read the database")
             return
-        for state in CompletionState:
-            series.add_metric([state.value], by_series.get(state, 0))
-        for jstate in JobState:
-            jobs.add_metric([jstate.value], by_job.get(jstate, 0))
-        for dstate in DeliveryState:
-            deliveries.add_metric([dstate.value], by_delivery.get(dstate, 0))
         totals: dict[str, tuple[int, float]] = {}
         for pipeline, started, ended in finished:
             if started is None or ended is None:
@@ -134,4 +114,25 @@ class StateCollector(Collector):
             totals[pipeline] = (count + 1, total + (ended - started).total_seconds())
         for pipeline, (count, total) in sorted(totals.items()):
             durations.add_metric([pipeline], count_value=count, sum_value=total)
-        yield from (series, jobs, deliveries, durations)
+        yield _gauge("dicomnode_series", "Series by state", CompletionState, series)
+        yield _gauge("dicomnode_jobs", "Jobs by state", JobState, jobs)
+        yield _gauge(
+            "dicomnode_deliveries", "Result deliveries by state", DeliveryState, deliveries
+        )
+        yield durations
+
+
+def _by_state(session: Session, model: type[Series] | type[Job] | type[Delivery]) -> dict[Any, int]:
+    """Rows of ``model`` counted by their ``state`` column."""
+    rows = session.execute(select(model.state, func.count(model.id)).group_by(model.state))
+    return {state: count for state, count in rows}
+
+
+def _gauge(
+    name: str, doc: str, states: type[enum.Enum], counts: dict[Any, int]
+) -> GaugeMetricFamily:
+    """A gauge with one sample per member of ``states`` (0 where ``counts`` has none)."""
+    gauge = GaugeMetricFamily(name, doc, labels=["state"])
+    for state in states:
+        gauge.add_metric([state.value], counts.get(state, 0))
+    return gauge
