@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from pydicom.dataset import Dataset
 
 from dicomnode.pipeline import (
     InputRefused,
@@ -16,7 +17,6 @@ from dicomnode.pipeline import (
     RunContext,
     SeriesInput,
 )
-from dicomnode.pipeline.bundle import Bundle
 from dicomnode.results import FindingKind, Findings, Mask, RegionFinding, VolumeGeometry
 from pipelines.brain_lesion.model import build_inferer, input_roles, lesion_channel, prepare
 from pipelines.common.base import BundlePipeline, inference_mode
@@ -80,12 +80,10 @@ class BrainLesionPipeline(BundlePipeline):
             f"missing inputs: role(s) {', '.join(missing)} (the bundle needs {', '.join(roles)})"
         )
 
-    def check(self, inputs: PipelineInputs) -> None:
-        """Refuse non-MR input, missing sequences, too few slices, oversized series."""
+    def _check_headers(self, per_series: Sequence[Sequence[Dataset]]) -> None:
         minimum = int(self.options.get("min_slices", 8))
-        total = []
-        for series in self.select(inputs):
-            headers = read_headers(series.files)
+        total: list[Dataset] = []
+        for headers in per_series:
             require_modality(headers, "MR")
             slices = sum(int(ds.get("NumberOfFrames", 1) or 1) for ds in headers)
             if slices < minimum:
@@ -93,15 +91,17 @@ class BrainLesionPipeline(BundlePipeline):
             total.extend(headers)
         check_decode_budget(total, self.decode_budget, max_ratio=self.max_compression_ratio)
 
+    def check(self, inputs: PipelineInputs) -> None:
+        """Refuse non-MR input, missing sequences, too few slices, oversized series."""
+        self._check_headers([read_headers(series.files) for series in self.select(inputs)])
+
     def run(self, inputs: PipelineInputs, ctx: RunContext) -> PipelineResult:
         """Segment lesions; findings are one mask plus one region per connected lesion."""
-        self.check(inputs)
         options: Mapping[str, Any] = ctx.options or {}
-        volumes = []
-        for series in self.select(inputs):
-            datasets = read_datasets(series.files)
-            check_decode_budget(datasets, self.decode_budget, max_ratio=self.max_compression_ratio)
-            volumes.append(volume_from_datasets(datasets))
+        per_series = [read_datasets(series.files) for series in self.select(inputs)]
+        self._check_headers(per_series)  # before decoding; the runner's check() read only headers
+        volumes = [volume_from_datasets(datasets) for datasets in per_series]
+        del per_series
         network = self.model(ctx.device)
         bundle = self.bundle(ctx.device)
         image, grid = prepare(volumes, bundle, ctx.device)
@@ -120,10 +120,6 @@ class BrainLesionPipeline(BundlePipeline):
             masks=(Mask(FindingKind.BRAIN_LESION, mask, volumes[-1].geometry, "brain lesion"),),
         )
         return PipelineResult(findings=findings, model_sha256=self.model_sha256)
-
-    def build_model(self, bundle: Bundle, device: str) -> Any:
-        """The segmentation network with weights."""
-        return bundle.load_network(device)
 
 
 def _lesions(

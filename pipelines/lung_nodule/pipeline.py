@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from pydicom.dataset import Dataset
 
 from dicomnode.pipeline import (
     InputRefused,
@@ -52,11 +54,13 @@ class LungNodulePipeline(BundlePipeline):
     level: ClassVar[PipelineLevel] = PipelineLevel.SERIES
     bundle_name: ClassVar[str] = "lung_nodule_ct_detection"
 
-    def check(self, inputs: PipelineInputs) -> None:
-        """Refuse non-CT input, too few slices, several series, or an oversized series."""
+    @staticmethod
+    def _files(inputs: PipelineInputs) -> tuple[Path, ...]:
         if len(inputs.series) != 1:
             raise InputRefused(f"expects 1 CT series, got {len(inputs.series)}")
-        headers = read_headers(inputs.series[0].files)
+        return inputs.series[0].files
+
+    def _check_headers(self, headers: Sequence[Dataset]) -> None:
         require_modality(headers, "CT")
         slices = sum(int(ds.get("NumberOfFrames", 1) or 1) for ds in headers)
         minimum = int(self.options.get("min_slices", 16))
@@ -64,16 +68,19 @@ class LungNodulePipeline(BundlePipeline):
             raise InputRefused(f"too few slices: {slices} (at least {minimum} needed)")
         check_decode_budget(headers, self.decode_budget, max_ratio=self.max_compression_ratio)
 
+    def check(self, inputs: PipelineInputs) -> None:
+        """Refuse non-CT input, too few slices, several series, or an oversized series."""
+        self._check_headers(read_headers(self._files(inputs)))
+
     def build_model(self, bundle: Bundle, device: str) -> Any:
         """The RetinaNetDetector (network with weights, anchors, box selector, inferer)."""
         return build_detector(bundle, device, patch_size=self.options.get("patch_size"))
 
     def run(self, inputs: PipelineInputs, ctx: RunContext) -> PipelineResult:
         """Detect nodules; findings are spheres in patient coordinates plus one mask."""
-        self.check(inputs)
         options: Mapping[str, Any] = ctx.options or {}
-        datasets = read_datasets(inputs.series[0].files)
-        check_decode_budget(datasets, self.decode_budget, max_ratio=self.max_compression_ratio)
+        datasets = read_datasets(self._files(inputs))
+        self._check_headers(datasets)  # before decoding; the runner's check() read only headers
         volume = volume_from_datasets(datasets)
         del datasets
         detector = self.model(ctx.device)
