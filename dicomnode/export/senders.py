@@ -130,8 +130,9 @@ class StowSender:
 
 
 def _with_timeout(request, timeout):  # type: ignore[no-untyped-def]
+    # dicomweb-client 0.61 passes its own timeout (20 s) on every request: ours must win
     def call(*args, **kwargs):  # type: ignore[no-untyped-def]
-        kwargs.setdefault("timeout", timeout)
+        kwargs["timeout"] = timeout
         return request(*args, **kwargs)
 
     return call

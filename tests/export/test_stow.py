@@ -9,12 +9,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from sqlalchemy import select
 
-from dicomnode.export import deliver_once
+from dicomnode.config.schema import StowDestination
+from dicomnode.export import StowSender, Verdict, deliver_once
 from dicomnode.jobs import Delivery, DeliveryState, Worker
 from dicomnode.store.db import open_database
 from dicomnode.store.ingest import Store
 from tests.jobs.gen import specs, write_series
 from tests.jobs.helpers import complete_all, config, ingest
+from tests.support import dicomgen
 
 
 class StowServer:
@@ -22,6 +24,7 @@ class StowServer:
 
     def __init__(self, status: int = 200):
         self.status = status
+        self.delay = 0.0
         self.parts = 0
         self.paths: list[str] = []
         outer = self
@@ -29,6 +32,7 @@ class StowServer:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server API
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                time.sleep(outer.delay)
                 outer.paths.append(self.path)
                 if outer.status == 200:
                     outer.parts += body.count(b"Content-Type: application/dicom")
@@ -89,6 +93,16 @@ def test_stow_rs_delivers_and_a_client_error_is_dead(tmp_path, stow):
     assert states == [DeliveryState.DELIVERED] * 3 + [DeliveryState.DEAD] * 3
     assert statuses == {200, 400}
     db.dispose()
+
+
+def test_export_timeout_bounds_a_stow_request(tmp_path, stow):
+    stow.delay = 5.0
+    files = dicomgen.write_series(dicomgen.study("slowstow", [1])[0], tmp_path / "out")
+    destination = StowDestination(url=f"http://127.0.0.1:{stow.port}/dicom-web")
+    started = time.monotonic()
+    (attempt,) = StowSender(destination, timeout=0.5).send(files)
+    assert attempt.verdict is Verdict.RETRY and "Timeout" in attempt.detail, attempt
+    assert time.monotonic() - started < 4
 
 
 def _wait_deliveries(db, n: int, timeout: float = 30) -> None:
