@@ -74,8 +74,8 @@ def test_demo_without_orthanc_prints_the_table_and_leaves_readable_results(tmp_p
     assert _processes_under(Path(env["TMPDIR"])) == []
 
 
-@pytest.mark.skipif(not Path(ORTHANC).exists(), reason="Orthanc is not installed")
 def test_demo_with_orthanc_reads_the_results_back_from_orthanc(tmp_path):
+    assert Path(ORTHANC).exists(), "Orthanc is missing (scripts/setup.sh installs it)"
     out = tmp_path / "results"
     env = _demo_env(tmp_path)
     run = subprocess.run(

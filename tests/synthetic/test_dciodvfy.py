@@ -6,18 +6,16 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 from pydicom.dataset import Dataset
 
 from dicomnode.synthetic import BrainMR, ChestCT, Mammogram, mammography, write_study
 
 DCIODVFY = shutil.which("dciodvfy", path="/usr/bin") or shutil.which("dciodvfy")
-pytestmark = pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy (dicom3tools) not installed")
 
 
 def _errors(dataset: Dataset, folder: Path) -> list[str]:
     (path,) = write_study([dataset], folder)
-    assert DCIODVFY is not None
+    assert DCIODVFY is not None, "dciodvfy is missing (scripts/setup.sh installs dicom3tools)"
     result = subprocess.run(
         [DCIODVFY, str(path)], capture_output=True, text=True, timeout=60, check=False
     )
