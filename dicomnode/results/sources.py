@@ -11,7 +11,13 @@ from pydicom.pixels import pixel_array
 from dicomnode.results.errors import EncodingError
 from dicomnode.results.findings import Vector3, VolumeGeometry
 
-__all__ = ["check_sources", "display_slice", "geometry_from_datasets", "index_sources"]
+__all__ = [
+    "check_sources",
+    "display_slice",
+    "geometry_from_datasets",
+    "index_sources",
+    "laterality_of",
+]
 
 
 def check_sources(sources: Sequence[Dataset]) -> None:
@@ -29,6 +35,11 @@ def check_sources(sources: Sequence[Dataset]) -> None:
 def index_sources(sources: Sequence[Dataset]) -> dict[str, Dataset]:
     """Sources by SOP Instance UID."""
     return {str(ds.SOPInstanceUID): ds for ds in sources}
+
+
+def laterality_of(ds: Dataset) -> str:
+    """Image Laterality, else (series) Laterality, else ""."""
+    return str(ds.get("ImageLaterality", ds.get("Laterality", "")) or "")
 
 
 def _frame_plane(ds: Dataset, frame: int) -> tuple[Vector3, list[float], list[float]]:

@@ -22,6 +22,7 @@ from dicomnode.results.findings import (
     RegionShape,
     VolumeGeometry,
 )
+from dicomnode.results.sources import laterality_of
 
 __all__ = [
     "absent_group",
@@ -181,6 +182,7 @@ def mask_group(
         thickness = 1.0
     voxel_ml = geo.pixel_spacing[0] * geo.pixel_spacing[1] * thickness / 1000.0
     volume = float(mask.array.sum()) * voxel_ml
+    algorithm = sr_algorithm(ctx)
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=_tracking(ctx, f"{kc.title} mask", "mask", mask.kind.value),
         referenced_segment=hd.sr.ReferencedSegment(
@@ -193,18 +195,14 @@ def mask_group(
         ),
         finding_type=kc.type,
         finding_category=kc.category,
-        algorithm_id=sr_algorithm(ctx),
+        algorithm_id=algorithm,
         finding_sites=[hd.sr.FindingSite(kc.anatomy)],
         measurements=[
             hd.sr.Measurement(
-                dn_codes.VOLUME, volume, dn_codes.UNIT_MILLILITER, algorithm_id=sr_algorithm(ctx)
+                dn_codes.VOLUME, volume, dn_codes.UNIT_MILLILITER, algorithm_id=algorithm
             )
         ],
     )
-
-
-def _laterality_of(ds: Dataset) -> str:
-    return str(ds.get("ImageLaterality", ds.get("Laterality", "")) or "")
 
 
 def classification_group(
@@ -224,7 +222,7 @@ def classification_group(
         ds
         for ds in sources
         if (str(ds.SOPInstanceUID) in wanted)
-        or (not wanted and (side is None or _laterality_of(ds) == side.value))
+        or (not wanted and (side is None or laterality_of(ds) == side.value))
     ]
     algorithm = sr_algorithm(ctx)
     measurements = []

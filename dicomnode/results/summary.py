@@ -20,7 +20,12 @@ from dicomnode.results.common import MANUFACTURER, RESEARCH_LABEL, EncodingConte
 from dicomnode.results.errors import EncodingError
 from dicomnode.results.findings import Findings, RegionFinding, RegionShape, VolumeGeometry
 from dicomnode.results.seg import related_series
-from dicomnode.results.sources import display_slice, geometry_from_datasets, index_sources
+from dicomnode.results.sources import (
+    display_slice,
+    geometry_from_datasets,
+    index_sources,
+    laterality_of,
+)
 
 __all__ = ["encode_summary", "render_summary", "summary_lines"]
 
@@ -122,7 +127,7 @@ def _image_panels(sources: Sequence[Dataset]) -> list[_Panel]:
     """Planar images (e.g. the 4 mammography views), right before left, CC before MLO."""
 
     def key(ds: Dataset) -> tuple[str, str]:
-        side = str(ds.get("ImageLaterality", ds.get("Laterality", "")) or "")
+        side = laterality_of(ds)
         return (str(ds.get("ViewPosition", "")), "0" if side == "R" else side)
 
     ordered = sorted(sources, key=key)[:MAX_PANELS]
@@ -208,7 +213,7 @@ def _set_body_part(sc: Dataset, sources: Sequence[Dataset], findings: Findings) 
         parts = {KIND_CODES[kind].body_part for kind in findings.kinds}
     if len(parts) == 1:
         sc.BodyPartExamined = parts.pop()
-    sides = {str(ds.get("ImageLaterality", ds.get("Laterality", "")) or "") for ds in sources}
+    sides = {laterality_of(ds) for ds in sources}
     if sides == {"L"} or sides == {"R"}:
         sc.Laterality = sides.pop()
     elif sides - {""} or "BodyPartExamined" not in sc:
