@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
@@ -60,10 +62,10 @@ class DicomSender:
 
     def send(self, files: Sequence[Path]) -> list[Attempt]:
         """Send ``files`` over one association."""
-        try:
-            datasets = [pydicom.dcmread(path) for path in files]
-        except (OSError, pydicom.errors.InvalidDicomError) as exc:
-            return [Attempt(Verdict.DEAD, None, f"cannot read result file: {exc}")] * len(files)
+        items = _read(files)
+        datasets = [item for item in items if isinstance(item, Dataset)]
+        if not datasets:
+            return [item for item in items if isinstance(item, Attempt)]
         ae = AE(ae_title=self.calling_ae)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout
         ae.connection_timeout = self.timeout
@@ -73,15 +75,18 @@ class DicomSender:
         try:
             tls = _tls(dest)
         except ConfigError as exc:
-            return [Attempt(Verdict.RETRY, None, str(exc))] * len(files)
+            return _fill(items, Attempt(Verdict.RETRY, None, str(exc)))
         assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, tls_args=tls)
         if not assoc.is_established:
             why = "rejected" if assoc.is_rejected else "not established"
-            return [Attempt(Verdict.RETRY, None, f"association {why}")] * len(files)
+            return _fill(items, Attempt(Verdict.RETRY, None, f"association {why}"))
         _no_delay(assoc)
         attempts: list[Attempt] = []
         try:
-            for ds in datasets:
+            for ds in items:
+                if isinstance(ds, Attempt):  # unreadable
+                    attempts.append(ds)
+                    continue
                 if not assoc.is_established:
                     attempts.append(Attempt(Verdict.RETRY, None, "association ended"))
                     continue
@@ -112,10 +117,10 @@ class StowSender:
         import requests
         from dicomweb_client.api import DICOMwebClient
 
-        try:
-            datasets = [pydicom.dcmread(path) for path in files]
-        except (OSError, pydicom.errors.InvalidDicomError) as exc:
-            return [Attempt(Verdict.DEAD, None, f"cannot read result file: {exc}")] * len(files)
+        items = _read(files)
+        datasets = [item for item in items if isinstance(item, Dataset)]
+        if not datasets:
+            return [item for item in items if isinstance(item, Attempt)]
         client = DICOMwebClient(url=self.destination.url, headers=dict(self.destination.headers))
         client.set_http_retry_params(retry=False)  # the delivery table does the retrying
         client._session.request = _with_timeout(client._session.request, self.timeout)  # type: ignore[method-assign]
@@ -123,10 +128,11 @@ class StowSender:
             client.store_instances(datasets)
         except requests.HTTPError as exc:
             code = exc.response.status_code if exc.response is not None else None
-            return [Attempt(classify_http(code), code, f"HTTP {code}")] * len(files)
+            return _fill(items, Attempt(classify_http(code), code, f"HTTP {code}"))
         except (requests.RequestException, OSError) as exc:
-            return [Attempt(Verdict.RETRY, None, f"{type(exc).__name__}: {exc}"[:300])] * len(files)
-        return [Attempt(Verdict.DELIVERED, 200, "stored")] * len(files)
+            detail = f"{type(exc).__name__}: {exc}"[:300]
+            return _fill(items, Attempt(Verdict.RETRY, None, detail))
+        return _fill(items, Attempt(Verdict.DELIVERED, 200, "stored"))
 
 
 def _with_timeout(request, timeout):  # type: ignore[no-untyped-def]
@@ -136,6 +142,22 @@ def _with_timeout(request, timeout):  # type: ignore[no-untyped-def]
         return request(*args, **kwargs)
 
     return call
+
+
+def _read(files: Sequence[Path]) -> list[Dataset | Attempt]:
+    """Each result file, or the dead attempt of one that cannot be read (only its own)."""
+    items: list[Dataset | Attempt] = []
+    for path in files:
+        try:
+            items.append(pydicom.dcmread(path))
+        except (OSError, InvalidDicomError) as exc:
+            items.append(Attempt(Verdict.DEAD, None, f"cannot read result file: {exc}"))
+    return items
+
+
+def _fill(items: Sequence[Dataset | Attempt], outcome: Attempt) -> list[Attempt]:
+    """``outcome`` for every dataset of ``items``; the attempts among them are kept."""
+    return [item if isinstance(item, Attempt) else outcome for item in items]
 
 
 def sender_for(

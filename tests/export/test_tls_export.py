@@ -10,6 +10,7 @@ from dicomnode.config.loader import parse_config
 from dicomnode.config.schema import ClientTlsConfig, DicomDestination
 from dicomnode.export.senders import DicomSender, echo
 from dicomnode.export.status import Verdict
+from tests.export.peers import StatusSCP
 from tests.support import dicomgen
 from tests.support.nodeproc import NodeProcess
 from tests.support.pki import Pki, make_pki
@@ -81,3 +82,17 @@ def test_relative_tls_paths_are_relative_to_the_config_file(tmp_path):
     pacs = config.destinations["pacs"]
     assert isinstance(pacs, DicomDestination) and pacs.tls is not None
     assert (pacs.tls.ca, pacs.tls.key) == (tmp_path / "pacs-ca.pem", tmp_path / "c.key")
+
+
+def test_an_unreadable_result_file_fails_only_its_own_delivery(tmp_path):
+    scp = StatusSCP(0x0000).start()
+    try:
+        dest = DicomDestination(ae_title="PACS", host="127.0.0.1", port=scp.port)
+        files = dicomgen.write_series(dicomgen.study("onebad", [2])[0], tmp_path / "out")
+        missing = tmp_path / "out" / "gone.dcm"
+        attempts = DicomSender(dest, "EXPORTER", timeout=5).send([files[0], missing, files[1]])
+        assert [a.verdict for a in attempts] == [Verdict.DELIVERED, Verdict.DEAD, Verdict.DELIVERED]
+        assert "cannot read result file" in attempts[1].detail
+        assert len(scp.received) == 2
+    finally:
+        scp.stop()
