@@ -259,8 +259,7 @@ class StorageSCP:
             _close_spool(assoc)
         owned = set(self._in_handler)
         for assoc in self.ae.active_associations:
-            message = getattr(getattr(assoc, "dimse", None), "message", None)
-            spool = getattr(message, "_data_set_file", None)
+            spool = _spool_of(assoc)
             if spool is not None:
                 owned.add(Path(spool.name).name)
         removed = 0
@@ -329,10 +328,15 @@ class StorageSCP:
         return 0x0000
 
 
+def _spool_of(assoc: Association) -> Any:
+    """The file pynetdicom is spooling the association's current C-STORE dataset to, if any."""
+    message = getattr(getattr(assoc, "dimse", None), "message", None)
+    return getattr(message, "_data_set_file", None)
+
+
 def _close_spool(assoc: Association) -> None:
     """Close the spool file an ended association may have left open (its DUL died mid-write)."""
-    message = getattr(getattr(assoc, "dimse", None), "message", None)
-    spool = getattr(message, "_data_set_file", None)
+    spool = _spool_of(assoc)
     if spool is not None and not spool.closed:
         try:
             spool.close()
