@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 
 from dicomnode.config.schema import ClientTlsConfig, TlsConfig
 from dicomnode.errors import ConfigError
@@ -23,13 +24,7 @@ def server_context(tls: TlsConfig) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.verify_mode = ssl.CERT_REQUIRED
     context.options |= ssl.OP_NO_COMPRESSION
-    try:
-        context.load_cert_chain(tls.cert, tls.key)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(
-            f"cannot load cert {tls.cert} with key {tls.key}: {_reason(exc)}",
-            key="node.tls.cert",
-        ) from None
+    _load_cert_chain(context, tls.cert, tls.key, key="node.tls.cert")
     try:
         context.load_verify_locations(cafile=tls.ca)
     except (OSError, ssl.SSLError) as exc:
@@ -52,14 +47,20 @@ def client_context(tls: ClientTlsConfig) -> ssl.SSLContext:
         raise ConfigError(f"cannot load CA {tls.ca}: {_reason(exc)}", key="tls.ca") from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if tls.cert is not None:
-        try:
-            context.load_cert_chain(tls.cert, tls.key)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(
-                f"cannot load cert {tls.cert} with key {tls.key}: {_reason(exc)}",
-                key="tls.cert",
-            ) from None
+        _load_cert_chain(context, tls.cert, tls.key, key="tls.cert")
     return context
+
+
+def _load_cert_chain(
+    context: ssl.SSLContext, cert: Path, private_key: Path | None, *, key: str
+) -> None:
+    """Load our certificate chain; a ConfigError naming both files and ``key`` if it fails."""
+    try:
+        context.load_cert_chain(cert, private_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"cannot load cert {cert} with key {private_key}: {_reason(exc)}", key=key
+        ) from None
 
 
 def _reason(exc: OSError | ssl.SSLError) -> str:
