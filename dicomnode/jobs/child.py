@@ -114,12 +114,9 @@ class _Runner:
 
     def device(self, requested: str) -> str:
         if self._device is None:
-            if requested == "cpu":
-                self._device = "cpu"
-            else:
-                from dicomnode.pipeline.runtime import resolve_device
+            from dicomnode.pipeline.runtime import resolve_device
 
-                self._device = resolve_device(requested)
+            self._device = resolve_device(requested)
         return self._device
 
     def pipeline(self, spec: JobSpec) -> Any:
