@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from dicomnode.config.schema import Config
 from dicomnode.jobs.child import JobSpec, OutcomeKind
+from dicomnode.jobs.plugins import class_paths
 from dicomnode.jobs.worker import ChildDied, ChildProcess
 from dicomnode.pipeline import PipelineInputs
 
@@ -55,9 +56,7 @@ class IsolatedChecker:
         self.timeout = timeout
         self._child = ChildProcess()
         self._lock = threading.Lock()
-        self._class_paths = {
-            name: s.class_path for name, s in config.pipelines.items() if s.class_path
-        }
+        self._class_paths = class_paths(config)
 
     def start(self) -> None:
         """Start the child from the calling thread, which must outlive it.

@@ -15,7 +15,7 @@ from importlib.metadata import EntryPoint
 from dicomnode.config.schema import Config
 from dicomnode.pipeline.registry import ENTRY_POINT_GROUP, PipelineRegistry
 
-__all__ = ["ConfiguredRegistry", "registry_for"]
+__all__ = ["ConfiguredRegistry", "class_paths", "registry_for"]
 
 
 class ConfiguredRegistry(PipelineRegistry):
@@ -27,6 +27,11 @@ class ConfiguredRegistry(PipelineRegistry):
         self._errors.pop(name, None)
 
 
+def class_paths(config: Config) -> dict[str, str]:
+    """``name -> "module:Class"`` of the pipelines the config gives a ``class``."""
+    return {name: s.class_path for name, s in config.pipelines.items() if s.class_path}
+
+
 def registry_for(config: Config | Mapping[str, str]) -> ConfiguredRegistry:
     """The registry of a node: entry points plus the config's class paths.
 
@@ -36,11 +41,7 @@ def registry_for(config: Config | Mapping[str, str]) -> ConfiguredRegistry:
         The node's config, or ``name -> class path`` pairs (in a worker's child process).
     """
     registry = ConfiguredRegistry()
-    paths = (
-        {name: s.class_path for name, s in config.pipelines.items() if s.class_path}
-        if isinstance(config, Config)
-        else dict(config)
-    )
+    paths = class_paths(config) if isinstance(config, Config) else config
     for name, path in paths.items():
         if path:
             registry.add_class_path(name, path)
