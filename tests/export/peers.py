@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from pynetdicom import AE, AllStoragePresentationContexts, evt
@@ -53,15 +51,6 @@ class Storescp:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-
-
-@contextmanager
-def storescp(out: Path, port: int | None = None) -> Iterator[Storescp]:
-    peer = Storescp(out, port).start()
-    try:
-        yield peer
-    finally:
-        peer.stop()
 
 
 class StatusSCP:

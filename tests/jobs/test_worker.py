@@ -29,7 +29,7 @@ def env(tmp_path):
     db.dispose()
 
 
-def _run_until(db, predicate, worker, timeout=60.0):
+def _run_until(db, predicate, timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with db.session() as session:
@@ -59,7 +59,7 @@ def test_worker_runs_jobs_in_a_child_and_survives_crash_and_oom(env, tmp_path):
     worker = Worker(db, cfg, 0, stop, on_success=succeeded.append)
     worker.start()
     try:
-        jobs = _run_until(db, _done, worker)
+        jobs = _run_until(db, _done)
     finally:
         stop.set()
         worker.join(15)
@@ -102,7 +102,7 @@ def test_refusal_in_the_child_is_final_and_shadow_routes_deliver_nothing(tmp_pat
     worker = Worker(db, cfg, 0, stop)
     worker.start()
     try:
-        (job,) = _run_until(db, _done, worker)
+        (job,) = _run_until(db, _done)
     finally:
         stop.set()
         worker.join(15)
@@ -123,10 +123,10 @@ def test_rerun_after_a_late_arrival_references_its_predecessor(env, tmp_path):
     try:
         ingest(store, files[:3])
         complete_all(db, cfg)
-        _run_until(db, lambda jobs: _done(jobs) and len(jobs) == 1, worker)
+        _run_until(db, lambda jobs: _done(jobs) and len(jobs) == 1)
         ingest(store, files[3:])  # late arrival: the series re-opens and completes again
         complete_all(db, cfg)
-        first, second = _run_until(db, lambda jobs: _done(jobs) and len(jobs) == 2, worker)
+        first, second = _run_until(db, lambda jobs: _done(jobs) and len(jobs) == 2)
     finally:
         stop.set()
         worker.join(15)
@@ -158,7 +158,7 @@ def test_stopping_a_worker_hands_its_running_job_back(env, tmp_path):
     worker = Worker(db, cfg, 0, stop)
     worker.start()
     try:
-        _run_until(db, lambda jobs: jobs[0].state is JobState.RUNNING, worker)
+        _run_until(db, lambda jobs: jobs[0].state is JobState.RUNNING)
         time.sleep(0.5)
     finally:
         stop.set()
@@ -185,7 +185,7 @@ def test_a_job_past_its_timeout_is_stopped_and_counts_as_failed(tmp_path):
     worker = Worker(db, cfg, 0, stop)
     worker.start()
     try:
-        jobs = _run_until(db, lambda jobs: _done(jobs), worker, timeout=30)
+        jobs = _run_until(db, lambda jobs: _done(jobs), timeout=30)
     finally:
         stop.set()
         worker.join(15)
