@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import pydicom.config
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian
-from pynetdicom import AE, _config
+from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage  # type: ignore[attr-defined]
 
 from tests.support import dicomgen
 from tests.support.nodeproc import echo
+from tests.support.scu import lenient_pydicom, write_as_is
 
 HOSTILE_UIDS = [
     "",
@@ -45,22 +43,6 @@ HOSTILE_UIDS = [
 ]
 
 
-@contextmanager
-def _lenient_pydicom() -> Iterator[None]:
-    """Let the test write and send UIDs pydicom would refuse."""
-    settings = pydicom.config.settings
-    old = settings.writing_validation_mode, settings.reading_validation_mode
-    settings.writing_validation_mode = pydicom.config.IGNORE
-    settings.reading_validation_mode = pydicom.config.IGNORE
-    old_chunked = _config.STORE_SEND_CHUNKED_DATASET
-    _config.STORE_SEND_CHUNKED_DATASET = True  # send file bytes as they are
-    try:
-        yield
-    finally:
-        settings.writing_validation_mode, settings.reading_validation_mode = old
-        _config.STORE_SEND_CHUNKED_DATASET = old_chunked
-
-
 def _send_files(port: int, paths: list[Path]) -> list[int | None]:
     """Send raw files in one association; the status of each (None: no response)."""
     ae = AE(ae_title="HOSTILE")
@@ -89,15 +71,6 @@ def node(node_factory):
     return node_factory().start()
 
 
-def _write(ds, path: Path) -> Path:
-    """Write as Part 10 with the file meta exactly as given (no fixing up by pydicom)."""
-    ds.preamble = b"\x00" * 128
-    ds.file_meta.FileMetaInformationVersion = b"\x00\x01"
-    ds.file_meta.ImplementationClassUID = "1.2.3.4"
-    ds.save_as(path, enforce_file_format=False)
-    return path
-
-
 def _write_hostile(spec, n: int, attr: str, bad: str, path: Path) -> Path:
     """Instance ``n`` with ``attr`` (and, for the SOP UID, the command's) set to ``bad``.
 
@@ -110,7 +83,7 @@ def _write_hostile(spec, n: int, attr: str, bad: str, path: Path) -> Path:
     setattr(ds, attr, placeholder)
     if attr == "SOPInstanceUID":
         ds.file_meta.MediaStorageSOPInstanceUID = placeholder
-    _write(ds, path)
+    write_as_is(ds, path)
     if placeholder != bad:
         path.write_bytes(path.read_bytes().replace(placeholder.encode(), raw))
     return path
@@ -119,7 +92,7 @@ def _write_hostile(spec, n: int, attr: str, bad: str, path: Path) -> Path:
 def test_hostile_uids_are_refused_and_nothing_leaves_the_store(node, tmp_path):
     spec = dicomgen.study("hostile", [1])[0]
     paths = []
-    with _lenient_pydicom():
+    with lenient_pydicom():
         for n, bad in enumerate(HOSTILE_UIDS):
             for attr in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
                 paths.append(_write_hostile(spec, n, attr, bad, tmp_path / f"h{n}-{attr}.dcm"))
@@ -147,9 +120,10 @@ def test_dataset_uids_must_equal_the_command(node, tmp_path):
     ds.file_meta.MediaStorageSOPInstanceUID = dicomgen.uid("other instance")
     other_class = dicomgen.instance(spec, 1)
     other_class.file_meta.MediaStorageSOPClassUID = MRImageStorage
-    with _lenient_pydicom():
+    with lenient_pydicom():
         statuses = _send_files(
-            node.port, [_write(ds, tmp_path / "a.dcm"), _write(other_class, tmp_path / "b.dcm")]
+            node.port,
+            [write_as_is(ds, tmp_path / "a.dcm"), write_as_is(other_class, tmp_path / "b.dcm")],
         )
     assert statuses == [0xA900, 0xA900]
     assert node.stored_files() == []
@@ -157,7 +131,7 @@ def test_dataset_uids_must_equal_the_command(node, tmp_path):
 
 def test_truncated_and_unparseable_files_get_a_failure_and_the_node_serves_on(node, tmp_path):
     spec = dicomgen.study("broken", [1])[0]
-    good = _write(dicomgen.instance(spec, 0), tmp_path / "good.dcm")
+    good = write_as_is(dicomgen.instance(spec, 0), tmp_path / "good.dcm")
     data = good.read_bytes()
     truncated_pixels = tmp_path / "trunc-pixels.dcm"
     truncated_pixels.write_bytes(data[:-300])
@@ -166,7 +140,7 @@ def test_truncated_and_unparseable_files_get_a_failure_and_the_node_serves_on(no
     truncated_header.write_bytes(data[: meta_end + 40])
     garbage = tmp_path / "garbage.dcm"
     garbage.write_bytes(data[:meta_end] + bytes(range(256)) * 8)
-    with _lenient_pydicom():
+    with lenient_pydicom():
         statuses = _send_files(node.port, [truncated_pixels, truncated_header, garbage, good])
     assert statuses[:3] == [0xC000, 0xC000, 0xC000]
     assert statuses[3] == 0
@@ -182,8 +156,8 @@ def test_declared_huge_image_is_stored_as_received_without_decoding(node, tmp_pa
     ds = dicomgen.instance(spec, 0)
     ds.Rows = ds.Columns = 65535
     ds.NumberOfFrames = 1000  # declares ~8.6 TB of pixels; carries 2 KB
-    path = _write(ds, tmp_path / "huge.dcm")
-    with _lenient_pydicom():
+    path = write_as_is(ds, tmp_path / "huge.dcm")
+    with lenient_pydicom():
         statuses = _send_files(node.port, [path])
     assert statuses == [0]
     (stored,) = node.stored_files()
