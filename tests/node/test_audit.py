@@ -5,53 +5,29 @@ no row holds a patient identifier."""
 from __future__ import annotations
 
 import re
-import time
 from collections import defaultdict
 
 from tests.export.peers import Storescp
 from tests.jobs.gen import write_series
 from tests.support import dicomgen
-from tests.support.nodeproc import NodeProcess, echo, free_port, storescu
+from tests.support.nodeproc import (
+    NodeProcess,
+    echo,
+    free_port,
+    storescu,
+    toy_export_config,
+    wait_for,
+)
 from tests.support.scu import associate_as, send_raw, write_as_is
 
-TOY = "tests.support.toy_pipeline:ToyPipeline"
 ALLOWED = ["READYCHECK", "GOODSCU", "STOREFAIL", "STORESCU"]
 _ATTEMPT = re.compile(r"^job (\d+): delivery (\d+) to (\w+), attempt (\d+): ")
 
 
 def _config(pacs_port: int = 0, down_port: int = 0) -> dict:
     return {
+        **toy_export_config(pacs_port or free_port(), down_port or free_port()),
         "node": {"allow": [{"ae_title": ae} for ae in ALLOWED]},
-        "workers": {
-            "count": 1,
-            "device": "cpu",
-            "lease_seconds": 5,
-            "heartbeat_seconds": 0.5,
-            "poll_seconds": 0.2,
-            "backoff_seconds": 0.2,
-        },
-        "export": {
-            "backoff_seconds": 0.2,
-            "max_backoff_seconds": 0.5,
-            "poll_seconds": 0.2,
-            "timeout": 5,
-            "max_attempts": 3,
-            "lease_seconds": 5,
-        },
-        "stability": {"series_seconds": 1, "study_seconds": 2},
-        "destinations": {
-            "pacs": {"ae_title": "PACS", "host": "127.0.0.1", "port": pacs_port or free_port()},
-            "down": {"ae_title": "DOWN", "host": "127.0.0.1", "port": down_port or free_port()},
-        },
-        "pipelines": {"toy": {"class": TOY, "threshold": 1}},
-        "routes": [
-            {
-                "name": "ct-toy",
-                "pipeline": "toy",
-                "when": {"Modality": "CT"},
-                "send_to": ["pacs", "down"],
-            }
-        ],
     }
 
 
@@ -59,16 +35,6 @@ def _rows(node: NodeProcess, peer_ae: str) -> list[tuple[str, str | None]]:
     return node.query(
         f"select kind, detail from audit_events where peer like '{peer_ae}@%' order by id"  # noqa: S608 - test constants
     )
-
-
-def _wait(predicate, what: str, timeout: float = 90):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_associations_store_failures_and_export_attempts_are_audited(node_factory, tmp_path):
@@ -84,7 +50,7 @@ def test_associations_store_failures_and_export_attempts_are_audited(node_factor
         assert send_raw(node.port, [bad], ae_title="STOREFAIL") == [0xA900]
         files = write_series(spec, tmp_path / "good", value=5)
         assert storescu(node.port, files).returncode == 0
-        deliveries = _wait(
+        deliveries = wait_for(
             lambda: (
                 rows
                 if len(
@@ -95,6 +61,7 @@ def test_associations_store_failures_and_export_attempts_are_audited(node_factor
                 else None
             ),
             "every delivery delivered or dead",
+            timeout=90,
         )
         audit = node.query("select kind, subject, peer, detail from audit_events order by id")
     finally:

@@ -19,10 +19,9 @@ from pydicom.dataset import Dataset
 from tests.export.peers import Storescp
 from tests.jobs.gen import write_series
 from tests.support import dicomgen
-from tests.support.nodeproc import NodeProcess, free_port, storescu
+from tests.support.nodeproc import NodeProcess, free_port, storescu, toy_export_config
 from tests.support.scu import send_raw, write_as_is
 
-TOY = "tests.support.toy_pipeline:ToyPipeline"
 NAME = "ZQXFAMILY^ZQXGIVEN^ZQXMIDDLE"
 PATIENT_ID = "ZQX-PID-90817"
 OTHER_ID = "ZQX-OTHER-5521"
@@ -75,40 +74,9 @@ def _bad_instances(spec: dicomgen.SeriesSpec, directory: Path) -> list[Path]:
 
 
 def _config(pacs_port: int, down_port: int) -> dict:
-    return {
-        "logging": {"level": "DEBUG"},
-        "workers": {
-            "count": 1,
-            "device": "cpu",
-            "lease_seconds": 5,
-            "heartbeat_seconds": 0.5,
-            "poll_seconds": 0.2,
-            "backoff_seconds": 0.2,
-            "max_attempts": 2,
-        },
-        "export": {
-            "backoff_seconds": 0.2,
-            "max_backoff_seconds": 0.5,
-            "poll_seconds": 0.2,
-            "timeout": 5,
-            "max_attempts": 3,
-            "lease_seconds": 5,
-        },
-        "stability": {"series_seconds": 1, "study_seconds": 2},
-        "destinations": {
-            "pacs": {"ae_title": "PACS", "host": "127.0.0.1", "port": pacs_port},
-            "down": {"ae_title": "DOWN", "host": "127.0.0.1", "port": down_port},
-        },
-        "pipelines": {"toy": {"class": TOY, "threshold": 1}},
-        "routes": [
-            {
-                "name": "ct-toy",
-                "pipeline": "toy",
-                "when": {"Modality": "CT"},
-                "send_to": ["pacs", "down"],
-            }
-        ],
-    }
+    config = toy_export_config(pacs_port, down_port)
+    config["workers"]["max_attempts"] = 2
+    return {"logging": {"level": "DEBUG"}, **config}
 
 
 def _get(node: NodeProcess, path: str) -> str:

@@ -10,9 +10,10 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pynetdicom import AE
@@ -21,6 +22,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 STORESCU = "/usr/bin/storescu"
 ECHOSCU = "/usr/bin/echoscu"
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -28,6 +30,58 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+#: The toy pipeline of the tests (``TOY:<word>`` in a SeriesDescription makes it misbehave).
+TOY_PIPELINE = "tests.support.toy_pipeline:ToyPipeline"
+
+
+def toy_export_config(pacs_port: int, down_port: int) -> dict[str, Any]:
+    """Config of a node that runs the toy pipeline on CT series and sends its results to
+    ``pacs`` and ``down`` (AE titles PACS and DOWN on loopback), with test-sized timings."""
+    return {
+        "workers": {
+            "count": 1,
+            "device": "cpu",
+            "lease_seconds": 5,
+            "heartbeat_seconds": 0.5,
+            "poll_seconds": 0.2,
+            "backoff_seconds": 0.2,
+        },
+        "export": {
+            "backoff_seconds": 0.2,
+            "max_backoff_seconds": 0.5,
+            "poll_seconds": 0.2,
+            "timeout": 5,
+            "max_attempts": 3,
+            "lease_seconds": 5,
+        },
+        "stability": {"series_seconds": 1, "study_seconds": 2},
+        "destinations": {
+            "pacs": {"ae_title": "PACS", "host": "127.0.0.1", "port": pacs_port},
+            "down": {"ae_title": "DOWN", "host": "127.0.0.1", "port": down_port},
+        },
+        "pipelines": {"toy": {"class": TOY_PIPELINE, "threshold": 1}},
+        "routes": [
+            {
+                "name": "ct-toy",
+                "pipeline": "toy",
+                "when": {"Modality": "CT"},
+                "send_to": ["pacs", "down"],
+            }
+        ],
+    }
+
+
+def wait_for(predicate: Callable[[], T], what: str, timeout: float = 60) -> T:
+    """Poll ``predicate`` until it returns a true value, and return that value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 #: ``tls_args`` of pynetdicom's ``associate``: a client context and the server's host name.
