@@ -54,6 +54,18 @@ def written(study: object, datasets: list, directory: Path) -> Written:
     return Written(study, files, PipelineInputs(series.study_uid, (series,)))
 
 
+#: The official MONAI model-zoo configs, byte-identical, beside the checkout (CI has them too).
+OFFICIAL = Path(__file__).resolve().parents[3] / "shared" / "monai-bundles"
+
+
+@pytest.fixture
+def official() -> Path:
+    """The official bundle configs; a missing ../shared is a failure, not a skip."""
+    if not OFFICIAL.is_dir():
+        pytest.fail(f"official bundle configs not found at {OFFICIAL} (../shared beside the clone)")
+    return OFFICIAL
+
+
 @pytest.fixture(scope="session")
 def ct_study(tmp_path_factory: pytest.TempPathFactory) -> Written:
     ct: ChestCT = chest_ct(CT_SEED, shape=(192, 192, 64), n_nodules=2, diameter_range_mm=(8, 20))

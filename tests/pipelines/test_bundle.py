@@ -14,14 +14,12 @@ from dicomnode.pipeline.bundle import BundleError, file_sha256, load_bundle
 from pipelines.brain_lesion import BrainLesionPipeline
 from pipelines.lung_nodule.model import build_detector, pixdim
 from pipelines.mammo_score import MammoScorePipeline
+from tests.pipelines.conftest import OFFICIAL
 
 REPO = Path(__file__).resolve().parents[2]
-OFFICIAL = REPO.parent / "shared" / "monai-bundles"
 DEMO = ("lung_nodule_ct_detection", "brain_flair_segmentation", "mammo_classification")
 
-needs_official = pytest.mark.skipif(
-    not OFFICIAL.is_dir(), reason=f"official bundle configs not found at {OFFICIAL}"
-)
+needs_official = pytest.mark.usefixtures("official")
 
 
 @pytest.mark.parametrize("name", DEMO)

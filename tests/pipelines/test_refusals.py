@@ -20,8 +20,6 @@ from tests.support.bombs import BOMB_KINDS, PIPELINES, bomb_study, rle_bomb
 
 from .conftest import Written, series_inputs
 
-OFFICIAL_BRATS = Path(__file__).resolve().parents[3] / "shared/monai-bundles/brats_mri_segmentation"
-
 
 def _ctx(tmp_path: Path) -> RunContext:
     return RunContext(device="cpu", work_dir=tmp_path)
@@ -62,12 +60,10 @@ def test_missing_views(tmp_path: Path) -> None:
         MammoScorePipeline().check(inputs)
 
 
-def test_missing_brats_roles(mr_study: Written) -> None:
+def test_missing_brats_roles(mr_study: Written, official: Path) -> None:
     flair = SeriesInput(**{**mr_study.inputs.series[0].__dict__, "role": "flair"})
     inputs = PipelineInputs(flair.study_uid, (flair,))
-    pipeline = BrainLesionPipeline({"bundle": str(OFFICIAL_BRATS)})
-    if not OFFICIAL_BRATS.is_dir():
-        pytest.skip("official BraTS config not present")
+    pipeline = BrainLesionPipeline({"bundle": str(official / "brats_mri_segmentation")})
     with pytest.raises(InputRefused, match=r"missing inputs: role\(s\) t1c, t1, t2"):
         pipeline.check(inputs)
 
