@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.export.peers import StatusSCP, Storescp
 from tests.jobs.gen import specs, write_series
-from tests.support.nodeproc import free_port, storescu
+from tests.support.nodeproc import free_port, storescu, wait_for
 
 TOY = "tests.support.toy_pipeline:ToyPipeline"
 
@@ -48,16 +48,6 @@ def node_config(pacs_port: int, **extra):
         else:
             config[key] = value
     return config
-
-
-def wait_for(predicate, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def jobs(node, *args):
