@@ -121,9 +121,12 @@ class StowSender:
         datasets = [item for item in items if isinstance(item, Dataset)]
         if not datasets:
             return [item for item in items if isinstance(item, Attempt)]
-        client = DICOMwebClient(url=self.destination.url, headers=dict(self.destination.headers))
+        client = DICOMwebClient(
+            url=self.destination.url,
+            headers=dict(self.destination.headers),
+            timeout=self.timeout,
+        )
         client.set_http_retry_params(retry=False)  # the delivery table does the retrying
-        client._session.request = _with_timeout(client._session.request, self.timeout)  # type: ignore[method-assign]
         try:
             client.store_instances(datasets)
         except requests.HTTPError as exc:
@@ -133,15 +136,6 @@ class StowSender:
             detail = f"{type(exc).__name__}: {exc}"[:300]
             return _fill(items, Attempt(Verdict.RETRY, None, detail))
         return _fill(items, Attempt(Verdict.DELIVERED, 200, "stored"))
-
-
-def _with_timeout(request, timeout):  # type: ignore[no-untyped-def]
-    # dicomweb-client 0.61 passes its own timeout (20 s) on every request: ours must win
-    def call(*args, **kwargs):  # type: ignore[no-untyped-def]
-        kwargs["timeout"] = timeout
-        return request(*args, **kwargs)
-
-    return call
 
 
 def _read(files: Sequence[Path]) -> list[Dataset | Attempt]:
