@@ -194,6 +194,8 @@ def test_scu_sop_classes_and_transfer_syntaxes(
     assert tables["scu-storage-transfer-syntaxes"] == _one_list(store)
     assert tables["scu-verification-sop-class"] == [str(cx.abstract_syntax) for cx in echo]
     assert tables["scu-verification-transfer-syntaxes"] == _one_list(echo)
+    # The overview says the node also accepts what it sends.
+    assert set(tables["scu-storage-sop-classes"]) <= set(tables["scp-storage-sop-classes"])
 
 
 def test_no_other_sop_class_or_transfer_syntax_is_named(
