@@ -17,6 +17,7 @@ from dicomnode.config.loader import pipeline_names
 from dicomnode.config.schema import Config
 from dicomnode.errors import OutOfSpace
 from dicomnode.export.deliveries import Exporter
+from dicomnode.export.expedite import Prober
 from dicomnode.jobs.checker import IsolatedChecker
 from dicomnode.jobs.enqueue import RoutingHook
 from dicomnode.jobs.plugins import registry_for
@@ -66,6 +67,7 @@ class Node:
         self.scp: StorageSCP | None = None
         self.workers: WorkerPool | None = None
         self.exporter: Exporter | None = None
+        self.prober: Prober | None = None
         self.checker: IsolatedChecker | None = None
         self.metrics = NodeMetrics()
         self.api: ApiServer | None = None
@@ -90,6 +92,16 @@ class Node:
         self._scheduler.add_job(
             self._reap, "interval", seconds=reap_every, id="reaper", max_instances=1, coalesce=True
         )
+        if cfg.export.probe_seconds > 0:  # destinations that are down: sent as they come back
+            self.prober = Prober(self.db, cfg, on_up=self.exporter.wake)
+            self._scheduler.add_job(
+                self.prober.tick,
+                "interval",
+                seconds=cfg.export.probe_seconds,
+                id="probe",
+                max_instances=1,
+                coalesce=True,
+            )
         self._scheduler.start()
         self.exporter.start()
         self.workers.start()
@@ -239,6 +251,8 @@ class Node:
             self.workers.stop()
         if self.exporter is not None:
             self.exporter.stop()
+        if self.prober is not None:
+            self.prober.close()
         if self.checker is not None:
             self.checker.close()
         if self.db is not None:

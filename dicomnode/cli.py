@@ -59,7 +59,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     jobs.add_argument("--json", action="store_true", help="machine-readable output")
     retry = with_config(sub.add_parser("retry", help="queue a job and its dead deliveries again"))
-    retry.add_argument("job_id", type=int, metavar="JOB_ID")
+    retry.add_argument("job_id", metavar="JOB_ID")
+    send_now = with_config(
+        sub.add_parser("send-now", help="pending deliveries skip their backoff: send them now")
+    )
+    send_now.add_argument("--destination", metavar="NAME", help="only deliveries to NAME")
     route = sub.add_parser("route", help="inspect routing")
     route_sub = route.add_subparsers(dest="route_command", required=True, parser_class=_Parser)
     explain = with_config(
@@ -119,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _jobs(config, state=args.state, as_json=args.json)
         if args.command == "retry":
             return _retry(config, args.job_id)
+        if args.command == "send-now":
+            return _send_now(config, args.destination)
         if args.command == "run":
             return _run(config, args)
         if args.command == "route":
@@ -224,14 +230,38 @@ def _jobs(config: Config, *, state: str | None, as_json: bool) -> int:
     return 0
 
 
-def _retry(config: Config, job_id: int) -> int:
-    from dicomnode.jobs.queue import retry
+def _retry(config: Config, job_id: str) -> int:
+    from dicomnode.jobs.errors import InvalidJobId
+    from dicomnode.jobs.retry import checked_job_id, retry
 
+    try:
+        number = checked_job_id(job_id)
+    except InvalidJobId as exc:
+        print(f"dicomnode: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     db = _open_current(config)
     try:
-        print(retry(db, job_id))
+        print(retry(db, number))
     finally:
         db.dispose()
+    return 0
+
+
+def _send_now(config: Config, destination: str | None) -> int:
+    from dicomnode.export.expedite import send_now
+
+    if destination is not None and destination not in config.destinations:
+        known = ", ".join(sorted(config.destinations)) or "none configured"
+        print(f"dicomnode: error: no destination {destination!r} ({known})", file=sys.stderr)
+        return EXIT_USAGE
+    db = _open_current(config)
+    try:
+        count = send_now(db, destination=destination, by="dicomnode send-now")
+    finally:
+        db.dispose()
+    where = f" to {destination}" if destination else ""
+    poll = config.export.poll_seconds
+    print(f"{count} pending deliveries{where} due now: a running node sends them within {poll:g} s")
     return 0
 
 

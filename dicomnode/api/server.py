@@ -8,7 +8,10 @@ Routes
 ``GET /api/studies``                series with their study, state and instance count
 ``GET /api/jobs[?state=S]``         jobs with their delivery counts
 ``GET /api/deliveries[?state=S]``   deliveries
-``POST /api/jobs/<id>/retry``       queue a job (and its dead deliveries) again
+``POST /api/jobs/<id>/retry``       queue a job (and its dead deliveries) again; 422 for an id
+                                    no job can have (not 1 … 2**63-1)
+``POST /api/deliveries/send-now[?destination=NAME]``
+                                    pending deliveries skip their backoff (due now)
 ``GET /``                           a read-only HTML status page over the same data
 
 With ``http.token`` set, every route but ``/healthz`` needs ``Authorization: Bearer <token>``.
@@ -33,16 +36,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from dicomnode.api.metrics import NodeMetrics
 from dicomnode.config.schema import HttpConfig
+from dicomnode.export.expedite import send_now
 from dicomnode.export.report import delivery_rows
-from dicomnode.jobs.queue import JobError, retry
+from dicomnode.jobs.errors import InvalidJobId, JobError
 from dicomnode.jobs.report import job_rows
+from dicomnode.jobs.retry import retry
 from dicomnode.store.db import Database
 from dicomnode.store.report import series_rows
 
 __all__ = ["ApiServer"]
 
 log = logging.getLogger(__name__)
-_RETRY = re.compile(r"^/api/jobs/(\d+)/retry$")
+_RETRY = re.compile(r"^/api/jobs/([^/]*)/retry$")
 
 #: Readiness checks: name -> callable returning (ok, detail).
 Checks = Mapping[str, Callable[[], tuple[bool, str]]]
@@ -141,7 +146,9 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "GET":
                 self._get(url.path, query)
             else:
-                self._post(url.path)
+                self._post(url.path, query)
+        except InvalidJobId as exc:
+            self._json(HTTPStatus.UNPROCESSABLE_ENTITY, {"error": str(exc)})
         except JobError as exc:
             self._json(HTTPStatus.CONFLICT, {"error": str(exc)})
         except ValueError as exc:
@@ -179,12 +186,19 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(HTTPStatus.NOT_FOUND, {"error": f"no route {path}"})
 
-    def _post(self, path: str) -> None:
+    def _post(self, path: str, query: dict[str, str]) -> None:
+        if path == "/api/deliveries/send-now":
+            destination = query.get("destination")
+            count = send_now(self.api.db, destination=destination, by="HTTP API")
+            where = f" to {destination}" if destination else ""
+            message = f"{count} pending deliveries{where} due now"
+            self._json(HTTPStatus.OK, {"message": message, "deliveries": count})
+            return
         match = _RETRY.match(path)
         if not match:
             self._json(HTTPStatus.NOT_FOUND, {"error": f"no route {path}"})
             return
-        self._json(HTTPStatus.OK, {"message": retry(self.api.db, int(match.group(1)))})
+        self._json(HTTPStatus.OK, {"message": retry(self.api.db, match.group(1))})
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:

@@ -265,6 +265,20 @@ class ExportConfig(_Section):
         300.0, gt=0, le=86400, description="a batch whose sender died is sent again after this"
     )
     batch: int = Field(64, ge=1, le=1000, description="deliveries sent per association")
+    probe_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=600,
+        description="while deliveries to a destination back off after failed connections, "
+        "C-ECHO it (STOW-RS: HTTP HEAD) this often and send them as soon as it answers; 0: off",
+    )
+
+    @field_validator("probe_seconds")
+    @classmethod
+    def _probe_period(cls, value: float) -> float:
+        if 0 < value < 0.5:
+            raise ValueError(f"probe_seconds must be 0 (off) or at least 0.5, got {value}")
+        return value
 
 
 class ClientTlsConfig(_Section):

@@ -25,6 +25,8 @@ class ExportAuditKind(str, enum.Enum):
     """The attempt failed (peer down, 0xA7xx, ...); the delivery is tried again later."""
     DEAD = "delivery.dead"
     """The attempt failed for good (0xA9xx, 0xCxxx, or the attempt limit)."""
+    EXPEDITED = "delivery.expedited"
+    """Pending deliveries skipped their backoff (send-now, or the destination answers again)."""
 
 
 def record_attempt(

@@ -17,6 +17,9 @@ def delivery_rows(
 ) -> list[dict[str, Any]]:
     """The newest deliveries (or those in ``state``), newest first.
 
+    ``next_attempt_at`` is when a pending delivery is tried next (the end of its backoff);
+    None for the other states.
+
     Raises
     ------
     ValueError
@@ -43,6 +46,9 @@ def delivery_rows(
             "error": d.error,
             "sop_instance_uid": sop,
             "series_uid": series,
+            "next_attempt_at": (
+                d.run_after.isoformat() if d.state is DeliveryState.PENDING else None
+            ),
             "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None,
         }
         for d, sop, series in rows

@@ -17,7 +17,7 @@ workers' child processes (and, for the cheap ``check``, by the completion hook).
 """
 
 from dicomnode.jobs.enqueue import JobPlan, RoutingHook, outputs_for
-from dicomnode.jobs.errors import JobError
+from dicomnode.jobs.errors import InvalidJobId, JobError
 from dicomnode.jobs.keys import instance_set_digest, job_key
 from dicomnode.jobs.models import Delivery, DeliveryState, Job, JobResult, JobState
 from dicomnode.jobs.plugins import ConfiguredRegistry, registry_for
@@ -30,16 +30,18 @@ from dicomnode.jobs.queue import (
     heartbeat,
     reap_expired,
     release,
-    retry,
     succeed,
 )
+from dicomnode.jobs.retry import MAX_JOB_ID, checked_job_id, retry
 from dicomnode.jobs.worker import ChildProcess, Worker, WorkerPool, results_root
 
 __all__ = [
+    "MAX_JOB_ID",
     "Backoff",
     "ChildProcess",
     "ClaimedJob",
     "ConfiguredRegistry",
+    "InvalidJobId",
     "Delivery",
     "DeliveryState",
     "Job",
@@ -51,6 +53,7 @@ __all__ = [
     "RoutingHook",
     "Worker",
     "WorkerPool",
+    "checked_job_id",
     "claim",
     "fail",
     "heartbeat",

@@ -19,7 +19,6 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from dicomnode.jobs.audit import JobAuditKind, record_job
-from dicomnode.jobs.errors import JobError
 from dicomnode.jobs.models import Delivery, DeliveryState, Job, JobResult, JobState
 from dicomnode.store.db import Database
 from dicomnode.store.models import utcnow
@@ -33,7 +32,6 @@ __all__ = [
     "heartbeat",
     "reap_expired",
     "release",
-    "retry",
     "succeed",
 ]
 
@@ -333,46 +331,3 @@ def reap_expired(db: Database, *, backoff: Backoff) -> list[int]:
     if reaped:
         log.warning("re-queued %d job(s) with an expired lease", len(reaped))
     return reaped
-
-
-def retry(db: Database, job_id: int) -> str:
-    """Queue a job again (any state but running), and its dead deliveries.
-
-    Returns
-    -------
-    str
-        What was done, in words.
-
-    Raises
-    ------
-    JobError
-        No such job, or it is running.
-    """
-    now = utcnow()
-    with db.session() as session:
-        row = session.get(Job, job_id, with_for_update=True)
-        if row is None:
-            raise JobError(f"no job {job_id}")
-        if row.state is JobState.RUNNING:
-            raise JobError(f"job {job_id} is running; wait for it or for its lease to expire")
-        revived = session.execute(
-            update(Delivery)
-            .where(Delivery.job_id == job_id, Delivery.state == DeliveryState.DEAD)
-            .values(state=DeliveryState.PENDING, attempts=0, run_after=now, updated_at=now)
-        ).rowcount  # type: ignore[attr-defined]
-        record_job(
-            session,
-            JobAuditKind.JOB_RETRIED,
-            job_id=job_id,
-            subject=row.subject,
-            detail=f"{row.state.value}; {revived} dead deliveries queued again",
-        )
-        if row.state is JobState.SUCCEEDED:
-            return f"job {job_id} succeeded; {revived} dead deliveries queued again"
-        before = row.state.value
-        row.state = JobState.QUEUED
-        row.attempts = 0
-        row.run_after = now
-        row.updated_at = now
-        row.finished_at = None
-        return f"job {job_id} {before} -> queued; {revived} dead deliveries queued again"

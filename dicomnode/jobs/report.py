@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 
 from dicomnode.jobs.models import Delivery, DeliveryState, Job, JobState
 from dicomnode.store.db import Database
+from dicomnode.store.models import utcnow
 
-__all__ = ["job_rows", "render_jobs"]
+__all__ = ["job_rows", "render_jobs", "until"]
 
 
 def job_rows(db: Database, *, state: str | JobState | None = None) -> list[dict[str, Any]]:
     """Every job (or those in ``state``), oldest first, with delivery counts by state.
 
-    Rows hold UIDs, names, states and error texts, never patient identifiers.
+    ``next_attempt_at`` is when the job's next pending delivery is due (its backoff ends;
+    None when none is pending). Rows hold UIDs, names, states and error texts, never patient
+    identifiers.
     """
     with db.session() as session:
         query = select(Job).order_by(Job.id)
@@ -29,6 +33,14 @@ def job_rows(db: Database, *, state: str | JobState | None = None) -> list[dict[
             )
         ):
             counts.setdefault(job_id, {})[dstate.value] = n
+        next_attempt: dict[int, datetime] = {
+            job_id: when
+            for job_id, when in session.execute(
+                select(Delivery.job_id, func.min(Delivery.run_after))
+                .where(Delivery.state == DeliveryState.PENDING)
+                .group_by(Delivery.job_id)
+            )
+        }
         return [
             {
                 "id": job.id,
@@ -44,19 +56,41 @@ def job_rows(db: Database, *, state: str | JobState | None = None) -> list[dict[
                 "deliveries": {
                     s.value: counts.get(job.id, {}).get(s.value, 0) for s in DeliveryState
                 },
+                "next_attempt_at": _iso(next_attempt.get(job.id)),
                 "error": job.error,
             }
             for job in jobs
         ]
 
 
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat() if when is not None else None
+
+
+def until(when: str | None, now: datetime | None = None) -> str:
+    """How long until the ISO time ``when``: ``-`` (none), ``now``, ``42s``, ``4m10s``,
+    ``2h05m``."""
+    if when is None:
+        return "-"
+    seconds = int((datetime.fromisoformat(when) - (now or utcnow())).total_seconds())
+    if seconds <= 0:
+        return "now"
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
 def render_jobs(rows: list[dict[str, Any]]) -> str:
-    """A plain-text table of :func:`job_rows`; deliveries as delivered/pending/dead."""
+    """A plain-text table of :func:`job_rows`; deliveries as delivered/pending/dead, and
+    NEXT: how long until the next pending delivery is tried (``-`` when none is pending)."""
     if not rows:
         return "no jobs\n"
+    now = utcnow()
     lines = [
-        f"{'ID':>6} {'STATE':<9} {'ROUTE':<20} {'TRIES':>5} {'SENT':>4} {'WAIT':>4} {'DEAD':>4}  "
-        "SUBJECT / ERROR"
+        f"{'ID':>6} {'STATE':<9} {'ROUTE':<20} {'TRIES':>5} {'SENT':>4} {'WAIT':>4} {'DEAD':>4} "
+        f"{'NEXT':>6}  SUBJECT / ERROR"
     ]
     for row in rows:
         d = row["deliveries"]
@@ -69,6 +103,6 @@ def render_jobs(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"{row['id']:>6} {row['state']:<9} {row['route'][:20]:<20} "
             f"{row['attempts']:>2}/{row['max_attempts']:<2} {d['delivered']:>4} {waiting:>4} "
-            f"{d['dead']:>4}  {tail}"
+            f"{d['dead']:>4} {until(row['next_attempt_at'], now):>6}  {tail}"
         )
     return "\n".join(lines) + "\n"
