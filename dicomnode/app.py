@@ -6,6 +6,7 @@ import enum
 import logging
 import signal
 import threading
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -13,9 +14,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from dicomnode.api.metrics import NodeMetrics, StateCollector
 from dicomnode.assembly.stability import CompletionHook, sweep
+from dicomnode.audit.forward import AuditForwarder, result_lookup
 from dicomnode.config.loader import pipeline_names
 from dicomnode.config.schema import Config
-from dicomnode.errors import OutOfSpace
+from dicomnode.errors import DatabaseError, OutOfSpace
 from dicomnode.export.deliveries import Exporter
 from dicomnode.export.expedite import Prober
 from dicomnode.jobs.checker import IsolatedChecker
@@ -26,6 +28,17 @@ from dicomnode.jobs.retention import ResultFiles, study_busy
 from dicomnode.jobs.worker import WorkerPool, results_root
 from dicomnode.net.scp import StorageSCP, configure_pynetdicom
 from dicomnode.routing import compile_routes
+from dicomnode.startup import (
+    DataDirLock,
+    StartupError,
+    ensure_port_free,
+    first_line,
+    prepare_data_dir,
+    probe_writable,
+    sqlite_file,
+    tighten,
+)
+from dicomnode.store.audit import set_sink
 from dicomnode.store.db import Database, open_database
 from dicomnode.store.ingest import Store
 from dicomnode.store.models import utcnow
@@ -71,16 +84,35 @@ class Node:
         self.checker: IsolatedChecker | None = None
         self.metrics = NodeMetrics()
         self.api: ApiServer | None = None
+        self.audit: AuditForwarder | None = None
         self._hooks: list[CompletionHook] = []
         self._scheduler: BackgroundScheduler | None = None
         self._stopping = threading.Event()
+        self._lock: DataDirLock | None = None
 
     def start(self) -> None:
-        """Open state, recover from any crash, then listen, work and schedule the sweeps."""
+        """Open state, recover from any crash, then listen, work and schedule the sweeps.
+
+        Raises
+        ------
+        StartupError
+            The data dir is held by another node or not writable, a port is taken, the store
+            is not writable or the database unreachable. Call :meth:`stop` afterwards.
+        """
         cfg = self.config
         configure_pynetdicom(log_identifiers=cfg.logging.log_identifiers)
-        self.db = open_database(cfg.database_url)
+        self._claim_data_dir()
+        if self.role is Role.SERVE:  # fail before touching state (the binds report a race)
+            ensure_port_free("DICOM", cfg.node.host, cfg.node.port)
+            if cfg.http.enabled:
+                ensure_port_free("HTTP", cfg.http.host, cfg.http.port)
+            _check_store(cfg.store_path)
+        try:
+            self.db = open_database(cfg.database_url)
+        except DatabaseError as exc:
+            raise StartupError(first_line(str(exc))) from None
         self.metrics.registry.register(StateCollector(self.db))
+        self._start_audit()
         if self.db.is_sqlite and self.role is Role.WORKER:
             log.warning("dicomnode worker on SQLite: run one process per database only")
         self._scheduler = BackgroundScheduler(timezone="UTC")
@@ -117,6 +149,30 @@ class Node:
             },
         )
 
+    def _claim_data_dir(self) -> None:
+        """Data dir 0700 and writable; held exclusively unless this is a worker on a shared
+        (PostgreSQL) database; an existing SQLite database made private (0600)."""
+        cfg = self.config
+        prepare_data_dir(cfg.data_dir)
+        db_file = sqlite_file(cfg.database_url)
+        shared = db_file is None and cfg.database_url.startswith("postgresql")
+        if self.role is Role.SERVE or not shared:
+            self._lock = DataDirLock(cfg.data_dir)
+            self._lock.acquire()
+        if db_file is not None:
+            for path in (db_file, Path(f"{db_file}-wal"), Path(f"{db_file}-shm")):
+                if path.exists():
+                    tighten(path, 0o600)
+
+    def _start_audit(self) -> None:
+        """DICOM audit messages to the collector of ``audit.syslog``, when configured."""
+        if self.config.audit.syslog is None:
+            return
+        assert self.db is not None
+        self.audit = AuditForwarder(self.config, lookup=result_lookup(self.db))
+        self.audit.start()
+        set_sink(self.audit)
+
     def _start_http(self) -> None:
         from dicomnode.api import ApiServer
 
@@ -152,7 +208,11 @@ class Node:
             "scheduler": sweeps,
             "workers": worker_threads,
         }
-        self.api = ApiServer(self.config.http, db, self.metrics, checks)
+        http = self.config.http
+        try:
+            self.api = ApiServer(http, db, self.metrics, checks)
+        except OSError as exc:
+            raise StartupError(f"HTTP port {http.port} on {http.host}: {exc.strerror}") from None
         self.api.start()
 
     def _start_receiving(self) -> None:
@@ -177,7 +237,11 @@ class Node:
         if not cfg.node.allow:
             log.warning("node.allow is empty: any calling AE from any address may store")
         self.scp = StorageSCP(cfg.node, self.store, observer=self.metrics)
-        self.scp.start()
+        try:
+            self.scp.start()
+        except OSError as exc:
+            node = cfg.node
+            raise StartupError(f"DICOM port {node.port} on {node.host}: {exc.strerror}") from None
         interval = max(0.2, min(1.0, cfg.stability.series_seconds / 4))
         self._scheduler.add_job(
             self._sweep_stability,
@@ -255,9 +319,14 @@ class Node:
             self.prober.close()
         if self.checker is not None:
             self.checker.close()
+        if self.audit is not None:  # after the exporter: its last rows go too
+            set_sink(None)
+            self.audit.close()
         if self.db is not None:
             self.db.dispose()
-        log.info("node stopped")
+            log.info("node stopped")  # a start that failed before touching state stops quietly
+        if self._lock is not None:
+            self._lock.release()
 
     def serve_forever(self) -> None:
         """Run until SIGINT or SIGTERM."""
@@ -268,8 +337,18 @@ class Node:
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-        self.start()
         try:
+            self.start()
             self._stopping.wait()
         finally:
             self.stop()
+
+
+def _check_store(root: Path) -> None:
+    """The store root exists (mode 0700) and takes files; a read-only store fails here."""
+    try:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tighten(root, 0o700)
+        probe_writable(root)
+    except OSError as exc:
+        raise StartupError(f"store {root} is not writable: {exc.strerror or exc}") from None

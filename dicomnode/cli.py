@@ -104,6 +104,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dicomnode`` console script; returns the exit status."""
+    from dicomnode.startup import StartupError, first_line, private_umask
+
+    private_umask()  # files and folders the node writes are its user's only, whatever the caller's
     args = _build_parser().parse_args(argv)
     try:
         if args.command == "init":
@@ -131,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _explain(config, Path(args.path), as_json=args.json, calling_ae=args.calling_ae)
     except ConfigError as exc:
         print(f"dicomnode: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StartupError as exc:
+        print(f"dicomnode: error: {first_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except DicomNodeError as exc:
         print(f"dicomnode: error: {exc}", file=sys.stderr)
@@ -188,14 +194,38 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _init(directory: Path, *, force: bool) -> int:
+    """Write the default config with mode 0600 (it will hold the HTTP token); never through a
+    symbolic link, neither the folder nor the file."""
     target = directory / "dicomnode.yaml"
-    if target.exists() and not force:
-        print(f"dicomnode: error: {target} exists (use --force to overwrite)", file=sys.stderr)
-        return EXIT_USAGE
-    directory.mkdir(parents=True, exist_ok=True)
-    target.write_text(default_config_text(), encoding="utf-8")
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        return _init_error(directory, exc)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if force else os.O_EXCL)
+    try:
+        fd = os.open(target.name, flags, 0o600, dir_fd=dir_fd)
+    except OSError as exc:
+        if isinstance(exc, FileExistsError) and not target.is_symlink():
+            print(f"dicomnode: error: {target} exists (use --force to overwrite)", file=sys.stderr)
+            return EXIT_USAGE
+        return _init_error(target, exc)
+    finally:
+        os.close(dir_fd)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        os.fchmod(fd, 0o600)  # an overwritten file keeps its old mode otherwise
+        fh.write(default_config_text())
     print(f"wrote {target}")
     return 0
+
+
+def _init_error(path: Path, exc: OSError) -> int:
+    if path.is_symlink():
+        reason = "is a symbolic link (init does not follow links; give the real path)"
+    else:
+        reason = exc.strerror or str(exc)
+    print(f"dicomnode: error: {path}: {reason}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def _serve(config: Config, *, worker_only: bool = False) -> int:
@@ -284,6 +314,7 @@ def _explain(config: Config, path: Path, *, as_json: bool, calling_ae: str | Non
 
 
 def _check(config: Config, source: str) -> int:
+    from dicomnode.startup import creatable, first_line, shown_url, sqlite_file
     from dicomnode.store import files
     from dicomnode.store.db import open_database
     from dicomnode.store.ingest import Store
@@ -305,31 +336,36 @@ def _check(config: Config, source: str) -> int:
             report(True, "tls", f"cert {config.node.tls.cert}, CA {config.node.tls.ca}")
         except ConfigError as exc:
             report(False, "tls", str(exc))
-    try:
-        db = open_database(config.database_url, migrate=False)
-        current = db.schema_is_current()
-        detail = "schema current" if current else "schema not current (dicomnode serve migrates)"
-        report(current, "database", f"{db.engine.url.render_as_string()} {detail}")
-    except Exception as exc:
-        report(False, "database", str(exc))
-        return EXIT_FAILED
+    _check_ports(config, report)
+    _check_folder(config.data_dir, "data dir", report)
+    db_file = sqlite_file(config.database_url)
+    current = False
+    if db_file is not None and not db_file.exists():
+        problem = creatable(db_file)
+        report(problem is None, "database", f"{db_file} {problem or 'will be created'}")
+    else:
+        try:
+            db = open_database(config.database_url, migrate=False)
+            current = db.schema_is_current()
+            detail = "schema current" if current else "schema not current (serve migrates it)"
+            report(current, "database", f"{db.engine.url.render_as_string()} {detail}")
+        except Exception as exc:
+            report(False, "database", f"{shown_url(config.database_url)}: {first_line(str(exc))}")
+            return EXIT_FAILED
     root = config.store_path
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".check-{os.getpid()}"
-        probe.write_bytes(b"probe")
-        files.fsync_file(probe)
-        probe.unlink()
-        free = files.free_bytes(root)
+    if not _check_folder(root, "store", report):
+        return EXIT_FAILED
+    existing = root  # a store still to be created gets the space of its nearest ancestor
+    while not existing.exists():
+        existing = existing.parent
+    if existing.is_dir():
+        free = files.free_bytes(existing)
         min_free = int(config.storage.min_free)
         report(
             free >= min_free,
-            "store",
-            f"{root} writable, {free // 10**6} MB free (min_free {min_free // 10**6} MB)",
+            "store space",
+            f"{free // 10**6} MB free (min_free {min_free // 10**6} MB)",
         )
-    except OSError as exc:
-        report(False, "store", f"{root}: {exc.strerror}")
-        return EXIT_FAILED
     if current:
         found = verify(Store(root, db, min_free=0))
         report(
@@ -342,7 +378,42 @@ def _check(config: Config, source: str) -> int:
     return EXIT_FAILED if failures else 0
 
 
-def _check_jobs(config: Config, report: Callable[[bool, str, str], None]) -> None:
+_Report = Callable[[bool, str, str], None]
+
+
+def _check_ports(config: Config, report: _Report) -> None:
+    """The DICOM and HTTP ports are free (FAIL when busy: another program, or the node)."""
+    from dicomnode.startup import port_problem
+
+    sockets = [("DICOM", config.node.host, config.node.port)]
+    if config.http.enabled:
+        sockets.append(("HTTP", config.http.host, config.http.port))
+    for what, host, port in sockets:
+        problem = None if port == 0 else port_problem(host, port)
+        detail = f"{host}:{port} {'free' if port else '(any free port)'}"
+        if problem is not None:
+            detail = f"{host}:{port} {problem} (another program, or this node already running)"
+        report(problem is None, f"{what} port", detail)
+
+
+def _check_folder(path: Path, what: str, report: _Report) -> bool:
+    """``path`` can be written to, or created; reports it and returns whether it can."""
+    from dicomnode.startup import creatable, probe_writable
+
+    if not path.exists():
+        problem = creatable(path)
+        report(problem is None, what, f"{path} {problem or 'will be created'}")
+        return problem is None
+    try:
+        probe_writable(path)
+    except OSError as exc:
+        report(False, what, f"{path} is not writable: {exc.strerror or exc}")
+        return False
+    report(True, what, f"{path} writable")
+    return True
+
+
+def _check_jobs(config: Config, report: _Report) -> None:
     """Pipelines used by routes load; DICOM destinations answer C-ECHO."""
     from dicomnode.config.schema import DicomDestination
     from dicomnode.export.senders import echo

@@ -10,6 +10,7 @@ import yaml
 
 from dicomnode.config import Config, default_config_text, load_config, parse_config
 from dicomnode.errors import ConfigError
+from tests.support.nodeproc import free_port
 
 
 def test_no_config_gives_the_embedded_defaults(tmp_path, monkeypatch):
@@ -102,11 +103,12 @@ def test_cli_init_then_check_then_status(tmp_path):
     config = tmp_path / "dicomnode.yaml"
     assert config.is_file()
     assert _cli("init", str(tmp_path)).returncode == 2  # refuses to overwrite
-    # check before the node ever ran: schema not current -> reported as a failure
+    # check before the node ever ran: the database will be created (ports made free here)
     text = config.read_text().replace("min_free: 2GB", "min_free: 1MB")
-    config.write_text(text)
+    text = text.replace("port: 11112", f"port: {free_port()}")
+    config.write_text(text.replace("port: 8080 ", f"port: {free_port()} "))
     out = _cli("check", "-c", str(config))
-    assert out.returncode == 1 and "schema not current" in out.stdout
+    assert out.returncode == 0 and "state.db will be created" in out.stdout
     from dicomnode.store.db import open_database
 
     cfg, _ = load_config(config)
