@@ -29,6 +29,9 @@ from dicomnode.routing.schema import Output, RouteSpec
 
 __all__ = [
     "AllowEntry",
+    "AuditConfig",
+    "SyslogConfig",
+    "SyslogTransport",
     "Config",
     "DatabaseConfig",
     "HttpConfig",
@@ -380,6 +383,58 @@ class HttpConfig(_Section):
         return self
 
 
+class SyslogTransport(str, Enum):
+    """How audit messages travel: TLS (RFC 5425), plain TCP (RFC 6587) or UDP (RFC 5426)."""
+
+    TLS = "tls"
+    TCP = "tcp"
+    UDP = "udp"
+
+
+_SYSLOG_PORTS = {SyslogTransport.TLS: 6514, SyslogTransport.TCP: 601, SyslogTransport.UDP: 514}
+
+
+class SyslogConfig(_Section):
+    """``audit.syslog``: DICOM audit messages (PS3.15 A.5) to a syslog collector (a SIEM).
+
+    TLS checks the collector's certificate against ``ca`` and its host name; ``cert``/``key``
+    for collectors that require client certificates (RFC 5425 mutual authentication).
+    """
+
+    host: str = Field(min_length=1, description="the collector's host name or address")
+    port: int | None = Field(None, ge=1, le=65535, description="default 6514 tls, 601 tcp, 514 udp")
+    transport: SyslogTransport = SyslogTransport.TLS
+    ca: Path | None = Field(None, description="CA certificate(s) (PEM) of the collector (tls)")
+    cert: Path | None = Field(None, description="our certificate chain (PEM, tls)")
+    key: Path | None = Field(None, description="our private key (PEM, unencrypted, tls)")
+    app_name: str = Field("dicomnode", pattern=r"^[!-~]{1,48}$", description="RFC 5424 APP-NAME")
+    queue: int = Field(
+        10000, ge=1, le=1_000_000, description="messages held while the collector is down"
+    )
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> SyslogConfig:
+        if self.transport is SyslogTransport.TLS:
+            if self.ca is None:
+                raise ValueError("transport tls needs ca (the collector's CA certificate)")
+            if (self.cert is None) != (self.key is None):
+                raise ValueError("cert and key go together")
+        elif any(f is not None for f in (self.ca, self.cert, self.key)):
+            raise ValueError(f"ca, cert and key apply to transport tls, not {self.transport.value}")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        """``port``, or the transport's registered port."""
+        return self.port if self.port is not None else _SYSLOG_PORTS[self.transport]
+
+
+class AuditConfig(_Section):
+    """Where the audit trail goes besides the database: no ``syslog`` section, no syslog."""
+
+    syslog: SyslogConfig | None = None
+
+
 class Config(_Section):
     """The whole configuration of a node."""
 
@@ -395,6 +450,7 @@ class Config(_Section):
     pipelines: dict[str, PipelineConfig] = Field(default_factory=dict)
     http: HttpConfig = Field(default_factory=HttpConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 
     @field_validator("destinations", "pipelines")
     @classmethod

@@ -4,14 +4,73 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session, SessionTransaction
 
 from dicomnode.store.models import AuditEvent, utcnow
 
-__all__ = ["AuditKind", "record"]
+__all__ = ["AuditEntry", "AuditKind", "AuditSink", "record", "set_sink"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """A committed audit row, as handed to the sink (plain values, no ORM state)."""
+
+    at: datetime
+    kind: str
+    subject: str | None
+    peer: str | None
+    detail: str | None
+
+
+#: Called with each committed audit row, on the committing thread: it must be quick and must
+#: not raise (:class:`dicomnode.audit.Forwarder` queues and returns).
+AuditSink = Callable[[AuditEntry], None]
+
+_sink: AuditSink | None = None
+_PENDING = "dicomnode.audit.pending"
+
+
+def set_sink(sink: AuditSink | None) -> None:
+    """Forward every audit row to ``sink`` once its transaction commits (None: stop).
+
+    Process-wide, set by the composition root at start-up (the syslog forwarder); rows of
+    transactions that roll back are never forwarded.
+    """
+    global _sink
+    _sink = sink
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _forward_committed(session: Session) -> None:
+    pending: list[AuditEntry] | None = session.info.pop(_PENDING, None)
+    sink = _sink
+    if not pending or sink is None:
+        return
+    for entry in pending:
+        try:
+            sink(entry)
+        except Exception:  # the audit sink must never fail a commit
+            log.exception("audit sink failed")
+
+
+@sa_event.listens_for(Session, "after_soft_rollback")
+def _drop_rolled_back(session: Session, previous: SessionTransaction) -> None:
+    if previous.parent is None:
+        session.info.pop(_PENDING, None)
+
+
+def _pend(session: Session, event: AuditEvent) -> None:
+    entry = AuditEntry(event.at, event.kind, event.subject, event.peer, event.detail)
+    pending: Any = session.info.setdefault(_PENDING, [])
+    pending.append(entry)
 
 
 class AuditKind(str, enum.Enum):
@@ -58,4 +117,6 @@ def record(
     """
     event = AuditEvent(at=utcnow(), kind=str(kind.value), subject=subject, peer=peer, detail=detail)
     session.add(event)
+    if _sink is not None:
+        _pend(session, event)
     return event

@@ -297,7 +297,7 @@ class Store:
         if ids is None or not self._bump(session, Series, ids[0], now):
             if ids is not None:
                 self._reopen(session, Series, ids[0], now, header.series_uid, peer)
-            ids = self._ids.get(header.series_uid) or self._create(session, header, now)
+            ids = self._ids.get(header.series_uid) or self._create(session, header, now, peer)
         if not self._bump(session, Study, ids[1], now):
             self._reopen(session, Study, ids[1], now, header.study_uid, peer)
         return ids[0]
@@ -334,7 +334,9 @@ class Store:
         else:  # the row is gone (retention): look it up afresh
             self._ids.clear()
 
-    def _create(self, session: Session, header: ReceivedHeader, now: datetime) -> tuple[int, int]:
+    def _create(
+        self, session: Session, header: ReceivedHeader, now: datetime, peer: str | None
+    ) -> tuple[int, int]:
         """Ids of the header's series and study, inserting them when new."""
         _insert_ignore(
             session,
@@ -367,6 +369,7 @@ class Store:
                 session,
                 AuditKind.SERIES_RECEIVED,
                 subject=header.series_uid,
+                peer=peer,
                 detail=f"study {header.study_uid}",
             )
         ids = (int(row.id), int(row.study_id))
