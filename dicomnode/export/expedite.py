@@ -128,6 +128,12 @@ class Prober:
         #: Last probe outcome per destination with work (None: not probed in this episode).
         self._up: dict[str, bool] = {}
 
+    @property
+    def probing(self) -> frozenset[str]:
+        """Destinations being probed now."""
+        with self._lock:
+            return frozenset(self._busy)
+
     def tick(self) -> list[str]:
         """Start a probe of each destination in backoff that is not being probed (never
         raises); returns the destinations probed."""
