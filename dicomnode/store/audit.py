@@ -101,6 +101,9 @@ def record(
 ) -> AuditEvent:
     """Add an audit row to ``session`` (committed with the change it describes).
 
+    Once the transaction commits, the row also goes to the sink of :func:`set_sink` (the
+    syslog forwarder, when ``audit.syslog`` is configured); this never raises for the sink.
+
     Parameters
     ----------
     session : Session

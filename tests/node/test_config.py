@@ -36,7 +36,7 @@ def test_the_commented_default_file_means_the_defaults(tmp_path):
     [
         ({"node": {"port": 70000}}, "node.port", "less than or equal to 65535"),
         ({"node": {"prot": 1}}, "node.prot", "unknown key (allowed: ae_title"),
-        ({"nodes": {}}, "nodes", "unknown key (allowed: data_dir, database"),
+        ({"nodes": {}}, "nodes", "unknown key (allowed: audit, data_dir, database"),
         ({"node": {"ae_title": "X" * 17}}, "node.ae_title", "at most 16 characters"),
         ({"node": {"ae_title": "A\\B"}}, "node.ae_title", "no backslash"),
         ({"node": {"allow": [{"host": "10.0.0.300"}]}}, "node.allow[0].host", "CIDR range"),

@@ -476,3 +476,22 @@ def test_no_audit_section_no_syslog_and_default_ports():
         for t in ("tls", "tcp", "udp")
     ]
     assert ports == [6514, 601, 514]
+
+
+def test_udp_sends_one_message_per_datagram():
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(10)
+    cfg = SyslogConfig(host="127.0.0.1", port=receiver.getsockname()[1], transport="udp")
+    sender: SyslogSender[str] = SyslogSender(
+        cfg, lambda s: SyslogMessage(utcnow(), Severity.WARNING, MSGID, s.encode())
+    )
+    sender.start()
+    try:
+        sender.submit("<AuditMessage/>")
+        datagram, _ = receiver.recvfrom(65535)
+    finally:
+        sender.close()
+        receiver.close()
+    frame = parse(datagram)  # no octet count: the datagram is the message
+    assert frame.pri == 10 * 8 + 4 and frame.msgid == MSGID
