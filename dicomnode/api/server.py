@@ -251,6 +251,7 @@ td,th{{border:1px solid #ccc;padding:2px 6px;font-size:90%}}</style></head><body
                 "subject",
                 "attempts",
                 "deliveries",
+                "next_attempt_at",
                 "finished_at",
                 "error",
             ],

@@ -80,7 +80,11 @@ def _expedite(
 def reachable(
     destination: DicomDestination | StowDestination, *, calling_ae: str, timeout: float
 ) -> str | None:
-    """None when ``destination`` answers (C-ECHO Success; HTTP below 500), else why not."""
+    """None when ``destination`` answers, else why not.
+
+    DICOM: C-ECHO Success. STOW-RS: any HTTP answer to a HEAD of its URL but a gateway's 502,
+    503 or 504 (the server behind is down); a 404 or 405 still means the server is there.
+    """
     if isinstance(destination, DicomDestination):
         return echo(destination, calling_ae=calling_ae, timeout=timeout)
     import requests
@@ -90,8 +94,9 @@ def reachable(
             destination.url, headers=dict(destination.headers), timeout=timeout
         )
     except (requests.RequestException, OSError) as exc:
-        return f"{type(exc).__name__}"
-    return None if response.status_code < 500 else f"HTTP {response.status_code}"
+        return type(exc).__name__
+    code = response.status_code
+    return f"HTTP {code}" if code in _GATEWAY_DOWN else None
 
 
 class Prober:

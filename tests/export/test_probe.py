@@ -157,3 +157,37 @@ def test_probe_period_is_bounded(tmp_path):
     for bad in (0.1, -1, 601):
         with pytest.raises(ConfigError, match="probe_seconds"):
             parse_config({**base, "export": {"probe_seconds": bad}})
+
+
+def test_stow_destinations_are_probed_with_http_head():
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from dicomnode.config.schema import StowDestination
+    from dicomnode.export.expedite import reachable
+    from tests.support.nodeproc import free_port
+
+    answer = {"status": 503}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:  # noqa: N802 - http.server API
+            self.send_response(answer["status"])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/dicom-web"
+        destination = StowDestination(url=url)
+        assert reachable(destination, calling_ae="NODE", timeout=2) == "HTTP 503"  # gateway
+        for status in (200, 404, 405, 500):  # the server itself answers
+            answer["status"] = status
+            assert reachable(destination, calling_ae="NODE", timeout=2) is None
+    finally:
+        server.shutdown()
+        server.server_close()
+    closed = StowDestination(url=f"http://127.0.0.1:{free_port()}/dicom-web")
+    assert reachable(closed, calling_ae="NODE", timeout=2) == "ConnectionError"
