@@ -29,6 +29,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"dicomnode: error: {message}\n")
 
 
+#: The most rows a listing asks for (beyond it the database's integers overflow).
+MAX_ROWS = 1_000_000
+
+
+def _count(text: str) -> int:
+    """A number of rows: a whole number from 0 to :data:`MAX_ROWS`."""
+    if (
+        not text.isascii()
+        or not text.isdigit()
+        or len(text.lstrip("0")) > 7
+        or int(text) > MAX_ROWS
+    ):
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {MAX_ROWS}")
+    return int(text)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dicomnode", description="A DICOM node that analyses studies.")
     parser.add_argument("--version", action="version", version=f"dicomnode {__version__}")
@@ -48,7 +64,7 @@ def _build_parser() -> argparse.ArgumentParser:
     status = with_config(sub.add_parser("status", help="studies and series and their states"))
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument(
-        "--audit", type=int, default=0, metavar="N", help="also the last N audit events"
+        "--audit", type=_count, default=0, metavar="N", help="also the last N audit events"
     )
     with_config(sub.add_parser("worker", help="run workers only (no DICOM listener)"))
     jobs = with_config(sub.add_parser("jobs", help="jobs and their deliveries"))
