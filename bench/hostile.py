@@ -14,6 +14,10 @@ measured in the same run, one after the other.
    allows), and whether it answers C-ECHO afterwards. The peer takes the whole PDU, so its
    declared size is reduced when MemAvailable is short (the line says so).
    Target: aborted within 1 s, RSS growth < 50 MB.
+1b. Framing bypass. Before any association request, on three connections in parallel: a PDU of
+   unknown type 0x08 and length 0, then a P-DATA-TF header declaring 300 MB (the peer: its
+   memory budget split over the three) and zeros. Reported as in 1.
+   Target: aborted within 1 s, RSS growth < 50 MB.
 2. Connection flood. dcmtk's storescu stores a 20-instance series with no idle connections,
    then with 200 idle TCP connections open (opened one after the other, as ``open_idle``
    does), retried until it succeeds or 30 s pass; then the time until the receiver closed
@@ -43,6 +47,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +60,12 @@ if str(ROOT) not in sys.path:  # the node harness of the tests
     sys.path.insert(0, str(ROOT))
 
 from tests.support import dicomgen  # noqa: E402
-from tests.support.hostile import is_open, push_oversized_pdu, wait_closed  # noqa: E402
+from tests.support.hostile import (  # noqa: E402
+    is_open,
+    pdu_header,
+    push_oversized_pdu,
+    wait_closed,
+)
 from tests.support.nodeproc import (  # noqa: E402
     STORESCU,
     NodeProcess,
@@ -278,6 +288,56 @@ def section_oversized(node: Receiver, peer: Receiver, summary: Summary) -> None:
         "{}",
         ok=n.echo_after,
     )
+
+
+# -- 1b. framing bypass --------------------------------------------------------------------
+
+FRAMING_CONNECTIONS = 3
+
+
+def framing_bypass(rx: Receiver, declared: int) -> PduResult:
+    """Before any association: an unknown PDU type 0x08 of length 0, then a P-DATA-TF header
+    declaring ``declared`` bytes and zeros, on FRAMING_CONNECTIONS connections in parallel."""
+    reset_peak(rx.pid)
+    before = status_mb(rx.pid, "VmRSS")
+
+    def attack(_: int) -> int:
+        with socket.create_connection(("127.0.0.1", rx.port), timeout=60) as raw:
+            raw.sendall(pdu_header(0x08, 0))
+            return push_oversized_pdu(raw, pdu_type=0x04, declared=declared)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(FRAMING_CONNECTIONS) as pool:
+        sent = list(pool.map(attack, range(FRAMING_CONNECTIONS)))
+    broke = time.perf_counter() - started
+    time.sleep(0.3)
+    growth = status_mb(rx.pid, "VmHWM") - before if rx.alive() else float("nan")
+    alive = rx.alive() and echo(rx.port, ae_title=AET)
+    return PduResult(declared, broke * 1000, sum(sent) / MB, growth, alive)
+
+
+def section_framing(node: Receiver, peer: Receiver, summary: Summary) -> None:
+    declared, note = peer_declared()
+    declared //= FRAMING_CONNECTIONS
+    print(
+        f"\n== 1b. Framing bypass ({FRAMING_CONNECTIONS} connections: PDU type 0x08 of length "
+        f"0, then P-DATA-TF before any association request; {note}, split over the connections)"
+    )
+    results = {}
+    for rx, size in ((node, DECLARED), (peer, declared)):
+        r = results[rx.name] = framing_bypass(rx, size)
+        print(
+            f"{rx.name:<10} declared {r.declared // MB:>3} MB each: all broke after "
+            f"{r.break_ms:>7.0f} ms, took {r.taken_mb:>6.1f} MB, RSS growth "
+            f"{r.growth_mb:>7.1f} MB, C-ECHO after: {'ok' if r.echo_after else 'FAILED'}"
+        )
+    n, p = results[node.name], results[peer.name]
+    print(
+        f"ratio peer/node: break time {ratio(p.break_ms, n.break_ms)}, "
+        f"MB taken {ratio(p.taken_mb, n.taken_mb)}, RSS growth {ratio(p.growth_mb, n.growth_mb)}"
+    )
+    summary.add("framing bypass: ms to abort", "<= 1000", n.break_ms, p.break_ms, "{:.0f}")
+    summary.add("framing bypass: RSS growth MB", "< 50", n.growth_mb, p.growth_mb, "{:.1f}")
 
 
 # -- 2. connection flood -------------------------------------------------------------------
@@ -541,6 +601,10 @@ def run(work: Path, summary: Summary) -> None:
         node, peer = receiver("dicomnode", node_proc), receiver("plain-scp", peer_proc)
         section_oversized(node, peer, summary)
         if not peer.alive():  # not expected: the peer survives the 300 MB
+            peer_proc.stop()
+            peer = receiver("plain-scp", PeerProcess(work / "peer").start())
+        section_framing(node, peer, summary)
+        if not peer.alive():
             peer_proc.stop()
             peer = receiver("plain-scp", PeerProcess(work / "peer").start())
         section_flood(node, peer, work, summary)

@@ -13,6 +13,7 @@ __all__ = [
     "StoreRejected",
     "OutOfSpace",
     "DatabaseError",
+    "ProtocolViolation",
 ]
 
 
@@ -71,3 +72,20 @@ class OutOfSpace(StoreRejected):
 
     def __init__(self, reason: str):
         super().__init__(0xA700, reason)
+
+
+class ProtocolViolation(DicomNodeError):
+    """A peer broke the DICOM Upper Layer protocol; the association is aborted.
+
+    Parameters
+    ----------
+    reason : int
+        The A-ABORT reason/diagnostic sent to the peer (PS3.8 9.3.8).
+    detail : str
+        One line for the security alert; never contains patient identifiers.
+    """
+
+    def __init__(self, reason: int, detail: str):
+        self.reason = reason
+        self.detail = detail
+        super().__init__(detail)

@@ -7,11 +7,13 @@ thread. This server:
 * runs the TLS handshake, and the wait for a connection's first bytes, in that connection's own
   thread with ``handshake_timeout``: a silent peer costs one sleeping thread, never the accept
   loop, and is closed when the time is up; it is not an association until it sends a request;
-* checks each PDU's length on its 6-byte header, before reading the body: a P-DATA-TF longer
-  than the maximum the node offered, or any other PDU over :data:`MAX_CONTROL_PDU`, is answered
-  with an A-ABORT and the connection is closed at once.
+* reads PDUs through :mod:`dicomnode.net.framing`: each header is checked against the
+  association state and the length limits before its body is read; an unknown or unexpected
+  PDU type, or a length over the limit (a P-DATA-TF longer than the maximum the node offered,
+  any other PDU over :data:`~dicomnode.net.framing.MAX_CONTROL_PDU`), is answered with an
+  A-ABORT and the connection is closed at once.
 
-Security events (a failed TLS handshake, an oversized PDU) go to the ``on_alert`` callback.
+Security events (a failed TLS handshake, a framing violation) go to the ``on_alert`` callback.
 """
 
 from __future__ import annotations
@@ -28,16 +30,15 @@ from typing import Any
 
 from pynetdicom import AE
 from pynetdicom.association import Association
-from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.presentation import PresentationContext
-from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
+from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
+
+from dicomnode.net import framing
 
 __all__ = [
-    "MAX_CONTROL_PDU",
     "MAX_WAITING",
     "AlertCallback",
     "GuardedServer",
-    "PduGuard",
     "start_guarded_server",
 ]
 
@@ -46,79 +47,8 @@ log = logging.getLogger(__name__)
 #: Connections that may wait for their first bytes (or TLS handshake) at once.
 MAX_WAITING = 512
 
-#: Longest PDU other than P-DATA-TF accepted (an A-ASSOCIATE-RQ proposing 128 contexts with a
-#: dozen transfer syntaxes each is about 40 KB).
-MAX_CONTROL_PDU = 1 << 20
-
-_P_DATA_TF = 0x04
-_ABORT_SOURCE_PROVIDER = 0x02
-_ABORT_INVALID_PARAMETER = 0x06
-
 #: Called with (peer, detail) for each security event; must not raise.
 AlertCallback = Callable[[str, str], None]
-
-
-class PduGuard:
-    """Wraps an :class:`AssociationSocket`'s ``recv`` to refuse PDUs over their limit.
-
-    pynetdicom's DUL reads each PDU as ``recv(6)`` (type, reserved, length) then
-    ``recv(length)``; the guard checks the length after the first call. Over the limit it sends
-    an A-ABORT, shuts the connection down and returns an empty header, which the DUL takes as
-    a closed connection.
-
-    Parameters
-    ----------
-    sock : AssociationSocket
-        The association's socket.
-    max_pdata : int
-        The maximum PDU length the node offered (PS3.8 9.3.1: the length of the P-DATA-TF
-        variable field, which is the PDU length).
-    on_violation : callable
-        Called with one line describing the oversized PDU.
-    """
-
-    def __init__(
-        self, sock: AssociationSocket, max_pdata: int, on_violation: Callable[[str], None]
-    ):
-        self._sock = sock
-        self._recv = sock.recv
-        self._max_pdata = max_pdata
-        self._on_violation = on_violation
-        self._at_header = True
-
-    def install(self) -> None:
-        """Route the socket's reads through the guard."""
-        self._sock.recv = self.recv  # type: ignore[method-assign]
-
-    def recv(self, nr_bytes: int) -> bytearray:
-        """Read like :meth:`AssociationSocket.recv`, checking each PDU header."""
-        at_header, self._at_header = self._at_header, not self._at_header
-        data = self._recv(nr_bytes)
-        if not at_header or len(data) != 6:
-            return data
-        pdu_type = data[0]
-        length = int.from_bytes(data[2:6], "big")
-        limit = self._max_pdata if pdu_type == _P_DATA_TF else MAX_CONTROL_PDU
-        if length <= limit:
-            return data
-        self._abort()
-        self._on_violation(
-            f"PDU type 0x{pdu_type:02X} declares {length} bytes, over the limit of {limit}"
-        )
-        return bytearray()
-
-    def _abort(self) -> None:
-        abort = A_ABORT_RQ()
-        abort.source = _ABORT_SOURCE_PROVIDER
-        abort.reason_diagnostic = _ABORT_INVALID_PARAMETER
-        raw = self._sock.socket
-        if raw is None:
-            return
-        try:
-            raw.sendall(abort.encode())
-            raw.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 class _GuardedRequestHandler(RequestHandler):
@@ -145,9 +75,7 @@ class _GuardedRequestHandler(RequestHandler):
             calling = str(assoc.requestor.ae_title or "").strip() or "?"
             alert(f"{calling}@{self.client_address[0]}", detail)
 
-        sock = assoc.dul.socket
-        assert sock is not None
-        PduGuard(sock, self.ae.maximum_pdu_size, violation).install()
+        framing.install(assoc.dul, framing.FramingLimits(self.ae.maximum_pdu_size), violation)
         return assoc
 
     def _handshake(self, sock: socket.socket) -> bool:

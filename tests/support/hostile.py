@@ -6,8 +6,18 @@ import select
 import socket
 import struct
 import time
+from pathlib import Path
 
-__all__ = ["is_open", "open_idle", "push_oversized_pdu", "wait_closed"]
+__all__ = [
+    "associate_rq",
+    "is_open",
+    "open_idle",
+    "pdu_header",
+    "push_oversized_pdu",
+    "read_until_closed",
+    "vm_kb",
+    "wait_closed",
+]
 
 
 def push_oversized_pdu(sock: socket.socket, *, pdu_type: int, declared: int) -> int:
@@ -57,3 +67,59 @@ def wait_closed(sockets: list[socket.socket], *, timeout: float) -> int:
         if closed == len(sockets) or time.monotonic() > deadline:
             return closed
         time.sleep(0.1)
+
+
+def associate_rq(calling: str, called: str = "DICOMNODE", *, max_pdu: int = 16384) -> bytes:
+    """A well-formed A-ASSOCIATE-RQ PDU proposing Verification (for raw-socket tests)."""
+    from pynetdicom.pdu import A_ASSOCIATE_RQ
+    from pynetdicom.pdu_primitives import (
+        A_ASSOCIATE,
+        ImplementationClassUIDNotification,
+        MaximumLengthNotification,
+    )
+    from pynetdicom.presentation import build_context
+
+    context = build_context("1.2.840.10008.1.1")
+    context.context_id = 1
+    primitive = A_ASSOCIATE()
+    primitive.application_context_name = "1.2.840.10008.3.1.1.1"
+    primitive.calling_ae_title = calling
+    primitive.called_ae_title = called
+    primitive.presentation_context_definition_list = [context]
+    length = MaximumLengthNotification()
+    length.maximum_length_received = max_pdu
+    implementation = ImplementationClassUIDNotification()
+    implementation.implementation_class_uid = "1.2.826.0.1.3680043.9.3811.3.0.4"
+    primitive.user_information = [length, implementation]
+    pdu = A_ASSOCIATE_RQ()
+    pdu.from_primitive(primitive)
+    return bytes(pdu.encode())
+
+
+def pdu_header(pdu_type: int, length: int) -> bytes:
+    """A 6-byte PDU header (type, reserved, 32-bit big-endian length)."""
+    return struct.pack(">BBL", pdu_type, 0, length)
+
+
+def read_until_closed(sock: socket.socket, *, timeout: float = 10) -> bytes:
+    """Everything the peer sends until it closes (or ``timeout`` passes)."""
+    sock.settimeout(timeout)
+    received = bytearray()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            data = sock.recv(65536)
+            if not data:
+                break
+            received += data
+    except OSError:
+        pass
+    return bytes(received)
+
+
+def vm_kb(pid: int, key: str = "VmHWM") -> int:
+    """A ``/proc/<pid>/status`` memory field in kB (VmRSS, VmHWM: the peak RSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)

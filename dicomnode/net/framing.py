@@ -1,0 +1,297 @@
+"""PDU framing on the acceptor's side: one PDU at a time, its header checked before its body.
+
+PS3.8 9.3: every PDU is a 6-byte header (type, reserved, 32-bit length) followed by exactly
+``length`` bytes. pynetdicom 3.0.4's DUL reads a PDU of whatever type and length the header
+declares, in any association state. This module replaces that read with a state machine over the
+byte stream: the header is read exactly (6 bytes), its type checked against the PDU types that
+PS3.8 Table 9-10 lets the peer send in the current state, its length against the limit for that
+type, and only then is the body read, exactly. A PDU that fails the check is never read: the
+peer gets an A-ABORT and the connection is closed.
+
+:func:`check_header` is the pure rule (what may come next); :class:`PduReader` applies it to a
+socket; :func:`install` puts a reader in place of the DUL's own read.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu import A_ABORT_RQ
+
+from dicomnode.errors import ProtocolViolation
+
+__all__ = [
+    "HEADER_LENGTH",
+    "MAX_CONTROL_PDU",
+    "AbortReason",
+    "FramingLimits",
+    "PduHeader",
+    "PduReader",
+    "PduType",
+    "abort",
+    "check_header",
+    "install",
+]
+
+log = logging.getLogger(__name__)
+
+HEADER_LENGTH = 6
+
+#: Longest PDU other than P-DATA-TF accepted (an A-ASSOCIATE-RQ proposing 128 contexts with a
+#: dozen transfer syntaxes each is about 40 KB).
+MAX_CONTROL_PDU = 1 << 20
+
+_HEADER = struct.Struct(">BBL")
+
+
+class PduType(enum.IntEnum):
+    """The seven PDU types of PS3.8 9.3."""
+
+    A_ASSOCIATE_RQ = 0x01
+    A_ASSOCIATE_AC = 0x02
+    A_ASSOCIATE_RJ = 0x03
+    P_DATA_TF = 0x04
+    A_RELEASE_RQ = 0x05
+    A_RELEASE_RP = 0x06
+    A_ABORT = 0x07
+
+
+class AbortReason(enum.IntEnum):
+    """A-ABORT reason/diagnostic values for source 2, service provider (PS3.8 9.3.8)."""
+
+    UNRECOGNIZED_PDU = 0x01
+    UNEXPECTED_PDU = 0x02
+    INVALID_PARAMETER = 0x06
+
+
+#: The PDU types a peer may send in each state of PS3.8 Table 9-10 (anything else there is
+#: answered with an A-ABORT by the standard too: AA-1, AA-8). Sta13 (waiting for the peer to
+#: close) reads and ignores any PDU (AA-6/AA-7). The acceptor's DUL reads its first PDU while
+#: still in Sta1, with the transport indication (Evt5, to Sta2) on its queue: Sta1 is read as
+#: Sta2 (:func:`check_header`). Receive-driven transitions may lag the same way (the DUL queues an event per PDU it reads),
+#: which never narrows the set: after a peer's A-ASSOCIATE-RQ or A-RELEASE-RQ it may only abort.
+_EXPECTED: dict[str, frozenset[PduType]] = {
+    "Sta2": frozenset({PduType.A_ASSOCIATE_RQ, PduType.A_ABORT}),
+    "Sta3": frozenset({PduType.A_ABORT}),
+    "Sta5": frozenset({PduType.A_ASSOCIATE_AC, PduType.A_ASSOCIATE_RJ, PduType.A_ABORT}),
+    "Sta6": frozenset({PduType.P_DATA_TF, PduType.A_RELEASE_RQ, PduType.A_ABORT}),
+    "Sta7": frozenset(
+        {PduType.P_DATA_TF, PduType.A_RELEASE_RQ, PduType.A_RELEASE_RP, PduType.A_ABORT}
+    ),
+    "Sta8": frozenset({PduType.A_ABORT}),
+    "Sta9": frozenset({PduType.A_ABORT}),
+    "Sta10": frozenset({PduType.A_RELEASE_RP, PduType.A_ABORT}),
+    "Sta11": frozenset({PduType.A_RELEASE_RP, PduType.A_ABORT}),
+    "Sta12": frozenset({PduType.A_ABORT}),
+    "Sta13": frozenset(PduType),
+}
+
+#: Fixed lengths (A-RELEASE-RQ/RP, A-ABORT, A-ASSOCIATE-RJ: 4 bytes) and minimum lengths
+#: (A-ASSOCIATE-RQ/AC: 68 bytes of fixed fields; P-DATA-TF: one PDV item, 6 bytes).
+_EXACT = {
+    PduType.A_ASSOCIATE_RJ: 4,
+    PduType.A_RELEASE_RQ: 4,
+    PduType.A_RELEASE_RP: 4,
+    PduType.A_ABORT: 4,
+}
+_MINIMUM = {PduType.A_ASSOCIATE_RQ: 68, PduType.A_ASSOCIATE_AC: 68, PduType.P_DATA_TF: 6}
+
+
+@dataclass(frozen=True)
+class FramingLimits:
+    """The longest PDU bodies accepted.
+
+    Parameters
+    ----------
+    max_pdata : int
+        The maximum PDU length the node offered (PS3.8 D.1: the length of the P-DATA-TF
+        variable field, which is the PDU length).
+    max_control : int
+        Every other PDU type.
+    """
+
+    max_pdata: int
+    max_control: int = MAX_CONTROL_PDU
+
+    def __post_init__(self) -> None:
+        if self.max_pdata < 6 or self.max_control < 68:
+            raise ValueError(
+                f"limits too small: max_pdata {self.max_pdata} (at least 6), "
+                f"max_control {self.max_control} (at least 68)"
+            )
+
+    def of(self, pdu_type: PduType) -> int:
+        """The limit for one PDU type."""
+        return self.max_pdata if pdu_type is PduType.P_DATA_TF else self.max_control
+
+
+@dataclass(frozen=True)
+class PduHeader:
+    """A header that passed :func:`check_header`."""
+
+    pdu_type: PduType
+    length: int
+
+
+def check_header(state: str, header: bytes | bytearray, limits: FramingLimits) -> PduHeader:
+    """Check a 6-byte PDU header against the association state and the limits.
+
+    Parameters
+    ----------
+    state : str
+        The DUL state (``Sta1`` … ``Sta13``, PS3.8 Table 9-10).
+    header : bytes
+        Exactly :data:`HEADER_LENGTH` bytes.
+    limits : FramingLimits
+        The longest bodies accepted.
+
+    Returns
+    -------
+    PduHeader
+        The PDU's type and body length, when its body may be read.
+
+    Raises
+    ------
+    ProtocolViolation
+        The PDU must not be read: unknown type, a type not expected in ``state``, or a length
+        over the limit or not the one its type requires. ``reason`` is the A-ABORT diagnostic.
+    """
+    if len(header) != HEADER_LENGTH:
+        raise ValueError(f"a PDU header is {HEADER_LENGTH} bytes, not {len(header)}")
+    raw_type, _, length = _HEADER.unpack(header)
+    state = "Sta2" if state == "Sta1" else state
+    try:
+        pdu_type = PduType(raw_type)
+    except ValueError:
+        raise ProtocolViolation(
+            AbortReason.UNRECOGNIZED_PDU, f"unknown PDU type 0x{raw_type:02X}"
+        ) from None
+    if pdu_type not in _EXPECTED.get(state, frozenset()):
+        raise ProtocolViolation(
+            AbortReason.UNEXPECTED_PDU,
+            f"PDU type 0x{raw_type:02X} ({pdu_type.name}) not expected in state {state}",
+        )
+    limit = limits.of(pdu_type)
+    if length > limit:
+        raise ProtocolViolation(
+            AbortReason.INVALID_PARAMETER,
+            f"PDU type 0x{raw_type:02X} declares {length} bytes, over the limit of {limit}",
+        )
+    exact = _EXACT.get(pdu_type)
+    minimum = exact if exact is not None else _MINIMUM.get(pdu_type, 0)
+    if length < minimum or (exact is not None and length != exact):
+        expected = f"{exact}" if exact is not None else f"at least {minimum}"
+        raise ProtocolViolation(
+            AbortReason.INVALID_PARAMETER,
+            f"PDU type 0x{raw_type:02X} declares {length} bytes, must be {expected}",
+        )
+    return PduHeader(pdu_type, length)
+
+
+class PduReader:
+    """Reads whole PDUs from a connection, one header then exactly one body at a time.
+
+    Parameters
+    ----------
+    recv : callable
+        ``recv(n)`` returns up to ``n`` bytes, fewer only when the connection closed
+        (:meth:`pynetdicom.transport.AssociationSocket.recv`).
+    limits : FramingLimits
+        The longest bodies accepted.
+    """
+
+    def __init__(self, recv: Callable[[int], bytes | bytearray], limits: FramingLimits):
+        self._recv = recv
+        self.limits = limits
+        self.closed = False
+
+    def read(self, state: str) -> bytes | None:
+        """The next whole PDU (header and body), or ``None`` when the connection closed.
+
+        After a violation or a short read the reader is closed: it reads nothing more (bytes
+        still buffered after a violation are the attacker's, not PDUs).
+
+        Raises
+        ------
+        ProtocolViolation
+            The header failed :func:`check_header`; no body byte was read.
+        OSError
+            The connection failed.
+        """
+        if self.closed:
+            return None
+        self.closed = True
+        header = bytes(self._recv(HEADER_LENGTH))
+        if len(header) != HEADER_LENGTH:
+            return None
+        checked = check_header(state, header, self.limits)
+        body = bytes(self._recv(checked.length)) if checked.length else b""
+        if len(body) != checked.length:
+            return None
+        self.closed = False
+        return header + body
+
+
+def abort(sock: socket.socket | None, reason: int) -> None:
+    """Send an A-ABORT (source: service provider) and shut the connection down."""
+    if sock is None:
+        return
+    pdu = A_ABORT_RQ()
+    pdu.source = 0x02
+    pdu.reason_diagnostic = int(reason)
+    try:
+        sock.sendall(pdu.encode())
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def install(
+    dul: DULServiceProvider, limits: FramingLimits, on_violation: Callable[[str], None]
+) -> PduReader:
+    """Read the DUL's PDUs through a :class:`PduReader` (before the association starts).
+
+    pynetdicom's DUL calls ``_read_pdu_data()`` whenever its socket is readable; this replaces
+    it with the same contract (an FSM event on ``event_queue``, the decoded PDU on
+    ``_recv_pdu``) on top of checked framing. A violation sends an A-ABORT, closes the
+    connection, calls ``on_violation`` with one line and ends the association as a closed
+    transport (Evt17) does. Decoding failures are logged in one line, never a traceback.
+    """
+    sock = dul.socket
+    assert sock is not None, "install() needs the association's socket"
+    reader = PduReader(sock.recv, limits)
+    events: Any = dul.event_queue
+
+    def read_pdu_data() -> None:
+        try:
+            raw = reader.read(dul.state_machine.current_state)
+        except ProtocolViolation as exc:
+            abort(sock.socket, exc.reason)
+            on_violation(exc.detail)
+            events.put("Evt17")
+            return
+        except OSError as exc:
+            log.info("connection failed mid-PDU: %s", type(exc).__name__)
+            events.put("Evt17")
+            return
+        if raw is None:
+            events.put("Evt17")
+            return
+        try:
+            pdu, event = dul._decode_pdu(bytearray(raw))
+        except Exception as exc:  # any malformed body: PS3.8 Evt19, the FSM aborts
+            log.info("undecodable PDU type 0x%02X: %s", raw[0], type(exc).__name__)
+            events.put("Evt19")
+            return
+        events.put(event)
+        dul._recv_pdu.put(pdu)
+
+    dul._read_pdu_data = read_pdu_data  # type: ignore[method-assign]
+    return reader
