@@ -48,9 +48,30 @@ class _TextFormatter(logging.Formatter):
         return base + ("".join(f" {k}={v}" for k, v in extras.items()) if extras else "")
 
 
+class _NoLibraryTracebacks(logging.Filter):
+    """Libraries' tracebacks only at DEBUG: above it their records keep one line.
+
+    pynetdicom logs ``LOGGER.exception(exc)`` for a peer's malformed PDU or message; a peer
+    must not be able to fill the log with tracebacks (issue 15), and a traceback's locals
+    could quote a header.
+    """
+
+    def __init__(self, keep: bool):
+        super().__init__()
+        self._keep = keep
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and not self._keep and record.name.split(".")[0] == "pynetdicom":
+            kind = record.exc_info[0].__name__ if record.exc_info[0] else "error"
+            record.msg, record.args = f"{record.getMessage()} ({kind})", None
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def setup_logging(config: LoggingConfig, stream: Any = None) -> None:
     """Configure the root logger from ``logging:`` in the config (CLI use only)."""
     handler = logging.StreamHandler(stream or sys.stderr)
+    handler.addFilter(_NoLibraryTracebacks(keep=config.level == "DEBUG"))
     if config.format is LogFormat.JSON:
         handler.setFormatter(JsonFormatter())
     else:

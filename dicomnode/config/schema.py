@@ -146,6 +146,21 @@ class NodeConfig(_Section):
     host: str = "0.0.0.0"
     port: int = Field(11112, ge=1, le=65535)
     max_associations: int = Field(16, ge=1, le=1000)
+    max_associations_per_peer: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description=(
+            "associations one peer (calling AE title and source address) may hold at once "
+            "(default: half of max_associations, at least 1)"
+        ),
+    )
+    first_message_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="seconds an accepted association has to send its first DIMSE request",
+    )
     max_pdu: int = Field(
         262144,
         ge=4096,
@@ -168,6 +183,13 @@ class NodeConfig(_Section):
         max_length=40,
         description="root of the UIDs of result objects (2.25: UUID-derived)",
     )
+
+    @property
+    def per_peer_limit(self) -> int:
+        """``max_associations_per_peer``, or its default: half of ``max_associations``."""
+        if self.max_associations_per_peer is not None:
+            return min(self.max_associations_per_peer, self.max_associations)
+        return max(1, self.max_associations // 2)
 
 
 class StorageConfig(_Section):

@@ -36,6 +36,7 @@ __all__ = [
     "PduReader",
     "PduType",
     "abort",
+    "check_ae_titles",
     "check_header",
     "install",
 ]
@@ -75,8 +76,9 @@ class AbortReason(enum.IntEnum):
 #: answered with an A-ABORT by the standard too: AA-1, AA-8). Sta13 (waiting for the peer to
 #: close) reads and ignores any PDU (AA-6/AA-7). The acceptor's DUL reads its first PDU while
 #: still in Sta1, with the transport indication (Evt5, to Sta2) on its queue: Sta1 is read as
-#: Sta2 (:func:`check_header`). Receive-driven transitions may lag the same way (the DUL queues an event per PDU it reads),
-#: which never narrows the set: after a peer's A-ASSOCIATE-RQ or A-RELEASE-RQ it may only abort.
+#: Sta2 (:func:`check_header`). Receive-driven transitions may lag the same way (the DUL
+#: queues an event per PDU it reads), which never narrows the set: after a peer's
+#: A-ASSOCIATE-RQ or A-RELEASE-RQ it may only abort.
 _EXPECTED: dict[str, frozenset[PduType]] = {
     "Sta2": frozenset({PduType.A_ASSOCIATE_RQ, PduType.A_ABORT}),
     "Sta3": frozenset({PduType.A_ABORT}),
@@ -195,6 +197,44 @@ def check_header(state: str, header: bytes | bytearray, limits: FramingLimits) -
     return PduHeader(pdu_type, length)
 
 
+def _valid_ae_title(raw: bytes) -> bool:
+    """PS3.5 AE: the default repertoire without backslash or control characters, not blank."""
+    return all(0x20 <= b <= 0x7E and b != 0x5C for b in raw) and bool(raw.strip(b" "))
+
+
+def check_ae_titles(body: bytes) -> None:
+    """Check the called and calling AE titles of an A-ASSOCIATE-RQ body (PS3.8 9.3.2).
+
+    Raises
+    ------
+    ProtocolViolation
+        A title holds NUL, control characters, a backslash or non-ASCII bytes, or is blank.
+        The detail names both titles, escaped.
+    """
+    called, calling = body[4:20], body[20:36]
+    bad = [
+        name for name, raw in (("called", called), ("calling", calling)) if not _valid_ae_title(raw)
+    ]
+    if bad:
+        raise ProtocolViolation(
+            AbortReason.INVALID_PARAMETER,
+            f"A-ASSOCIATE-RQ with an invalid {' and '.join(bad)} AE title: "
+            f"called {_shown(called)}, calling {_shown(calling)}",
+        )
+
+
+def _shown(raw: bytes) -> str:
+    """An AE title for a log line: printable ASCII as is, anything else escaped."""
+    return (
+        "'"
+        + raw.decode("ascii", "backslashreplace")
+        .rstrip(" ")
+        .encode("unicode_escape")
+        .decode("ascii")
+        + "'"
+    )
+
+
 class PduReader:
     """Reads whole PDUs from a connection, one header then exactly one body at a time.
 
@@ -235,6 +275,8 @@ class PduReader:
         body = bytes(self._recv(checked.length)) if checked.length else b""
         if len(body) != checked.length:
             return None
+        if checked.pdu_type is PduType.A_ASSOCIATE_RQ:
+            check_ae_titles(body)
         self.closed = False
         return header + body
 
@@ -293,5 +335,24 @@ def install(
         events.put(event)
         dul._recv_pdu.put(pdu)
 
+    fsm = dul.state_machine
+    do_action = fsm.do_action
+
+    def guarded_action(event: str) -> None:
+        # pynetdicom runs FSM actions outside its reactor's exception net: a P-DATA whose
+        # command does not decode raises in DT-2 and kills the DUL thread with a traceback,
+        # leaving the association open until the network timeout. Abort instead.
+        try:
+            do_action(event)
+        except Exception as exc:
+            state = fsm.current_state
+            abort(sock.socket, 0x00)
+            on_violation(f"protocol error in {state} on {event}: {type(exc).__name__}")
+            assoc = dul.assoc
+            assoc.is_aborted, assoc.is_established = True, False
+            assoc._kill = True
+            dul.kill_dul()
+
     dul._read_pdu_data = read_pdu_data  # type: ignore[method-assign]
+    fsm.do_action = guarded_action  # type: ignore[method-assign]
     return reader

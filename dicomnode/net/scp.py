@@ -23,6 +23,8 @@ from typing import Any
 from pydicom.uid import AllTransferSyntaxes, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
 from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dicomnode.config.schema import NodeConfig
@@ -55,11 +57,16 @@ _SOURCE_USER = 0x01
 _SOURCE_PROVIDER_PRESENTATION = 0x03
 _DIAG_NONE = 0x01
 _DIAG_CALLING_AE = 0x03
+_DIAG_CALLED_AE = 0x07
 _DIAG_LOCAL_LIMIT = 0x02
 #: pynetdicom's own association limit counts every connection that sent a byte; the node
 #: enforces ``max_associations`` itself on admitted associations and keeps this as a backstop.
 _PYNETDICOM_ASSOCIATION_CAP = 1000
 _UNEXPECTED = 0xC000
+_CANNOT_UNDERSTAND = 0xC000
+_UNRECOGNIZED_OPERATION = 0x0211
+#: The PDV message control header bits of the last fragment of a command (PS3.8 E.2).
+_COMMAND_LAST = 0x03
 
 
 class ScpObserver:
@@ -108,9 +115,12 @@ class StorageSCP:
         self.observer = observer or ScpObserver()
         self._server: GuardedServer | None = None
         self._in_handler: set[str] = set()
-        self._admitted: set[Association] = set()
+        self._admitted: dict[Association, str] = {}  # admitted association -> peer key
         self._accepted: set[Association] = set()  # until reap_spool saw them end
         self._admission = threading.Lock()
+        #: Accepted associations that have not sent a whole DIMSE command yet, with the timer
+        #: that aborts them at ``first_message_timeout``.
+        self._silent: dict[Association, threading.Timer] = {}
         self.ae = self._make_ae()
 
     def _make_ae(self) -> AE:
@@ -122,7 +132,8 @@ class StorageSCP:
         ae.dimse_timeout = cfg.dimse_timeout
         ae.network_timeout = cfg.network_timeout
         ae.require_called_aet = True
-        ae.add_supported_context(Verification)
+        # Verification carries no data set; the same syntaxes as storage (no deflate).
+        ae.add_supported_context(Verification, ACCEPTED_TRANSFER_SYNTAXES[:2])
         for context in AllStoragePresentationContexts:
             assert context.abstract_syntax is not None
             ae.add_supported_context(context.abstract_syntax, ACCEPTED_TRANSFER_SYNTAXES)
@@ -147,6 +158,7 @@ class StorageSCP:
             (evt.EVT_REJECTED, self._on_rejected),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_PDU_RECV, self._on_pdu),
         ]
         tls = self.config.tls
         self._server = start_guarded_server(
@@ -169,6 +181,10 @@ class StorageSCP:
 
     def stop(self) -> None:
         """Stop listening and abort running associations."""
+        with self._admission:
+            timers, self._silent = list(self._silent.values()), {}
+        for timer in timers:
+            timer.cancel()
         if self._server is not None:
             self._server.shutdown()
             self._server = None
@@ -179,6 +195,15 @@ class StorageSCP:
     def _peer(self, event: Any) -> str:
         requestor = event.assoc.requestor
         return f"{str(requestor.ae_title).strip()}@{requestor.address}"
+
+    def _store_failed(self, peer: str, status: int, reason: str) -> int:
+        """Log, audit and count a refused C-STORE (or other request); returns ``status``."""
+        log.warning(
+            "store refused", extra={"status": f"0x{status:04X}", "reason": reason, "peer": peer}
+        )
+        self._audit(AuditKind.STORE_FAILED, peer, f"0x{status:04X} {reason}")
+        self.observer.store_failed(status=status)
+        return status
 
     def _audit(self, kind: AuditKind, peer: str, detail: str | None = None) -> None:
         try:
@@ -192,31 +217,49 @@ class StorageSCP:
         self.observer.security_alert()
         self._audit(AuditKind.SECURITY_ALERT, peer, detail)
 
-    def _admit(self, assoc: Association) -> bool:
-        """Count ``assoc`` against ``max_associations`` unless the limit is reached."""
+    def _admit(self, assoc: Association, peer: str) -> str | None:
+        """Count ``assoc`` against the limits; the refusal when one is reached, else ``None``.
+
+        ``peer`` is the calling AE title and the source address: one peer holds at most
+        ``per_peer_limit`` of the ``max_associations`` slots, so that it cannot lock out the
+        others by holding (or re-opening) associations.
+        """
+        cfg = self.config
         with self._admission:
             self._admitted = {
-                a for a in self._admitted if a.is_alive() and not (a.is_released or a.is_aborted)
+                a: key
+                for a, key in self._admitted.items()
+                if a.is_alive() and not (a.is_released or a.is_aborted)
             }
-            if len(self._admitted) >= self.config.max_associations:
-                return False
-            self._admitted.add(assoc)
-            return True
+            if len(self._admitted) >= cfg.max_associations:
+                return f"association limit of {cfg.max_associations} reached"
+            if sum(key == peer for key in self._admitted.values()) >= cfg.per_peer_limit:
+                return f"per-peer association limit of {cfg.per_peer_limit} reached"
+            self._admitted[assoc] = peer
+            return None
 
     def _on_requested(self, event: Any) -> None:
         try:
             assoc = event.assoc
             requestor = assoc.requestor
             calling = str(requestor.primitive.calling_ae_title).strip()
+            called = str(requestor.primitive.called_ae_title).strip()
+            peer = f"{calling}@{requestor.address}"
             decision = decide(self.config.allow, calling, str(requestor.address))
-            if not decision.allowed:
+            if called != self.config.ae_title:
+                refusal = (
+                    f"called AE title {called!r} is not this node's ({self.config.ae_title!r}); "
+                    f"calling AE title {calling!r}"
+                )
+                reject = (_REJECT_PERMANENT, _SOURCE_USER, _DIAG_CALLED_AE)
+            elif not decision.allowed:
                 refusal = str(decision.refusal)
                 diagnostic = (
                     _DIAG_CALLING_AE if decision.refusal is Refusal.UNKNOWN_AE else _DIAG_NONE
                 )
                 reject = (_REJECT_PERMANENT, _SOURCE_USER, diagnostic)
-            elif not self._admit(assoc):
-                refusal = f"association limit of {self.config.max_associations} reached"
+            elif (limit := self._admit(assoc, peer)) is not None:
+                refusal = limit
                 reject = (_REJECT_TRANSIENT, _SOURCE_PROVIDER_PRESENTATION, _DIAG_LOCAL_LIMIT)
             else:
                 return
@@ -226,16 +269,54 @@ class StorageSCP:
             # peer sees an abort instead of the rejection.
             assoc.kill()
             self.observer.association(accepted=False)
-            self._security_alert(f"{calling}@{requestor.address}", f"rejected: {refusal}")
-        except Exception:
-            log.exception("association check failed; aborting")
+            self._security_alert(peer, f"rejected: {refusal}")
+        except Exception as exc:
+            log.error("association check failed (%s); aborting", type(exc).__name__)
+            log.debug("association check failure", exc_info=True)
             event.assoc.abort()
 
     def _on_accepted(self, event: Any) -> None:
+        assoc = event.assoc
+        timer = threading.Timer(
+            self.config.first_message_timeout, self._first_message_due, (assoc,)
+        )
+        timer.daemon = True
         with self._admission:
-            self._accepted.add(event.assoc)
+            self._accepted.add(assoc)
+            self._silent[assoc] = timer
+        timer.start()
         self.observer.association(accepted=True)
         self._audit(AuditKind.ASSOCIATION_ACCEPTED, self._peer(event))
+
+    def _on_pdu(self, event: Any) -> None:
+        """The first whole DIMSE command of an association stops its first-message timer."""
+        assoc = event.assoc
+        if assoc not in self._silent or not isinstance(event.pdu, P_DATA_TF):
+            return
+        for item in event.pdu.presentation_data_value_items:
+            value = item.presentation_data_value
+            if value and value[0] & _COMMAND_LAST == _COMMAND_LAST:
+                with self._admission:
+                    timer = self._silent.pop(assoc, None)
+                if timer is not None:
+                    timer.cancel()
+                return
+
+    def _first_message_due(self, assoc: Association) -> None:
+        """Abort ``assoc`` if it has sent no DIMSE command within ``first_message_timeout``."""
+        with self._admission:
+            silent = self._silent.pop(assoc, None) is not None
+        if not silent or not assoc.is_established:
+            return
+        requestor = assoc.requestor
+        peer = f"{str(requestor.ae_title).strip()}@{requestor.address}"
+        timeout = self.config.first_message_timeout
+        log.warning(
+            "no DIMSE request in time; association aborted",
+            extra={"peer": peer, "seconds": timeout},
+        )
+        self._audit(AuditKind.ASSOCIATION_ABORTED, peer, f"no DIMSE request within {timeout:g} s")
+        assoc.abort()
 
     def _on_rejected(self, event: Any) -> None:
         # Rejections by pynetdicom itself (called AE title, no acceptable context...).
@@ -280,15 +361,34 @@ class StorageSCP:
         return 0x0000
 
     def _on_store(self, event: Any) -> int:
+        """Answer a status for anything that reaches the storage service; never raise."""
+        try:
+            return self._store(event)
+        except Exception as exc:  # the last net: pynetdicom would answer 0xC211 and log a traceback
+            log.error("store handler failed (%s)", type(exc).__name__)
+            log.debug("store handler failure", exc_info=True)
+            try:
+                peer = self._peer(event)
+            except Exception:
+                peer = "?"
+            return self._store_failed(peer, _UNEXPECTED, "unexpected error")
+
+    def _store(self, event: Any) -> int:
         started = time.perf_counter()
         request = event.request
-        sop_instance = str(request.AffectedSOPInstanceUID or "")
         peer = self._peer(event)
-        try:
-            spool = event.dataset_path
-        except Exception:
-            log.exception("no spooled dataset")
-            return _UNEXPECTED
+        if not isinstance(request, C_STORE):
+            # pynetdicom hands any request on a storage context (N-ACTION, N-CREATE, N-GET...)
+            # to the storage service; it answers with a C-STORE response.
+            return self._store_failed(
+                peer, _UNRECOGNIZED_OPERATION, f"{request.msg_type} on a storage context"
+            )
+        spool = event.dataset_path
+        if spool is None:
+            return self._store_failed(
+                peer, _CANNOT_UNDERSTAND, "C-STORE request without a data set"
+            )
+        sop_instance = str(request.AffectedSOPInstanceUID or "")
         self._in_handler.add(spool.name)
         try:
             result = self.store.ingest(
@@ -299,19 +399,12 @@ class StorageSCP:
                 peer=peer,
             )
         except StoreRejected as exc:
-            log.warning(
-                "store refused",
-                extra={"status": f"0x{exc.status:04X}", "reason": exc.reason, "peer": peer},
-            )
-            self._audit(AuditKind.STORE_FAILED, peer, f"0x{exc.status:04X} {exc.reason}")
-            self.observer.store_failed(status=exc.status)
-            return exc.status
-        except Exception:
-            log.exception("store failed unexpectedly")
-            self._audit(AuditKind.STORE_FAILED, peer, "unexpected error")
-            self.observer.store_failed(status=_UNEXPECTED)
+            return self._store_failed(peer, exc.status, exc.reason)
+        except Exception as exc:
+            log.error("store failed unexpectedly (%s)", type(exc).__name__)
+            log.debug("store failure", exc_info=True)
             spool.unlink(missing_ok=True)
-            return _UNEXPECTED
+            return self._store_failed(peer, _UNEXPECTED, "unexpected error")
         finally:
             self._in_handler.discard(spool.name)
         self.observer.stored(outcome=result.outcome.value, size=result.size)

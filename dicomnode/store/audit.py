@@ -77,6 +77,9 @@ class AuditKind(str, enum.Enum):
     """What an audit row records."""
 
     ASSOCIATION_ACCEPTED = "association.accepted"
+    #: An accepted association the node aborted (no DIMSE request within
+    #: ``node.first_message_timeout``).
+    ASSOCIATION_ABORTED = "association.aborted"
     #: A security rejection (DICOM audit "Security Alert"): a refused association, a failed
     #: TLS handshake, a PDU over the negotiated maximum. ``detail`` says which.
     SECURITY_ALERT = "security.alert"
