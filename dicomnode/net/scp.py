@@ -35,7 +35,13 @@ from dicomnode.net.tls import server_context
 from dicomnode.store.audit import AuditKind, record
 from dicomnode.store.ingest import Store
 
-__all__ = ["ACCEPTED_TRANSFER_SYNTAXES", "ScpObserver", "StorageSCP", "configure_pynetdicom"]
+__all__ = [
+    "ACCEPTED_TRANSFER_SYNTAXES",
+    "VERIFICATION_TRANSFER_SYNTAXES",
+    "ScpObserver",
+    "StorageSCP",
+    "configure_pynetdicom",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,9 @@ ACCEPTED_TRANSFER_SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian] + 
     and "deflate" not in ts.name.lower()
     and ts not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 ]
+
+#: A C-ECHO carries no data set: the two uncompressed little-endian syntaxes (no deflate).
+VERIFICATION_TRANSFER_SYNTAXES = ACCEPTED_TRANSFER_SYNTAXES[:2]
 
 _REJECT_PERMANENT = 0x01
 _REJECT_TRANSIENT = 0x02
@@ -132,8 +141,7 @@ class StorageSCP:
         ae.dimse_timeout = cfg.dimse_timeout
         ae.network_timeout = cfg.network_timeout
         ae.require_called_aet = True
-        # Verification carries no data set; the same syntaxes as storage (no deflate).
-        ae.add_supported_context(Verification, ACCEPTED_TRANSFER_SYNTAXES[:2])
+        ae.add_supported_context(Verification, VERIFICATION_TRANSFER_SYNTAXES)
         for context in AllStoragePresentationContexts:
             assert context.abstract_syntax is not None
             ae.add_supported_context(context.abstract_syntax, ACCEPTED_TRANSFER_SYNTAXES)
