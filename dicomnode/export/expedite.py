@@ -14,6 +14,7 @@ peer that is up but refuses stays in force.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -86,6 +87,13 @@ def reachable(
     503 or 504 (the server behind is down); a 404 or 405 still means the server is there.
     """
     if isinstance(destination, DicomDestination):
+        # a bare TCP connect first: a peer that is down costs no association attempt, and
+        # no pynetdicom error lines in the log every probe period
+        try:
+            with socket.create_connection((destination.host, destination.port), timeout):
+                pass
+        except OSError as exc:
+            return f"no connection ({exc.strerror or type(exc).__name__})"
         return echo(destination, calling_ae=calling_ae, timeout=timeout)
     import requests
 

@@ -75,6 +75,9 @@ def test_a_destination_that_comes_back_gets_its_deliveries_within_seconds(node_f
         late = utcnow() + timedelta(seconds=500)
         assert all(datetime.fromisoformat(n) > late for n in nexts)
         assert all(d["state"] == "pending" and d["attempts"] == 1 for d in deliveries)
+        time.sleep(3)  # a few probes of the peer that is down
+        # they cost no association attempt: the only one is the delivery's own
+        assert node.log_text().count("Association request failed") == 1
         scp.start()
         started = time.monotonic()
         wait_for(
