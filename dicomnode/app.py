@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from dicomnode.api.metrics import NodeMetrics, StateCollector
-from dicomnode.assembly.stability import CompletionHook, sweep
 from dicomnode.audit.forward import AuditForwarder, result_lookup
 from dicomnode.config.loader import pipeline_names
 from dicomnode.config.schema import Config
@@ -44,6 +43,7 @@ from dicomnode.store.ingest import Store
 from dicomnode.store.models import utcnow
 from dicomnode.store.recovery import recover
 from dicomnode.store.retention import sweep_retention
+from dicomnode.store.stability import CompletionHook, sweep
 
 if TYPE_CHECKING:
     from dicomnode.api import ApiServer

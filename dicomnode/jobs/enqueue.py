@@ -20,7 +20,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from dicomnode.assembly.stability import SweepResult
 from dicomnode.config.schema import Config, LateArrivals
 from dicomnode.jobs.audit import JobAuditKind, record_job
 from dicomnode.jobs.checker import CheckResult
@@ -36,6 +35,7 @@ from dicomnode.pipeline import (
 )
 from dicomnode.routing import Level, Route, SeriesFacts
 from dicomnode.store.models import Instance, Series, Study, utcnow
+from dicomnode.store.stability import SweepResult
 
 __all__ = ["Checker", "JobPlan", "RoutingHook", "outputs_for"]
 

@@ -7,7 +7,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from dicomnode.assembly.stability import sweep
 from dicomnode.config import parse_config
 from dicomnode.config.schema import Config
 from dicomnode.jobs import RoutingHook, registry_for
@@ -15,6 +14,7 @@ from dicomnode.routing import compile_routes
 from dicomnode.store.db import Database
 from dicomnode.store.ingest import Store
 from dicomnode.store.models import utcnow
+from dicomnode.store.stability import sweep
 
 TOY = "tests.support.toy_pipeline:ToyPipeline"
 

@@ -6,10 +6,10 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from dicomnode.assembly.stability import sweep
 from dicomnode.store.ingest import Store, StoreOutcome
 from dicomnode.store.models import AuditEvent, Instance, Study, utcnow
 from dicomnode.store.retention import sweep_retention
+from dicomnode.store.stability import sweep
 from tests.support import dicomgen
 
 

@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from dicomnode.assembly.stability import SweepResult, sweep
 from dicomnode.store.db import open_database
 from dicomnode.store.ingest import Store
 from dicomnode.store.models import AuditEvent, CompletionState, Series, Study, utcnow
+from dicomnode.store.stability import SweepResult, sweep
 from tests.support import dicomgen
 
 

@@ -1,1 +1,0 @@
-"""Series/study assembly: when received instances form a complete series or study."""
