@@ -29,6 +29,11 @@ measured in the same run, one after the other.
    silent peer, then while one TCP connection that never sends a ClientHello is open (closed by
    a timer after 10 s, which is what frees the peer's accept loop).
    Target: the silent connection delays the store by <= 2 s.
+4. Slot holding. Another allow-listed peer keeps as many idle associations open as the receiver
+   admits (up to 16), never sending a DIMSE request and re-opening each one that ends; the
+   sender retries a C-ECHO for up to 30 s. Reported: how many the holder got, the time until the
+   sender is served, and the receiver's thread count idle and while held.
+   Target: served within 3 s.
 
 Usage: ``python bench/hostile.py`` (about a minute). Prints one line per receiver and a ratio
 line per section, then a summary table with MISSED next to a target the node misses; exits 0.
@@ -82,6 +87,8 @@ MAX_PDU = 16384
 MAX_ASSOCIATIONS = 16
 HANDSHAKE_TIMEOUT = 5.0  # the node's handshake_timeout, the peer's acse_timeout
 AET = "BENCHSCU"  # the allow-listed sender
+HOLDER = "HOLDER"  # the allow-listed peer that holds slots (section 4)
+HOLD_FOR = 30.0
 DECLARED = 300 * MB
 IDLE_SOCKETS = 200
 FLOOD_SERIES = 20
@@ -169,7 +176,10 @@ def node_process(root: Path, tls: dict[str, str] | None = None) -> NodeProcess:
         "max_pdu": MAX_PDU,
         "max_associations": MAX_ASSOCIATIONS,
         "handshake_timeout": HANDSHAKE_TIMEOUT,
-        "allow": [{"ae_title": AET, "host": "127.0.0.1"}],
+        "allow": [
+            {"ae_title": AET, "host": "127.0.0.1"},
+            {"ae_title": HOLDER, "host": "127.0.0.1"},
+        ],
     }
     if tls is not None:
         node["tls"] = tls
@@ -544,6 +554,97 @@ def section_tls(node: Receiver, peer: Receiver, summary: Summary) -> None:
     summary.add("TLS: delay s", "<= 2", n.delay, p.delay, "{:+.2f}")
 
 
+# -- 4. slot holding ------------------------------------------------------------------------
+
+
+
+def _associate(rx: Receiver, ae_title: str) -> Any:
+    ae = AE(ae_title=ae_title)
+    ae.add_requested_context(Verification)
+    ae.acse_timeout = ae.network_timeout = ae.dimse_timeout = 10
+    return ae.associate("127.0.0.1", rx.port, ae_title="DICOMNODE")
+
+
+def threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return 0
+
+
+@dataclass
+class SlotResult:
+    held: int
+    served: float | None
+    attempts: int
+    threads_idle: int
+    threads_held: int
+
+
+def slot_holding(rx: Receiver) -> SlotResult:
+    """A peer holds every slot it can with associations that never send a DIMSE request,
+    re-opening each one that ends; meanwhile the allow-listed sender asks for a C-ECHO."""
+    threads_idle = threads(rx.pid)
+    stop = threading.Event()
+    held: list[Any] = []
+    peak = [0]
+
+    def hold() -> None:
+        while not stop.is_set():
+            held[:] = [a for a in held if a.is_established]
+            peak[0] = max(peak[0], len(held))
+            if len(held) >= MAX_ASSOCIATIONS:
+                time.sleep(0.05)
+                continue
+            assoc = _associate(rx, HOLDER)
+            if assoc.is_established:
+                held.append(assoc)
+            else:
+                time.sleep(0.2)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    time.sleep(2)  # the holder takes what it can
+    threads_held = threads(rx.pid)
+    started = time.perf_counter()
+    served, attempts = None, 0
+    while time.perf_counter() - started < HOLD_FOR:
+        attempts += 1
+        assoc = _associate(rx, AET)
+        if assoc.is_established:
+            ok = assoc.send_c_echo().Status == 0
+            assoc.release()
+            if ok:
+                served = time.perf_counter() - started
+                break
+        time.sleep(0.2)
+    stop.set()
+    holder.join(15)
+    for assoc in held:
+        assoc.abort()
+    return SlotResult(peak[0], served, attempts, threads_idle, threads_held)
+
+
+def section_slots(node: Receiver, peer: Receiver, summary: Summary) -> None:
+    print(
+        f"\n== 4. Slot holding (a peer keeps up to {MAX_ASSOCIATIONS} idle associations open, "
+        f"re-opening each one that ends; an allow-listed sender asks for a C-ECHO, "
+        f"retried up to {HOLD_FOR:.0f} s)"
+    )
+    results = {}
+    for rx in (node, peer):
+        r = results[rx.name] = slot_holding(rx)
+        print(
+            f"{rx.name:<10} holder got {r.held:>2} associations; sender served after "
+            f"{secs(r.served)} ({r.attempts} tries); receiver threads {r.threads_idle} idle, "
+            f"{r.threads_held} while held"
+        )
+    n, p = results[node.name], results[peer.name]
+    print(f"ratio peer/node: time to serve {ratio(p.served, n.served)}")
+    summary.add("slots: sender served, s", "<= 3", n.served, p.served, "{:.2f}")
+    summary.add("slots: threads while held", "-", n.threads_held, p.threads_held, "{:.0f}", ok=True)
+
+
 # -- output --------------------------------------------------------------------------------
 
 
@@ -608,6 +709,7 @@ def run(work: Path, summary: Summary) -> None:
             peer_proc.stop()
             peer = receiver("plain-scp", PeerProcess(work / "peer").start())
         section_flood(node, peer, work, summary)
+        section_slots(node, peer, summary)
     finally:
         node_proc.stop()
         peer_proc.stop()
