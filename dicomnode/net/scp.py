@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from pydicom.uid import AllTransferSyntaxes, ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -29,6 +27,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dicomnode.config.schema import NodeConfig
 from dicomnode.errors import StoreRejected
+from dicomnode.net import spool
 from dicomnode.net.access import Refusal, decide
 from dicomnode.net.server import GuardedServer, start_guarded_server
 from dicomnode.net.tls import server_context
@@ -125,12 +124,12 @@ class StorageSCP:
         self._server: GuardedServer | None = None
         self._in_handler: set[str] = set()
         self._admitted: dict[Association, str] = {}  # admitted association -> peer key
-        self._accepted: set[Association] = set()  # until reap_spool saw them end
         self._admission = threading.Lock()
         #: Accepted associations that have not sent a whole DIMSE command yet, with the timer
         #: that aborts them at ``first_message_timeout``.
         self._silent: dict[Association, threading.Timer] = {}
         self.ae = self._make_ae()
+        self.spool = spool.SpoolFolder(store.incoming)
 
     def _make_ae(self) -> AE:
         cfg = self.config
@@ -156,10 +155,9 @@ class StorageSCP:
 
     def start(self) -> None:
         """Listen in background threads; returns once the socket is bound."""
-        # pynetdicom spools chunked datasets with NamedTemporaryFile in the default temp dir:
-        # point it at the store's filesystem so the final rename is atomic and no partial
-        # data lands anywhere else.
-        tempfile.tempdir = str(self.store.incoming)
+        # pynetdicom spools chunked data sets to temporary files: this AE's go to the store's
+        # filesystem (the final rename is atomic), named so that the reaper knows them.
+        spool.register(self.ae, self.spool)
         handlers: list[Any] = [
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_ACCEPTED, self._on_accepted),
@@ -197,6 +195,7 @@ class StorageSCP:
             self._server.shutdown()
             self._server = None
         self.ae.shutdown()
+        spool.unregister(self.ae)
 
     # -- event handlers: none of them may raise ---------------------------------------------
 
@@ -290,7 +289,6 @@ class StorageSCP:
         )
         timer.daemon = True
         with self._admission:
-            self._accepted.add(assoc)
             self._silent[assoc] = timer
         timer.start()
         self.observer.association(accepted=True)
@@ -336,28 +334,18 @@ class StorageSCP:
 
         pynetdicom deletes its temporary file only after the C-STORE handler ran: an abort or
         a dropped connection mid-transfer, or a command it fails to decode (which kills the
-        association's DUL thread), leaves the file behind. Files still being written belong
-        to a live association's message decoder; files being stored are in ``_in_handler``.
-        A dead association's spool file is closed first: removing a file that is still open
-        frees no space (seen: one ENOSPC mid-transfer kept a full disk full until restart).
+        association's DUL thread), leaves the file behind. Only pynetdicom's spool files of
+        this SCP are candidates (:mod:`dicomnode.net.spool`); those of live associations
+        (being written, queued or stored) and those in a handler are kept.
         """
-        with self._admission:
-            ended = {a for a in self._accepted if not a.is_alive()}
-            self._accepted -= ended
-        for assoc in ended:
-            _close_spool(assoc)
-        owned = set(self._in_handler)
-        for assoc in self.ae.active_associations:
-            spool = _spool_of(assoc)
-            if spool is not None:
-                owned.add(Path(spool.name).name)
+        self.spool.release_ended()
+        in_handler = set(self._in_handler)
         removed = 0
-        cutoff = time.time() - min_age
-        for entry in os.scandir(self.store.incoming):
+        for path in self.spool.stale(older_than=min_age, now=time.time()):
+            if os.path.basename(path) in in_handler:
+                continue
             try:
-                if entry.name in owned or entry.stat().st_mtime > cutoff:
-                    continue
-                os.unlink(entry.path)
+                os.unlink(path)
                 removed += 1
             except FileNotFoundError:
                 continue
@@ -427,19 +415,3 @@ class StorageSCP:
             },
         )
         return 0x0000
-
-
-def _spool_of(assoc: Association) -> Any:
-    """The file pynetdicom is spooling the association's current C-STORE dataset to, if any."""
-    message = getattr(getattr(assoc, "dimse", None), "message", None)
-    return getattr(message, "_data_set_file", None)
-
-
-def _close_spool(assoc: Association) -> None:
-    """Close the spool file an ended association may have left open (its DUL died mid-write)."""
-    spool = _spool_of(assoc)
-    if spool is not None and not spool.closed:
-        try:
-            spool.close()
-        except OSError:  # flushing buffered bytes onto a full disk
-            log.debug("closing an abandoned spool file failed", exc_info=True)

@@ -1,0 +1,95 @@
+"""pynetdicom's spool files: the node's go to its store, nobody else's move, the reaper keeps
+to its own (in-process SCP, next to a foreign pynetdicom SCP in the same process)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
+
+from dicomnode.config.schema import NodeConfig
+from dicomnode.net.scp import StorageSCP, configure_pynetdicom
+from dicomnode.net.spool import SPOOL_PREFIX
+from dicomnode.store.db import open_database
+from dicomnode.store.ingest import Store
+from tests.support import dicomgen
+from tests.support.nodeproc import free_port
+
+
+@pytest.fixture
+def scp(tmp_path: Path):
+    configure_pynetdicom()
+    store = Store(
+        tmp_path / "store", open_database(f"sqlite:///{tmp_path / 'state.db'}"), min_free=0
+    )
+    node = StorageSCP(NodeConfig(host="127.0.0.1", port=free_port()), store)
+    before = tempfile.gettempdir()
+    node.start()
+    assert tempfile.gettempdir() == before  # no process-wide state changed
+    yield node
+    node.stop()
+
+
+def _send(port: int, called: str) -> int:
+    ae = AE(ae_title="SPOOLER")
+    ae.add_requested_context(CTImageStorage)
+    assoc = ae.associate("127.0.0.1", port, ae_title=called)
+    assert assoc.is_established
+    (ds,) = dicomgen.series(dicomgen.study("spool", [1])[0])
+    status = int(assoc.send_c_store(ds).Status)
+    assoc.release()
+    return status
+
+
+def test_node_spools_into_its_store_and_leaves_tempfile_and_other_aes_alone(scp, monkeypatch):
+    seen: list[Path] = []
+    ingest = scp.store.ingest
+
+    def recording(spool: Path, **kwargs):
+        seen.append(spool)
+        return ingest(spool, **kwargs)
+
+    monkeypatch.setattr(scp.store, "ingest", recording)
+    assert _send(scp.port, "DICOMNODE") == 0x0000
+    (spool,) = seen
+    assert spool.parent == scp.store.incoming and spool.name.startswith(SPOOL_PREFIX)
+
+    foreign: list[Path] = []
+
+    def handle(event):
+        foreign.append(Path(event.dataset_path))
+        return 0x0000
+
+    other = AE(ae_title="OTHER")
+    other.add_supported_context(CTImageStorage)
+    port = free_port()
+    server = other.start_server(
+        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, handle)]
+    )
+    try:
+        assert _send(port, "OTHER") == 0x0000
+    finally:
+        server.shutdown()
+    (path,) = foreign
+    assert path.parent == Path(tempfile.gettempdir())
+    assert not path.name.startswith(SPOOL_PREFIX)
+
+
+def test_reaper_removes_only_stale_spool_files_of_pynetdicom(scp):
+    incoming = scp.store.incoming
+    old = time.time() - 60
+    names = ["scp-stale.dcm", "scp-fresh.dcm", "recover-1.2.3.dcm", "notes.txt"]
+    for name in names:
+        (incoming / name).write_bytes(b"x")
+    (incoming / "dicomnode-job1-abc").mkdir()
+    for name in [*names[:1], *names[2:], "dicomnode-job1-abc"]:
+        os.utime(incoming / name, (old, old))
+    assert scp.reap_spool(min_age=5) == 1
+    assert sorted(p.name for p in incoming.iterdir()) == sorted(
+        ["scp-fresh.dcm", "recover-1.2.3.dcm", "notes.txt", "dicomnode-job1-abc"]
+    )
