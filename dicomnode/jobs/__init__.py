@@ -1,7 +1,8 @@
 """dicomnode.jobs: the durable job queue in the database, its workers, and queueing on completion.
 
-Flow: the stability sweep completes a series (study) and, in the same transaction, the
-:class:`RoutingHook` matches the routes and inserts one ``jobs`` row per match (idempotency
+Flow: the stability sweep completes a series (study) and commits; then the
+:class:`RoutingHook` matches the routes, asks the pipelines outside any transaction, and
+inserts one ``jobs`` row per match in a short one that marks the completion handled (idempotency
 key: route, pipeline name and version, input series and roles, digest of the instance set),
 or a ``refused`` row when the pipeline's ``check`` says no. A :class:`Worker` claims a due
 job with a lease (``FOR UPDATE SKIP LOCKED``), heartbeats while its long-lived inference

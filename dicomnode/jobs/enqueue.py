@@ -1,9 +1,11 @@
 """Queueing jobs when series and studies complete: a stability :data:`CompletionHook`.
 
-The hook runs inside the sweep's transaction, so a completion and its jobs commit together:
-a crash between the two is impossible, and a job is queued exactly once per completion. The
-idempotency key (route, pipeline and version, input series, instance-set digest) makes a
-completion with an unchanged instance set queue nothing new.
+The hook reads the completed series' headers and asks the pipelines (``check``, up to minutes
+in the checker's process) outside any transaction, then returns the write that inserts the
+jobs; the sweep commits it together with the mark that the completion was handled (see
+:mod:`dicomnode.store.stability`), so a job is queued exactly once per completion, also when
+the node dies in between. The idempotency key (route, pipeline and version, input series,
+instance-set digest) makes a completion with an unchanged instance set queue nothing new.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import pydicom
 from sqlalchemy import select
@@ -34,8 +37,10 @@ from dicomnode.pipeline import (
     SeriesInput,
 )
 from dicomnode.routing import Level, Route, SeriesFacts
+from dicomnode.store import stability
+from dicomnode.store.db import Database
 from dicomnode.store.models import Instance, Series, Study, utcnow
-from dicomnode.store.stability import SweepResult
+from dicomnode.store.stability import Completion, CompletionAction
 
 __all__ = ["Checker", "JobPlan", "RoutingHook", "outputs_for"]
 
@@ -55,6 +60,20 @@ class JobPlan:
     subject: str
     series: tuple[SeriesInput, ...]
     digest: str
+
+    @property
+    def inputs(self) -> PipelineInputs:
+        """What the pipeline is given."""
+        return PipelineInputs(self.study_uid, self.series)
+
+
+class _Row(NamedTuple):
+    """An instance of a completed series, as the hook reads it."""
+
+    path: str
+    calling_ae: str | None
+    sop_instance_uid: str
+    sha256: str
 
 
 def outputs_for(route: Route, config: Config, defaults: Sequence[str] = ()) -> list[str]:
@@ -101,49 +120,86 @@ class RoutingHook:
         self.checker = checker
         self._pipelines: dict[str, Pipeline | None] = {}
 
-    def __call__(self, session: Session, result: SweepResult) -> None:
-        """Queue the jobs of the completed series and studies (the CompletionHook)."""
-        series_routes = [r for r in self.routes if r.level is Level.SERIES]
-        study_routes = [r for r in self.routes if r.level is Level.STUDY]
-        if series_routes:
-            for uid in result.series:
-                facts = self._facts(session, uid)
-                if facts is None:
-                    continue
-                for route in series_routes:
-                    if route.match(facts).matched:
-                        self._plan(session, route, facts.study_uid, facts.series_uid, [facts])
-        if study_routes:
-            for study_uid in result.studies:
-                self._study(session, study_uid, study_routes)
+    def __call__(self, db: Database, completion: Completion) -> CompletionAction | None:
+        """Match the routes on ``completion`` and check its jobs (the CompletionHook).
 
-    def _study(self, session: Session, study_uid: str, routes: list[Route]) -> None:
-        uids = session.scalars(
-            select(Series.series_uid).join(Study).where(Study.study_uid == study_uid)
-        ).all()
-        all_facts = [f for f in (self._facts(session, uid) for uid in uids) if f is not None]
+        Runs outside any transaction: the instance rows are read in a short one, then the
+        headers are read and the pipelines asked (which may take minutes) with no lock held.
+        Returns the write that queues the jobs, or None when no route matches.
+        """
+        level = Level(completion.level.value)
+        routes = [r for r in self.routes if r.level is level]
+        if not routes:
+            return None
+        with db.session() as session:
+            listing = self._listing(session, completion)
+            routes = [r for r in routes if not self._ignored(session, r, completion.uid)]
+        all_facts = [f for f in (self._facts(uid, rows) for uid, rows in listing.items()) if f]
+        plans: list[JobPlan] = []
         for route in routes:
+            if level is Level.SERIES:
+                if all_facts and route.match(all_facts[0]).matched:
+                    facts = all_facts[0]
+                    plans.append(
+                        self._plan(route, facts.study_uid, facts.series_uid, [facts], listing)
+                    )
+                continue
             match = route.match_study(all_facts)
             if match.matched:
                 roles = {facts.series_uid: name for name, facts in match.inputs.items()}
-                self._plan(session, route, study_uid, study_uid, list(match.series), roles)
+                plans.append(
+                    self._plan(route, completion.uid, completion.uid, match.series, listing, roles)
+                )
             else:
                 log.debug("route %s does not match study: %s", route.name, match.reason)
+        if not plans:
+            return None
+        checked = [(plan, self.check(plan.route.pipeline, plan.inputs)) for plan in plans]
 
-    def _facts(self, session: Session, series_uid: str) -> SeriesFacts | None:
+        def write(session: Session) -> None:
+            for plan, result in checked:
+                self.queue(session, plan, result)
+
+        return write
+
+    def _listing(self, session: Session, completion: Completion) -> dict[str, list[_Row]]:
+        """The instance rows of the completed series, or of every series of the study."""
+        query = select(
+            Series.series_uid,
+            Instance.path,
+            Instance.calling_ae,
+            Instance.sop_instance_uid,
+            Instance.sha256,
+        ).join(Series)
+        if completion.level is stability.Level.SERIES:
+            query = query.where(Series.series_uid == completion.uid)
+        else:
+            query = query.join(Study).where(Study.study_uid == completion.uid)
+        listing: dict[str, list[_Row]] = {}
+        for series_uid, path, calling_ae, sop_uid, sha in session.execute(
+            query.order_by(Series.id, Instance.id)
+        ):
+            listing.setdefault(series_uid, []).append(_Row(path, calling_ae, sop_uid, sha))
+        return listing
+
+    def _ignored(self, session: Session, route: Route, subject: str) -> bool:
+        """Whether ``late_arrivals: ignore`` skips ``route`` for ``subject`` (it has a job)."""
+        return self.config.stability.late_arrivals is LateArrivals.IGNORE and bool(
+            session.scalar(
+                select(Job.id).where(Job.route == route.name, Job.subject == subject).limit(1)
+            )
+        )
+
+    def _facts(self, series_uid: str, rows: Sequence[_Row]) -> SeriesFacts | None:
         """Routing facts of a stored series: its first instance's header and the count."""
-        rows = session.execute(
-            select(Instance.path, Instance.calling_ae)
-            .join(Series)
-            .where(Series.series_uid == series_uid)
-            .order_by(Instance.id)
-        ).all()
         if not rows:
             return None
-        path = self.config.store_path / rows[0][0]
+        path = self.config.store_path / rows[0].path
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True)
-            return SeriesFacts.from_header(header, instances=len(rows), calling_ae=rows[0][1])
+            return SeriesFacts.from_header(
+                header, instances=len(rows), calling_ae=rows[0].calling_ae
+            )
         except Exception as exc:  # noqa: BLE001 - one unreadable header must not stall the sweep
             # The type only: pydicom's messages may quote element values (patient data).
             log.error(
@@ -155,36 +211,30 @@ class RoutingHook:
 
     def _plan(
         self,
-        session: Session,
         route: Route,
         study_uid: str,
         subject: str,
         series: Sequence[SeriesFacts],
+        listing: dict[str, list[_Row]],
         roles: dict[str, str] | None = None,
-    ) -> None:
+    ) -> JobPlan:
         roles = roles or {}
         inputs: list[SeriesInput] = []
         pairs: list[tuple[str, str]] = []
         for facts in series:
-            rows = session.execute(
-                select(Instance.path, Instance.sop_instance_uid, Instance.sha256)
-                .join(Series)
-                .where(Series.series_uid == facts.series_uid)
-                .order_by(Instance.id)
-            ).all()
-            pairs.extend((uid, sha) for _, uid, sha in rows)
+            rows = listing[facts.series_uid]
+            pairs.extend((row.sop_instance_uid, row.sha256) for row in rows)
             inputs.append(
                 SeriesInput(
                     study_uid=study_uid,
                     series_uid=facts.series_uid,
-                    files=tuple(self.config.store_path / p for p, _, _ in rows),
+                    files=tuple(self.config.store_path / row.path for row in rows),
                     modality=facts.modality or None,
                     description=facts.description or None,
                     role=roles.get(facts.series_uid),
                 )
             )
-        plan = JobPlan(route, study_uid, subject, tuple(inputs), instance_set_digest(pairs))
-        self.queue(session, plan)
+        return JobPlan(route, study_uid, subject, tuple(inputs), instance_set_digest(pairs))
 
     def _pipeline(self, name: str) -> Pipeline | None:
         if name not in self._pipelines:
@@ -223,18 +273,16 @@ class RoutingHook:
             return CheckResult(version, defaults, problem=f"check failed: {exc}")
         return CheckResult(version, defaults)
 
-    def queue(self, session: Session, plan: JobPlan) -> int | None:
+    def queue(self, session: Session, plan: JobPlan, checked: CheckResult) -> int | None:
         """Insert the job of ``plan`` unless its key exists; returns the new job's id.
 
-        A refusal by the pipeline's :meth:`~dicomnode.pipeline.Pipeline.check` is stored as
-        a ``refused`` job with the reason (and audited), so ``dicomnode jobs`` shows it.
+        ``checked`` is the pipeline's answer about the plan's inputs (:meth:`check`, asked
+        before the transaction). A refusal is stored as a ``refused`` job with the reason
+        (and audited), so ``dicomnode jobs`` shows it.
         """
         route = plan.route
-        if self.config.stability.late_arrivals is LateArrivals.IGNORE and session.scalar(
-            select(Job.id).where(Job.route == route.name, Job.subject == plan.subject).limit(1)
-        ):
+        if self._ignored(session, route, plan.subject):
             return None
-        checked = self.check(route.pipeline, PipelineInputs(plan.study_uid, plan.series))
         version = checked.version or "unknown"
         state, error = JobState.QUEUED, None
         if checked.refused is not None:

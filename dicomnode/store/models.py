@@ -99,6 +99,9 @@ class Study(Base):
     last_received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     completions: Mapped[int] = mapped_column(Integer, default=0)
+    #: The completion the completion hooks have acted on (queued its jobs); below
+    #: ``completions`` while a completion waits for them (see :mod:`dicomnode.store.stability`).
+    handled: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     series: Mapped[list[Series]] = relationship(back_populates="study")
 
@@ -121,6 +124,9 @@ class Series(Base):
     last_received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     completions: Mapped[int] = mapped_column(Integer, default=0)
+    #: The completion the completion hooks have acted on (queued its jobs); below
+    #: ``completions`` while a completion waits for them (see :mod:`dicomnode.store.stability`).
+    handled: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     study: Mapped[Study] = relationship(back_populates="series")
     instances: Mapped[list[Instance]] = relationship(back_populates="series")

@@ -4,10 +4,20 @@ The state lives in the DB, so a restart inside the quiet window neither loses no
 completion: the sweep flips ``open`` to ``complete`` with one conditional UPDATE per row, and
 only the sweeper whose UPDATE changed the row sees it as completed (safe with many sweepers on
 PostgreSQL too).
+
+No slow work runs inside a transaction (on SQLite every transaction holds the write lock that
+each received instance needs): the completions commit first; then each completion the
+:data:`CompletionHook` s have not acted on yet (``handled < completions``) is handed to them.
+A hook does its slow part (reading headers, asking pipelines) outside any transaction and
+returns what to write; that write commits in one short transaction together with the mark
+that the completion was handled. A crash in between leaves the completion unhandled, and the
+next sweep (after a restart: the first) hands it on again, so each completion's consequences
+commit exactly once. A series that re-opened meanwhile is not handled: its next completion is.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,9 +30,24 @@ from dicomnode.store.audit import AuditKind, record
 from dicomnode.store.db import Database
 from dicomnode.store.models import CompletionState, Series, Study, utcnow
 
-__all__ = ["CompletionHook", "SweepResult", "sweep"]
+__all__ = [
+    "Completion",
+    "CompletionAction",
+    "CompletionHook",
+    "Level",
+    "SweepResult",
+    "hand_on",
+    "sweep",
+]
 
 log = logging.getLogger(__name__)
+
+
+class Level(str, enum.Enum):
+    """What completed: a series or a study."""
+
+    SERIES = "series"
+    STUDY = "study"
 
 
 @dataclass(frozen=True)
@@ -33,9 +58,23 @@ class SweepResult:
     studies: list[str] = field(default_factory=list)
 
 
-#: Called inside the sweep's transaction with what it completed (e.g. to queue jobs), so the
-#: completion and its consequences commit together or not at all.
-CompletionHook = Callable[[Session, SweepResult], None]
+@dataclass(frozen=True)
+class Completion:
+    """One completion of a series or study: its ``number`` is the row's ``completions``."""
+
+    level: Level
+    uid: str
+    number: int
+
+
+#: What a hook writes for a completion; runs in the short transaction that marks it handled.
+CompletionAction = Callable[[Session], None]
+
+#: Called with each completion not handled yet, outside any transaction (it may open its own
+#: short ones to read); returns what to write, or None when there is nothing to write.
+CompletionHook = Callable[[Database, Completion], CompletionAction | None]
+
+_MODELS: dict[Level, type[Series] | type[Study]] = {Level.SERIES: Series, Level.STUDY: Study}
 
 
 def sweep(
@@ -46,7 +85,7 @@ def sweep(
     now: datetime | None = None,
     hooks: Sequence[CompletionHook] = (),
 ) -> SweepResult:
-    """Mark quiet series and studies complete.
+    """Mark quiet series and studies complete, then hand every unhandled completion on.
 
     Parameters
     ----------
@@ -57,7 +96,7 @@ def sweep(
     now : datetime, optional
         The current time (tests pass their own).
     hooks : sequence of CompletionHook
-        Run in the same transaction after the state change.
+        Given each completion after it committed (see :func:`hand_on`).
 
     Returns
     -------
@@ -66,34 +105,52 @@ def sweep(
     """
     now = now or utcnow()
     with db.session() as session:
-        series = _complete(
-            session, Series, Series.series_uid, now - timedelta(seconds=series_seconds), now
-        )
-        studies = _complete(
-            session, Study, Study.study_uid, now - timedelta(seconds=study_seconds), now
-        )
-        result = SweepResult(series=series, studies=studies)
+        series = _complete(session, Series, now - timedelta(seconds=series_seconds), now)
+        studies = _complete(session, Study, now - timedelta(seconds=study_seconds), now)
         for uid in series:
             record(session, AuditKind.SERIES_COMPLETE, subject=uid)
         for uid in studies:
             record(session, AuditKind.STUDY_COMPLETE, subject=uid)
-        for hook in hooks:
-            hook(session, result)
     if series or studies:
         log.info("completed %d series and %d studies", len(series), len(studies))
-    return result
+    hand_on(db, hooks)
+    return SweepResult(series=series, studies=studies)
+
+
+def hand_on(db: Database, hooks: Sequence[CompletionHook]) -> int:
+    """Give each completion not handled yet to ``hooks``; returns how many were handled.
+
+    A hook that raises leaves its completion unhandled (logged; the next call retries it) and
+    does not hold up the others.
+    """
+    handled = 0
+    for completion in _unhandled(db):
+        try:
+            actions = [a for a in (hook(db, completion) for hook in hooks) if a is not None]
+            with db.session() as session:
+                if not _mark_handled(session, completion):
+                    continue  # re-opened meanwhile (or another sweeper handled it)
+                for action in actions:
+                    action(session)
+            handled += 1
+        except Exception:  # retried at the next sweep
+            log.exception(
+                "completion not handed on; retried at the next sweep",
+                extra={"level": completion.level.value, "subject": completion.uid},
+            )
+    return handled
+
+
+def _uid_column(model: type[Series] | type[Study]) -> object:
+    return Series.series_uid if model is Series else Study.study_uid
 
 
 def _complete(
-    session: Session,
-    model: type[Series] | type[Study],
-    uid_col: object,
-    cutoff: datetime,
-    now: datetime,
+    session: Session, model: type[Series] | type[Study], cutoff: datetime, now: datetime
 ) -> list[str]:
     candidates = list(
         session.execute(
-            select(model.id, uid_col).where(  # type: ignore[call-overload]
+            select(model.id, _uid_column(model)).where(  # type: ignore[call-overload]
                 model.state == CompletionState.OPEN, model.last_received_at <= cutoff
             )
         )
@@ -114,3 +171,33 @@ def _complete(
         if changed.rowcount == 1:  # type: ignore[attr-defined]
             done.append(uid)
     return done
+
+
+def _unhandled(db: Database) -> list[Completion]:
+    """Completions the hooks have not acted on, series before studies, oldest first."""
+    found: list[Completion] = []
+    with db.session() as session:
+        for level, model in _MODELS.items():
+            rows = session.execute(
+                select(_uid_column(model), model.completions)  # type: ignore[call-overload]
+                .where(model.state == CompletionState.COMPLETE, model.handled < model.completions)
+                .order_by(model.id)
+            )
+            found.extend(Completion(level, uid, number) for uid, number in rows)
+    return found
+
+
+def _mark_handled(session: Session, completion: Completion) -> bool:
+    """Mark ``completion`` handled unless it re-opened or was handled; whether it was marked."""
+    model = _MODELS[completion.level]
+    changed = session.execute(
+        update(model)
+        .where(
+            _uid_column(model) == completion.uid,  # type: ignore[arg-type]
+            model.state == CompletionState.COMPLETE,
+            model.completions == completion.number,
+            model.handled < completion.number,
+        )
+        .values(handled=completion.number)
+    )
+    return changed.rowcount == 1  # type: ignore[attr-defined]

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select
 
 from dicomnode.store.db import open_database
 from dicomnode.store.ingest import Store
 from dicomnode.store.models import AuditEvent, CompletionState, Series, Study, utcnow
-from dicomnode.store.stability import SweepResult, sweep
+from dicomnode.store.stability import Completion, Level, SweepResult, sweep
 from tests.support import dicomgen
 
 
@@ -65,8 +64,11 @@ def test_restart_inside_the_window_completes_exactly_once(database, tmp_path):
     url = database.engine.url.render_as_string(hide_password=False)
     database.dispose()
     reopened = open_database(url)
-    seen: list[SweepResult] = []
-    hook = lambda session, result: seen.append(result)  # noqa: E731
+    seen: list[Completion] = []
+
+    def hook(db, completion):
+        seen.append(completion)
+
     first = sweep(
         reopened, series_seconds=30, study_seconds=30, now=t0 + timedelta(seconds=31), hooks=[hook]
     )
@@ -74,23 +76,73 @@ def test_restart_inside_the_window_completes_exactly_once(database, tmp_path):
         database, series_seconds=30, study_seconds=30, now=t0 + timedelta(seconds=32), hooks=[hook]
     )
     assert first.series == [spec.series_uid] and second == SweepResult()
-    assert [r.series for r in seen] == [[spec.series_uid], []]
+    assert seen == [
+        Completion(Level.SERIES, spec.series_uid, 1),
+        Completion(Level.STUDY, spec.study_uid, 1),
+    ]
     reopened.dispose()
 
 
-def test_hook_failure_rolls_back_the_completion(database, tmp_path):
+def test_a_failing_hook_leaves_the_completion_to_the_next_sweep(database, tmp_path):
+    """The completion commits on its own; its consequences commit once, after a failure too."""
     store = Store(tmp_path / "store", database, min_free=0)
     spec = dicomgen.study("hook", [1])[0]
     _receive(store, spec, 0)
+    written: list[Completion] = []
 
-    def failing(session, result):
+    def failing(db, completion):
         raise RuntimeError("queue unavailable")
 
+    def working(db, completion):
+        return lambda session: written.append(completion)
+
     later = utcnow() + timedelta(seconds=60)
-    with pytest.raises(RuntimeError):
-        sweep(database, series_seconds=30, study_seconds=30, now=later, hooks=[failing])
+    result = sweep(database, series_seconds=30, study_seconds=30, now=later, hooks=[failing])
+    assert result.series == [spec.series_uid]
     with database.session() as s:
-        assert s.scalar(select(Series.state)) is CompletionState.OPEN
-    assert sweep(database, series_seconds=30, study_seconds=30, now=later).series == [
-        spec.series_uid
+        assert s.execute(select(Series.state, Series.completions, Series.handled)).one() == (
+            CompletionState.COMPLETE,
+            1,
+            0,
+        )
+    # the next sweep completes nothing new, and hands the completion on once
+    assert sweep(database, series_seconds=30, study_seconds=30, now=later, hooks=[working]) == (
+        SweepResult()
+    )
+    assert sweep(database, series_seconds=30, study_seconds=30, now=later, hooks=[working]) == (
+        SweepResult()
+    )
+    assert written == [
+        Completion(Level.SERIES, spec.series_uid, 1),
+        Completion(Level.STUDY, spec.study_uid, 1),
     ]
+
+
+def test_a_series_reopened_while_its_hook_works_is_handled_at_its_next_completion(
+    database, tmp_path
+):
+    store = Store(tmp_path / "store", database, min_free=0)
+    spec = dicomgen.study("race", [2])[0]
+    _receive(store, spec, 0)
+    written: list[Completion] = []
+
+    def slow(db, completion):
+        if completion.level is Level.SERIES and completion.number == 1:
+            _receive(store, spec, 1)  # arrives while the pipeline check runs: re-opens
+        return lambda session: written.append(completion)
+
+    t0 = utcnow()
+    sweep(
+        database, series_seconds=30, study_seconds=600, now=t0 + timedelta(seconds=31), hooks=[slow]
+    )
+    assert written == []
+    sweep(
+        database,
+        series_seconds=30,
+        study_seconds=600,
+        now=utcnow() + timedelta(seconds=31),
+        hooks=[slow],
+    )
+    assert written == [Completion(Level.SERIES, spec.series_uid, 2)]
+    with database.session() as s:
+        assert s.execute(select(Series.completions, Series.handled)).one() == (2, 2)

@@ -7,6 +7,7 @@ Knobs, so tests can make it misbehave on chosen series only:
 - SeriesDescription containing ``TOY:crash`` (``os._exit(3)`` in the child), ``TOY:oom``
   (raises MemoryError, as a CUDA OOM would), ``TOY:fail`` (raises RuntimeError),
   ``TOY:refuse`` (refused by ``check``), ``TOY:sleep=N`` (sleeps N seconds),
+  ``TOY:check-sleep=N`` (``check`` writes a ``check`` line to the run log, then sleeps N s),
   ``TOY:leak`` (raises an error quoting the patient's name, ID and birth date from the
   header), ``TOY:phi-refusal`` (refused by ``check`` with the same identifiers in the reason),
   ``TOY:cuda`` (a small tensor on ``ctx.device``, logged), ``TOY:cuda-oom`` (a real CUDA
@@ -63,6 +64,10 @@ class ToyPipeline(Pipeline):
 
     def check(self, inputs: PipelineInputs) -> None:
         for series in inputs.series:
+            found = re.search(r"TOY:check-sleep=([0-9.]+)", series.description or "")
+            if found:
+                _log(self.options.get("runlog"), "check", inputs)
+                time.sleep(float(found.group(1)))
             if "TOY:refuse" in (series.description or ""):
                 raise InputRefused("series asked to be refused (TOY:refuse)")
             if "TOY:phi-refusal" in (series.description or ""):
