@@ -27,6 +27,8 @@ import pydicom
 from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from dicomnode.dimse import Status
+
 __all__ = ["ORTHANC", "BuiltinReceiver", "OrthancPeer", "Peer", "Received", "free_port"]
 
 log = logging.getLogger(__name__)
@@ -35,8 +37,6 @@ ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 """Orthanc's executable (Debian's package installs it in /usr/sbin)."""
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-_OUT_OF_RESOURCES = 0xA700
-_CANNOT_UNDERSTAND = 0xC000
 
 
 def free_port() -> int:
@@ -125,13 +125,13 @@ class BuiltinReceiver:
                 arrived=time.time(),
             )
         except MemoryError:
-            return _OUT_OF_RESOURCES
+            return Status.OUT_OF_RESOURCES
         except Exception as exc:  # any decoding problem becomes "cannot understand"
             log.warning("receiver: unreadable dataset: %s", type(exc).__name__)
-            return _CANNOT_UNDERSTAND
+            return Status.CANNOT_UNDERSTAND
         with self._lock:
             self._items.append(item)
-        return 0x0000
+        return Status.SUCCESS
 
     def received(self, study_uid: str) -> list[Received]:
         """Objects held for ``study_uid``, oldest first."""

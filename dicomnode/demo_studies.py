@@ -19,6 +19,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, _config
 from pynetdicom.association import Association
 
+from dicomnode.dimse import Status
 from dicomnode.errors import DicomNodeError
 from dicomnode.results import Findings, findings_from_sr
 from dicomnode.results.errors import EncodingError
@@ -155,7 +156,7 @@ def send_study(study: DemoStudy, port: int, *, called_ae: str, calling_ae: str =
         for path in study.files:
             status = assoc.send_c_store(pydicom.dcmread(path))
             code = int(status.Status) if "Status" in status else None
-            if code != 0x0000:
+            if code != Status.SUCCESS:
                 shown = "no response" if code is None else f"0x{code:04X}"
                 raise DicomNodeError(f"{study.label}: C-STORE of {path.name} answered {shown}")
     finally:

@@ -6,6 +6,8 @@ one class, and instances carry the context (file, key, UID) needed to act on the
 
 from __future__ import annotations
 
+from dicomnode.dimse import Status
+
 __all__ = [
     "ConfigError",
     "DicomNodeError",
@@ -71,7 +73,7 @@ class OutOfSpace(StoreRejected):
     """The store's filesystem is below ``storage.min_free``; answered with 0xA700."""
 
     def __init__(self, reason: str):
-        super().__init__(0xA700, reason)
+        super().__init__(Status.OUT_OF_RESOURCES, reason)
 
 
 class ProtocolViolation(DicomNodeError):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+from dicomnode.dimse import Status
+
 __all__ = ["Verdict", "classify_dimse", "classify_http"]
 
 
@@ -16,7 +18,16 @@ class Verdict(str, enum.Enum):
 
 
 #: Warnings that still mean the instance is stored (coercion, elements discarded, ...).
-_STORED_WARNINGS = frozenset({0x0001, 0x0107, 0x0116, 0xB000, 0xB006, 0xB007})
+_STORED_WARNINGS = frozenset(
+    {
+        Status.OPTIONAL_ATTRIBUTES_UNSUPPORTED,
+        Status.ATTRIBUTE_LIST_ERROR,
+        Status.ATTRIBUTE_VALUE_OUT_OF_RANGE,
+        Status.COERCION_OF_DATA_ELEMENTS,
+        Status.ELEMENTS_DISCARDED,
+        Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS_WARNING,
+    }
+)
 
 
 def classify_dimse(status: int | None) -> Verdict:
@@ -30,10 +41,11 @@ def classify_dimse(status: int | None) -> Verdict:
     """
     if status is None:
         return Verdict.RETRY
-    if status == 0x0000 or status in _STORED_WARNINGS:
+    if status == Status.SUCCESS or status in _STORED_WARNINGS:
         return Verdict.DELIVERED
-    high = status & 0xFF00
-    if high == 0xA900 or status & 0xF000 == 0xC000:
+    if status & 0xFF00 == Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS or (
+        status & 0xF000 == Status.CANNOT_UNDERSTAND
+    ):
         return Verdict.DEAD
     return Verdict.RETRY
 

@@ -26,6 +26,7 @@ from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dicomnode.config.schema import NodeConfig
+from dicomnode.dimse import Status
 from dicomnode.errors import StoreRejected
 from dicomnode.net import spool
 from dicomnode.net.access import Refusal, decide
@@ -70,9 +71,6 @@ _DIAG_LOCAL_LIMIT = 0x02
 #: pynetdicom's own association limit counts every connection that sent a byte; the node
 #: enforces ``max_associations`` itself on admitted associations and keeps this as a backstop.
 _PYNETDICOM_ASSOCIATION_CAP = 1000
-_UNEXPECTED = 0xC000
-_CANNOT_UNDERSTAND = 0xC000
-_UNRECOGNIZED_OPERATION = 0x0211
 #: The PDV message control header bits of the last fragment of a command (PS3.8 E.2).
 _COMMAND_LAST = 0x03
 
@@ -354,7 +352,7 @@ class StorageSCP:
         return removed
 
     def _on_echo(self, event: Any) -> int:
-        return 0x0000
+        return Status.SUCCESS
 
     def _on_store(self, event: Any) -> int:
         """Answer a status for anything that reaches the storage service; never raise."""
@@ -367,7 +365,7 @@ class StorageSCP:
                 peer = self._peer(event)
             except Exception:
                 peer = "?"
-            return self._store_failed(peer, _UNEXPECTED, "unexpected error")
+            return self._store_failed(peer, Status.CANNOT_UNDERSTAND, "unexpected error")
 
     def _store(self, event: Any) -> int:
         started = time.perf_counter()
@@ -377,12 +375,12 @@ class StorageSCP:
             # pynetdicom hands any request on a storage context (N-ACTION, N-CREATE, N-GET...)
             # to the storage service; it answers with a C-STORE response.
             return self._store_failed(
-                peer, _UNRECOGNIZED_OPERATION, f"{request.msg_type} on a storage context"
+                peer, Status.UNRECOGNIZED_OPERATION, f"{request.msg_type} on a storage context"
             )
         spool = event.dataset_path
         if spool is None:
             return self._store_failed(
-                peer, _CANNOT_UNDERSTAND, "C-STORE request without a data set"
+                peer, Status.CANNOT_UNDERSTAND, "C-STORE request without a data set"
             )
         sop_instance = str(request.AffectedSOPInstanceUID or "")
         self._in_handler.add(spool.name)
@@ -400,7 +398,7 @@ class StorageSCP:
             log.error("store failed unexpectedly (%s)", type(exc).__name__)
             log.debug("store failure", exc_info=True)
             spool.unlink(missing_ok=True)
-            return self._store_failed(peer, _UNEXPECTED, "unexpected error")
+            return self._store_failed(peer, Status.CANNOT_UNDERSTAND, "unexpected error")
         finally:
             self._in_handler.discard(spool.name)
         self.observer.stored(outcome=result.outcome.value, size=result.size)
@@ -414,4 +412,4 @@ class StorageSCP:
                 "peer": peer,
             },
         )
-        return 0x0000
+        return Status.SUCCESS

@@ -26,11 +26,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from dicomnode.dimse import Status
 from dicomnode.errors import OutOfSpace, StoreRejected
 from dicomnode.store import files
 from dicomnode.store.audit import AuditKind, record
 from dicomnode.store.db import Database
-from dicomnode.store.inspect import CANNOT_UNDERSTAND, ReceivedHeader, read_header
+from dicomnode.store.inspect import ReceivedHeader, read_header
 from dicomnode.store.models import CompletionState, Instance, Series, Study, utcnow
 from dicomnode.store.uids import uid_problem
 
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 INCOMING = ".incoming"
 #: Where a replaced version of an instance is kept until retention removes it.
 SUPERSEDED = ".superseded"
-MISMATCH = 0xA900
 _LOCK_STRIPES = 64
 _ID_CACHE = 4096
 
@@ -152,10 +152,10 @@ class Store:
             log.error(
                 "store failed: %s", exc.strerror, extra={"sop_instance_uid": sop_instance_uid}
             )
-            raise StoreRejected(0xA700, f"cannot write: {exc.strerror}") from None
+            raise StoreRejected(Status.OUT_OF_RESOURCES, f"cannot write: {exc.strerror}") from None
         except SQLAlchemyError as exc:
             log.error("store index failed: %s", type(exc).__name__)
-            raise StoreRejected(0xA700, "cannot index the instance now") from None
+            raise StoreRejected(Status.OUT_OF_RESOURCES, "cannot index the instance now") from None
         finally:
             spool.unlink(missing_ok=True)
 
@@ -169,15 +169,23 @@ class Store:
         ):
             problem = uid_problem(value)
             if problem:
-                raise StoreRejected(CANNOT_UNDERSTAND, f"dataset {name} is {problem}")
+                raise StoreRejected(Status.CANNOT_UNDERSTAND, f"dataset {name} is {problem}")
         for name, value in (("class", sop_class), ("instance", sop_instance)):
             problem = uid_problem(value)
             if problem:
-                raise StoreRejected(CANNOT_UNDERSTAND, f"command SOP {name} UID is {problem}")
+                raise StoreRejected(
+                    Status.CANNOT_UNDERSTAND, f"command SOP {name} UID is {problem}"
+                )
         if header.sop_class_uid != sop_class:
-            raise StoreRejected(MISMATCH, "dataset SOPClassUID differs from the C-STORE command")
+            raise StoreRejected(
+                Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+                "dataset SOPClassUID differs from the C-STORE command",
+            )
         if header.sop_instance_uid != sop_instance:
-            raise StoreRejected(MISMATCH, "dataset SOPInstanceUID differs from the C-STORE command")
+            raise StoreRejected(
+                Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+                "dataset SOPInstanceUID differs from the C-STORE command",
+            )
         assert header.study_uid and header.series_uid  # checked above
         rel = Path(header.study_uid) / header.series_uid / f"{sop_instance}.dcm"
         sha, size = files.sha256_of(spool)

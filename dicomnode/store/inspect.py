@@ -17,6 +17,7 @@ from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
+from dicomnode.dimse import Status
 from dicomnode.errors import StoreRejected
 
 __all__ = ["ReceivedHeader", "read_header"]
@@ -27,7 +28,6 @@ _LONG_VRS |= {b"UT", b"UV"}
 _UNDEFINED = 0xFFFFFFFF
 _ITEM = 0xFFFEE000
 _SEQ_DELIM = 0xFFFEE0DD
-CANNOT_UNDERSTAND = 0xC000
 _IS_MIN, _IS_MAX = -(2**31), 2**31 - 1
 
 
@@ -78,7 +78,7 @@ def read_header(path: Path) -> ReceivedHeader:
         raise
     except Exception as exc:  # pydicom raises many kinds on hostile input; none may escape
         raise StoreRejected(
-            CANNOT_UNDERSTAND, f"unparseable dataset: {type(exc).__name__}"
+            Status.CANNOT_UNDERSTAND, f"unparseable dataset: {type(exc).__name__}"
         ) from None
     return header
 
@@ -114,7 +114,7 @@ def _check_lengths(ds: Dataset, size: int) -> None:
             and elem.length != _UNDEFINED
             and elem.value_tell + elem.length > size
         ):
-            raise StoreRejected(CANNOT_UNDERSTAND, "truncated dataset (header element)")
+            raise StoreRejected(Status.CANNOT_UNDERSTAND, "truncated dataset (header element)")
 
 
 def _check_stop(ds: Dataset, position: int) -> None:
@@ -130,7 +130,7 @@ def _check_stop(ds: Dataset, position: int) -> None:
         and last.length != _UNDEFINED
         and last.value_tell + last.length != position
     ):
-        raise StoreRejected(CANNOT_UNDERSTAND, "truncated dataset (element header)")
+        raise StoreRejected(Status.CANNOT_UNDERSTAND, "truncated dataset (element header)")
 
 
 def _walk_tail(fh: BinaryIO, size: int, *, little: bool, implicit: bool) -> None:
@@ -145,14 +145,14 @@ def _walk_tail(fh: BinaryIO, size: int, *, little: bool, implicit: bool) -> None
             continue
         end = fh.tell() + length
         if end > size:
-            raise StoreRejected(CANNOT_UNDERSTAND, "truncated dataset (pixel data)")
+            raise StoreRejected(Status.CANNOT_UNDERSTAND, "truncated dataset (pixel data)")
         fh.seek(end)
 
 
 def _element_header(fh: BinaryIO, order: str, implicit: bool) -> tuple[int, int]:
     raw = fh.read(8)
     if len(raw) < 8:
-        raise StoreRejected(CANNOT_UNDERSTAND, "truncated dataset (element header)")
+        raise StoreRejected(Status.CANNOT_UNDERSTAND, "truncated dataset (element header)")
     group, elem = struct.unpack(order + "HH", raw[:4])
     tag = (group << 16) | elem
     if implicit:
@@ -162,11 +162,11 @@ def _element_header(fh: BinaryIO, order: str, implicit: bool) -> tuple[int, int]
     if vr in _LONG_VRS:
         more = fh.read(4)
         if len(more) < 4:
-            raise StoreRejected(CANNOT_UNDERSTAND, "truncated dataset (element header)")
+            raise StoreRejected(Status.CANNOT_UNDERSTAND, "truncated dataset (element header)")
         (length,) = struct.unpack(order + "L", more)
         return tag, length
     if not (vr.isalpha() and vr.isupper()):
-        raise StoreRejected(CANNOT_UNDERSTAND, "unparseable dataset (bad VR)")
+        raise StoreRejected(Status.CANNOT_UNDERSTAND, "unparseable dataset (bad VR)")
     (length,) = struct.unpack(order + "H", raw[6:])
     return tag, length
 
@@ -176,13 +176,15 @@ def _walk_fragments(fh: BinaryIO, size: int, order: str) -> None:
     while True:
         raw = fh.read(8)
         if len(raw) < 8:
-            raise StoreRejected(CANNOT_UNDERSTAND, "truncated dataset (missing delimiter)")
+            raise StoreRejected(Status.CANNOT_UNDERSTAND, "truncated dataset (missing delimiter)")
         group, elem, length = struct.unpack(order + "HHL", raw)
         tag = (group << 16) | elem
         if tag == _SEQ_DELIM:
             return
         if tag != _ITEM or length == _UNDEFINED:
-            raise StoreRejected(CANNOT_UNDERSTAND, "unparseable dataset (bad pixel data item)")
+            raise StoreRejected(
+                Status.CANNOT_UNDERSTAND, "unparseable dataset (bad pixel data item)"
+            )
         if fh.tell() + length > size:
-            raise StoreRejected(CANNOT_UNDERSTAND, "truncated dataset (fragment)")
+            raise StoreRejected(Status.CANNOT_UNDERSTAND, "truncated dataset (fragment)")
         fh.seek(length, os.SEEK_CUR)
