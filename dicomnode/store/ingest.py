@@ -35,7 +35,7 @@ from dicomnode.store.inspect import ReceivedHeader, read_header
 from dicomnode.store.models import CompletionState, Instance, Series, Study, utcnow
 from dicomnode.store.uids import uid_problem
 
-__all__ = ["INCOMING", "SUPERSEDED", "Store", "StoreOutcome", "StoreResult"]
+__all__ = ["INCOMING", "SUPERSEDED", "Store", "StoreOutcome", "StoreResult", "UidConflict"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,18 @@ class StoreResult:
     size: int
 
 
+class UidConflict(StoreRejected):
+    """A UID already stored under another study or series: refused, the first copy stays.
+
+    A SOP Instance UID (or a Series Instance UID) names one object everywhere; the same UID
+    under another parent is a sender's bug or a spoof, never a correction. Audited as a
+    ``security.alert``.
+    """
+
+    def __init__(self, reason: str):
+        super().__init__(MISMATCH, reason)
+
+
 @dataclass(frozen=True)
 class _Received:
     header: ReceivedHeader
@@ -95,7 +107,8 @@ class Store:
         self.incoming = root / INCOMING
         self.superseded = root / SUPERSEDED
         self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
-        self._ids: dict[str, tuple[int, int]] = {}  # series UID -> (series id, study id)
+        #: series UID -> (series id, study id, study UID)
+        self._ids: dict[str, tuple[int, int, str]] = {}
         root.mkdir(parents=True, exist_ok=True)
         self.incoming.mkdir(exist_ok=True)
         self.superseded.mkdir(exist_ok=True)
@@ -144,6 +157,16 @@ class Store:
             lock = self._locks[zlib.crc32(sop_instance_uid.encode()) % _LOCK_STRIPES]
             with lock:
                 return self._commit(spool, received, calling_ae, peer)
+        except UidConflict as exc:
+            with self.db.session() as session:
+                record(
+                    session,
+                    AuditKind.SECURITY_ALERT,
+                    subject=sop_instance_uid,
+                    peer=peer,
+                    detail=f"refused: {exc.reason}",
+                )
+            raise
         except StoreRejected:
             raise
         except OSError as exc:
@@ -203,6 +226,12 @@ class Store:
                         Instance.sop_instance_uid == rx.header.sop_instance_uid
                     )
                 ).first()
+                if existing is not None and existing.path != rx.rel.as_posix():
+                    study, series = Path(existing.path).parts[:2]
+                    raise UidConflict(
+                        f"SOP Instance UID already stored in study {study} series {series}, "
+                        f"received in study {rx.header.study_uid} series {rx.header.series_uid}"
+                    )
                 if existing is not None and self._unchanged(
                     existing.sha256, existing.path, rx, spool
                 ):
@@ -302,6 +331,8 @@ class Store:
         assert header.series_uid and header.study_uid
         now = utcnow()
         ids = self._ids.get(header.series_uid)
+        if ids is not None and ids[2] != header.study_uid:
+            raise _series_conflict(header, ids[2])
         if ids is None or not self._bump(session, Series, ids[0], now):
             if ids is not None:
                 self._reopen(session, Series, ids[0], now, header.series_uid, peer)
@@ -344,8 +375,14 @@ class Store:
 
     def _create(
         self, session: Session, header: ReceivedHeader, now: datetime, peer: str | None
-    ) -> tuple[int, int]:
-        """Ids of the header's series and study, inserting them when new."""
+    ) -> tuple[int, int, str]:
+        """Ids of the header's series and study, inserting them when new.
+
+        Raises
+        ------
+        UidConflict
+            The series exists under another study.
+        """
         _insert_ignore(
             session,
             Study,
@@ -370,8 +407,12 @@ class Store:
             completions=0,
         )
         row = session.execute(
-            select(Series.id, Series.study_id).where(Series.series_uid == header.series_uid)
+            select(Series.id, Series.study_id, Study.study_uid)
+            .join(Study, Study.id == Series.study_id)
+            .where(Series.series_uid == header.series_uid)
         ).one()
+        if row.study_uid != header.study_uid:
+            raise _series_conflict(header, row.study_uid)
         if created:
             record(
                 session,
@@ -380,7 +421,7 @@ class Store:
                 peer=peer,
                 detail=f"study {header.study_uid}",
             )
-        ids = (int(row.id), int(row.study_id))
+        ids = (int(row.id), int(row.study_id), str(row.study_uid))
         if len(self._ids) >= _ID_CACHE:
             self._ids.clear()
         self._ids[str(header.series_uid)] = ids
@@ -395,6 +436,13 @@ class Store:
             path=self.root / rx.rel,
             size=rx.size,
         )
+
+
+def _series_conflict(header: ReceivedHeader, stored_study: str) -> UidConflict:
+    return UidConflict(
+        f"Series Instance UID {header.series_uid} already stored in study {stored_study}, "
+        f"received in study {header.study_uid}"
+    )
 
 
 _NATIVE = {ImplicitVRLittleEndian, ExplicitVRLittleEndian}

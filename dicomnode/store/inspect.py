@@ -16,13 +16,16 @@ from typing import BinaryIO
 from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.valuerep import VR
 
 from dicomnode.dimse import Status
 from dicomnode.errors import StoreRejected
 
 __all__ = ["ReceivedHeader", "read_header"]
 
-_PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
+_PIXEL_DATA = 0x7FE00010
+_PIXEL_TAGS = {_PIXEL_DATA, 0x7FE00008, 0x7FE00009}
+_VRS = {vr.value.encode() for vr in VR if len(vr.value) == 2}
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR"}
 _LONG_VRS |= {b"UT", b"UV"}
 _UNDEFINED = 0xFFFFFFFF
@@ -60,10 +63,15 @@ def read_header(path: Path) -> ReceivedHeader:
             _check_lengths(ds, size)
             _check_stop(ds, fh.tell())
             meta = ds.file_meta
-            little = meta.TransferSyntaxUID.is_little_endian
-            implicit = meta.TransferSyntaxUID.is_implicit_VR
-            _walk_tail(fh, size, little=little, implicit=implicit)
-            transfer_syntax = str(meta.TransferSyntaxUID)
+            syntax = meta.TransferSyntaxUID
+            little = syntax.is_little_endian
+            implicit = syntax.is_implicit_VR
+            tail = fh.tell()
+            _check_encoding(fh, implicit=implicit)
+            fh.seek(tail)
+            pixel_length = _walk_tail(fh, size, little=little, implicit=implicit)
+            _check_pixel_data(ds, pixel_length, encapsulated=syntax.is_encapsulated)
+            transfer_syntax = str(syntax)
             header = ReceivedHeader(
                 sop_class_uid=_text(ds, "SOPClassUID"),
                 sop_instance_uid=_text(ds, "SOPInstanceUID"),
@@ -133,20 +141,92 @@ def _check_stop(ds: Dataset, position: int) -> None:
         raise StoreRejected(Status.CANNOT_UNDERSTAND, "truncated dataset (element header)")
 
 
-def _walk_tail(fh: BinaryIO, size: int, *, little: bool, implicit: bool) -> None:
-    """Walk the elements after the header (pixel data and anything after it) by seeking."""
+def _walk_tail(fh: BinaryIO, size: int, *, little: bool, implicit: bool) -> int | None:
+    """Walk the elements after the header (pixel data and anything after it) by seeking.
+
+    Returns the declared length of Pixel Data (7FE0,0010) (:data:`_UNDEFINED` when
+    encapsulated), or ``None`` when the file has none.
+    """
     order = "<" if little else ">"
+    pixel_length = None
     while fh.tell() < size:
         tag, length = _element_header(fh, order, implicit)
+        if tag == _PIXEL_DATA:
+            pixel_length = length
         if length == _UNDEFINED:
             if tag not in _PIXEL_TAGS:
-                return  # an undefined-length sequence after the pixel data is not walked
+                return pixel_length  # an undefined-length sequence after the pixel data
             _walk_fragments(fh, size, order)
             continue
         end = fh.tell() + length
         if end > size:
             raise StoreRejected(Status.CANNOT_UNDERSTAND, "truncated dataset (pixel data)")
         fh.seek(end)
+    return pixel_length
+
+
+def _check_encoding(fh: BinaryIO, *, implicit: bool) -> None:
+    """The data set's first element must be encoded as the transfer syntax says.
+
+    pydicom reads implicit VR bytes on an explicit VR context (and the reverse) with a warning
+    and no error; the file would be stored under a transfer syntax it does not have. Where
+    the data set begins is known from the File Meta group length (0002,0000).
+    """
+    fh.seek(128)
+    preamble = fh.read(16)
+    if len(preamble) < 16 or preamble[:4] != b"DICM" or preamble[4:10] != b"\x02\x00\x00\x00UL":
+        return  # no group length: nothing to check against
+    (group_length,) = struct.unpack("<L", preamble[12:16])
+    fh.seek(144 + group_length)
+    first = fh.read(8)
+    if len(first) < 8:
+        return  # an empty data set: read_header's own checks speak for it
+    looks_explicit = first[4:6] in _VRS
+    if implicit and looks_explicit:
+        raise StoreRejected(
+            CANNOT_UNDERSTAND, "explicit VR data set on an implicit VR transfer syntax"
+        )
+    if not implicit and not looks_explicit:
+        raise StoreRejected(
+            CANNOT_UNDERSTAND, "implicit VR data set on an explicit VR transfer syntax"
+        )
+
+
+def _check_pixel_data(ds: Dataset, length: int | None, *, encapsulated: bool) -> None:
+    """Pixel Data must be encapsulated exactly when the transfer syntax compresses, and native
+    pixel data must be as long as the header says (PS3.5 8.1.1; one pad byte allowed)."""
+    if length is None:
+        return
+    if encapsulated != (length == _UNDEFINED):
+        raise StoreRejected(
+            CANNOT_UNDERSTAND,
+            "native pixel data on a compressed transfer syntax"
+            if encapsulated
+            else "encapsulated pixel data on an uncompressed transfer syntax",
+        )
+    if encapsulated:
+        return
+    expected = _native_length(ds)
+    if expected is not None and length not in (expected, expected + (expected & 1)):
+        raise StoreRejected(
+            CANNOT_UNDERSTAND,
+            f"pixel data is {length} bytes, the header declares {expected}",
+        )
+
+
+def _native_length(ds: Dataset) -> int | None:
+    """Rows × Columns × samples × frames × BitsAllocated / 8, or ``None`` when not declared."""
+    rows, columns, bits = _int(ds, "Rows"), _int(ds, "Columns"), _int(ds, "BitsAllocated")
+    if not rows or not columns or not bits or rows < 0 or columns < 0 or bits < 0:
+        return None
+    samples = _int(ds, "SamplesPerPixel") or 1
+    frames = _int(ds, "NumberOfFrames") or 1
+    if samples < 0 or frames < 0:
+        return None
+    if _text(ds, "PhotometricInterpretation") == "YBR_FULL_422":
+        samples = 2  # two chroma samples shared by each pair of pixels (PS3.3 C.7.6.3.1.2)
+    bits_total = rows * columns * samples * frames * bits
+    return (bits_total + 7) // 8
 
 
 def _element_header(fh: BinaryIO, order: str, implicit: bool) -> tuple[int, int]:

@@ -40,11 +40,22 @@ def write_as_is(ds: Dataset, path: Path) -> Path:
     return path
 
 
-def send_raw(port: int, paths: list[Path], *, ae_title: str = "RAWSCU") -> list[int | None]:
-    """Send ``paths`` over one association as they are; the C-STORE status of each."""
+def send_raw(
+    port: int,
+    paths: list[Path],
+    *,
+    ae_title: str = "RAWSCU",
+    syntaxes: tuple[str, ...] = (ExplicitVRLittleEndian,),
+) -> list[int | None]:
+    """Send ``paths`` over one association as they are; the C-STORE status of each.
+
+    One CT and one MR context per transfer syntax in ``syntaxes``: each file goes on the
+    context of its own file meta's transfer syntax.
+    """
     ae = AE(ae_title=ae_title)
-    ae.add_requested_context(CTImageStorage, [ExplicitVRLittleEndian])
-    ae.add_requested_context(MRImageStorage, [ExplicitVRLittleEndian])
+    for syntax in syntaxes:
+        ae.add_requested_context(CTImageStorage, [syntax])
+        ae.add_requested_context(MRImageStorage, [syntax])
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
     statuses: list[int | None] = []
     with lenient_pydicom():
