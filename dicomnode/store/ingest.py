@@ -76,7 +76,7 @@ class UidConflict(StoreRejected):
     """
 
     def __init__(self, reason: str):
-        super().__init__(MISMATCH, reason)
+        super().__init__(Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS, reason)
 
 
 @dataclass(frozen=True)

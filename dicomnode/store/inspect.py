@@ -184,11 +184,11 @@ def _check_encoding(fh: BinaryIO, *, implicit: bool) -> None:
     looks_explicit = first[4:6] in _VRS
     if implicit and looks_explicit:
         raise StoreRejected(
-            CANNOT_UNDERSTAND, "explicit VR data set on an implicit VR transfer syntax"
+            Status.CANNOT_UNDERSTAND, "explicit VR data set on an implicit VR transfer syntax"
         )
     if not implicit and not looks_explicit:
         raise StoreRejected(
-            CANNOT_UNDERSTAND, "implicit VR data set on an explicit VR transfer syntax"
+            Status.CANNOT_UNDERSTAND, "implicit VR data set on an explicit VR transfer syntax"
         )
 
 
@@ -199,7 +199,7 @@ def _check_pixel_data(ds: Dataset, length: int | None, *, encapsulated: bool) ->
         return
     if encapsulated != (length == _UNDEFINED):
         raise StoreRejected(
-            CANNOT_UNDERSTAND,
+            Status.CANNOT_UNDERSTAND,
             "native pixel data on a compressed transfer syntax"
             if encapsulated
             else "encapsulated pixel data on an uncompressed transfer syntax",
@@ -209,7 +209,7 @@ def _check_pixel_data(ds: Dataset, length: int | None, *, encapsulated: bool) ->
     expected = _native_length(ds)
     if expected is not None and length not in (expected, expected + (expected & 1)):
         raise StoreRejected(
-            CANNOT_UNDERSTAND,
+            Status.CANNOT_UNDERSTAND,
             f"pixel data is {length} bytes, the header declares {expected}",
         )
 
