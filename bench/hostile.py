@@ -557,7 +557,6 @@ def section_tls(node: Receiver, peer: Receiver, summary: Summary) -> None:
 # -- 4. slot holding ------------------------------------------------------------------------
 
 
-
 def _associate(rx: Receiver, ae_title: str) -> Any:
     ae = AE(ae_title=ae_title)
     ae.add_requested_context(Verification)

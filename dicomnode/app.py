@@ -14,9 +14,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from dicomnode.api.metrics import NodeMetrics, StateCollector
 from dicomnode.audit.forward import AuditForwarder, result_lookup
-from dicomnode.config.loader import pipeline_names
+from dicomnode.config.loader import load_config, pipeline_names
 from dicomnode.config.schema import Config
-from dicomnode.errors import DatabaseError, OutOfSpace
+from dicomnode.errors import ConfigError, DatabaseError, OutOfSpace
 from dicomnode.export.deliveries import Exporter
 from dicomnode.export.expedite import Prober
 from dicomnode.jobs.checker import IsolatedChecker
@@ -25,8 +25,10 @@ from dicomnode.jobs.plugins import registry_for
 from dicomnode.jobs.queue import Backoff, reap_expired
 from dicomnode.jobs.retention import ResultFiles, study_busy
 from dicomnode.jobs.worker import WorkerPool, results_root
+from dicomnode.logs import set_level
 from dicomnode.net.scp import StorageSCP, configure_pynetdicom
-from dicomnode.routing import compile_routes
+from dicomnode.reload import ReloadPlan, plan_reload
+from dicomnode.routing import Route, compile_routes
 from dicomnode.startup import (
     DataDirLock,
     StartupError,
@@ -37,7 +39,7 @@ from dicomnode.startup import (
     sqlite_file,
     tighten,
 )
-from dicomnode.store.audit import set_sink
+from dicomnode.store.audit import AuditKind, record, set_sink
 from dicomnode.store.db import Database, open_database
 from dicomnode.store.ingest import Store
 from dicomnode.store.models import utcnow
@@ -70,11 +72,15 @@ class Node:
     role : Role
         ``serve``: SCP, stability, workers, exporter. ``worker``: workers, exporter and the
         lease reaper only (scale-out hosts sharing a PostgreSQL database and the store).
+    config_file : Path, optional
+        Where ``config`` came from: :meth:`reload` (SIGHUP) reads it again. None: built-in
+        defaults, nothing to reload.
     """
 
-    def __init__(self, config: Config, role: Role = Role.SERVE):
+    def __init__(self, config: Config, role: Role = Role.SERVE, *, config_file: Path | None = None):
         self.config = config
         self.role = Role(role)
+        self.config_file = config_file
         self.db: Database | None = None
         self.store: Store | None = None
         self.scp: StorageSCP | None = None
@@ -88,6 +94,8 @@ class Node:
         self._hooks: list[CompletionHook] = []
         self._scheduler: BackgroundScheduler | None = None
         self._stopping = threading.Event()
+        self._reload_wanted = threading.Event()
+        self._wakeup = threading.Event()
         self._lock: DataDirLock | None = None
 
     def start(self) -> None:
@@ -220,20 +228,10 @@ class Node:
         assert self.db is not None and self._scheduler is not None
         self.store = Store(cfg.store_path, self.db, min_free=int(cfg.storage.min_free))
         recover(self.store)
-        if cfg.routes:
-            routes = compile_routes(
-                cfg.routes, pipelines=pipeline_names(cfg), destinations=set(cfg.destinations)
-            )
-            # pipelines (and torch) are loaded and checked in a child, never in this process
-            self.checker = IsolatedChecker(cfg)
-            self.checker.start()
-            threading.Thread(
-                target=self.checker.warm,
-                args=(sorted({route.pipeline for route in routes}),),
-                name="dicomnode-warm-checks",
-                daemon=True,
-            ).start()
-            self._hooks = [RoutingHook(cfg, routes, registry_for(cfg), checker=self.checker)]
+        routes = compile_routes(
+            cfg.routes, pipelines=pipeline_names(cfg), destinations=set(cfg.destinations)
+        )
+        self._route(cfg, routes)
         if not cfg.node.allow:
             log.warning("node.allow is empty: any calling AE from any address may store")
         self.scp = StorageSCP(cfg.node, self.store, observer=self.metrics)
@@ -263,6 +261,79 @@ class Node:
             coalesce=True,
             next_run_time=utcnow(),
         )
+
+    def _route(self, cfg: Config, routes: list[Route]) -> None:
+        """Queue jobs by ``routes`` from the next sweep on (at start-up and on reload)."""
+        if not routes:
+            self._hooks = []
+            return
+        if self.checker is None:
+            # pipelines (and torch) are loaded and checked in a child, never in this process;
+            # it is started from the main thread, which outlives it (PR_SET_PDEATHSIG)
+            self.checker = IsolatedChecker(cfg)
+            self.checker.start()
+        threading.Thread(
+            target=self.checker.warm,
+            args=(sorted({route.pipeline for route in routes}),),
+            name="dicomnode-warm-checks",
+            daemon=True,
+        ).start()
+        self._hooks = [RoutingHook(cfg, routes, registry_for(cfg), checker=self.checker)]
+
+    def reload(self) -> bool:
+        """Re-read the config file and apply its allow-list, routes, destinations and log level.
+
+        The new objects are built in full, then swapped in: an association, a sweep or a
+        delivery already under way finishes with the config it started with, and a queued
+        job keeps its route's outputs and destinations. Other changed settings keep their
+        running value (one log line names them: they need a restart). An invalid file is
+        refused with one log line and the running config stays. Returns whether it applied.
+        """
+        if self.config_file is None:
+            log.warning("config reload: the node runs on built-in defaults, no file to re-read")
+            return False
+        try:
+            new, source = load_config(self.config_file)
+            plan = plan_reload(self.config, new, source=source)
+        except ConfigError as exc:
+            log.error("config reload refused, the running config stays: %s", first_line(str(exc)))
+            self._audit_config(AuditKind.CONFIG_REFUSED, first_line(str(exc)))
+            return False
+        if plan.needs_restart:
+            log.warning(
+                "config reload: %s changed but needs a restart; the running values stay",
+                ", ".join(plan.needs_restart),
+            )
+        self._apply(plan)
+        changed = ", ".join(plan.applied) or "nothing"
+        log.info("config reloaded: %s", changed, extra={"routes": len(plan.routes)})
+        detail = f"applied: {changed}"
+        if plan.needs_restart:
+            detail += f"; needs a restart: {', '.join(plan.needs_restart)}"
+        self._audit_config(AuditKind.CONFIG_RELOADED, detail)
+        return True
+
+    def _apply(self, plan: ReloadPlan) -> None:
+        cfg = plan.config
+        if cfg.logging.level != self.config.logging.level:
+            set_level(cfg.logging.level)
+        if self.scp is not None:
+            self.scp.config = cfg.node  # read afresh by each association request
+        if self.role is Role.SERVE:
+            self._route(cfg, plan.routes)
+        for part in (self.exporter, self.prober):
+            if part is not None:
+                part.config = cfg  # destinations are looked up at each delivery attempt
+        self.config = cfg
+
+    def _audit_config(self, kind: AuditKind, detail: str) -> None:
+        if self.db is None:
+            return
+        try:
+            with self.db.session() as session:
+                record(session, kind, subject=str(self.config_file), detail=detail[:2000])
+        except Exception:  # the audit row must not take the node down
+            log.exception("cannot write an audit row")
 
     def _sweep_stability(self) -> None:
         assert self.db is not None
@@ -329,17 +400,24 @@ class Node:
             self._lock.release()
 
     def serve_forever(self) -> None:
-        """Run until SIGINT or SIGTERM."""
+        """Run until SIGINT or SIGTERM; SIGHUP reloads the config (:meth:`reload`)."""
 
-        def _stop(signum: int, _frame: FrameType | None) -> None:
+        def _signal(signum: int, _frame: FrameType | None) -> None:
             log.info("signal received", extra={"signal": signal.Signals(signum).name})
-            self._stopping.set()
+            wanted = self._reload_wanted if signum == signal.SIGHUP else self._stopping
+            wanted.set()
+            self._wakeup.set()
 
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, _signal)
         try:
             self.start()
-            self._stopping.wait()
+            while not self._stopping.is_set():  # the main thread: reloads may start children
+                self._wakeup.wait()
+                self._wakeup.clear()
+                if self._reload_wanted.is_set() and not self._stopping.is_set():
+                    self._reload_wanted.clear()
+                    self.reload()
         finally:
             self.stop()
 

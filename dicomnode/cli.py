@@ -131,13 +131,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(args)
         config, source = load_config(args.config)
         if args.command == "serve":
-            return _serve(config)
+            return _serve(config, source)
         if args.command == "check":
             return _check(config, source)
         if args.command == "status":
             return _status(config, as_json=args.json, audit=args.audit)
         if args.command == "worker":
-            return _serve(config, worker_only=True)
+            return _serve(config, source, worker_only=True)
         if args.command == "jobs":
             return _jobs(config, state=args.state, as_json=args.json)
         if args.command == "retry":
@@ -244,12 +244,15 @@ def _init_error(path: Path, exc: OSError) -> int:
     return EXIT_USAGE
 
 
-def _serve(config: Config, *, worker_only: bool = False) -> int:
+def _serve(config: Config, source: str, *, worker_only: bool = False) -> int:
     from dicomnode.app import Node, Role
+    from dicomnode.config import DEFAULTS
     from dicomnode.logs import setup_logging
 
     setup_logging(config.logging)
-    Node(config, Role.WORKER if worker_only else Role.SERVE).serve_forever()
+    config_file = None if source == DEFAULTS else Path(source).resolve()
+    role = Role.WORKER if worker_only else Role.SERVE
+    Node(config, role, config_file=config_file).serve_forever()
     return 0
 
 

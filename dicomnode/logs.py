@@ -16,7 +16,7 @@ from typing import Any
 
 from dicomnode.config.schema import LogFormat, LoggingConfig
 
-__all__ = ["JsonFormatter", "setup_logging"]
+__all__ = ["JsonFormatter", "set_level", "setup_logging"]
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -58,10 +58,10 @@ class _NoLibraryTracebacks(logging.Filter):
 
     def __init__(self, keep: bool):
         super().__init__()
-        self._keep = keep
+        self.keep = keep
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and not self._keep and record.name.split(".")[0] == "pynetdicom":
+        if record.exc_info and not self.keep and record.name.split(".")[0] == "pynetdicom":
             kind = record.exc_info[0].__name__ if record.exc_info[0] else "error"
             record.msg, record.args = f"{record.getMessage()} ({kind})", None
             record.exc_info = record.exc_text = None
@@ -78,9 +78,16 @@ def setup_logging(config: LoggingConfig, stream: Any = None) -> None:
         handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(config.level)
-    # pynetdicom logs every PDU at DEBUG and association chatter at INFO.
-    logging.getLogger("pynetdicom").setLevel(
-        logging.DEBUG if config.level == "DEBUG" else logging.WARNING
-    )
+    set_level(config.level)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def set_level(level: str) -> None:
+    """Log at ``level`` from now on (at start-up, and when a reload changes ``logging.level``)."""
+    logging.getLogger().setLevel(level)
+    # pynetdicom logs every PDU at DEBUG and association chatter at INFO.
+    logging.getLogger("pynetdicom").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        for found in handler.filters:
+            if isinstance(found, _NoLibraryTracebacks):
+                found.keep = level == "DEBUG"

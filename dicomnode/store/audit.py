@@ -92,6 +92,10 @@ class AuditKind(str, enum.Enum):
     STUDY_COMPLETE = "study.complete"
     STUDY_REOPENED = "study.reopened"
     STUDY_DELETED = "study.deleted"
+    #: SIGHUP: the node re-read its config; ``detail`` names what changed.
+    CONFIG_RELOADED = "config.reloaded"
+    #: SIGHUP: the re-read config was invalid and the running one stays; ``detail`` says why.
+    CONFIG_REFUSED = "config.refused"
 
 
 def record(
