@@ -3,7 +3,7 @@
 Each round starts the node, checks its store against what storescu saw acknowledged, sends the
 rest and kills the node after a random (seeded) number of new instances. Then the rest is
 sent, the quiet period is shortened, and the series' job (a toy pipeline) runs after a last
-restart. The harness is the tests' (``tests/support/crash.py``, the same as
+restart. The harness is the tests' (``testkit/crash.py``, the same as
 ``tests/node/test_crash_many.py``, which also kills the node while the job runs).
 
 Usage: ``python bench/crash.py [--rounds 20] [--instances 300] [--seed 20]``. Prints one
@@ -25,17 +25,17 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the node harness of the tests
     sys.path.insert(0, str(ROOT))
 
-from tests.jobs.gen import write_series  # noqa: E402
-from tests.support import dicomgen  # noqa: E402
-from tests.support.crash import (  # noqa: E402
+from testkit import dicomgen  # noqa: E402
+from testkit.crash import (  # noqa: E402
     acknowledged_files,
     send_with_kills,
     store_state,
     wait,
 )
-from tests.support.nodeproc import NodeProcess, storescu  # noqa: E402
+from testkit.nodeproc import NodeProcess, storescu  # noqa: E402
+from testkit.seriesgen import write_series  # noqa: E402
 
-TOY = "tests.support.toy_pipeline:ToyPipeline"
+TOY = "testkit.toy_pipeline:ToyPipeline"
 
 
 def main() -> int:

@@ -4,7 +4,7 @@ Usage (from the repository root)::
 
     .venv/bin/python bench/decode_bombs.py
 
-For each pipeline and each bomb of :mod:`tests.support.bombs` (``declared``: one image of a
+For each pipeline and each bomb of :mod:`testkit.bombs` (``declared``: one image of a
 valid study declares 65535 x 65535; ``rle``: every image is RLE Lossless at 64:1, hundreds of
 MB declared in a few MB), two fresh child processes measure, after their imports:
 
@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.bombs import BOMB_KINDS, PIPELINES, bomb_study  # noqa: E402
+from testkit.bombs import BOMB_KINDS, PIPELINES, bomb_study  # noqa: E402
 
 _MB = 1024**2
 

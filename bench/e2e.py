@@ -39,9 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the Orthanc and node harnesses of the tests
     sys.path.insert(0, str(ROOT))
 
-from dicomnode.demo_studies import DemoStudy, generate_studies, routes_for  # noqa: E402
-from tests.support.nodeproc import NodeProcess, free_port  # noqa: E402
-from tests.support.orthanc import Orthanc  # noqa: E402
+from dicomnode.demo.orthanc import Orthanc  # noqa: E402
+from dicomnode.demo.studies import DemoStudy, generate_studies, routes_for  # noqa: E402
+from testkit.nodeproc import NodeProcess, free_port  # noqa: E402
 
 TARGET_OVERHEAD = 3.0
 POLL = 0.02

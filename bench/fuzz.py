@@ -28,14 +28,14 @@ from hypothesis import strategies as st  # noqa: E402
 
 from dicomnode.store.db import open_database  # noqa: E402
 from dicomnode.store.ingest import Store  # noqa: E402
-from tests.support.fuzzing import (  # noqa: E402
+from testkit.fuzzing import (  # noqa: E402
     check_routing_file,
     check_routing_header,
     check_store,
     digest,
     headers,
 )
-from tests.support.mutate import routing_cases, store_cases  # noqa: E402
+from testkit.mutate import routing_cases, store_cases  # noqa: E402
 
 BATCH = 1000
 

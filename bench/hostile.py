@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -64,14 +63,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the node harness of the tests
     sys.path.insert(0, str(ROOT))
 
-from tests.support import dicomgen  # noqa: E402
-from tests.support.hostile import (  # noqa: E402
+from dicomnode.demo.processes import stop_process  # noqa: E402
+from testkit import dicomgen  # noqa: E402
+from testkit.hostile import (  # noqa: E402
     is_open,
     pdu_header,
     push_oversized_pdu,
     wait_closed,
 )
-from tests.support.nodeproc import (  # noqa: E402
+from testkit.nodeproc import (  # noqa: E402
     STORESCU,
     NodeProcess,
     TlsArgs,
@@ -80,7 +80,7 @@ from tests.support.nodeproc import (  # noqa: E402
     storescu,
     wait_answering,
 )
-from tests.support.pki import make_pki  # noqa: E402
+from testkit.pki import make_pki  # noqa: E402
 
 MB = 2**20
 MAX_PDU = 16384
@@ -143,13 +143,7 @@ class PeerProcess:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, grace=10)
 
 
 @dataclass

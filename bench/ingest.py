@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -30,15 +29,11 @@ from pathlib import Path
 
 import yaml
 
+from dicomnode.demo.processes import free_port, stop_process
+
 ENV = {**os.environ, "TCP_NODELAY": "1"}
 STORESCU = "/usr/bin/storescu"
 STORESCP = "/usr/bin/storescp"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_port(port: int, timeout: float = 30) -> None:
@@ -105,13 +100,7 @@ class Peer:
         wait_port(self.port)
 
     def down(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, grace=20)
 
 
 def storescp_peer(work: Path, *, fsync: bool) -> Peer:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.nodeproc import NodeProcess
+from testkit.nodeproc import NodeProcess
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def node_factory(tmp_path: Path) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """URL of a database in a PostgreSQL cluster started for this test session."""
-    from tests.support.pg import postgres_cluster
+    from testkit.pg import postgres_cluster
 
     with postgres_cluster() as url:
         yield url
@@ -43,7 +43,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'state.db'}"
     else:
-        from tests.support.pg import fresh_database
+        from testkit.pg import fresh_database
 
         base = request.getfixturevalue("postgres_url")
         url = fresh_database(base, f"t{abs(hash(request.node.nodeid)) % 10**12}")

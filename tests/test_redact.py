@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydicom.dataset import Dataset
 
 from dicomnode.phi import REDACTED, PatientIdentifiers, redact
-from tests.support import dicomgen
+from testkit import dicomgen
 
 UID = "2.25.19010101471112345"
 

@@ -13,7 +13,7 @@ import highdicom as hd
 import pydicom
 import pytest
 
-from dicomnode.demo_peers import ORTHANC
+from dicomnode.demo.orthanc import ORTHANC
 
 PIPELINES = ("lung_nodule", "brain_lesion", "mammo_score")
 

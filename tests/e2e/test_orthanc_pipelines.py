@@ -26,10 +26,10 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
+from dicomnode.demo.orthanc import Orthanc
 from dicomnode.results import Laterality, findings_from_sr
 from dicomnode.synthetic import brain_mr, chest_ct, mammography, write_study
-from tests.support.nodeproc import NodeProcess, free_port
-from tests.support.orthanc import Orthanc
+from testkit.nodeproc import NodeProcess, free_port
 
 DCIODVFY = shutil.which("dciodvfy", path="/usr/bin") or shutil.which("dciodvfy")
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR

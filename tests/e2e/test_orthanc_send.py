@@ -7,8 +7,8 @@ import json
 import pytest
 from pydicom import dcmread
 
-from tests.support import dicomgen
-from tests.support.orthanc import Orthanc
+from dicomnode.demo.orthanc import Orthanc
+from testkit import dicomgen
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ from pathlib import Path
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from tests.support.nodeproc import DCMTK_ENV, free_port
+from dicomnode.demo.processes import stop_process
+from testkit.nodeproc import DCMTK_ENV, free_port
 
 STORESCP = "/usr/bin/storescp"
 
@@ -48,9 +49,7 @@ class Storescp:
         return sorted(p for p in self.out.iterdir() if p.is_file())
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, grace=0)
 
 
 class StatusSCP:

@@ -10,11 +10,11 @@ import json
 import time
 from pathlib import Path
 
+from testkit.nodeproc import free_port, storescu, wait_for
+from testkit.seriesgen import specs, write_series
 from tests.export.peers import StatusSCP, Storescp
-from tests.jobs.gen import specs, write_series
-from tests.support.nodeproc import free_port, storescu, wait_for
 
-TOY = "tests.support.toy_pipeline:ToyPipeline"
+TOY = "testkit.toy_pipeline:ToyPipeline"
 
 
 def node_config(pacs_port: int, **extra):

@@ -16,10 +16,10 @@ from dicomnode.jobs import Backoff, DeliveryState, ResultRecord, claim, succeed
 from dicomnode.jobs.models import Delivery
 from dicomnode.store.ingest import Store
 from dicomnode.store.models import AuditEvent, utcnow
+from testkit.nodeproc import wait_for
+from testkit.seriesgen import specs, write_series
 from tests.export.peers import StatusSCP
-from tests.jobs.gen import specs, write_series
 from tests.jobs.helpers import complete_all, config, ingest
-from tests.support.nodeproc import wait_for
 
 LONG = Backoff(600, 600)
 
@@ -164,7 +164,7 @@ def test_stow_destinations_are_probed_with_http_head():
 
     from dicomnode.config.schema import StowDestination
     from dicomnode.export.expedite import reachable
-    from tests.support.nodeproc import free_port
+    from testkit.nodeproc import free_port
 
     answer = {"status": 503}
 

@@ -11,10 +11,10 @@ import urllib.request
 from datetime import datetime, timedelta
 
 from dicomnode.store.models import utcnow
+from testkit.nodeproc import storescu, wait_for
+from testkit.seriesgen import specs, write_series
 from tests.export.peers import StatusSCP
 from tests.export.test_delivery import jobs, node_config, send
-from tests.jobs.gen import specs, write_series
-from tests.support.nodeproc import storescu, wait_for
 
 TOKEN = "send-now-token-for-tests-0123456789"
 #: Export timings of a node whose failed deliveries wait 10 minutes.

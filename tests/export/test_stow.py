@@ -14,9 +14,9 @@ from dicomnode.export import StowSender, Verdict, deliver_once
 from dicomnode.jobs import Delivery, DeliveryState, Worker
 from dicomnode.store.db import open_database
 from dicomnode.store.ingest import Store
-from tests.jobs.gen import specs, write_series
+from testkit import dicomgen
+from testkit.seriesgen import specs, write_series
 from tests.jobs.helpers import complete_all, config, ingest
-from tests.support import dicomgen
 
 
 class StowServer:
@@ -65,7 +65,7 @@ def test_stow_rs_delivers_and_a_client_error_is_dead(tmp_path, stow):
         f"sqlite:///{tmp_path / 'state.db'}",
         destinations={"web": {"url": f"http://127.0.0.1:{stow.port}/dicom-web"}},
         routes=[{"name": "web", "pipeline": "toy", "when": {"Modality": "CT"}, "send_to": ["web"]}],
-        pipelines={"toy": {"class": "tests.support.toy_pipeline:ToyPipeline", "threshold": 1}},
+        pipelines={"toy": {"class": "testkit.toy_pipeline:ToyPipeline", "threshold": 1}},
     )
     db = open_database(cfg.database_url)
     store = Store(cfg.store_path, db, min_free=0)

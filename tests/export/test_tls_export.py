@@ -10,10 +10,10 @@ from dicomnode.config.loader import parse_config
 from dicomnode.config.schema import ClientTlsConfig, DicomDestination
 from dicomnode.export.senders import DicomSender, echo
 from dicomnode.export.status import Verdict
+from testkit import dicomgen
+from testkit.nodeproc import NodeProcess
+from testkit.pki import Pki, make_pki
 from tests.export.peers import StatusSCP
-from tests.support import dicomgen
-from tests.support.nodeproc import NodeProcess
-from tests.support.pki import Pki, make_pki
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ from pydicom import Dataset, dcmread
 from dicomnode.routing import compile_routes, scan
 from dicomnode.routing.facts import SeriesFacts
 from dicomnode.store.ingest import Store
-from tests.support import dicomgen
-from tests.support.fuzzing import check_routing_file, check_routing_header, headers, profile
-from tests.support.mutate import Case, nested_sequence, routing_cases
+from testkit import dicomgen
+from testkit.fuzzing import check_routing_file, check_routing_header, headers, profile
+from testkit.mutate import Case, nested_sequence, routing_cases
 
 
 def test_damaged_values_in_stored_files_fail_routes_not_the_sweep(fuzz_store: Store) -> None:

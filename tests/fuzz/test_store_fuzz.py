@@ -12,9 +12,9 @@ from io import BytesIO
 from hypothesis import given
 
 from dicomnode.store.ingest import Store, StoreOutcome
-from tests.support import dicomgen
-from tests.support.fuzzing import check_store, profile
-from tests.support.mutate import Case, seeds, store_cases
+from testkit import dicomgen
+from testkit.fuzzing import check_store, profile
+from testkit.mutate import Case, seeds, store_cases
 
 
 def test_damaged_files_get_a_result_or_a_failure_status(fuzz_store: Store) -> None:

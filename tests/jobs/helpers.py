@@ -16,7 +16,7 @@ from dicomnode.store.ingest import Store
 from dicomnode.store.models import utcnow
 from dicomnode.store.stability import sweep
 
-TOY = "tests.support.toy_pipeline:ToyPipeline"
+TOY = "testkit.toy_pipeline:ToyPipeline"
 
 
 def config(tmp: Path, url: str, **sections: Any) -> Config:

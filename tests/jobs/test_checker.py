@@ -10,7 +10,7 @@ import pytest
 
 from dicomnode.jobs.checker import IsolatedChecker
 from dicomnode.pipeline import PipelineInputs, SeriesInput
-from tests.jobs.gen import specs, write_series
+from testkit.seriesgen import specs, write_series
 from tests.jobs.helpers import config
 
 

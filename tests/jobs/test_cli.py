@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from dicomnode.store.db import open_database
-from tests.jobs.gen import specs, write_series
-from tests.support.dicomgen import CANARY_ID, CANARY_NAME
+from testkit.dicomgen import CANARY_ID, CANARY_NAME
+from testkit.seriesgen import specs, write_series
 
-TOY = "tests.support.toy_pipeline:ToyPipeline"
+TOY = "testkit.toy_pipeline:ToyPipeline"
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -114,8 +114,8 @@ def test_jobs_and_retry_on_an_empty_queue(setup):
 
 
 def test_check_reports_pipelines_and_echoes_destinations(tmp_path):
+    from testkit.nodeproc import free_port
     from tests.export.peers import StatusSCP
-    from tests.support.nodeproc import free_port
 
     scp = StatusSCP(0).start()
     try:

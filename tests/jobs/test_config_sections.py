@@ -8,7 +8,7 @@ from dicomnode.config import parse_config
 from dicomnode.config.schema import DicomDestination, StowDestination
 from dicomnode.errors import ConfigError
 
-TOY = "tests.support.toy_pipeline:ToyPipeline"
+TOY = "testkit.toy_pipeline:ToyPipeline"
 PACS = {"ae_title": "PACS1", "host": "10.0.0.5", "port": 104}
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from dicomnode.jobs import Job, JobState, Worker
 from dicomnode.store.db import open_database
 from dicomnode.store.ingest import Store
-from tests.jobs.gen import specs, write_series
+from testkit.seriesgen import specs, write_series
 from tests.jobs.helpers import complete_all, config, ingest
 
 pytestmark = pytest.mark.gpu
@@ -29,9 +29,7 @@ def test_cuda_oom_fails_the_job_and_replaces_the_child(tmp_path):
         tmp_path,
         f"sqlite:///{tmp_path / 'state.db'}",
         workers={"device": "auto", "max_attempts": 1},
-        pipelines={
-            "toy": {"class": "tests.support.toy_pipeline:ToyPipeline", "runlog": str(runlog)}
-        },
+        pipelines={"toy": {"class": "testkit.toy_pipeline:ToyPipeline", "runlog": str(runlog)}},
     )
     db = open_database(cfg.database_url)
     store = Store(cfg.store_path, db, min_free=0)

@@ -16,12 +16,13 @@ import time
 import yaml
 from sqlalchemy import func, select
 
+from dicomnode.demo.processes import stop_process
 from dicomnode.jobs import Job, JobResult, JobState
 from dicomnode.store.db import open_database
 from dicomnode.store.ingest import Store
-from tests.jobs.gen import specs, write_series
+from testkit.pg import fresh_database
+from testkit.seriesgen import specs, write_series
 from tests.jobs.helpers import complete_all, config, ingest
-from tests.support.pg import fresh_database
 
 N = 200
 
@@ -31,9 +32,7 @@ def test_three_workers_run_200_jobs_once_and_recover_a_killed_worker(postgres_ur
     runlog = tmp_path / "runs.log"
     sections = {
         "workers": {"count": 1, "lease_seconds": 2, "heartbeat_seconds": 0.3, "poll_seconds": 0.05},
-        "pipelines": {
-            "toy": {"class": "tests.support.toy_pipeline:ToyPipeline", "runlog": str(runlog)}
-        },
+        "pipelines": {"toy": {"class": "testkit.toy_pipeline:ToyPipeline", "runlog": str(runlog)}},
         "routes": [
             {"name": "ct-toy", "pipeline": "toy", "when": {"Modality": "CT"}, "shadow": True}
         ],
@@ -83,10 +82,7 @@ def test_three_workers_run_200_jobs_once_and_recover_a_killed_worker(postgres_ur
             if w.poll() is None:
                 w.send_signal(signal.SIGTERM)
         for w in workers:
-            try:
-                w.wait(20)
-            except subprocess.TimeoutExpired:
-                w.kill()
+            stop_process(w, grace=20)
     with db.session() as session:
         states = collections.Counter(s.value for s in session.scalars(select(Job.state)))
         attempts = dict(session.execute(select(Job.subject, Job.attempts)).all())

@@ -25,7 +25,7 @@ from dicomnode.jobs import (
 )
 from dicomnode.store.ingest import Store
 from dicomnode.store.models import AuditEvent, utcnow
-from tests.jobs.gen import specs, write_series
+from testkit.seriesgen import specs, write_series
 from tests.jobs.helpers import complete_all, config, ingest
 
 NOW = Backoff(0, 0)
@@ -202,7 +202,7 @@ def test_each_job_is_claimed_by_exactly_one_of_many_claimers(env, tmp_path):
 def test_study_route_with_named_inputs_queues_one_job_with_roles(database, tmp_path):
     from dataclasses import replace
 
-    from tests.support.dicomgen import study
+    from testkit.dicomgen import study
 
     cfg = config(
         tmp_path,

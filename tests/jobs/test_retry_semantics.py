@@ -27,7 +27,7 @@ from dicomnode.jobs import (
 from dicomnode.jobs.report import job_rows, render_jobs, until
 from dicomnode.store.ingest import Store
 from dicomnode.store.models import AuditEvent, Instance, utcnow
-from tests.jobs.gen import specs, write_series
+from testkit.seriesgen import specs, write_series
 from tests.jobs.helpers import complete_all, config, ingest
 
 

@@ -6,8 +6,8 @@ import time
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from tests.jobs.gen import specs, write_series
-from tests.support.nodeproc import storescu
+from testkit.nodeproc import storescu
+from testkit.seriesgen import specs, write_series
 
 
 def test_real_pipeline_routes_are_checked_without_libtorch_in_serve(node_factory, tmp_path):

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from dicomnode.jobs import Delivery, Job, JobResult, JobState, Worker, results_root
 from dicomnode.store.db import open_database
 from dicomnode.store.ingest import Store
-from tests.jobs.gen import specs, write_series
+from testkit.seriesgen import specs, write_series
 from tests.jobs.helpers import complete_all, config, ingest
 
 
@@ -22,7 +22,7 @@ def env(tmp_path):
         tmp_path,
         f"sqlite:///{tmp_path / 'state.db'}",
         workers={"max_attempts": 2},
-        pipelines={"toy": {"class": "tests.support.toy_pipeline:ToyPipeline", "threshold": 1}},
+        pipelines={"toy": {"class": "testkit.toy_pipeline:ToyPipeline", "threshold": 1}},
     )
     db = open_database(cfg.database_url)
     yield db, cfg, Store(cfg.store_path, db, min_free=0)

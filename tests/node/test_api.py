@@ -9,8 +9,8 @@ import urllib.request
 
 import pytest
 
-from tests.support import dicomgen
-from tests.support.nodeproc import storescu
+from testkit import dicomgen
+from testkit.nodeproc import storescu
 
 TOKEN = "s3cret-token-for-tests-0123456789"
 

@@ -7,10 +7,8 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from tests.export.peers import Storescp
-from tests.jobs.gen import write_series
-from tests.support import dicomgen
-from tests.support.nodeproc import (
+from testkit import dicomgen
+from testkit.nodeproc import (
     NodeProcess,
     echo,
     free_port,
@@ -18,7 +16,9 @@ from tests.support.nodeproc import (
     toy_export_config,
     wait_for,
 )
-from tests.support.scu import associate_as, send_raw, write_as_is
+from testkit.scu import associate_as, send_raw, write_as_is
+from testkit.seriesgen import write_series
+from tests.export.peers import Storescp
 
 ALLOWED = ["READYCHECK", "GOODSCU", "STOREFAIL", "STORESCU"]
 _ATTEMPT = re.compile(r"^job (\d+): delivery (\d+) to (\w+), attempt (\d+): ")

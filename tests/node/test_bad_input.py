@@ -10,9 +10,9 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage  # type: ignore[attr-defined]
 
-from tests.support import dicomgen
-from tests.support.nodeproc import echo
-from tests.support.scu import lenient_pydicom, write_as_is
+from testkit import dicomgen
+from testkit.nodeproc import echo
+from testkit.scu import lenient_pydicom, write_as_is
 
 HOSTILE_UIDS = [
     "",

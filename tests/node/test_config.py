@@ -10,7 +10,7 @@ import yaml
 
 from dicomnode.config import Config, default_config_text, load_config, parse_config
 from dicomnode.errors import ConfigError
-from tests.support.nodeproc import free_port
+from testkit.nodeproc import free_port
 
 
 def test_no_config_gives_the_embedded_defaults(tmp_path, monkeypatch):

@@ -8,8 +8,8 @@ import time
 
 from pydicom import dcmread
 
-from tests.support import dicomgen
-from tests.support.crash import acknowledged_files, start_storescu
+from testkit import dicomgen
+from testkit.crash import acknowledged_files, start_storescu
 
 
 def test_kill_9_while_storescu_sends_loses_no_acknowledged_instance(node_factory, tmp_path):

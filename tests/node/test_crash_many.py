@@ -12,20 +12,20 @@ from __future__ import annotations
 import random
 import time
 
-from tests.jobs.gen import write_series
-from tests.support import dicomgen
-from tests.support.crash import (
+from testkit import dicomgen
+from testkit.crash import (
     acknowledged_files,
     instance_count,
     send_with_kills,
     store_state,
     wait,
 )
-from tests.support.nodeproc import storescu
+from testkit.nodeproc import storescu
+from testkit.seriesgen import write_series
 
 KILLS = 20
 JOB_KILLS = 2
-TOY = "tests.support.toy_pipeline:ToyPipeline"
+TOY = "testkit.toy_pipeline:ToyPipeline"
 
 
 def test_20_kills_during_ingest_lose_nothing_and_the_job_runs_once(node_factory, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
-from tests.support import dicomgen
+from testkit import dicomgen
 
 
 @pytest.fixture

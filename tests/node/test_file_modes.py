@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.jobs.gen import write_series
-from tests.support import dicomgen
-from tests.support.nodeproc import TOY_PIPELINE, storescu, wait_for
+from testkit import dicomgen
+from testkit.nodeproc import TOY_PIPELINE, storescu, wait_for
+from testkit.seriesgen import write_series
 
 
 def _cli(*args: str, umask: int = 0o000) -> subprocess.CompletedProcess[str]:

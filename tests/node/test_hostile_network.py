@@ -11,14 +11,14 @@ from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
 
 from dicomnode.net.server import start_guarded_server
-from tests.support import dicomgen
-from tests.support.hostile import (
+from testkit import dicomgen
+from testkit.hostile import (
     is_open,
     open_idle,
     push_oversized_pdu,
     wait_closed,
 )
-from tests.support.nodeproc import DCMTK_ENV, ECHOSCU, echo, storescu
+from testkit.nodeproc import DCMTK_ENV, ECHOSCU, echo, storescu
 
 
 def _alerts(node, *, expect: int = 0) -> list[tuple[str, str]]:

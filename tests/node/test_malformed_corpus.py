@@ -19,10 +19,10 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage  # type: ignore[attr-defined]
 
-from tests.support import dicomgen
-from tests.support.fuzzing import FAILURE_RANGES
-from tests.support.malformed import Malformed, corpus
-from tests.support.nodeproc import echo
+from testkit import dicomgen
+from testkit.fuzzing import FAILURE_RANGES
+from testkit.malformed import Malformed, corpus
+from testkit.nodeproc import echo
 
 _SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless]
 _TIMEOUT = 10  # seconds a request may wait for its response: no hang goes unnoticed

@@ -23,16 +23,16 @@ from pynetdicom.transport import AssociationSocket
 
 from dicomnode.errors import ProtocolViolation
 from dicomnode.net.framing import FramingLimits, PduReader, check_header
-from tests.support import dicomgen
-from tests.support.fuzzing import profile
-from tests.support.hostile import (
+from testkit import dicomgen
+from testkit.fuzzing import profile
+from testkit.hostile import (
     associate_rq,
     pdu_header,
     push_oversized_pdu,
     read_until_closed,
     vm_kb,
 )
-from tests.support.nodeproc import echo
+from testkit.nodeproc import echo
 
 MiB = 2**20
 LIMITS = FramingLimits(max_pdata=16384, max_control=4096)

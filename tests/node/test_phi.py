@@ -16,11 +16,11 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
+from testkit import dicomgen
+from testkit.nodeproc import NodeProcess, free_port, storescu, toy_export_config
+from testkit.scu import send_raw, write_as_is
+from testkit.seriesgen import write_series
 from tests.export.peers import Storescp
-from tests.jobs.gen import write_series
-from tests.support import dicomgen
-from tests.support.nodeproc import NodeProcess, free_port, storescu, toy_export_config
-from tests.support.scu import send_raw, write_as_is
 
 NAME = "ZQXFAMILY^ZQXGIVEN^ZQXMIDDLE"
 PATIENT_ID = "ZQX-PID-90817"

@@ -10,8 +10,8 @@ from pydicom import dcmread
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
-from tests.support import dicomgen
-from tests.support.nodeproc import DCMTK_ENV, ECHOSCU, echo, storescu
+from testkit import dicomgen
+from testkit.nodeproc import DCMTK_ENV, ECHOSCU, echo, storescu
 
 
 def _sha(path: Path) -> str:

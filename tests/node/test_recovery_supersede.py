@@ -19,7 +19,7 @@ _CHILD = textwrap.dedent(
     from pathlib import Path
     from dicomnode.store import ingest
     from dicomnode.store.db import open_database
-    from tests.support import dicomgen
+    from testkit import dicomgen
 
     root, value, crash = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "crash"
     db = open_database(f"sqlite:///{root / 'state.db'}")

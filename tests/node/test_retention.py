@@ -10,7 +10,7 @@ from dicomnode.store.ingest import Store, StoreOutcome
 from dicomnode.store.models import AuditEvent, Instance, Study, utcnow
 from dicomnode.store.retention import sweep_retention
 from dicomnode.store.stability import sweep
-from tests.support import dicomgen
+from testkit import dicomgen
 
 
 def _receive(store: Store, spec, index: int):

@@ -13,9 +13,9 @@ from pynetdicom import AE
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
-from tests.support import dicomgen
-from tests.support.hostile import associate_rq, pdu_header, read_until_closed
-from tests.support.nodeproc import echo
+from testkit import dicomgen
+from testkit.hostile import associate_rq, pdu_header, read_until_closed
+from testkit.nodeproc import echo
 
 
 def _associate(node, ae_title: str, *, called: str = "DICOMNODE"):

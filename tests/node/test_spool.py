@@ -17,8 +17,8 @@ from dicomnode.net.scp import StorageSCP, configure_pynetdicom
 from dicomnode.net.spool import SPOOL_PREFIX
 from dicomnode.store.db import open_database
 from dicomnode.store.ingest import Store
-from tests.support import dicomgen
-from tests.support.nodeproc import free_port
+from testkit import dicomgen
+from testkit.nodeproc import free_port
 
 
 @pytest.fixture

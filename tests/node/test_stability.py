@@ -10,7 +10,7 @@ from dicomnode.store.db import open_database
 from dicomnode.store.ingest import Store
 from dicomnode.store.models import AuditEvent, CompletionState, Series, Study, utcnow
 from dicomnode.store.stability import Completion, Level, SweepResult, sweep
-from tests.support import dicomgen
+from testkit import dicomgen
 
 
 def _receive(store: Store, spec, index: int) -> None:

@@ -19,10 +19,11 @@ import yaml
 
 from dicomnode.config import default_config_text, parse_config
 from dicomnode.config.loader import pipeline_names
+from dicomnode.demo.processes import stop_process
 from dicomnode.routing import compile_routes
 from dicomnode.store.db import open_database
-from tests.support.nodeproc import echo, free_port, wait_for
-from tests.support.pg import fresh_database
+from testkit.nodeproc import echo, free_port, wait_for
+from testkit.pg import fresh_database
 
 
 def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -148,8 +149,7 @@ def test_workers_on_postgresql_share_a_data_dir(postgres_url, tmp_path):
         assert [proc.poll() for proc in procs] == [None, None]
     finally:
         for proc in procs:
-            proc.terminate()
-            proc.wait(15)
+            stop_process(proc, grace=15)
 
 
 @pytest.mark.parametrize("which", ["DICOM", "HTTP"])

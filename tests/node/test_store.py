@@ -12,7 +12,7 @@ from dicomnode.errors import OutOfSpace, StoreRejected
 from dicomnode.store.ingest import Store, StoreOutcome
 from dicomnode.store.models import AuditEvent, CompletionState, Instance, Series, Study
 from dicomnode.store.recovery import recover, verify
-from tests.support import dicomgen
+from testkit import dicomgen
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.jobs.gen import write_series
-from tests.support import dicomgen
-from tests.support.nodeproc import NodeProcess, storescu, wait_for
-from tests.support.toy_pipeline import write_runlog_path
+from testkit import dicomgen
+from testkit.nodeproc import NodeProcess, storescu, wait_for
+from testkit.seriesgen import write_series
+from testkit.toy_pipeline import write_runlog_path
 
-TOY = "tests.support.toy_pipeline:ToyPipeline"
+TOY = "testkit.toy_pipeline:ToyPipeline"
 CHECK_SLEEP = 20
 
 

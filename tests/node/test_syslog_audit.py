@@ -26,12 +26,12 @@ from dicomnode.export.audit import ExportAuditKind, record_attempt
 from dicomnode.store.audit import AuditKind, record, set_sink
 from dicomnode.store.db import open_database
 from dicomnode.store.models import utcnow
+from testkit import dicomgen
+from testkit.nodeproc import free_port, storescu, toy_export_config, wait_for
+from testkit.pki import Pki, make_pki
+from testkit.scu import associate_as
+from testkit.seriesgen import write_series
 from tests.export.peers import Storescp
-from tests.jobs.gen import write_series
-from tests.support import dicomgen
-from tests.support.nodeproc import free_port, storescu, toy_export_config, wait_for
-from tests.support.pki import Pki, make_pki
-from tests.support.scu import associate_as
 
 CANARIES = (dicomgen.CANARY_NAME, dicomgen.CANARY_ID, "CANARY", "ACC1", "19010101")
 _HEADER = re.compile(

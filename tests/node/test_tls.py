@@ -13,10 +13,10 @@ import trustme
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
-from tests.support import dicomgen
-from tests.support.hostile import is_open, open_idle
-from tests.support.nodeproc import DCMTK_ENV, STORESCU, NodeProcess, echo
-from tests.support.pki import Pki, make_pki
+from testkit import dicomgen
+from testkit.hostile import is_open, open_idle
+from testkit.nodeproc import DCMTK_ENV, STORESCU, NodeProcess, echo
+from testkit.pki import Pki, make_pki
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pipelines.brain_lesion import BrainLesionPipeline
 from pipelines.common.dicomio import check_decode_budget, read_headers
 from pipelines.lung_nodule import LungNodulePipeline
 from pipelines.mammo_score import MammoScorePipeline
-from tests.support.bombs import BOMB_KINDS, PIPELINES, bomb_study, rle_bomb
+from testkit.bombs import BOMB_KINDS, PIPELINES, bomb_study, rle_bomb
 
 from .conftest import Written, series_inputs
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import sqlite3
 import ssl
 import subprocess
@@ -19,21 +17,16 @@ import yaml
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from dicomnode.demo.processes import free_port, stop_process
+
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 STORESCU = "/usr/bin/storescu"
 ECHOSCU = "/usr/bin/echoscu"
 T = TypeVar("T")
 
 
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 #: The toy pipeline of the tests (``TOY:<word>`` in a SeriesDescription makes it misbehave).
-TOY_PIPELINE = "tests.support.toy_pipeline:ToyPipeline"
+TOY_PIPELINE = "testkit.toy_pipeline:ToyPipeline"
 
 
 def toy_export_config(pacs_port: int, down_port: int) -> dict[str, Any]:
@@ -195,19 +188,11 @@ class NodeProcess:
 
     def stop(self) -> None:
         """SIGTERM and wait."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, grace=15)
 
     def kill(self) -> None:
         """SIGKILL, as a crash."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, grace=0)
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         """Read the node's SQLite state directly."""

@@ -11,9 +11,7 @@ Everything it prints is free of patient identifiers (the studies are synthetic a
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -31,8 +29,9 @@ from typing import Any, TextIO
 
 import yaml
 
-from dicomnode.demo_peers import ORTHANC, BuiltinReceiver, OrthancPeer, Peer, free_port, valid_uid
-from dicomnode.demo_studies import (
+from dicomnode.demo.peers import ORTHANC, BuiltinReceiver, OrthancPeer, Peer, valid_uid
+from dicomnode.demo.processes import free_port, stop_process
+from dicomnode.demo.studies import (
     DemoStudy,
     describe_findings,
     generate_studies,
@@ -166,18 +165,7 @@ class DemoNode:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL to its whole process group (inference children included)."""
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        with contextlib.suppress(ProcessLookupError):  # children a dead node left behind
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_process(self._proc, grace=30, group=True)
         self._proc = None
 
 

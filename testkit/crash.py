@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydicom import Dataset, dcmread
 
-from tests.support.nodeproc import DCMTK_ENV, STORESCU, NodeProcess
+from testkit.nodeproc import DCMTK_ENV, STORESCU, NodeProcess
 
 __all__ = [
     "KillRounds",

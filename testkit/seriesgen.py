@@ -1,12 +1,12 @@
-"""Series for job tests: :mod:`tests.support.dicomgen` instances with what encoders need."""
+"""Series for job tests: :mod:`testkit.dicomgen` instances with what encoders need."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
 
-from tests.support import dicomgen
-from tests.support.dicomgen import SeriesSpec, uid
+from testkit import dicomgen
+from testkit.dicomgen import SeriesSpec, uid
 
 
 def write_series(

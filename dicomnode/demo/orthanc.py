@@ -1,7 +1,8 @@
-"""Orthanc (Debian's package) as the PACS of the end-to-end tests.
+"""Orthanc (Debian's package) on loopback: the demo's receiving PACS, and the tests' and benches'.
 
-Started with a temporary JSON config on free loopback ports, storage in a temp dir, Nagle off.
-Talks REST with the standard library only.
+Started with a temporary JSON config on free loopback ports, storage in its own folder and
+Nagle off (PITFALLS: libdcmnet waits for delayed ACKs otherwise); talks REST with the standard
+library only.
 """
 
 from __future__ import annotations
@@ -17,29 +18,49 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.nodeproc import free_port
+from dicomnode.demo.processes import free_port, stop_process
+
+__all__ = ["ORTHANC", "Orthanc"]
 
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+"""Orthanc's executable (Debian's package installs it in /usr/sbin)."""
 
 
 @dataclass
 class Orthanc:
-    """A running Orthanc; ``modalities`` maps a name to ``(ae_title, host, port)``."""
+    """A running Orthanc; ``modalities`` maps a name to ``(ae_title, host, port)``.
+
+    Attributes
+    ----------
+    root : Path
+        Its folder: config, storage, log.
+    known_senders_only : bool
+        Accept C-STOREs only from ``modalities`` (AE title and host checked); otherwise from
+        anyone.
+    """
 
     root: Path
     modalities: dict[str, tuple[str, str, int]] = field(default_factory=dict)
     ae_title: str = "ORTHANC"
+    name: str = "dicomnode-pacs"
+    known_senders_only: bool = False
     http_port: int = 0
     dicom_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
 
+    @property
+    def log_path(self) -> Path:
+        """Orthanc's log file."""
+        return self.root / "orthanc.log"
+
     def start(self, timeout: float = 30) -> Orthanc:
+        """Start and wait for the REST API; RuntimeError (naming the log) when it does not."""
         self.http_port = self.http_port or free_port()
         self.dicom_port = self.dicom_port or free_port()
         storage = self.root / "storage"
         storage.mkdir(parents=True, exist_ok=True)
         config = {
-            "Name": "dicomnode-test-pacs",
+            "Name": self.name,
             "StorageDirectory": str(storage),
             "IndexDirectory": str(storage),
             "HttpPort": self.http_port,
@@ -50,6 +71,8 @@ class Orthanc:
             "HttpServerEnabled": True,
             "DicomServerEnabled": True,
             "DicomCheckCalledAet": False,
+            "DicomAlwaysAllowStore": not self.known_senders_only,
+            "DicomCheckModalityHost": self.known_senders_only,
             "OverwriteInstances": True,
             "Plugins": [],
             "DicomModalities": {
@@ -57,33 +80,32 @@ class Orthanc:
             },
         }
         path = self.root / "orthanc.json"
-        path.write_text(json.dumps(config, indent=2))
-        log = open(self.root / "orthanc.log", "ab")  # noqa: SIM115 - kept open for the child
-        self.proc = subprocess.Popen(
-            [ORTHANC, str(path)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "TCP_NODELAY": "1"},
-        )
+        path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+        with open(self.log_path, "ab") as log_file:
+            self.proc = subprocess.Popen(
+                [ORTHANC, str(path)],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "TCP_NODELAY": "1"},  # Nagle off (libdcmnet)
+                start_new_session=True,  # Ctrl-C reaches the caller, which stops it in order
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError((self.root / "orthanc.log").read_text()[-2000:])
+                raise RuntimeError(f"Orthanc exited (log: {self.log_path})")
             try:
                 self.get("/system")
                 return self
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.2)
-        raise TimeoutError("Orthanc did not start")
+        raise RuntimeError(
+            f"Orthanc did not answer on its REST port within {timeout:g} s (log: {self.log_path})"
+        )
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        """Terminate Orthanc and wait for it."""
+        stop_process(self.proc, grace=20)
+        self.proc = None
 
     def _request(
         self,
@@ -100,14 +122,16 @@ class Orthanc:
         )
         with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310 - loopback
             data = response.read()
-        if response.headers.get_content_type() == "application/json":
-            return json.loads(data)
-        return data
+            if response.headers.get_content_type() == "application/json":
+                return json.loads(data)
+            return data
 
     def get(self, path: str) -> Any:
+        """GET ``path`` of the REST API (JSON decoded, else bytes)."""
         return self._request("GET", path)
 
     def post(self, path: str, payload: Any) -> Any:
+        """POST ``payload`` as JSON to ``path`` of the REST API."""
         return self._request("POST", path, json.dumps(payload).encode())
 
     def upload(self, files: list[Path]) -> set[str]:
@@ -135,7 +159,8 @@ class Orthanc:
     def file(self, instance_id: str) -> bytes:
         """The Part 10 bytes of one instance (by Orthanc ID)."""
         data = self._request("GET", f"/instances/{instance_id}/file")
-        assert isinstance(data, bytes)
+        if not isinstance(data, bytes):
+            raise RuntimeError(f"Orthanc answered JSON for the file of {instance_id}")
         return data
 
     def results_of_study(self, study_uid: str, exclude: set[str]) -> list[dict[str, Any]]:

@@ -7,17 +7,10 @@ at 127.0.0.1 only), keep what they receive in a temporary folder and answer
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
-import shutil
-import socket
-import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -27,23 +20,14 @@ import pydicom
 from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from dicomnode.demo.orthanc import ORTHANC, Orthanc
 from dicomnode.dimse import Status
 
-__all__ = ["ORTHANC", "BuiltinReceiver", "OrthancPeer", "Peer", "Received", "free_port"]
+__all__ = ["ORTHANC", "BuiltinReceiver", "OrthancPeer", "Peer", "Received", "valid_uid"]
 
 log = logging.getLogger(__name__)
 
-ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
-"""Orthanc's executable (Debian's package installs it in /usr/sbin)."""
-
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -62,7 +46,11 @@ class Peer(Protocol):
 
     name: str
     ae_title: str
-    port: int
+
+    @property
+    def port(self) -> int:
+        """Its DICOM port on loopback."""
+        ...
 
     def start(self) -> None: ...
 
@@ -153,92 +141,36 @@ class OrthancPeer:
     name = "Orthanc"
 
     def __init__(self, root: Path, sender_ae: str, ae_title: str = "ORTHANC"):
-        self.root = root
-        self.sender_ae = sender_ae
         self.ae_title = ae_title
-        self.port = 0
-        self.http_port = 0
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._arrivals: dict[str, float] = {}
+        self.orthanc = Orthanc(
+            root,
+            {"node": (sender_ae, "127.0.0.1", 104)},
+            ae_title=ae_title,
+            name="dicomnode-demo-pacs",
+            known_senders_only=True,
+        )
         self._cache: dict[str, Received] = {}
+
+    @property
+    def port(self) -> int:
+        """Orthanc's DICOM port (0 before :meth:`start`)."""
+        return self.orthanc.dicom_port
 
     def start(self, timeout: float = 30) -> None:
         """Start Orthanc and wait for its REST API; RuntimeError when it does not come up."""
-        self.port, self.http_port = free_port(), free_port()
-        storage = self.root / "storage"
-        storage.mkdir(parents=True, exist_ok=True)
-        config = {
-            "Name": "dicomnode-demo-pacs",
-            "StorageDirectory": str(storage),
-            "IndexDirectory": str(storage),
-            "HttpPort": self.http_port,
-            "DicomPort": self.port,
-            "DicomAet": self.ae_title,
-            "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False,
-            "DicomCheckCalledAet": False,
-            "DicomAlwaysAllowStore": False,
-            "DicomCheckModalityHost": True,
-            "DicomModalities": {"node": {"AET": self.sender_ae, "Host": "127.0.0.1", "Port": 104}},
-            "Plugins": [],
-        }
-        path = self.root / "orthanc.json"
-        path.write_text(json.dumps(config, indent=2), encoding="utf-8")
-        with open(self.root / "orthanc.log", "ab") as log_file:
-            self._proc = subprocess.Popen(
-                [ORTHANC, str(path)],
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "TCP_NODELAY": "1"},  # Nagle off (libdcmnet)
-                start_new_session=True,  # Ctrl-C reaches the demo, which stops it in order
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"Orthanc exited (log: {self.root / 'orthanc.log'})")
-            try:
-                self._get("/system")
-                return
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.2)
-        raise RuntimeError("Orthanc did not answer on its REST port within 30 s")
+        self.orthanc.start(timeout)
 
     def stop(self) -> None:
         """Terminate Orthanc and wait for it."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._proc = None
-
-    def _request(self, method: str, path: str, body: bytes | None = None) -> Any:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.http_port}{path}",
-            data=body,
-            method=method,
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - loopback
-            data = response.read()
-            if response.headers.get_content_type() == "application/json":
-                return json.loads(data)
-            return data
-
-    def _get(self, path: str) -> Any:
-        return self._request("GET", path)
+        self.orthanc.stop()
 
     def received(self, study_uid: str) -> list[Received]:
         """Objects held for ``study_uid``; arrival is when this peer first saw them listed."""
-        query = {"Level": "Instance", "Expand": True, "Query": {"StudyInstanceUID": study_uid}}
-        found = self._request("POST", "/tools/find", json.dumps(query).encode())
         items = []
-        for entry in found:
+        for entry in self.orthanc.instances_of_study(study_uid):
             orthanc_id = str(entry["ID"])
             if orthanc_id not in self._cache:
-                data = self._get(f"/instances/{orthanc_id}/file")
+                data = self.orthanc.file(orthanc_id)
                 ds = pydicom.dcmread(BytesIO(data), stop_before_pixels=True)
                 self._cache[orthanc_id] = Received(
                     study_uid=study_uid,

@@ -27,7 +27,7 @@ from dicomnode.errors import StoreRejected
 from dicomnode.routing import Route, SeriesFacts, compile_routes, evaluate, render_table, scan
 from dicomnode.store.ingest import Store
 from dicomnode.store.models import Instance
-from tests.support.mutate import Case
+from testkit.mutate import Case
 
 __all__ = [
     "FAILURE_RANGES",

@@ -27,7 +27,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian, RLELossless
 
-from tests.support import dicomgen
+from testkit import dicomgen
 
 __all__ = [
     "HOSTILE_UIDS",

@@ -15,8 +15,8 @@ from io import BytesIO
 
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
 
-from tests.support import dicomgen
-from tests.support.mutate import element, nested_sequence
+from testkit import dicomgen
+from testkit.mutate import element, nested_sequence
 
 __all__ = ["Malformed", "corpus"]
 

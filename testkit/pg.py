@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.support.nodeproc import free_port
+from testkit.nodeproc import free_port
 
 
 def pg_bin() -> Path:
