@@ -14,8 +14,8 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit
 
-from tests.support import dicomgen
-from tests.support.scu import send_raw, write_as_is
+from testkit import dicomgen
+from testkit.scu import send_raw, write_as_is
 
 REFUSED = 0xC000
 CONFLICT = 0xA900

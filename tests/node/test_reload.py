@@ -18,11 +18,11 @@ import yaml
 from dicomnode.config import parse_config
 from dicomnode.errors import ConfigError
 from dicomnode.reload import plan_reload
-from tests.jobs.gen import write_series
-from tests.support import dicomgen
-from tests.support.nodeproc import NodeProcess, storescu, wait_for
+from testkit import dicomgen
+from testkit.nodeproc import NodeProcess, storescu, wait_for
+from testkit.seriesgen import write_series
 
-TOY = "tests.support.toy_pipeline:ToyPipeline"
+TOY = "testkit.toy_pipeline:ToyPipeline"
 ROUTE = {"name": "ct-toy", "pipeline": "toy", "when": {"Modality": "CT"}, "shadow": True}
 
 
