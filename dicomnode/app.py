@@ -14,19 +14,19 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from dicomnode.api.metrics import NodeMetrics, StateCollector
 from dicomnode.audit.forward import AuditForwarder, result_lookup
-from dicomnode.config.loader import load_config, pipeline_names
+from dicomnode.config.loader import load_config
 from dicomnode.config.schema import Config
 from dicomnode.errors import ConfigError, DatabaseError, OutOfSpace
 from dicomnode.export.deliveries import Exporter
 from dicomnode.export.expedite import Prober
 from dicomnode.jobs.checker import IsolatedChecker
 from dicomnode.jobs.enqueue import RoutingHook
-from dicomnode.jobs.plugins import registry_for
 from dicomnode.jobs.queue import Backoff, reap_expired
 from dicomnode.jobs.retention import ResultFiles, study_busy
 from dicomnode.jobs.worker import WorkerPool, results_root
 from dicomnode.logs import set_level
 from dicomnode.net.scp import StorageSCP, configure_pynetdicom
+from dicomnode.pipeline.registry import PipelineRegistry
 from dicomnode.reload import ReloadPlan, plan_reload
 from dicomnode.routing import Route, compile_routes
 from dicomnode.startup import (
@@ -88,6 +88,8 @@ class Node:
         self.exporter: Exporter | None = None
         self.prober: Prober | None = None
         self.checker: IsolatedChecker | None = None
+        # pipelines do not reload: one registry for the node's life (nothing imported yet)
+        self.registry = PipelineRegistry(config.class_paths)
         self.metrics = NodeMetrics()
         self.api: ApiServer | None = None
         self.audit: AuditForwarder | None = None
@@ -229,7 +231,7 @@ class Node:
         self.store = Store(cfg.store_path, self.db, min_free=int(cfg.storage.min_free))
         recover(self.store)
         routes = compile_routes(
-            cfg.routes, pipelines=pipeline_names(cfg), destinations=set(cfg.destinations)
+            cfg.routes, pipelines=self.registry.names(), destinations=set(cfg.destinations)
         )
         self._route(cfg, routes)
         if not cfg.node.allow:
@@ -278,7 +280,7 @@ class Node:
             name="dicomnode-warm-checks",
             daemon=True,
         ).start()
-        self._hooks = [RoutingHook(cfg, routes, registry_for(cfg), checker=self.checker)]
+        self._hooks = [RoutingHook(cfg, routes, self.registry, checker=self.checker)]
 
     def reload(self) -> bool:
         """Re-read the config file and apply its allow-list, routes, destinations and log level.
@@ -294,7 +296,7 @@ class Node:
             return False
         try:
             new, source = load_config(self.config_file)
-            plan = plan_reload(self.config, new, source=source)
+            plan = plan_reload(self.config, new, source=source, registry=self.registry)
         except ConfigError as exc:
             log.error("config reload refused, the running config stays: %s", first_line(str(exc)))
             self._audit_config(AuditKind.CONFIG_REFUSED, first_line(str(exc)))

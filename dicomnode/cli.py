@@ -163,8 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(config: Config, args: argparse.Namespace) -> int:
-    from dicomnode.jobs.plugins import registry_for
-    from dicomnode.pipeline.registry import PipelineUnavailable
+    from dicomnode.pipeline.registry import PipelineRegistry, PipelineUnavailable
     from dicomnode.pipeline.runner import run_on_files
 
     path = Path(args.path)
@@ -185,7 +184,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
             options=options,
             device=args.device or config.workers.device.value,
             outputs=outputs,
-            registry=registry_for(config),
+            registry=PipelineRegistry(config.class_paths),
         )
     except PipelineUnavailable as exc:
         raise DicomNodeError(str(exc)) from None
@@ -315,11 +314,13 @@ def _send_now(config: Config, destination: str | None) -> int:
 
 
 def _explain(config: Config, path: Path, *, as_json: bool, calling_ae: str | None) -> int:
-    from dicomnode.config.loader import pipeline_names
+    from dicomnode.pipeline.registry import PipelineRegistry
     from dicomnode.routing import compile_routes, evaluate, render_json, render_table, scan
 
     routes = compile_routes(
-        config.routes, pipelines=pipeline_names(config), destinations=set(config.destinations)
+        config.routes,
+        pipelines=PipelineRegistry(config.class_paths).names(),
+        destinations=set(config.destinations),
     )
     try:
         found = scan(path, calling_ae=calling_ae)
@@ -436,10 +437,10 @@ def _check_jobs(config: Config, report: _Report) -> None:
     """Pipelines used by routes load; DICOM destinations answer C-ECHO."""
     from dicomnode.config.schema import DicomDestination
     from dicomnode.export.senders import echo
-    from dicomnode.jobs.plugins import registry_for
+    from dicomnode.pipeline.registry import PipelineRegistry
 
     used = {route.pipeline for route in config.routes}
-    for status in registry_for(config).status():
+    for status in PipelineRegistry(config.class_paths).status():
         if status.name in used:
             report(status.available, f"pipeline {status.name}", status.reason or "loads")
     for name, destination in config.destinations.items():

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dicomnode.config.loader import pipeline_names
 from dicomnode.config.schema import Config
 from dicomnode.errors import ConfigError
+from dicomnode.pipeline.registry import PipelineRegistry
 from dicomnode.routing import Route, compile_routes
 
 __all__ = ["RELOADABLE", "ReloadPlan", "plan_reload"]
@@ -46,8 +46,13 @@ class ReloadPlan:
     needs_restart: list[str]
 
 
-def plan_reload(running: Config, new: Config, *, source: str = "") -> ReloadPlan:
+def plan_reload(
+    running: Config, new: Config, *, source: str = "", registry: PipelineRegistry | None = None
+) -> ReloadPlan:
     """What reloading ``new`` over ``running`` does.
+
+    ``registry`` is the running node's (pipelines do not reload); default: built from
+    ``running``.
 
     Raises
     ------
@@ -64,7 +69,9 @@ def plan_reload(running: Config, new: Config, *, source: str = "") -> ReloadPlan
     )
     try:
         routes = compile_routes(
-            config.routes, pipelines=pipeline_names(config), destinations=set(config.destinations)
+            config.routes,
+            pipelines=(registry or PipelineRegistry(running.class_paths)).names(),
+            destinations=set(config.destinations),
         )
     except ConfigError as exc:
         raise ConfigError(exc.message, source=source or exc.source, key=exc.key) from None

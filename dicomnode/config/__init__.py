@@ -8,7 +8,6 @@ from dicomnode.config.loader import (
     find_config,
     load_config,
     parse_config,
-    pipeline_names,
 )
 from dicomnode.config.schema import (
     AllowEntry,
@@ -54,7 +53,6 @@ __all__ = [
     "find_config",
     "load_config",
     "parse_config",
-    "pipeline_names",
 ]
 
 

@@ -24,7 +24,6 @@ __all__ = [
     "find_config",
     "load_config",
     "parse_config",
-    "pipeline_names",
 ]
 
 #: Name shown as the source of a config made of built-in defaults only.
@@ -100,30 +99,25 @@ def parse_config(data: Any, *, source: str = DEFAULTS, base: Path | None = None)
     return _resolve_paths(config, base) if base is not None else config
 
 
-def pipeline_names(config: Config) -> set[str]:
-    """Names of the pipelines a route may use: entry points plus ``pipelines.<name>.class``."""
-    from importlib.metadata import entry_points
-
-    from dicomnode.pipeline.registry import ENTRY_POINT_GROUP
-
-    names = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    names.update(name for name, section in config.pipelines.items() if section.class_path)
-    return names
-
-
 def check_routes(config: Config, *, source: str = DEFAULTS) -> None:
-    """Compile ``routes`` against the known pipelines and destinations (imports nothing).
+    """Compile ``routes`` against the known pipelines and destinations (imports no pipeline).
+
+    The known pipelines are the names of the node's
+    :class:`~dicomnode.pipeline.PipelineRegistry`: entry points plus ``pipelines.<name>.class``.
 
     Raises
     ------
     ConfigError
         Naming the route (``routes[1] (brain-flair)``) and the offending key.
     """
+    from dicomnode.pipeline.registry import PipelineRegistry
     from dicomnode.routing import compile_routes
 
     try:
         compile_routes(
-            config.routes, pipelines=pipeline_names(config), destinations=set(config.destinations)
+            config.routes,
+            pipelines=PipelineRegistry(config.class_paths).names(),
+            destinations=set(config.destinations),
         )
     except ConfigError as exc:
         raise ConfigError(exc.message, source=source, key=exc.key) from None

@@ -497,6 +497,12 @@ class Config(_Section):
         return data
 
     @property
+    def class_paths(self) -> dict[str, str]:
+        """``name -> "package.module:Class"`` of the pipelines given a ``class`` (see
+        :class:`dicomnode.pipeline.PipelineRegistry`, which loads them)."""
+        return {name: s.class_path for name, s in self.pipelines.items() if s.class_path}
+
+    @property
     def store_path(self) -> Path:
         """Root of the durable store (``storage.path`` or ``<data_dir>/store``)."""
         return self.storage.path if self.storage.path is not None else self.data_dir / "store"

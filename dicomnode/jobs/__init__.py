@@ -11,7 +11,8 @@ child (:mod:`dicomnode.jobs.child`) runs the pipeline and encodes the results un
 (result, destination) in one transaction; :mod:`dicomnode.export` sends them.
 
 Pipelines come from the ``dicomnode.pipelines`` entry points and from
-``pipelines.<name>.class: "package.module:Class"`` in the config (:mod:`.plugins`).
+``pipelines.<name>.class: "package.module:Class"`` in the config, both through one
+:class:`dicomnode.pipeline.PipelineRegistry`.
 
 Importing this package loads neither torch nor any pipeline: pipelines are imported in the
 workers' child processes (and, for the cheap ``check``, by the completion hook).
@@ -21,7 +22,6 @@ from dicomnode.jobs.enqueue import JobPlan, RoutingHook, outputs_for
 from dicomnode.jobs.errors import InvalidJobId, JobError
 from dicomnode.jobs.keys import instance_set_digest, job_key
 from dicomnode.jobs.models import Delivery, DeliveryState, Job, JobResult, JobState
-from dicomnode.jobs.plugins import ConfiguredRegistry, registry_for
 from dicomnode.jobs.queue import (
     Backoff,
     ClaimedJob,
@@ -41,7 +41,6 @@ __all__ = [
     "Backoff",
     "ChildProcess",
     "ClaimedJob",
-    "ConfiguredRegistry",
     "InvalidJobId",
     "Delivery",
     "DeliveryState",
@@ -62,7 +61,6 @@ __all__ = [
     "job_key",
     "outputs_for",
     "reap_expired",
-    "registry_for",
     "release",
     "results_root",
     "retry",

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from dicomnode.config.schema import Config
 from dicomnode.jobs.child import JobSpec, OutcomeKind
-from dicomnode.jobs.plugins import class_paths
 from dicomnode.jobs.worker import ChildDied, ChildProcess
 from dicomnode.pipeline import PipelineInputs
 
@@ -56,7 +55,7 @@ class IsolatedChecker:
         self.timeout = timeout
         self._child = ChildProcess()
         self._lock = threading.Lock()
-        self._class_paths = class_paths(config)
+        self._class_paths = config.class_paths
 
     def start(self) -> None:
         """Start the child from the calling thread, which must outlive it.

@@ -121,9 +121,9 @@ class _Runner:
 
     def pipeline(self, spec: JobSpec) -> Any:
         if spec.pipeline not in self._pipelines:
-            from dicomnode.jobs.plugins import registry_for
+            from dicomnode.pipeline.registry import PipelineRegistry
 
-            cls = registry_for(spec.class_paths).get(spec.pipeline)
+            cls = PipelineRegistry(spec.class_paths).get(spec.pipeline)
             self._pipelines[spec.pipeline] = cls(spec.options)
         return self._pipelines[spec.pipeline]
 

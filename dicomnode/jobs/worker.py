@@ -25,7 +25,6 @@ from sqlalchemy import select
 from dicomnode.config.schema import Config
 from dicomnode.jobs.child import READY, ChildOutcome, JobSpec, OutcomeKind, child_main
 from dicomnode.jobs.models import JobResult, JobState
-from dicomnode.jobs.plugins import class_paths
 from dicomnode.jobs.queue import (
     Backoff,
     ClaimedJob,
@@ -172,7 +171,7 @@ class Worker(threading.Thread):
         self.child = ChildProcess()
         workers = config.workers
         self.backoff = Backoff(workers.backoff_seconds, workers.max_backoff_seconds)
-        self.class_paths = class_paths(config)
+        self.class_paths = config.class_paths
 
     def run(self) -> None:
         """The worker loop (never raises: a failed step is logged and retried)."""

@@ -1,13 +1,23 @@
-"""Find pipelines through the ``dicomnode.pipelines`` entry points, lazily.
+"""The pipelines a node can run, found lazily: entry points plus class paths.
 
-Listing pipelines imports nothing; a pipeline's module is imported the first time it is
-asked for, and one that cannot be imported is reported with the reason, like pydicom's
-pixel-data plugins.
+Two sources, one registry:
+
+- the ``dicomnode.pipelines`` entry points of the installed distributions;
+- ``pipelines.<name>.class: "package.module:Class"`` from the config (site code, tests): a
+  pipeline that is importable but not installed as a distribution. A class path is imported
+  with :mod:`importlib` exactly like an entry point (no ``eval``) and takes precedence over an
+  entry point of the same name.
+
+Listing pipelines imports nothing; a pipeline's module is imported the first time it is asked
+for, and one that cannot be imported is reported with the reason, like pydicom's pixel-data
+plugins. A child process rebuilds the same registry from :attr:`PipelineRegistry.class_paths`
+(a plain, picklable mapping).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
@@ -34,14 +44,36 @@ class PipelineStatus:
 
 
 class PipelineRegistry:
-    """Pipelines by name: entry points plus classes registered in-process (tests, plugins)."""
+    """Pipelines by name: entry points, class paths, and classes registered in-process.
 
-    def __init__(self, *, group: str = ENTRY_POINT_GROUP):
+    Parameters
+    ----------
+    class_paths : mapping of str to str, optional
+        ``name -> "package.module:Class"`` (the config's ``pipelines.<name>.class``, see
+        :attr:`dicomnode.config.Config.class_paths`); each overrides an entry point of the
+        same name. Empty paths are ignored.
+    group : str
+        The entry-point group to read.
+    """
+
+    def __init__(
+        self, class_paths: Mapping[str, str] | None = None, *, group: str = ENTRY_POINT_GROUP
+    ):
+        self._class_paths = {name: path for name, path in (class_paths or {}).items() if path}
         self._entry_points: dict[str, EntryPoint] = {
             ep.name: ep for ep in entry_points(group=group)
         }
+        self._entry_points.update(
+            (name, EntryPoint(name=name, value=path, group=group))
+            for name, path in self._class_paths.items()
+        )
         self._loaded: dict[str, type[Pipeline]] = {}
         self._errors: dict[str, str] = {}
+
+    @property
+    def class_paths(self) -> dict[str, str]:
+        """The class paths this registry was built with (for a child process's registry)."""
+        return dict(self._class_paths)
 
     def register(self, cls: type[Pipeline]) -> None:
         """Add a pipeline class directly (overrides an entry point of the same name)."""

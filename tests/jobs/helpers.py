@@ -9,7 +9,8 @@ from typing import Any
 
 from dicomnode.config import parse_config
 from dicomnode.config.schema import Config
-from dicomnode.jobs import RoutingHook, registry_for
+from dicomnode.jobs import RoutingHook
+from dicomnode.pipeline import PipelineRegistry
 from dicomnode.routing import compile_routes
 from dicomnode.store.db import Database
 from dicomnode.store.ingest import Store
@@ -67,7 +68,7 @@ def ingest(store: Store, files: list[Path], *, calling_ae: str = "MODALITY") -> 
 def hook_for(cfg: Config) -> RoutingHook:
     """The completion hook a node builds from ``cfg``."""
     routes = compile_routes(cfg.routes, destinations=set(cfg.destinations))
-    return RoutingHook(cfg, routes, registry_for(cfg))
+    return RoutingHook(cfg, routes, PipelineRegistry(cfg.class_paths))
 
 
 def complete_all(db: Database, cfg: Config, hook: RoutingHook | None = None) -> Any:

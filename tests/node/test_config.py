@@ -123,12 +123,13 @@ def test_cli_init_then_check_then_status(tmp_path):
 def test_example_configs_validate():
     from pathlib import Path
 
-    from dicomnode.config.loader import pipeline_names
+    from dicomnode.pipeline import PipelineRegistry
     from dicomnode.routing import compile_routes
 
     for path in sorted((Path(__file__).parents[2] / "config").glob("*.yaml")):
         config, _ = load_config(path)
+        names = PipelineRegistry(config.class_paths).names()
         routes = compile_routes(
-            config.routes, pipelines=pipeline_names(config), destinations=set(config.destinations)
+            config.routes, pipelines=names, destinations=set(config.destinations)
         )
-        assert {r.pipeline for r in routes} <= set(pipeline_names(config))
+        assert {r.pipeline for r in routes} <= set(names)

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from dicomnode.config import default_config_text, parse_config
-from dicomnode.config.loader import pipeline_names
 from dicomnode.demo.processes import stop_process
+from dicomnode.pipeline import PipelineRegistry
 from dicomnode.routing import compile_routes
 from dicomnode.store.db import open_database
 from testkit.nodeproc import echo, free_port, wait_for
@@ -257,7 +257,9 @@ def test_the_commented_example_routes_switch_on_the_three_pipelines(tmp_path):
         text = _uncomment(text, section)
     config = parse_config(yaml.safe_load(text), source="uncommented", base=tmp_path)
     routes = compile_routes(
-        config.routes, pipelines=pipeline_names(config), destinations=set(config.destinations)
+        config.routes,
+        pipelines=PipelineRegistry(config.class_paths).names(),
+        destinations=set(config.destinations),
     )
     assert [(r.name, r.pipeline, r.level.value) for r in routes] == [
         ("chest-ct-nodules", "lung_nodule", "series"),
