@@ -14,16 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pydicom
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from pydicom import Dataset
 from pydicom.dataelem import RawDataElement
-from pydicom.errors import InvalidDicomError
 from pydicom.tag import Tag
 from sqlalchemy import select
 
 from dicomnode.errors import StoreRejected
+from dicomnode.headers import read_instance
 from dicomnode.routing import Route, SeriesFacts, compile_routes, evaluate, render_table, scan
 from dicomnode.store.ingest import Store
 from dicomnode.store.models import Instance
@@ -242,10 +241,6 @@ def _match_all(facts: SeriesFacts) -> str:
     return f"matched-{matched}"
 
 
-#: What the job engine's read of a completed series' header catches (``enqueue._facts``).
-ENQUEUE_READ_ERRORS = (OSError, InvalidDicomError, ValueError)
-
-
 def check_routing_file(store: Store, case: Case) -> str:
     """A received file as routing reads it: ``route explain``'s scan, then the node's path.
 
@@ -263,11 +258,10 @@ def check_routing_file(store: Store, case: Case) -> str:
         return "refused-" + outcome
     if not result.series:
         raise ContractViolation(f"scan skipped a file the store accepts: {result.skipped}")
-    try:
-        header = pydicom.dcmread(path, stop_before_pixels=True)
-    except ENQUEUE_READ_ERRORS as exc:
-        raise ContractViolation("the store accepted a file the job engine cannot read") from exc
-    return "stored/" + check_routing_header(header)
+    read = read_instance(path)  # the job engine's read of a completed series' header
+    if isinstance(read, str):
+        raise ContractViolation(f"the store accepted a file the job engine skips: {read}")
+    return "stored/" + check_routing_header(read.dataset)
 
 
 def digest(data: bytes) -> str:

@@ -17,13 +17,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import pydicom
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from dicomnode.config.schema import Config, LateArrivals
+from dicomnode.headers import read_representative
 from dicomnode.jobs.audit import JobAuditKind, record_job
 from dicomnode.jobs.checker import CheckResult
 from dicomnode.jobs.keys import instance_set_digest, job_key
@@ -191,23 +191,21 @@ class RoutingHook:
         )
 
     def _facts(self, series_uid: str, rows: Sequence[_Row]) -> SeriesFacts | None:
-        """Routing facts of a stored series: its first instance's header and the count."""
+        """Routing facts of a stored series: its representative header and the count.
+
+        The representative is chosen, and unreadable headers skipped, as ``route explain``
+        does (:mod:`dicomnode.headers`); the sender is the representative instance's.
+        """
         if not rows:
             return None
-        path = self.config.store_path / rows[0].path
-        try:
-            header = pydicom.dcmread(path, stop_before_pixels=True)
-            return SeriesFacts.from_header(
-                header, instances=len(rows), calling_ae=rows[0].calling_ae
-            )
-        except Exception as exc:  # noqa: BLE001 - one unreadable header must not stall the sweep
-            # The type only: pydicom's messages may quote element values (patient data).
-            log.error(
-                "cannot read the header of a completed series (%s)",
-                type(exc).__name__,
-                extra={"series_uid": series_uid},
-            )
+        senders = {self.config.store_path / row.path: row.calling_ae for row in rows}
+        best = read_representative(senders)
+        if best is None:  # each unreadable header was logged by exception type only
+            log.error("no readable header in a completed series", extra={"series_uid": series_uid})
             return None
+        return SeriesFacts(
+            best.study_uid, best.series_uid, best.dataset, len(rows), senders[best.path]
+        )
 
     def _plan(
         self,

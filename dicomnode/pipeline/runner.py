@@ -13,15 +13,15 @@ import logging
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 
+from dicomnode.headers import group_series
 from dicomnode.pipeline.contract import (
     InputRefused,
     Pipeline,
@@ -138,51 +138,41 @@ def describe_findings(findings: Findings) -> str:
     return f"{kinds}: " + ("; ".join(parts) if parts else "nothing found")
 
 
-def _candidate_files(path: Path) -> Iterable[Path]:
-    if path.is_file():
-        yield path
-    elif path.is_dir():
-        yield from sorted(p for p in path.rglob("*") if p.is_file())
-    else:
-        raise FileNotFoundError(f"no such file or folder: {path}")
-
-
 def discover_inputs(path: Path, level: PipelineLevel) -> tuple[list[PipelineInputs], list[Path]]:
     """Group the DICOM files under ``path`` into jobs for a pipeline of ``level``.
+
+    Files are read and series represented as ``route explain`` and the node do
+    (:mod:`dicomnode.headers`): an input's Modality and SeriesDescription are those of the
+    instance with the lowest InstanceNumber.
 
     Returns
     -------
     jobs : list of PipelineInputs
         One per series (SERIES) or per study (STUDY), ordered by UID.
     skipped : list of Path
-        Files that are not DICOM or lack Study/Series Instance UIDs.
+        Files that are not DICOM, unreadable, or lack Study/Series Instance UIDs.
     """
-    series: dict[tuple[str, str], list[tuple[Path, Dataset]]] = defaultdict(list)
-    skipped: list[Path] = []
-    for file in _candidate_files(Path(path)):
-        try:
-            ds = dcmread(file, stop_before_pixels=True)
-            key = (str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID))
-        except (InvalidDicomError, OSError, AttributeError, ValueError, EOFError):
-            skipped.append(file)
-            continue
-        series[key].append((file, ds))
-    inputs = {
-        key: SeriesInput(
-            study_uid=key[0],
-            series_uid=key[1],
-            files=tuple(p for p, _ in items),
-            modality=str(items[0][1].get("Modality", "")) or None,
-            description=str(items[0][1].get("SeriesDescription", "")) or None,
-        )
-        for key, items in sorted(series.items())
-    }
+    groups, skipped = group_series(Path(path))
+    inputs = sorted(
+        (
+            SeriesInput(
+                study_uid=found.header.study_uid,
+                series_uid=uid,
+                files=tuple(found.files),
+                modality=found.header.text("Modality") or None,
+                description=found.header.text("SeriesDescription") or None,
+            )
+            for uid, found in groups.items()
+        ),
+        key=lambda s: (s.study_uid, s.series_uid),
+    )
+    unused = [file for file, _ in skipped]
     if level is PipelineLevel.SERIES:
-        return [PipelineInputs(k[0], (s,)) for k, s in inputs.items()], skipped
+        return [PipelineInputs(s.study_uid, (s,)) for s in inputs], unused
     studies: dict[str, list[SeriesInput]] = defaultdict(list)
-    for (study, _), s in inputs.items():
-        studies[study].append(s)
-    return [PipelineInputs(study, tuple(items)) for study, items in studies.items()], skipped
+    for s in inputs:
+        studies[s.study_uid].append(s)
+    return [PipelineInputs(study, tuple(items)) for study, items in studies.items()], unused
 
 
 def _write(datasets: Sequence[Dataset], out_dir: Path) -> list[Path]:

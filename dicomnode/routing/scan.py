@@ -1,17 +1,16 @@
-"""Reading DICOM files from disk into :class:`SeriesFacts`, one per series (offline)."""
+"""Reading DICOM files from disk into :class:`SeriesFacts`, one per series (offline).
+
+The header that represents a series and the handling of unreadable files are those of the
+live node (:mod:`dicomnode.headers`), so ``route explain`` and the node decide alike.
+"""
 
 from __future__ import annotations
 
 import logging
-import os
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pydicom
-from pydicom import Dataset
-from pydicom.errors import InvalidDicomError
-
+from dicomnode.headers import group_series
 from dicomnode.routing.facts import SeriesFacts
 
 __all__ = ["Scan", "SkippedFile", "scan"]
@@ -21,7 +20,10 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SkippedFile:
-    """A file that is not used: not DICOM, unreadable, or without series/study UIDs."""
+    """A file that is not used: not DICOM, unreadable, or without series/study UIDs.
+
+    ``reason`` names an exception by its type only (its message may quote patient data).
+    """
 
     path: Path
     reason: str
@@ -37,76 +39,13 @@ class Scan:
         One per SeriesInstanceUID, ordered by study UID, SeriesNumber, series UID.
     skipped : list of SkippedFile
         Files not used, in path order.
+    files : dict of str to tuple of Path
+        The files of each series (by SeriesInstanceUID), in path order.
     """
 
     series: list[SeriesFacts]
     skipped: list[SkippedFile] = field(default_factory=list)
-
-
-@dataclass
-class _Group:
-    """The files of one series seen so far."""
-
-    study_uid: str
-    header: Dataset
-    rank: tuple[int, str]
-    sop_uids: set[str] = field(default_factory=set)
-    unnamed: int = 0
-
-    @property
-    def instances(self) -> int:
-        return len(self.sop_uids) + self.unnamed
-
-
-def _files(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise FileNotFoundError(f"no such file or folder: {path}")
-    found: list[Path] = []
-    for folder, dirs, names in os.walk(path):
-        dirs.sort()
-        found.extend(Path(folder) / name for name in sorted(names))
-    return [file for file in found if file.is_file()]
-
-
-@dataclass(frozen=True)
-class _Header:
-    """What grouping needs from one file, decoded once."""
-
-    dataset: Dataset
-    study_uid: str
-    series_uid: str
-    sop_uid: str
-    number: int
-
-
-def _read(file: Path) -> _Header | str:
-    """The header of ``file``, or why it cannot be used."""
-    try:
-        header = pydicom.dcmread(file, stop_before_pixels=True)
-        study_uid = str(header.get("StudyInstanceUID") or "")
-        series_uid = str(header.get("SeriesInstanceUID") or "")
-        sop_uid = str(header.get("SOPInstanceUID") or "")
-        number = _number(header)
-    except InvalidDicomError:
-        return "not DICOM"
-    except (OSError, EOFError, ValueError, struct.error) as err:
-        return f"unreadable: {type(err).__name__}: {err}"
-    except Exception as err:  # pydicom raises other kinds too on hostile input (unknown VR,
-        # RecursionError on deeply nested sequences): a damaged file is skipped, never fatal
-        return f"unreadable: {type(err).__name__}"
-    if not series_uid or not study_uid:
-        return "no SeriesInstanceUID/StudyInstanceUID"
-    return _Header(header, study_uid, series_uid, sop_uid, number)
-
-
-def _number(header: Dataset) -> int:
-    """InstanceNumber, or 0 when absent, not a number or undecodable (a wrong VR, say)."""
-    try:
-        return int(header.get("InstanceNumber", None) or 0)
-    except Exception:  # only picks the representative file: never a reason to skip one
-        return 0
+    files: dict[str, tuple[Path, ...]] = field(default_factory=dict, repr=False)
 
 
 def scan(path: Path, *, calling_ae: str | None = None) -> Scan:
@@ -124,35 +63,24 @@ def scan(path: Path, *, calling_ae: str | None = None) -> Scan:
     -------
     Scan
         One :class:`SeriesFacts` per series (instances = distinct SOPInstanceUIDs), with the
-        header of its lowest-numbered instance, and the files skipped.
+        header of its representative instance (:mod:`dicomnode.headers`: lowest
+        InstanceNumber, ties by SOPInstanceUID), and the files skipped.
 
     Raises
     ------
     FileNotFoundError
         ``path`` does not exist.
     """
-    groups: dict[str, _Group] = {}
-    skipped: list[SkippedFile] = []
-    for file in _files(Path(path)):
-        read = _read(file)
-        if isinstance(read, str):
-            skipped.append(SkippedFile(file, read))
-            continue
-        rank = (read.number, str(file))  # representative: lowest InstanceNumber, first path
-        group = groups.get(read.series_uid)
-        if group is None:
-            group = groups[read.series_uid] = _Group(read.study_uid, read.dataset, rank)
-        elif rank < group.rank:
-            group.header, group.rank = read.dataset, rank
-        if read.sop_uid:
-            group.sop_uids.add(read.sop_uid)
-        else:
-            group.unnamed += 1
+    groups, skipped = group_series(Path(path))
     if skipped:
         logger.info("skipped %d files (not DICOM or no series UID)", len(skipped))
     series = [
-        SeriesFacts(group.study_uid, uid, group.header, group.instances, calling_ae)
-        for uid, group in groups.items()
+        SeriesFacts(found.header.study_uid, uid, found.header.dataset, found.instances, calling_ae)
+        for uid, found in groups.items()
     ]
     series.sort(key=lambda f: (f.study_uid, f.series_number or 0, f.series_uid))
-    return Scan(series, skipped)
+    return Scan(
+        series,
+        [SkippedFile(file, reason) for file, reason in skipped],
+        {uid: tuple(found.files) for uid, found in groups.items()},
+    )
