@@ -19,7 +19,7 @@ demo: .setup-stamp
 test: .setup-stamp
 	$(VENV)/python -m pytest -q
 
-PY_DIRS := $(wildcard dicomnode pipelines tests testkit bench models)
+PY_DIRS := $(wildcard dicomnode pipelines tests testkit bench models setup.py)
 
 lint: .setup-stamp
 	$(VENV)/ruff check $(PY_DIRS)

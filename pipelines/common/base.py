@@ -16,8 +16,16 @@ from pipelines.common.dicomio import DEFAULT_DECODE_BUDGET, DEFAULT_MAX_COMPRESS
 
 __all__ = ["MODELS_DIR", "BundlePipeline", "inference_mode"]
 
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
-"""The repository's ``models/`` folder (demo bundles)."""
+
+def _models_dir() -> Path:
+    """The demo bundles: shipped in the wheel as ``pipelines/models/``, else ``models/`` of the
+    source tree (a checkout or an editable install; see setup.py)."""
+    installed = Path(__file__).resolve().parents[1] / "models"
+    return installed if installed.is_dir() else Path(__file__).resolve().parents[2] / "models"
+
+
+MODELS_DIR = _models_dir()
+"""The folder of the demo bundles (``<bundle_name>/`` each)."""
 
 
 @contextlib.contextmanager
@@ -38,7 +46,8 @@ class BundlePipeline(Pipeline):
     -------------------------------------------------
     bundle : str
         Bundle directory; relative paths are tried against the working directory, then the
-        repository root. Default ``models/<bundle_name>``.
+        folder above :data:`MODELS_DIR` (so ``models/<bundle_name>`` names a shipped bundle
+        in a checkout and in an installed wheel alike). Default ``models/<bundle_name>``.
     decode_budget_bytes : int
         Largest decoded pixel data of one job (default 2 GiB).
     max_compression_ratio : float
