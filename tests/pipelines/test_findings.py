@@ -84,5 +84,33 @@ def test_mammo_laterality_and_mass_side(mg_study: Written, ctx: RunContext) -> N
     assert by_side[Laterality.LEFT].score > by_side[Laterality.RIGHT].score
 
 
-def test_work_dir_untouched(ctx: RunContext) -> None:
-    assert isinstance(ctx.work_dir, Path)
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``root``: (size, mtime in ns)."""
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "study"),
+    [
+        (LungNodulePipeline, "ct_study"),
+        (BrainLesionPipeline, "mr_study"),
+        (MammoScorePipeline, "mg_study"),
+    ],
+    ids=["lung", "brain", "mammo"],
+)
+def test_work_dir_and_sources_untouched(
+    pipeline: type, study: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The shipped pipelines need no scratch space and never write beside their inputs."""
+    written: Written = request.getfixturevalue(study)
+    sources = written.files[0].parent
+    before = _snapshot(sources)
+    work = tmp_path / "work"
+    work.mkdir()
+    pipeline().run(written.inputs, RunContext(device="cpu", work_dir=work))
+    assert list(work.iterdir()) == []
+    assert _snapshot(sources) == before
