@@ -280,7 +280,7 @@ class Node:
             name="dicomnode-warm-checks",
             daemon=True,
         ).start()
-        self._hooks = [RoutingHook(cfg, routes, self.registry, checker=self.checker)]
+        self._hooks = [RoutingHook(cfg, routes, checker=self.checker)]
 
     def reload(self) -> bool:
         """Re-read the config file and apply its allow-list, routes, destinations and log level.

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -29,11 +28,7 @@ from dicomnode.jobs.checker import CheckResult
 from dicomnode.jobs.keys import instance_set_digest, job_key
 from dicomnode.jobs.models import Job, JobState
 from dicomnode.pipeline import (
-    InputRefused,
-    Pipeline,
     PipelineInputs,
-    PipelineRegistry,
-    PipelineUnavailable,
     SeriesInput,
 )
 from dicomnode.routing import Level, Route, SeriesFacts
@@ -98,27 +93,22 @@ class RoutingHook:
         The node's config (store path, pipelines' options, policies).
     routes : sequence of Route
         Compiled routes.
-    registry : PipelineRegistry
-        Where pipeline classes come from (for ``check`` and the version).
-    checker : callable, optional
-        ``(pipeline name, inputs) -> CheckResult``, e.g. an
+    checker : callable
+        ``(pipeline name, inputs) -> CheckResult``: an
         :class:`~dicomnode.jobs.checker.IsolatedChecker` (pipelines, and torch, stay out of
-        this process); without it, pipelines are loaded and checked in this process.
+        this process).
     """
 
     def __init__(
         self,
         config: Config,
         routes: Sequence[Route],
-        registry: PipelineRegistry,
         *,
-        checker: Checker | None = None,
+        checker: Checker,
     ):
         self.config = config
         self.routes = list(routes)
-        self.registry = registry
         self.checker = checker
-        self._pipelines: dict[str, Pipeline | None] = {}
 
     def __call__(self, db: Database, completion: Completion) -> CompletionAction | None:
         """Match the routes on ``completion`` and check its jobs (the CompletionHook).
@@ -154,7 +144,7 @@ class RoutingHook:
                 log.debug("route %s does not match study: %s", route.name, match.reason)
         if not plans:
             return None
-        checked = [(plan, self.check(plan.route.pipeline, plan.inputs)) for plan in plans]
+        checked = [(plan, self.checker(plan.route.pipeline, plan.inputs)) for plan in plans]
 
         def write(session: Session) -> None:
             for plan, result in checked:
@@ -234,47 +224,10 @@ class RoutingHook:
             )
         return JobPlan(route, study_uid, subject, tuple(inputs), instance_set_digest(pairs))
 
-    def _pipeline(self, name: str) -> Pipeline | None:
-        if name not in self._pipelines:
-            had_torch = "torch" in sys.modules
-            try:
-                cls = self.registry.get(name)
-                if not had_torch and "torch" in sys.modules:
-                    log.warning(
-                        "pipeline %s imports torch at module level: the node's main process now "
-                        "holds it; import torch inside run()",
-                        name,
-                    )
-                section = self.config.pipelines.get(name)
-                self._pipelines[name] = cls(section.options if section else {})
-            except PipelineUnavailable as exc:
-                # another host may have it: queue anyway, the worker checks again
-                log.warning("pipeline unavailable here, queueing unchecked: %s", exc)
-                self._pipelines[name] = None
-        return self._pipelines[name]
-
-    def check(self, name: str, inputs: PipelineInputs) -> CheckResult:
-        """Ask pipeline ``name`` about ``inputs``: through the checker, else in-process."""
-        if self.checker is not None:
-            return self.checker(name, inputs)
-        pipeline = self._pipeline(name)
-        if pipeline is None:
-            return CheckResult(problem=f"pipeline {name!r} is unavailable here")
-        version, defaults = pipeline.version, tuple(map(str, pipeline.default_outputs))
-        try:
-            pipeline.check(inputs)
-        except InputRefused as exc:
-            return CheckResult(version, defaults, refused=exc.reason)
-        except Exception as exc:  # a broken check must not block every completion: the job
-            # is queued and the worker runs the check again, recording the failure on the job
-            log.exception("pipeline %s: check() failed", name)
-            return CheckResult(version, defaults, problem=f"check failed: {exc}")
-        return CheckResult(version, defaults)
-
     def queue(self, session: Session, plan: JobPlan, checked: CheckResult) -> int | None:
         """Insert the job of ``plan`` unless its key exists; returns the new job's id.
 
-        ``checked`` is the pipeline's answer about the plan's inputs (:meth:`check`, asked
+        ``checked`` is the pipeline's answer about the plan's inputs (the checker's, asked
         before the transaction). A refusal is stored as a ``refused`` job with the reason
         (and audited), so ``dicomnode jobs`` shows it.
         """

@@ -222,15 +222,12 @@ def fail(
     error: str,
     *,
     backoff: Backoff,
-    final: bool = False,
     state: JobState | None = None,
 ) -> JobState | None:
     """Record a failed attempt: ``failed`` with a backoff, or ``dead`` after the limit.
 
     Parameters
     ----------
-    final : bool
-        No retry makes sense (``dead`` at once).
     state : JobState, optional
         A terminal state to set instead (``refused``).
 
@@ -246,7 +243,7 @@ def fail(
         )
         if row is None:
             return None
-        new = _failed_state(row, final, state)
+        new = _failed_state(row, state)
         row.state = new
         row.error = error[:4000]
         row.lease_owner = None
@@ -285,10 +282,10 @@ def release(db: Database, job: ClaimedJob) -> bool:
         return bool(changed.rowcount)  # type: ignore[attr-defined]
 
 
-def _failed_state(row: Job, final: bool, state: JobState | None) -> JobState:
+def _failed_state(row: Job, state: JobState | None) -> JobState:
     if state is not None:
         return state
-    if final or row.attempts >= row.max_attempts:
+    if row.attempts >= row.max_attempts:
         return JobState.DEAD
     return JobState.FAILED
 

@@ -10,7 +10,8 @@ from typing import Any
 from dicomnode.config import parse_config
 from dicomnode.config.schema import Config
 from dicomnode.jobs import RoutingHook
-from dicomnode.pipeline import PipelineRegistry
+from dicomnode.jobs.checker import CheckResult
+from dicomnode.pipeline import InputRefused, PipelineInputs, PipelineRegistry, PipelineUnavailable
 from dicomnode.routing import compile_routes
 from dicomnode.store.db import Database
 from dicomnode.store.ingest import Store
@@ -65,10 +66,34 @@ def ingest(store: Store, files: list[Path], *, calling_ae: str = "MODALITY") -> 
         )
 
 
+class InProcessChecker:
+    """Test double of :class:`~dicomnode.jobs.checker.IsolatedChecker`: the pipeline's
+    ``check`` in this process (the toy pipeline needs no isolation), with its answers."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.registry = PipelineRegistry(cfg.class_paths)
+
+    def __call__(self, name: str, inputs: PipelineInputs) -> CheckResult:
+        try:
+            section = self.cfg.pipelines.get(name)
+            pipeline = self.registry.get(name)(section.options if section else {})
+        except PipelineUnavailable as exc:
+            return CheckResult(problem=str(exc))
+        version, defaults = pipeline.version, tuple(map(str, pipeline.default_outputs))
+        try:
+            pipeline.check(inputs)
+        except InputRefused as exc:
+            return CheckResult(version, defaults, refused=exc.reason)
+        except Exception as exc:
+            return CheckResult(version, defaults, problem=f"check failed: {exc}")
+        return CheckResult(version, defaults)
+
+
 def hook_for(cfg: Config) -> RoutingHook:
-    """The completion hook a node builds from ``cfg``."""
+    """The completion hook a node builds from ``cfg`` (its checker in this process)."""
     routes = compile_routes(cfg.routes, destinations=set(cfg.destinations))
-    return RoutingHook(cfg, routes, PipelineRegistry(cfg.class_paths))
+    return RoutingHook(cfg, routes, checker=InProcessChecker(cfg))
 
 
 def complete_all(db: Database, cfg: Config, hook: RoutingHook | None = None) -> Any:
