@@ -163,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(config: Config, args: argparse.Namespace) -> int:
+    from dicomnode.pipeline.execute import choose_outputs
     from dicomnode.pipeline.registry import PipelineRegistry, PipelineUnavailable
     from dicomnode.pipeline.runner import run_on_files
 
@@ -171,11 +172,12 @@ def _run(config: Config, args: argparse.Namespace) -> int:
         raise DicomNodeError(f"{path}: no such file or directory")
     section = config.pipelines.get(args.pipeline)
     options = dict(section.options) if section else {}
-    outputs = (
-        args.outputs.split(",")
-        if args.outputs
-        else ([o.value for o in section.outputs] if section else None)
-    )
+    outputs = section.chosen_outputs if section else None
+    if args.outputs:
+        try:
+            outputs = list(choose_outputs(args.outputs.split(","), None, None))
+        except ValueError as exc:
+            raise DicomNodeError(f"--outputs: {exc}") from None
     try:
         report = run_on_files(
             args.pipeline,
@@ -184,6 +186,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
             options=options,
             device=args.device or config.workers.device.value,
             outputs=outputs,
+            uid_root=config.node.uid_root,
             registry=PipelineRegistry(config.class_paths),
         )
     except PipelineUnavailable as exc:

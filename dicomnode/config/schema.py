@@ -25,7 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-from dicomnode.routing.schema import Output, RouteSpec
+from dicomnode.results.kinds import DEFAULT_OUTPUTS, OutputKind
+from dicomnode.routing.schema import RouteSpec
 
 __all__ = [
     "AllowEntry",
@@ -267,6 +268,13 @@ class WorkersConfig(_Section):
     backoff_seconds: float = Field(30.0, ge=0, le=86400, description="first retry delay")
     max_backoff_seconds: float = Field(3600.0, ge=0, le=7 * 86400)
     job_timeout: float = Field(3600.0, gt=0, le=7 * 86400, description="s per job, then killed")
+    keep_warm: float = Field(
+        600.0,
+        ge=0,
+        le=7 * 86400,
+        description="s an idle inference process (torch, models) is kept after its last job; "
+        "it starts again with the next job",
+    )
 
     @model_validator(mode="after")
     def _lease_longer_than_heartbeat(self) -> WorkersConfig:
@@ -365,7 +373,7 @@ class PipelineConfig(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
     class_path: ClassPath | None = Field(None, alias="class")
-    outputs: list[Output] = Field(default_factory=lambda: [Output.SR, Output.SEG, Output.SUMMARY])
+    outputs: list[OutputKind] = Field(default_factory=lambda: list(DEFAULT_OUTPUTS))
 
     @property
     def options(self) -> dict[str, object]:
@@ -373,6 +381,11 @@ class PipelineConfig(BaseModel):
         extra = dict(self.model_extra or {})
         extra["outputs"] = [o.value for o in self.outputs]
         return extra
+
+    @property
+    def chosen_outputs(self) -> list[OutputKind] | None:
+        """``outputs`` when the config sets it, else None (the pipeline's defaults apply)."""
+        return list(self.outputs) if "outputs" in self.model_fields_set else None
 
 
 def _is_loopback(host: str) -> bool:

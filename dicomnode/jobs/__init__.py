@@ -22,6 +22,7 @@ from dicomnode.jobs.enqueue import JobPlan, RoutingHook, outputs_for
 from dicomnode.jobs.errors import InvalidJobId, JobError
 from dicomnode.jobs.keys import instance_set_digest, job_key
 from dicomnode.jobs.models import Delivery, DeliveryState, Job, JobResult, JobState
+from dicomnode.jobs.process import ChildProcess
 from dicomnode.jobs.queue import (
     Backoff,
     ClaimedJob,
@@ -34,7 +35,7 @@ from dicomnode.jobs.queue import (
     succeed,
 )
 from dicomnode.jobs.retry import MAX_JOB_ID, checked_job_id, retry
-from dicomnode.jobs.worker import ChildProcess, Worker, WorkerPool, results_root
+from dicomnode.jobs.worker import Worker, WorkerPool, results_root
 
 __all__ = [
     "MAX_JOB_ID",

@@ -1,10 +1,11 @@
 """Pipeline checks out of the node's main process.
 
 The completion hook asks each route's pipeline whether it can process a series before
-queuing (``Pipeline.check``) and needs its version for the idempotency key. Importing a
-pipeline imports torch (and often MONAI), which the SCP's process must never hold: the
+queuing (``Pipeline.check``) and needs its version for the idempotency key. A third-party
+pipeline may import anything, and a crashing check must not take the SCP down: the
 :class:`IsolatedChecker` loads pipelines and runs their checks in a long-lived child process
-of its own instead (the same child as the workers', in ``check_only`` mode).
+of its own instead (:class:`~dicomnode.jobs.messages.CheckRequest`). Pipelines import torch
+only in ``run``, so that child stays light (no torch, no encoders).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import threading
 from dataclasses import dataclass
 
 from dicomnode.config.schema import Config
-from dicomnode.jobs.child import JobSpec, OutcomeKind
-from dicomnode.jobs.worker import ChildDied, ChildProcess
+from dicomnode.jobs.messages import CheckOutcome, CheckRequest, OutcomeKind
+from dicomnode.jobs.process import ChildDied, ChildProcess
 from dicomnode.pipeline import PipelineInputs
 
 __all__ = ["CheckResult", "IsolatedChecker"]
@@ -53,7 +54,7 @@ class IsolatedChecker:
     def __init__(self, config: Config, *, timeout: float = 120.0):
         self.config = config
         self.timeout = timeout
-        self._child = ChildProcess()
+        self._child = ChildProcess(name="dicomnode-checker", encoders=False)
         self._lock = threading.Lock()
         self._class_paths = config.class_paths
 
@@ -80,30 +81,15 @@ class IsolatedChecker:
     def check(self, name: str, inputs: PipelineInputs | None) -> CheckResult:
         """Load pipeline ``name`` in the child and check ``inputs`` (None: only load it)."""
         section = self.config.pipelines.get(name)
-        spec = JobSpec(
-            job_id=0,
+        request = CheckRequest(
             pipeline=name,
             class_paths=self._class_paths,
             options=dict(section.options) if section else {},
-            study_uid=inputs.study_uid if inputs else "",
-            inputs=[
-                {
-                    "series_uid": s.series_uid,
-                    "files": [str(p) for p in s.files],
-                    "modality": s.modality,
-                    "description": s.description,
-                    "role": s.role,
-                }
-                for s in (inputs.series if inputs else ())
-            ],
-            outputs=[],
-            uid_root=self.config.node.uid_root,
-            results_dir="",
-            check_only=True,
+            inputs=inputs,
         )
         with self._lock:
             try:
-                self._child.submit(spec)
+                self._child.submit(request)
                 outcome = self._child.wait(self.timeout)
             except (ChildDied, OSError) as exc:
                 self._child.stop()
@@ -111,12 +97,13 @@ class IsolatedChecker:
             if outcome is None:
                 self._child.stop()
                 return CheckResult(problem=f"check took more than {self.timeout:g} s")
-        if outcome.kind == OutcomeKind.ERROR:
+        assert isinstance(outcome, CheckOutcome)
+        if outcome.kind is OutcomeKind.ERROR:
             return CheckResult(problem=outcome.error)
         return CheckResult(
             version=outcome.version,
             default_outputs=outcome.default_outputs,
-            refused=outcome.error if outcome.kind == OutcomeKind.REFUSED else None,
+            refused=outcome.error if outcome.kind is OutcomeKind.REFUSED else None,
         )
 
     def close(self) -> None:

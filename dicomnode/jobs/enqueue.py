@@ -31,6 +31,7 @@ from dicomnode.pipeline import (
     PipelineInputs,
     SeriesInput,
 )
+from dicomnode.pipeline.execute import choose_outputs
 from dicomnode.routing import Level, Route, SeriesFacts
 from dicomnode.store import stability
 from dicomnode.store.db import Database
@@ -72,16 +73,12 @@ class _Row(NamedTuple):
 
 
 def outputs_for(route: Route, config: Config, defaults: Sequence[str] = ()) -> list[str]:
-    """Output kinds of a route's jobs: the route's, else ``pipelines.<name>.outputs`` when
-    set, else the pipeline's ``default_outputs`` (``defaults``), else sr, seg, summary."""
-    if route.outputs is not None:
-        return [o.value for o in route.outputs]
+    """Output kinds of a route's jobs (:func:`~dicomnode.pipeline.choose_outputs`): the
+    route's, else ``pipelines.<name>.outputs`` when set, else the pipeline's
+    ``default_outputs`` (``defaults``, empty when unknown)."""
     section = config.pipelines.get(route.pipeline)
-    if section is not None and "outputs" in section.model_fields_set:
-        return [o.value for o in section.outputs]
-    if defaults:
-        return [str(o) for o in defaults]
-    return ["sr", "seg", "summary"]
+    configured = section.chosen_outputs if section is not None else None
+    return [o.value for o in choose_outputs(route.outputs, configured, defaults)]
 
 
 class RoutingHook:

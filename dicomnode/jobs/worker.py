@@ -1,30 +1,31 @@
-"""Workers: threads that claim jobs and run each in their own long-lived child process.
+"""Workers: threads that claim jobs and run each in their own inference child process.
 
 A worker thread holds the job's lease while its child runs the pipeline, renewing it every
 ``workers.heartbeat_seconds``. The child's answer decides the job's fate: results are
 persisted (with their deliveries) in one transaction, a failure is retried with backoff, a
 refusal is final. A child that dies (crash, ``os._exit``, killed by the kernel) fails the
 job and is replaced by a fresh one; so is a child that ran past ``workers.job_timeout``.
+
+The child starts with the first job (an idle node holds no torch) and stays warm, with its
+models, for ``workers.keep_warm`` seconds after the last one; then it exits.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import socket
 import threading
 import time
 from collections.abc import Callable
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from sqlalchemy import select
 
 from dicomnode.config.schema import Config
-from dicomnode.jobs.child import READY, ChildOutcome, JobSpec, OutcomeKind, child_main
+from dicomnode.jobs.messages import OutcomeKind, RunOutcome, RunRequest
 from dicomnode.jobs.models import JobResult, JobState
+from dicomnode.jobs.process import ChildDied, ChildProcess
 from dicomnode.jobs.queue import (
     Backoff,
     ClaimedJob,
@@ -35,104 +36,18 @@ from dicomnode.jobs.queue import (
     release,
     succeed,
 )
+from dicomnode.pipeline.contract import PipelineInputs, SeriesInput
 from dicomnode.store.db import Database
 from dicomnode.store.models import Instance, Series
 
-__all__ = ["ChildProcess", "Worker", "WorkerPool", "results_root"]
+__all__ = ["Worker", "WorkerPool", "results_root"]
 
 log = logging.getLogger(__name__)
-_STARTUP_SECONDS = 120.0
 
 
 def results_root(config: Config) -> Path:
     """Directory of result files: ``<data_dir>/results`` (one folder per job)."""
     return config.data_dir / "results"
-
-
-class ChildProcess:
-    """A spawned inference child and the pipe to it."""
-
-    def __init__(self) -> None:
-        self._proc: BaseProcess | None = None
-        self._conn: Connection | None = None
-
-    def ensure(self) -> None:
-        """Start the child unless it runs."""
-        if self._proc is not None and self._proc.is_alive():
-            return
-        self.stop()
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(
-            target=child_main,
-            args=(child, logging.getLogger("dicomnode").getEffectiveLevel()),
-            daemon=True,
-            name="dicomnode-inference",
-        )
-        proc.start()
-        child.close()
-        self._proc, self._conn = proc, parent
-        if not parent.poll(_STARTUP_SECONDS):
-            self.stop()
-            raise ChildDied(None, f"inference process not ready after {_STARTUP_SECONDS} s")
-        try:
-            ready = parent.recv()
-        except (EOFError, OSError):
-            ready = None
-        if ready != READY:
-            exitcode = proc.exitcode
-            self.stop()
-            raise ChildDied(exitcode, "inference process failed to start")
-
-    @property
-    def pid(self) -> int | None:
-        """Process id of the child, if started."""
-        return None if self._proc is None else self._proc.pid
-
-    def submit(self, spec: JobSpec) -> None:
-        """Send one job to the child."""
-        self.ensure()
-        assert self._conn is not None
-        self._conn.send(spec)
-
-    def wait(self, timeout: float) -> ChildOutcome | None:
-        """The child's answer, or None when none came within ``timeout``.
-
-        Raises
-        ------
-        ChildDied
-            The child exited without answering.
-        """
-        assert self._conn is not None and self._proc is not None
-        try:
-            if self._conn.poll(timeout):
-                outcome = self._conn.recv()
-                assert isinstance(outcome, ChildOutcome)
-                return outcome
-        except (EOFError, OSError):
-            pass
-        else:
-            if self._proc.is_alive():
-                return None
-        self._proc.join(5)
-        raise ChildDied(self._proc.exitcode)
-
-    def stop(self) -> None:
-        """Kill the child (if any) and close the pipe."""
-        if self._conn is not None:
-            self._conn.close()
-        if self._proc is not None and self._proc.is_alive():
-            self._proc.kill()
-            self._proc.join(5)
-        self._proc = self._conn = None
-
-
-class ChildDied(Exception):  # noqa: N818 - internal signal, never leaves this module
-    """The inference child exited while running a job (or could not start)."""
-
-    def __init__(self, exitcode: int | None, message: str | None = None):
-        self.exitcode = exitcode
-        super().__init__(message or f"inference process died (exit code {exitcode})")
 
 
 class Worker(threading.Thread):
@@ -178,18 +93,13 @@ class Worker(threading.Thread):
         poll = self.config.workers.poll_seconds
         while not self.stop.is_set():
             try:
-                self.child.ensure()  # a ready child before claiming: its start holds no lease
-            except (OSError, ChildDied):
-                log.exception("cannot start the inference process")
-                self.stop.wait(max(poll, 5.0))
-                continue
-            try:
                 job = claim(self.db, self.owner, lease_seconds=self.config.workers.lease_seconds)
             except Exception:  # DB unreachable: wait and try again
                 log.exception("claiming a job failed")
                 self.stop.wait(poll)
                 continue
             if job is None:
+                self._cool()
                 self.wake.wait(poll)
                 if not self.stop.is_set():
                     self.wake.clear()
@@ -198,7 +108,14 @@ class Worker(threading.Thread):
                 self.execute(job)
             except Exception:  # a DB error while recording: the lease expires, job re-queued
                 log.exception("job %s: recording its outcome failed", job.id)
-        self.child.stop()
+        self.child.stop(grace=2.0)
+
+    def _cool(self) -> None:
+        """Stop the child once it has been idle for ``workers.keep_warm`` seconds."""
+        keep_warm = self.config.workers.keep_warm
+        if self.child.alive and time.monotonic() - self.child.last_used >= keep_warm:
+            log.info("inference process idle for %g s: stopping it", keep_warm)
+            self.child.stop(grace=5.0)
 
     def execute(self, job: ClaimedJob) -> None:
         """Run one claimed job to its outcome."""
@@ -206,13 +123,18 @@ class Worker(threading.Thread):
             "job started", extra={"job": job.id, "pipeline": job.pipeline, "study": job.study_uid}
         )
         started = time.monotonic()
-        spec = self._spec(job)
+        request = self._request(job)
         try:
-            self.child.submit(spec)
+            self.child.submit(request)
             outcome = self._await(job, time.monotonic())
         except ChildDied as exc:
             self.child.stop()
-            fail(self.db, job, str(exc), backoff=self.backoff)
+            if exc.starting:  # not the job's fault: hand it back, try again later
+                log.error("cannot start the inference process: %s", exc)
+                release(self.db, job)
+                self.stop.wait(max(self.config.workers.poll_seconds, 5.0))
+            else:
+                fail(self.db, job, str(exc), backoff=self.backoff)
             return
         if outcome is None:  # lease lost, stopping, or timed out: the child was stopped
             return
@@ -220,8 +142,14 @@ class Worker(threading.Thread):
             self.child.stop()
         if outcome.kind == OutcomeKind.OK:
             records = [
-                ResultRecord(sop, cls, series, study, f"{job.id}/{name}")
-                for sop, cls, series, study, name in outcome.results
+                ResultRecord(
+                    r.sop_instance_uid,
+                    r.sop_class_uid,
+                    r.series_uid,
+                    r.study_uid,
+                    f"{job.id}/{r.name}",
+                )
+                for r in outcome.results
             ]
             if succeed(self.db, job, records):
                 log.info(
@@ -245,15 +173,18 @@ class Worker(threading.Thread):
         else:
             fail(self.db, job, outcome.error, backoff=self.backoff)
 
-    def _await(self, job: ClaimedJob, started: float) -> ChildOutcome | None:
+    def _await(self, job: ClaimedJob, started: float) -> RunOutcome | None:
         workers = self.config.workers
         beat = workers.heartbeat_seconds
         next_beat = time.monotonic() + beat
         while True:
             outcome = self.child.wait(min(0.5, beat))
             if outcome is not None:
+                assert isinstance(outcome, RunOutcome)
                 return outcome
             now = time.monotonic()
+            if not self.child.ready:  # start-up has its own limit; the job's time starts now
+                started = now
             if self.stop.is_set():
                 self.child.stop()
                 release(self.db, job)
@@ -271,9 +202,9 @@ class Worker(threading.Thread):
                     self.child.stop()
                     return None
 
-    def _spec(self, job: ClaimedJob) -> JobSpec:
+    def _request(self, job: ClaimedJob) -> RunRequest:
         store = self.config.store_path
-        inputs = []
+        series = []
         with self.db.session() as session:
             for item in job.inputs:
                 rows = session.execute(
@@ -282,14 +213,15 @@ class Worker(threading.Thread):
                     .where(Series.series_uid == item["series_uid"])
                     .order_by(Instance.id)
                 ).all()
-                inputs.append(
-                    {
-                        "series_uid": item["series_uid"],
-                        "role": item.get("role"),
-                        "files": [str(store / r[0]) for r in rows],
-                        "modality": rows[0][1] if rows else None,
-                        "description": rows[0][2] if rows else None,
-                    }
+                series.append(
+                    SeriesInput(
+                        study_uid=job.study_uid,
+                        series_uid=str(item["series_uid"]),
+                        files=tuple(store / r[0] for r in rows),
+                        modality=rows[0][1] if rows else None,
+                        description=rows[0][2] if rows else None,
+                        role=item.get("role"),
+                    )
                 )
             predecessors = []
             if job.predecessor_id is not None:
@@ -300,17 +232,16 @@ class Worker(threading.Thread):
                     )
                 ]
         section = self.config.pipelines.get(job.pipeline)
-        return JobSpec(
+        return RunRequest(
             job_id=job.id,
             pipeline=job.pipeline,
             class_paths=self.class_paths,
             options=dict(section.options) if section else {},
-            study_uid=job.study_uid,
-            inputs=inputs,
-            outputs=job.outputs,
+            inputs=PipelineInputs(job.study_uid, tuple(series)),
+            outputs=tuple(job.outputs),
             uid_root=self.config.node.uid_root,
             results_dir=str(results_root(self.config) / str(job.id)),
-            predecessors=predecessors,
+            predecessors=tuple(predecessors),
             device=self.config.workers.device.value,
         )
 

@@ -1,4 +1,4 @@
-"""The pipeline contract, the registry of pipelines, and device selection."""
+"""The pipeline contract, the registry of pipelines, the one execution path, device selection."""
 
 from dicomnode.pipeline.contract import (
     InputRefused,
@@ -9,6 +9,7 @@ from dicomnode.pipeline.contract import (
     RunContext,
     SeriesInput,
 )
+from dicomnode.pipeline.execute import Execution, ResultFile, choose_outputs, execute
 from dicomnode.pipeline.registry import (
     ENTRY_POINT_GROUP,
     PipelineRegistry,
@@ -18,6 +19,7 @@ from dicomnode.pipeline.registry import (
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "Execution",
     "InputRefused",
     "Pipeline",
     "PipelineInputs",
@@ -26,6 +28,9 @@ __all__ = [
     "PipelineResult",
     "PipelineStatus",
     "PipelineUnavailable",
+    "ResultFile",
     "RunContext",
     "SeriesInput",
+    "choose_outputs",
+    "execute",
 ]

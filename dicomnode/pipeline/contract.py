@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 from dicomnode.errors import DicomNodeError
 from dicomnode.results.findings import Findings
+from dicomnode.results.kinds import DEFAULT_OUTPUTS
 
 __all__ = [
     "InputRefused",
@@ -153,7 +154,7 @@ class Pipeline(ABC):
     version: ClassVar[str]
     level: ClassVar[PipelineLevel] = PipelineLevel.SERIES
     #: Outputs produced when a route does not choose (``sr``, ``seg``, ``summary``).
-    default_outputs: ClassVar[tuple[str, ...]] = ("sr", "seg", "summary")
+    default_outputs: ClassVar[tuple[str, ...]] = DEFAULT_OUTPUTS
 
     def __init__(self, options: Mapping[str, Any] | None = None):
         self.options: Mapping[str, Any] = dict(options or {})

@@ -1,16 +1,17 @@
 """Run one pipeline on files: ``dicomnode run PIPELINE PATH --out DIR``.
 
 Scans files and folders for DICOM instances, groups them into series (series-level pipelines:
-one job per series) or studies (study-level: one job per study), checks, runs, encodes the
-findings with :func:`dicomnode.results.encode` and writes the result objects into ``out_dir``.
+one job per series) or studies (study-level: one job per study) and hands each to
+:func:`dicomnode.pipeline.execute.execute`, the workers' path: check, run, encode, write the
+result objects durably into ``out_dir``.
 
-Imports pydicom at import time and torch when a pipeline runs: not for the SCP's start-up path.
+Imports pydicom (headers) at import time and torch when a pipeline runs: not for the SCP's
+start-up path.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -18,21 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydicom import dcmread
-from pydicom.dataset import Dataset
-
 from dicomnode.headers import group_series
 from dicomnode.pipeline.contract import (
-    InputRefused,
     Pipeline,
     PipelineInputs,
     PipelineLevel,
-    RunContext,
     SeriesInput,
 )
+from dicomnode.pipeline.execute import choose_outputs, execute
 from dicomnode.pipeline.registry import PipelineRegistry
 from dicomnode.pipeline.runtime import resolve_device
 from dicomnode.results.findings import Findings
+from dicomnode.results.kinds import OutputKind
 
 __all__ = ["JobReport", "RunReport", "describe_findings", "discover_inputs", "run_on_files"]
 
@@ -175,44 +173,37 @@ def discover_inputs(path: Path, level: PipelineLevel) -> tuple[list[PipelineInpu
     return [PipelineInputs(study, tuple(items)) for study, items in studies.items()], unused
 
 
-def _write(datasets: Sequence[Dataset], out_dir: Path) -> list[Path]:
-    written = []
-    for ds in datasets:
-        path = out_dir / f"{ds.Modality}_{ds.SOPInstanceUID}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        written.append(path)
-    return written
-
-
 def _run_job(
     pipeline: Pipeline,
     inputs: PipelineInputs,
-    ctx: RunContext,
     out_dir: Path,
-    outputs: Sequence[str],
+    *,
+    device: str,
+    options: Mapping[str, Any],
+    outputs: Sequence[OutputKind],
+    uid_root: str,
 ) -> JobReport:
-    from dicomnode.results import Algorithm, encode
-
-    started = time.monotonic()
     series_uids = tuple(s.series_uid for s in inputs.series)
-    try:
-        pipeline.check(inputs)
-        result = pipeline.run(inputs, ctx)
-    except InputRefused as exc:
-        return JobReport(
-            inputs.study_uid, series_uids, "refused", (), time.monotonic() - started, exc.reason
-        )
-    sources = [dcmread(p) for p in inputs.files]
-    algorithm = Algorithm(pipeline.name, pipeline.version, result.model_sha256)
-    objects = encode(result.findings, sources, algorithm=algorithm, outputs=outputs)
-    files = _write(objects, out_dir)
+    done = execute(
+        pipeline,
+        inputs,
+        out_dir,
+        device=device,
+        outputs=outputs,
+        options=options,
+        uid_root=uid_root,
+        logger=log,
+    )
+    if done.refused is not None:
+        return JobReport(inputs.study_uid, series_uids, "refused", (), done.seconds, done.refused)
+    assert done.findings is not None
     return JobReport(
         study_uid=inputs.study_uid,
         series_uids=series_uids,
-        summary=describe_findings(result.findings),
-        files=tuple(files),
-        seconds=time.monotonic() - started,
-        findings=result.findings,
+        summary=describe_findings(done.findings),
+        files=tuple(out_dir / f.name for f in done.files),
+        seconds=done.seconds,
+        findings=done.findings,
     )
 
 
@@ -224,6 +215,7 @@ def run_on_files(
     options: Mapping[str, Any] | None = None,
     device: str = "auto",
     outputs: Sequence[str] | None = None,
+    uid_root: str = "2.25",
     registry: PipelineRegistry | None = None,
 ) -> RunReport:
     """Run ``pipeline_name`` on the DICOM files under ``path`` and write results to ``out_dir``.
@@ -235,14 +227,17 @@ def run_on_files(
     path : Path
         A DICOM file or a folder searched recursively; non-DICOM files are skipped.
     out_dir : Path
-        Created when missing; receives ``<Modality>_<SOPInstanceUID>.dcm`` per result object.
+        Created when missing; receives ``<SOPInstanceUID>.dcm`` per result object, written
+        durably by :func:`~dicomnode.pipeline.execute.execute` (as a worker writes them).
     options : mapping, optional
         The pipeline's config section (``pipelines.<name>``: bundle, threshold...).
     device : str
         ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
     outputs : sequence of str, optional
-        ``sr``, ``seg``, ``summary``; default ``options["outputs"]``, else the pipeline's
-        ``default_outputs``.
+        ``sr``, ``seg``, ``summary``; default the pipeline's ``default_outputs`` (the caller
+        applies ``pipelines.<name>.outputs``, see :func:`~dicomnode.pipeline.choose_outputs`).
+    uid_root : str
+        Root of the result UIDs (``node.uid_root``).
     registry : PipelineRegistry, optional
         Where to look the pipeline up (default: the installed entry points).
 
@@ -257,23 +252,31 @@ def run_on_files(
         Unknown pipeline or one that cannot be imported.
     FileNotFoundError
         ``path`` does not exist.
+    ValueError
+        An output kind that is not ``sr``, ``seg`` or ``summary``.
     """
     started = time.monotonic()
     cls = (registry or PipelineRegistry()).get(pipeline_name)
     opts = dict(options or {})
     pipeline = cls(opts)
-    wanted = list(outputs or opts.get("outputs") or pipeline.default_outputs)
+    wanted = choose_outputs(outputs, None, pipeline.default_outputs)
     resolved = resolve_device(device)
     jobs, skipped = discover_inputs(Path(path), cls.level)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     reports = []
-    with tempfile.TemporaryDirectory(prefix=f"dicomnode-{pipeline_name}-") as work:
-        ctx = RunContext(device=resolved, work_dir=Path(work), options=opts, log=log)
-        for inputs in jobs:
-            report = _run_job(pipeline, inputs, ctx, out, wanted)
-            log.info("%s: %s", pipeline_name, report.refused or report.summary)
-            reports.append(report)
+    for inputs in jobs:
+        report = _run_job(
+            pipeline,
+            inputs,
+            out,
+            device=resolved,
+            options=opts,
+            outputs=wanted,
+            uid_root=uid_root,
+        )
+        log.info("%s: %s", pipeline_name, report.refused or report.summary)
+        reports.append(report)
     return RunReport(
         pipeline=pipeline_name,
         version=cls.version,

@@ -24,12 +24,13 @@ from dicomnode.results.findings import (
     Vector3,
     VolumeGeometry,
 )
+from dicomnode.results.kinds import DEFAULT_OUTPUTS, OutputKind
 
 if TYPE_CHECKING:
     from dicomnode.results.common import MANUFACTURER, RESEARCH_LABEL, Algorithm, Predecessor
     from dicomnode.results.decode import findings_from_sr
     from dicomnode.results.errors import EncodingError
-    from dicomnode.results.outputs import DEFAULT_OUTPUTS, OutputKind, encode
+    from dicomnode.results.outputs import encode
     from dicomnode.results.sources import geometry_from_datasets
 
 __all__ = [
@@ -61,8 +62,6 @@ _LAZY = {
     "RESEARCH_LABEL": "common",
     "Algorithm": "common",
     "Predecessor": "common",
-    "DEFAULT_OUTPUTS": "outputs",
-    "OutputKind": "outputs",
     "encode": "outputs",
     "EncodingError": "errors",
     "findings_from_sr": "decode",

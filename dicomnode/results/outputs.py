@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from enum import StrEnum
 
 from pydicom.dataset import Dataset
 
 from dicomnode.results.common import Algorithm, EncodingContext, Predecessor, source_key
 from dicomnode.results.errors import EncodingError
 from dicomnode.results.findings import Findings
+from dicomnode.results.kinds import DEFAULT_OUTPUTS, OutputKind
 from dicomnode.results.seg import encode_seg
 from dicomnode.results.sources import check_sources
 from dicomnode.results.sr import encode_sr
@@ -19,18 +19,6 @@ from dicomnode.results.summary import encode_summary
 __all__ = ["DEFAULT_OUTPUTS", "OutputKind", "encode"]
 
 logger = logging.getLogger(__name__)
-
-
-class OutputKind(StrEnum):
-    """A kind of result object (the values used in ``pipelines.<name>.outputs``)."""
-
-    SR = "sr"
-    SEG = "seg"
-    SUMMARY = "summary"
-
-
-DEFAULT_OUTPUTS: tuple[OutputKind, ...] = (OutputKind.SR, OutputKind.SEG, OutputKind.SUMMARY)
-"""SR always, SEG when a mask is non-empty, summary image."""
 
 
 def _outputs(outputs: Iterable[OutputKind | str]) -> set[OutputKind]:

@@ -48,6 +48,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from pydicom.datadict import dictionary_VR, keyword_dict, tag_for_keyword
 
+from dicomnode.results.kinds import OutputKind
+
 __all__ = [
     "ConditionSpec",
     "Level",
@@ -77,12 +79,8 @@ class Level(StrEnum):
     STUDY = "study"
 
 
-class Output(StrEnum):
-    """A result object a route asks its pipeline to produce."""
-
-    SR = "sr"
-    SEG = "seg"
-    SUMMARY = "summary"
+#: A result object a route asks its pipeline to produce (the one :class:`OutputKind`).
+Output = OutputKind
 
 
 class _Strict(BaseModel):

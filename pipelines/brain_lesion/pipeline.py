@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 from pydicom.dataset import Dataset
 
 from dicomnode.pipeline import (
@@ -18,9 +17,8 @@ from dicomnode.pipeline import (
     SeriesInput,
 )
 from dicomnode.results import FindingKind, Findings, Mask, RegionFinding, VolumeGeometry
-from pipelines.brain_lesion.model import build_inferer, input_roles, lesion_channel, prepare
+from pipelines.brain_lesion.channels import input_roles, lesion_channel
 from pipelines.common.base import BundlePipeline, inference_mode
-from pipelines.common.components import connected_components
 from pipelines.common.dicomio import (
     check_decode_budget,
     read_datasets,
@@ -28,7 +26,9 @@ from pipelines.common.dicomio import (
     require_modality,
     volume_from_datasets,
 )
-from pipelines.common.grid import WorkingGrid
+
+if TYPE_CHECKING:  # torch: imported by run(), never by check()
+    from pipelines.common.grid import WorkingGrid
 
 __all__ = ["BrainLesionPipeline"]
 
@@ -97,6 +97,10 @@ class BrainLesionPipeline(BundlePipeline):
 
     def run(self, inputs: PipelineInputs, ctx: RunContext) -> PipelineResult:
         """Segment lesions; findings are one mask plus one region per connected lesion."""
+        import torch
+
+        from pipelines.brain_lesion.model import build_inferer, prepare
+
         options: Mapping[str, Any] = ctx.options or {}
         per_series = [read_datasets(series.files) for series in self.select(inputs)]
         self._check_headers(per_series)  # before decoding; the runner's check() read only headers
@@ -126,6 +130,8 @@ def _lesions(
     mask: np.ndarray, grid: WorkingGrid, geometry: VolumeGeometry, min_ml: float
 ) -> tuple[list[RegionFinding], np.ndarray]:
     """One region per connected component above ``min_ml``; the mask keeps only those."""
+    from pipelines.common.components import connected_components
+
     affine = grid.source_affine
     voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
     min_voxels = max(1, int(np.ceil(min_ml / voxel_ml)))

@@ -1,4 +1,8 @@
-"""What the three shipped pipelines share: options, the bundle, the model cache, autocast."""
+"""What the three shipped pipelines share: options, the bundle, the model cache, autocast.
+
+No torch at import time: a pipeline's ``check`` runs in a light process (the node's checker);
+torch and MONAI are imported by ``run`` (through the pipelines' ``model`` modules).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,6 @@ import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
-
-import torch
 
 from dicomnode.pipeline import Pipeline
 from dicomnode.pipeline.bundle import Bundle, BundleError, load_bundle
@@ -31,6 +33,8 @@ MODELS_DIR = _models_dir()
 @contextlib.contextmanager
 def inference_mode(device: str, amp: bool) -> Iterator[None]:
     """``torch.inference_mode`` plus float16 autocast on CUDA when ``amp`` is set."""
+    import torch
+
     with torch.inference_mode():
         if amp and device.startswith("cuda"):
             with torch.autocast("cuda", dtype=torch.float16):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -26,8 +26,9 @@ from pipelines.common.dicomio import (
     require_modality,
     volume_from_datasets,
 )
-from pipelines.common.grid import WorkingGrid
-from pipelines.lung_nodule.model import build_detector, prepare
+
+if TYPE_CHECKING:  # torch: imported by run(), never by check()
+    from pipelines.common.grid import WorkingGrid
 
 __all__ = ["LungNodulePipeline"]
 
@@ -74,10 +75,14 @@ class LungNodulePipeline(BundlePipeline):
 
     def build_model(self, bundle: Bundle, device: str) -> Any:
         """The RetinaNetDetector (network with weights, anchors, box selector, inferer)."""
+        from pipelines.lung_nodule.model import build_detector
+
         return build_detector(bundle, device, patch_size=self.options.get("patch_size"))
 
     def run(self, inputs: PipelineInputs, ctx: RunContext) -> PipelineResult:
         """Detect nodules; findings are spheres in patient coordinates plus one mask."""
+        from pipelines.lung_nodule.model import prepare
+
         options: Mapping[str, Any] = ctx.options or {}
         datasets = read_datasets(self._files(inputs))
         self._check_headers(datasets)  # before decoding; the runner's check() read only headers

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-import torch
 from pydicom.dataset import Dataset
 
 from dicomnode.pipeline import (
@@ -33,13 +32,10 @@ from pipelines.common.dicomio import (
     read_headers,
     require_modality,
 )
-from pipelines.mammo_score.model import (
-    DENSITY_LABELS,
-    OutputChannels,
-    output_channels,
-    view_key,
-    view_tensor,
-)
+from pipelines.mammo_score.views import view_key
+
+if TYPE_CHECKING:  # torch: imported by run(), never by check()
+    from pipelines.mammo_score.model import OutputChannels
 
 __all__ = ["REQUIRED_VIEWS", "MammoScorePipeline"]
 
@@ -84,6 +80,10 @@ class MammoScorePipeline(BundlePipeline):
 
     def run(self, inputs: PipelineInputs, ctx: RunContext) -> PipelineResult:
         """One classification per breast: mass score, density class and probabilities."""
+        import torch
+
+        from pipelines.mammo_score.model import output_channels, view_tensor
+
         datasets = read_datasets(inputs.files)
         self._check_headers(datasets)
         network = self.model(ctx.device)
@@ -113,6 +113,8 @@ def _breast(
     channels: OutputChannels,
     datasets: Sequence[Dataset],
 ) -> Classification:
+    from pipelines.mammo_score.model import DENSITY_LABELS
+
     views = scores[indices]
     density = views[:, list(channels.density)].mean(axis=0)
     density = density / max(float(density.sum()), 1e-6)
