@@ -192,6 +192,8 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     except PipelineUnavailable as exc:
         raise DicomNodeError(str(exc)) from None
     print(report.summary())
+    if report.failed:
+        return EXIT_FAILED
     return EXIT_FAILED if report.jobs and len(report.refused) == len(report.jobs) else 0
 
 

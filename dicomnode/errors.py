@@ -15,6 +15,7 @@ __all__ = [
     "StoreRejected",
     "OutOfSpace",
     "DatabaseError",
+    "PermanentError",
     "ProtocolViolation",
 ]
 
@@ -91,3 +92,12 @@ class ProtocolViolation(DicomNodeError):
         self.reason = reason
         self.detail = detail
         super().__init__(detail)
+
+
+class PermanentError(DicomNodeError):
+    """A job failure that retrying cannot help (the input itself is at fault).
+
+    Mixed into the error types of the packages where such failures arise (e.g.
+    :class:`dicomnode.results.sanitize.UnrepairableHeader`); the worker marks the job dead at
+    once instead of putting it back in the queue. Every other error is transient.
+    """

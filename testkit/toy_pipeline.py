@@ -10,12 +10,14 @@ Knobs, so tests can make it misbehave on chosen series only:
   ``TOY:check-sleep=N`` (``check`` writes a ``check`` line to the run log, then sleeps N s),
   ``TOY:leak`` (raises an error quoting the patient's name, ID and birth date from the
   header), ``TOY:phi-refusal`` (refused by ``check`` with the same identifiers in the reason),
+  ``TOY:unencodable`` (a mask on frames of single-frame images: the SEG cannot be made),
   ``TOY:cuda`` (a small tensor on ``ctx.device``, logged), ``TOY:cuda-oom`` (a real CUDA
   out-of-memory error).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import time
@@ -105,6 +107,10 @@ class ToyPipeline(Pipeline):
         by_uid = {str(ds.SOPInstanceUID): ds for ds in datasets}
         volume = np.stack([by_uid[uid].pixel_array for uid in geometry.sop_instance_uids])
         mask = volume > float(self.options.get("threshold", 0))
+        if "TOY:unencodable" in description:  # frames of single-frame images: no SEG
+            frames = tuple(range(1, len(geometry.sop_instance_uids) + 1))
+            geometry = dataclasses.replace(geometry, frame_numbers=frames)
+            mask[...] = True
         centre = np.asarray(geometry.positions[len(geometry.positions) // 2], dtype=float)
         findings = Findings(
             kinds=(FindingKind.LUNG_NODULE,),

@@ -85,5 +85,5 @@ def test_wheel_ships_the_bundles_and_runs_a_pipeline_from_a_fresh_venv(tmp_path)
         "--out", tmp_path / "out", "--device", "cpu", cwd=tmp_path, timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
-    modalities = sorted(dcmread(p).Modality for p in (tmp_path / "out").iterdir())
+    modalities = sorted(dcmread(p).Modality for p in (tmp_path / "out").glob("*.dcm"))
     assert "SR" in modalities and "SEG" in modalities

@@ -24,6 +24,8 @@ class JobAuditKind(str, enum.Enum):
     JOB_REFUSED = "job.refused"
     JOB_STARTED = "job.started"
     JOB_SUCCEEDED = "job.succeeded"
+    #: Source header values the results could not copy as they were (keywords only).
+    JOB_SOURCES_REPAIRED = "job.sources_repaired"
     JOB_FAILED = "job.failed"
     JOB_DEAD = "job.dead"
     JOB_LEASE_EXPIRED = "job.lease_expired"

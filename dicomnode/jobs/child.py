@@ -19,6 +19,7 @@ from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
 
+from dicomnode.errors import PermanentError
 from dicomnode.jobs.messages import (
     READY,
     CheckOutcome,
@@ -98,7 +99,7 @@ class _Pipelines:
         )
         if done.refused is not None:
             return RunOutcome(OutcomeKind.REFUSED, error=done.refused)
-        return RunOutcome(OutcomeKind.OK, results=done.files)
+        return RunOutcome(OutcomeKind.OK, results=done.files, repaired=done.repaired)
 
     def answer(self, request: Request) -> Outcome:
         if isinstance(request, CheckRequest):
@@ -123,7 +124,12 @@ def _failed(request: Request, exc: BaseException) -> Outcome:
     if isinstance(request, CheckRequest):
         return CheckOutcome(OutcomeKind.ERROR, error=detail[:2000])
     log.error("job %s failed: %s", request.job_id, detail)
-    return RunOutcome(OutcomeKind.ERROR, error=detail[:2000], restart=_is_oom(exc))
+    return RunOutcome(
+        OutcomeKind.ERROR,
+        error=detail[:2000],
+        restart=_is_oom(exc),
+        permanent=isinstance(exc, PermanentError),
+    )
 
 
 def _preload(encoders: bool) -> None:

@@ -102,13 +102,18 @@ class RunOutcome:
     """The answer to a :class:`RunRequest`.
 
     ``results`` are the files written into ``results_dir``; ``error`` the refusal or the
-    failure; ``restart`` asks the worker for a fresh child (after out-of-memory).
+    failure; ``restart`` asks the worker for a fresh child (after out-of-memory);
+    ``permanent`` says that retrying cannot help.
     """
 
     kind: OutcomeKind
     results: tuple[ResultFile, ...] = ()
     error: str = ""
     restart: bool = False
+    #: The error is the input's fault (:class:`dicomnode.errors.PermanentError`): no retry.
+    permanent: bool = False
+    #: Source attributes the sanitizer repaired for the results (keywords only).
+    repaired: tuple[str, ...] = ()
 
 
 #: Either request.

@@ -144,11 +144,19 @@ def heartbeat(db: Database, job: ClaimedJob, *, lease_seconds: float) -> bool:
         return bool(changed.rowcount)  # type: ignore[attr-defined]
 
 
-def succeed(db: Database, job: ClaimedJob, results: Sequence[ResultRecord]) -> bool:
+def succeed(
+    db: Database,
+    job: ClaimedJob,
+    results: Sequence[ResultRecord],
+    *,
+    repaired: Sequence[str] = (),
+) -> bool:
     """Persist the results and one pending delivery per (result, destination); finish the job.
 
     Result UIDs are unique: a result already recorded (by an earlier attempt whose
     completion was lost) is reused, never duplicated. Returns False when the lease was lost.
+    ``repaired`` names the source attributes the sanitizer changed for the results: they go
+    in the job's audit trail (keywords only).
     """
     now = utcnow()
     with db.session() as session:
@@ -174,6 +182,14 @@ def succeed(db: Database, job: ClaimedJob, results: Sequence[ResultRecord]) -> b
             subject=job.subject,
             detail=f"{len(results)} result(s)",
         )
+        if repaired:
+            record_job(
+                session,
+                JobAuditKind.JOB_SOURCES_REPAIRED,
+                job_id=job.id,
+                subject=job.subject,
+                detail="source attributes repaired: " + ", ".join(repaired),
+            )
         destinations = [] if job.shadow else job.send_to
         for item in results:
             row = session.scalar(

@@ -151,7 +151,7 @@ class Worker(threading.Thread):
                 )
                 for r in outcome.results
             ]
-            if succeed(self.db, job, records):
+            if succeed(self.db, job, records, repaired=outcome.repaired):
                 log.info(
                     "job succeeded",
                     extra={
@@ -171,7 +171,9 @@ class Worker(threading.Thread):
                 state=JobState.REFUSED,
             )
         else:
-            fail(self.db, job, outcome.error, backoff=self.backoff)
+            # The input's fault (an unrepairable header): dead at once, not retried.
+            state = JobState.DEAD if outcome.permanent else None
+            fail(self.db, job, outcome.error, backoff=self.backoff, state=state)
 
     def _await(self, job: ClaimedJob, started: float) -> RunOutcome | None:
         workers = self.config.workers

@@ -11,7 +11,10 @@ node's main process and the checker child can import it.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dicomnode.errors import PermanentError
 from dicomnode.pipeline.contract import InputRefused, Pipeline, PipelineInputs, RunContext
 from dicomnode.results.findings import Findings
 from dicomnode.results.kinds import DEFAULT_OUTPUTS, OutputKind
@@ -28,7 +32,16 @@ from dicomnode.results.kinds import DEFAULT_OUTPUTS, OutputKind
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
-__all__ = ["Execution", "ResultFile", "choose_outputs", "execute", "write_results"]
+__all__ = [
+    "FINDINGS_FILE",
+    "Execution",
+    "ResultFile",
+    "ResultsIncomplete",
+    "choose_outputs",
+    "execute",
+    "write_findings",
+    "write_results",
+]
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +108,78 @@ class ResultFile:
 
 @dataclass(frozen=True)
 class Execution:
-    """What :func:`execute` did: result files and findings, or the pipeline's refusal."""
+    """What :func:`execute` did: result files and findings, or the pipeline's refusal.
+
+    ``repaired`` names the source attributes the sanitizer changed in the copies the
+    encoders read (keywords only, never values).
+    """
 
     files: tuple[ResultFile, ...] = ()
     findings: Findings | None = None
     refused: str | None = None
     seconds: float = 0.0
+    repaired: tuple[str, ...] = ()
+
+
+#: The findings of every run, beside its result files (kept even when no object could be
+#: made), named for the series (or, for a study-level job, the study) they are about.
+FINDINGS_FILE = "findings-{subject}.json"
+
+
+class ResultsIncomplete(PermanentError):
+    """Some result objects could not be made from these sources; the others were written.
+
+    Parameters
+    ----------
+    execution : Execution
+        What was written (files, findings, repaired keywords).
+    failures : dict
+        Output kind → the encoder's message.
+    """
+
+    def __init__(self, execution: Execution, failures: Mapping[str, str]):
+        self.execution = execution
+        self.failures = dict(failures)
+        made = ", ".join(f.name for f in execution.files) or "none"
+        why = "; ".join(f"{kind}: {reason}" for kind, reason in self.failures.items())
+        super().__init__(f"cannot make {', '.join(self.failures)} ({why}); made: {made}")
+
+
+#: The order the encoders make objects in (the SR references the SEG).
+_ENCODING_ORDER = (OutputKind.SEG, OutputKind.SR, OutputKind.SUMMARY)
+
+
+def write_findings(findings: Findings, directory: Path, subject: str) -> Path:
+    """Keep ``findings`` as JSON in ``directory`` (masks as their shape and voxel count).
+
+    Written before any result object is encoded, so that what a pipeline found survives an
+    encoder that fails on the sources.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / FINDINGS_FILE.format(subject=subject)
+    tmp = directory / f".{path.name}.tmp"
+    tmp.write_text(json.dumps(_plain(dataclasses.asdict(findings)), indent=1, sort_keys=True))
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with numpy arrays and scalars made JSON-friendly."""
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return {"shape": list(value.shape), "nonzero": int(np.count_nonzero(value))}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def write_results(datasets: Sequence[Dataset], directory: Path) -> tuple[ResultFile, ...]:
@@ -176,7 +255,9 @@ def execute(
     from pydicom import dcmread
 
     from dicomnode.results.common import Algorithm, Predecessor
+    from dicomnode.results.errors import EncodingError
     from dicomnode.results.outputs import encode
+    from dicomnode.results.sanitize import sanitize_sources
 
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix=f"dicomnode-{pipeline.name}-"))
@@ -193,15 +274,50 @@ def execute(
         return Execution(refused=exc.reason, seconds=time.monotonic() - started)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    sources = [dcmread(path) for path in inputs.files]
-    datasets = encode(
+    out = Path(out_dir)
+    subject = inputs.series[0].series_uid if len(inputs.series) == 1 else inputs.study_uid
+    write_findings(result.findings, out, subject)
+    sanitized = sanitize_sources([dcmread(path) for path in inputs.files])
+    sanitized_keywords = sanitized.repaired
+    if sanitized.repaired:
+        log.warning("source attributes repaired for the results: %s", ", ".join(sanitized.repaired))
+
+    def make(kinds: Sequence[OutputKind], sources: Sequence[Dataset]) -> list[Dataset]:
+        return encode(
+            result.findings,
+            sources,
+            algorithm=Algorithm(pipeline.name, pipeline.version, result.model_sha256),
+            outputs=kinds,
+            uid_root=uid_root,
+            predecessor=[Predecessor(*p) for p in predecessors] or None,
+        )
+
+    wanted = [kind for kind in _ENCODING_ORDER if kind in _kinds(outputs)]
+    failures: dict[str, str] = {}
+    try:
+        datasets = make(wanted, sanitized.datasets)
+    except MemoryError:
+        raise
+    except Exception:  # the same sources fail the same way: find which objects can be made
+        # One kind at a time: an object that cannot be made does not stop the others (the SR
+        # then goes without its reference to the SEG).
+        datasets = []
+        for kind in wanted:
+            try:
+                datasets += make([kind], sanitized.datasets)
+            except MemoryError:
+                raise
+            except EncodingError as exc:
+                failures[str(kind)] = exc.message
+            except Exception as exc:  # highdicom's own checks raise ValueError and others
+                failures[str(kind)] = f"{type(exc).__name__}: {exc}"
+    del sanitized
+    done = Execution(
+        write_results(datasets, out),
         result.findings,
-        sources,
-        algorithm=Algorithm(pipeline.name, pipeline.version, result.model_sha256),
-        outputs=outputs,
-        uid_root=uid_root,
-        predecessor=[Predecessor(*p) for p in predecessors] or None,
+        seconds=time.monotonic() - started,
+        repaired=sanitized_keywords,
     )
-    del sources
-    files = write_results(datasets, Path(out_dir))
-    return Execution(files, result.findings, seconds=time.monotonic() - started)
+    if failures:
+        raise ResultsIncomplete(done, failures)
+    return done

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dicomnode.errors import PermanentError
 from dicomnode.headers import group_series
 from dicomnode.pipeline.contract import (
     Pipeline,
@@ -26,7 +27,7 @@ from dicomnode.pipeline.contract import (
     PipelineLevel,
     SeriesInput,
 )
-from dicomnode.pipeline.execute import choose_outputs, execute
+from dicomnode.pipeline.execute import ResultsIncomplete, choose_outputs, execute
 from dicomnode.pipeline.registry import PipelineRegistry
 from dicomnode.pipeline.runtime import resolve_device
 from dicomnode.results.findings import Findings
@@ -57,6 +58,11 @@ class JobReport:
         The reason the pipeline refused the input, if it did.
     findings : Findings, optional
         The findings (absent when refused).
+    repaired : tuple of str
+        Source attributes the sanitizer repaired in the copies the results were made from.
+    failed : str, optional
+        Why results could not be made (a permanent error: the sources' fault); the objects
+        that could be made are in ``files``.
     """
 
     study_uid: str
@@ -66,6 +72,19 @@ class JobReport:
     seconds: float = 0.0
     refused: str | None = None
     findings: Findings | None = None
+    repaired: tuple[str, ...] = ()
+    failed: str | None = None
+
+    @property
+    def line(self) -> str:
+        """One line for a terminal."""
+        subject = self.series_uids[0] if len(self.series_uids) == 1 else self.study_uid
+        text = f"REFUSED: {self.refused}" if self.refused else self.summary
+        if self.failed:
+            text += f"; FAILED: {self.failed}"
+        if self.repaired:
+            text += f"; source attributes repaired: {', '.join(self.repaired)}"
+        return f"{subject}: {text} ({self.seconds:.1f} s)"
 
 
 @dataclass(frozen=True)
@@ -103,13 +122,14 @@ class RunReport:
         """The jobs the pipeline refused."""
         return tuple(job for job in self.jobs if job.refused is not None)
 
+    @property
+    def failed(self) -> tuple[JobReport, ...]:
+        """The jobs whose results could not (all) be made."""
+        return tuple(job for job in self.jobs if job.failed is not None)
+
     def summary(self) -> str:
         """Several lines for a terminal: one per job, then the totals."""
-        lines = [
-            f"{job.series_uids[0] if len(job.series_uids) == 1 else job.study_uid}: "
-            f"{'REFUSED: ' + job.refused if job.refused else job.summary} ({job.seconds:.1f} s)"
-            for job in self.jobs
-        ]
+        lines = [job.line for job in self.jobs]
         lines.append(
             f"{self.pipeline} {self.version} on {self.device}: {len(self.jobs)} job(s), "
             f"{len(self.files)} file(s) written in {self.seconds:.1f} s"
@@ -184,16 +204,22 @@ def _run_job(
     uid_root: str,
 ) -> JobReport:
     series_uids = tuple(s.series_uid for s in inputs.series)
-    done = execute(
-        pipeline,
-        inputs,
-        out_dir,
-        device=device,
-        outputs=outputs,
-        options=options,
-        uid_root=uid_root,
-        logger=log,
-    )
+    failed: str | None = None
+    try:
+        done = execute(
+            pipeline,
+            inputs,
+            out_dir,
+            device=device,
+            outputs=outputs,
+            options=options,
+            uid_root=uid_root,
+            logger=log,
+        )
+    except ResultsIncomplete as exc:
+        done, failed = exc.execution, str(exc)
+    except PermanentError as exc:
+        return JobReport(inputs.study_uid, series_uids, "no results", failed=str(exc))
     if done.refused is not None:
         return JobReport(inputs.study_uid, series_uids, "refused", (), done.seconds, done.refused)
     assert done.findings is not None
@@ -204,6 +230,8 @@ def _run_job(
         files=tuple(out_dir / f.name for f in done.files),
         seconds=done.seconds,
         findings=done.findings,
+        repaired=done.repaired,
+        failed=failed,
     )
 
 

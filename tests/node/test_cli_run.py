@@ -26,7 +26,8 @@ def test_run_writes_results_and_refuses_wrong_input(tmp_path):
         "lung_nodule", str(tmp_path / "ct"), "--out", str(tmp_path / "out"), "--device", "cpu"
     )
     assert out.returncode == 0, out.stderr
-    written = sorted((tmp_path / "out").iterdir())
+    written = sorted((tmp_path / "out").glob("*.dcm"))
+    assert len(list((tmp_path / "out").glob("findings-*.json"))) == 1  # kept beside them
     modalities = sorted(dcmread(p).Modality for p in written)
     assert "SR" in modalities and len(written) >= 2
     study = ct.datasets[0].StudyInstanceUID
