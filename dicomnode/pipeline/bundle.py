@@ -207,6 +207,12 @@ class Bundle:
         return path if path.is_file() else None
 
     @property
+    def demo_weights(self) -> bool:
+        """Whether the weights are dicomnode's demo weights (trained by ``models/train.py`` on
+        synthetic phantoms, which records itself as ``dicomnode_training`` in the metadata)."""
+        return "dicomnode_training" in self.metadata
+
+    @property
     def weights_sha256(self) -> str:
         """sha256 of ``models/model.pt``, or "" when the bundle ships no weights."""
         return self.model_sha256.get("models/model.pt", "")

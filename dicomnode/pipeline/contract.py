@@ -136,10 +136,13 @@ class PipelineResult:
         What was found (may be empty: "nothing found" is a result too).
     model_sha256 : str
         sha256 of the model weights used ("" when none), for algorithm identification.
+    demo_weights : bool
+        The weights are demo weights (synthetic training data): every result object says so.
     """
 
     findings: Findings
     model_sha256: str = ""
+    demo_weights: bool = False
 
 
 class Pipeline(ABC):

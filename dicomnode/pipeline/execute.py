@@ -286,7 +286,9 @@ def execute(
         return encode(
             result.findings,
             sources,
-            algorithm=Algorithm(pipeline.name, pipeline.version, result.model_sha256),
+            algorithm=Algorithm(
+                pipeline.name, pipeline.version, result.model_sha256, result.demo_weights
+            ),
             outputs=kinds,
             uid_root=uid_root,
             predecessor=[Predecessor(*p) for p in predecessors] or None,

@@ -18,6 +18,8 @@ from dicomnode.results.errors import EncodingError
 
 __all__ = [
     "MANUFACTURER",
+    "DEMO_LABEL",
+    "DEMO_NOTE",
     "RESEARCH_LABEL",
     "Algorithm",
     "EncodingContext",
@@ -30,6 +32,10 @@ MANUFACTURER = "dicomnode"
 """Manufacturer / Manufacturer's Model Name / Content Creator's Name of every result."""
 
 RESEARCH_LABEL = "RESEARCH USE ONLY"
+#: Added to every object made with demo weights (see :attr:`Algorithm.demo_weights`).
+DEMO_LABEL = "DEMO WEIGHTS"
+#: The sentence the summary image and comments carry for demo weights.
+DEMO_NOTE = "DEMO WEIGHTS trained on synthetic phantoms, not on patient data"
 """Label carried by every result (SeriesDescription, ContentDescription, ImageComments...)."""
 
 _UID_ROOT = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
@@ -72,11 +78,20 @@ class Algorithm:
         Pipeline version (1-64 characters).
     model_sha256 : str
         sha256 (64 lowercase hex digits) of the model file, or "" when no model was used.
+    demo_weights : bool
+        The model's weights are demo weights trained on synthetic phantoms: every object
+        labels itself with :data:`DEMO_LABEL` besides :data:`RESEARCH_LABEL`.
     """
 
     name: str
     version: str
     model_sha256: str = ""
+    demo_weights: bool = False
+
+    @property
+    def label(self) -> str:
+        """``RESEARCH USE ONLY``, preceded by ``DEMO WEIGHTS`` for demo weights."""
+        return f"{DEMO_LABEL} {RESEARCH_LABEL}" if self.demo_weights else RESEARCH_LABEL
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.name) <= 64:
@@ -170,9 +185,11 @@ class EncodingContext:
         return [p for p in self.predecessors if p.sop_class_uid in sop_class_uids]
 
     def series_description(self, what: str) -> str:
-        """``"<pipeline> <version> <what> RESEARCH USE ONLY"``, cut to 64 characters."""
+        """``"<pipeline> <version> <what> [DEMO WEIGHTS ]RESEARCH USE ONLY"``, 64 characters
+        at most (the head is cut, never the label)."""
+        label = self.algorithm.label
         head = f"{self.algorithm.name} {self.algorithm.version} {what}"
-        return f"{head[: 64 - len(RESEARCH_LABEL) - 1]} {RESEARCH_LABEL}"
+        return f"{head[: 64 - len(label) - 1]} {label}"
 
     @property
     def software_version(self) -> str:

@@ -10,7 +10,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 from dicomnode.results.codes import KIND_CODES
-from dicomnode.results.common import MANUFACTURER, RESEARCH_LABEL, EncodingContext
+from dicomnode.results.common import DEMO_NOTE, MANUFACTURER, EncodingContext
 from dicomnode.results.errors import EncodingError
 from dicomnode.results.findings import Findings, Mask
 from dicomnode.results.sources import index_sources
@@ -21,15 +21,17 @@ _SliceKey = tuple[str, int | None]
 
 
 def algorithm_identification(ctx: EncodingContext) -> hd.AlgorithmIdentificationSequence:
-    """Algorithm Identification Sequence: pipeline name, version, model sha256."""
+    """Algorithm Identification Sequence: pipeline name, version, model sha256, demo weights."""
     alg = ctx.algorithm
-    parameters = {"model_sha256": alg.model_sha256} if alg.model_sha256 else None
+    parameters = {"model_sha256": alg.model_sha256} if alg.model_sha256 else {}
+    if alg.demo_weights:
+        parameters["weights"] = DEMO_NOTE
     return hd.AlgorithmIdentificationSequence(
         name=alg.name,
         family=codes.cid7162.ArtificialIntelligence,
         version=alg.version,
         source=MANUFACTURER,
-        parameters=parameters,
+        parameters=parameters or None,
     )
 
 
@@ -158,7 +160,7 @@ def encode_seg(
             manufacturer_model_name=MANUFACTURER,
             software_versions=ctx.software_version,
             device_serial_number="0",
-            content_description=f"{ctx.algorithm.name} masks {RESEARCH_LABEL}"[:64],
+            content_description=f"{ctx.algorithm.name} masks {ctx.algorithm.label}"[:64],
             content_creator_name=f"{MANUFACTURER}^",
             content_label="DICOMNODE",
             omit_empty_frames=True,

@@ -11,7 +11,7 @@ from pydicom.sr.codedict import codes
 
 from dicomnode.results import codes as dn_codes
 from dicomnode.results.codes import KIND_CODES
-from dicomnode.results.common import MANUFACTURER, EncodingContext
+from dicomnode.results.common import DEMO_NOTE, MANUFACTURER, EncodingContext
 from dicomnode.results.errors import EncodingError
 from dicomnode.results.findings import (
     Classification,
@@ -42,12 +42,15 @@ _GRAPHIC_TYPES = {
 
 
 def sr_algorithm(ctx: EncodingContext) -> hd.sr.AlgorithmIdentification:
-    """TID 4019 algorithm identification: pipeline name, version, model sha256."""
+    """TID 4019 algorithm identification: pipeline name, version, model sha256, demo weights."""
     alg = ctx.algorithm
+    parameters = [f"model_sha256={alg.model_sha256}"] if alg.model_sha256 else []
+    if alg.demo_weights:
+        parameters.append(f"weights={DEMO_NOTE}")
     return hd.sr.AlgorithmIdentification(
         name=alg.name,
         version=alg.version,
-        parameters=[f"model_sha256={alg.model_sha256}"] if alg.model_sha256 else None,
+        parameters=parameters or None,
         family=codes.cid7162.ArtificialIntelligence,
         manufacturer=MANUFACTURER,
     )

@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset
 
 from dicomnode.results.codes import KIND_CODES
-from dicomnode.results.common import MANUFACTURER, RESEARCH_LABEL, EncodingContext
+from dicomnode.results.common import DEMO_NOTE, MANUFACTURER, RESEARCH_LABEL, EncodingContext
 from dicomnode.results.errors import EncodingError
 from dicomnode.results.findings import Findings, RegionFinding, RegionShape, VolumeGeometry
 from dicomnode.results.seg import related_series
@@ -52,6 +52,8 @@ def summary_lines(findings: Findings, ctx: EncodingContext) -> list[str]:
     """The text block: label, algorithm, one line per finding (or "nothing found")."""
     alg = ctx.algorithm
     lines = [f"{RESEARCH_LABEL} - not for diagnostic use", f"{alg.name} {alg.version} (dicomnode)"]
+    if alg.demo_weights:
+        lines.insert(1, DEMO_NOTE)
     for n, r in enumerate(findings.regions, start=1):
         parts = [f"{n}. {KIND_CODES[r.kind].title}"]
         if r.diameter_mm is not None:
@@ -258,6 +260,8 @@ def encode_summary(findings: Findings, sources: Sequence[Dataset], ctx: Encoding
     _set_body_part(sc, sources, findings)
     sc.SeriesDescription = ctx.series_description("summary")
     sc.ImageComments = f"{RESEARCH_LABEL}. Findings of {ctx.algorithm.name} {ctx.algorithm.version}"
+    if ctx.algorithm.demo_weights:
+        sc.ImageComments += f". {DEMO_NOTE}"
     sc.DerivationDescription = "Key images with findings drawn by dicomnode"
     sc.BurnedInAnnotation = "NO"  # the text names findings, not the patient
     sc.ManufacturerModelName = MANUFACTURER

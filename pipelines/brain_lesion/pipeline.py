@@ -123,7 +123,9 @@ class BrainLesionPipeline(BundlePipeline):
             regions=tuple(regions),
             masks=(Mask(FindingKind.BRAIN_LESION, mask, volumes[-1].geometry, "brain lesion"),),
         )
-        return PipelineResult(findings=findings, model_sha256=self.model_sha256)
+        return PipelineResult(
+            findings=findings, model_sha256=self.model_sha256, demo_weights=self.demo_weights
+        )
 
 
 def _lesions(

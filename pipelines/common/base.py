@@ -136,6 +136,11 @@ class BundlePipeline(Pipeline):
         return bundle.load_network(device)
 
     @property
+    def demo_weights(self) -> bool:
+        """Whether the loaded weights are demo weights (False before loading)."""
+        return self._bundle.demo_weights if self._bundle is not None else False
+
+    @property
     def model_sha256(self) -> str:
         """sha256 of the loaded weights ("" before loading or without weights)."""
         return self._bundle.weights_sha256 if self._bundle is not None else ""

@@ -108,7 +108,9 @@ class LungNodulePipeline(BundlePipeline):
             regions=tuple(regions),
             masks=(mask,) if mask is not None else (),
         )
-        return PipelineResult(findings=findings, model_sha256=self.model_sha256)
+        return PipelineResult(
+            findings=findings, model_sha256=self.model_sha256, demo_weights=self.demo_weights
+        )
 
 
 def _findings(

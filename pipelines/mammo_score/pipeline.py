@@ -103,7 +103,9 @@ class MammoScorePipeline(BundlePipeline):
         findings = Findings(
             kinds=(FindingKind.BREAST_ASSESSMENT,), classifications=tuple(classifications)
         )
-        return PipelineResult(findings=findings, model_sha256=self.model_sha256)
+        return PipelineResult(
+            findings=findings, model_sha256=self.model_sha256, demo_weights=self.demo_weights
+        )
 
 
 def _breast(

@@ -78,6 +78,17 @@ def test_pydicoms_real_world_files_sanitize_without_error():
     assert seen > 50 and repaired >= 1  # ExplVR_BigEnd.dcm has ACR-NEMA style dates
 
 
+def _all_text(ds: pydicom.Dataset) -> str:
+    """Every text value of ``ds``, nested sequences included (not the pixels)."""
+    texts: list[str] = []
+    ds.walk(
+        lambda _ds, elem: (
+            texts.append(str(elem.value)) if elem.VR in ("LT", "ST", "UT", "LO") else None
+        )
+    )
+    return "\n".join(texts)
+
+
 def _quirky_flair(directory: Path) -> list[Path]:
     mr = brain_mr(9301, shape=(64, 64, 24))
     for ds in mr.datasets:
@@ -104,6 +115,9 @@ def test_quirky_flair_through_dicomnode_run_yields_valid_results(tmp_path):
     for path in results:
         ds = dcmread(path)
         assert ds.PatientSex in (None, "") and ds.AccessionNumber == "ACC42"
+        # The shipped weights are demo weights: every object says so (issue 11 item 6).
+        assert ds.SeriesDescription.endswith("DEMO WEIGHTS RESEARCH USE ONLY")
+        assert "trained on synthetic phantoms" in _all_text(ds), ds.Modality
         check = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=60)
         errors = [ln for ln in (check.stdout + check.stderr).splitlines() if ln.startswith("Error")]
         assert errors == [], f"{ds.Modality}: {errors}"
