@@ -479,7 +479,7 @@ def _status(config: Config, *, as_json: bool, audit: int = 0) -> int:
         print(
             f"{_short(it['study_uid']):<24} {_short(it['series_uid']):<24} "
             f"{(it['modality'] or ''):<4} {it['series_number'] or '':>4} {it['instances']:>5} "
-            f"{it['series_state']:<9} {it['description'] or ''}"
+            f"{it['routing'] or it['series_state']:<9} {it['description'] or ''}"
         )
     if events:
         print(f"\n{'TIME':<26} {'EVENT':<22} {'SUBJECT':<24} {'PEER':<24} DETAIL")

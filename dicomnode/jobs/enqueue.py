@@ -34,13 +34,19 @@ from dicomnode.pipeline import (
 from dicomnode.pipeline.execute import choose_outputs
 from dicomnode.routing import Level, Route, SeriesFacts
 from dicomnode.store import stability
+from dicomnode.store.audit import AuditKind, record
 from dicomnode.store.db import Database
 from dicomnode.store.models import Instance, Series, Study, utcnow
 from dicomnode.store.stability import Completion, CompletionAction
 
-__all__ = ["Checker", "JobPlan", "RoutingHook", "outputs_for"]
+__all__ = ["NO_HEADER", "NO_ROUTES", "Checker", "JobPlan", "RoutingHook", "outputs_for"]
 
 log = logging.getLogger(__name__)
+
+#: The reason given for a completed series when the config has no routes at all.
+NO_ROUTES = "no routes configured"
+#: A route's reason when no instance of the completed series has a readable header.
+NO_HEADER = "no readable header in the series"
 
 #: ``(pipeline name, inputs) -> CheckResult``: where the hook asks pipelines (see
 #: :class:`~dicomnode.jobs.checker.IsolatedChecker`).
@@ -112,24 +118,38 @@ class RoutingHook:
 
         Runs outside any transaction: the instance rows are read in a short one, then the
         headers are read and the pipelines asked (which may take minutes) with no lock held.
-        Returns the write that queues the jobs, or None when no route matches.
+        Returns the write that queues the jobs or, when no route matches, the one that
+        records why (:attr:`~dicomnode.store.audit.AuditKind.NO_ROUTE`, see :meth:`_no_match`);
+        None when the routes of the completion's level all have their job already
+        (``late_arrivals: ignore``), or the config's routes are all of the other level.
         """
         level = Level(completion.level.value)
         routes = [r for r in self.routes if r.level is level]
         if not routes:
-            return None
+            if self.routes or level is not Level.SERIES:
+                return None  # the other level's routes decide (and say when none matches)
+            return self._no_match(completion, [("", NO_ROUTES)])
         with db.session() as session:
             listing = self._listing(session, completion)
             routes = [r for r in routes if not self._ignored(session, r, completion.uid)]
+        if not routes:
+            return None  # each has its job already (late_arrivals: ignore)
         all_facts = [f for f in (self._facts(uid, rows) for uid, rows in listing.items()) if f]
         plans: list[JobPlan] = []
+        misses: list[tuple[str, str]] = []
         for route in routes:
             if level is Level.SERIES:
-                if all_facts and route.match(all_facts[0]).matched:
-                    facts = all_facts[0]
+                if not all_facts:
+                    misses.append((route.name, NO_HEADER))
+                    continue
+                facts = all_facts[0]
+                series_match = route.match(facts)
+                if series_match.matched:
                     plans.append(
                         self._plan(route, facts.study_uid, facts.series_uid, [facts], listing)
                     )
+                else:
+                    misses.append((route.name, str(series_match.reason)))
                 continue
             match = route.match_study(all_facts)
             if match.matched:
@@ -138,14 +158,38 @@ class RoutingHook:
                     self._plan(route, completion.uid, completion.uid, match.series, listing, roles)
                 )
             else:
-                log.debug("route %s does not match study: %s", route.name, match.reason)
+                misses.append((route.name, str(match.reason)))
         if not plans:
-            return None
+            return self._no_match(completion, misses)
         checked = [(plan, self.checker(plan.route.pipeline, plan.inputs)) for plan in plans]
 
         def write(session: Session) -> None:
             for plan, result in checked:
                 self.queue(session, plan, result)
+
+        return write
+
+    def _no_match(
+        self, completion: Completion, misses: Sequence[tuple[str, str]]
+    ) -> CompletionAction:
+        """Say that ``completion`` matched no route: one INFO line now, one audit row with it.
+
+        ``misses`` pairs each route's name with its first failed condition, the words of
+        ``route explain`` (:attr:`~dicomnode.routing.Match.reason`, which hides the values of
+        identifying attributes); a route name of ``""`` stands for the reason alone.
+        """
+        reasons = "; ".join(f"{name}: {why}" if name else why for name, why in misses)
+        log.info(
+            "no route matched",
+            extra={
+                "completion": completion.level.value,
+                "subject": completion.uid,
+                "reasons": reasons,
+            },
+        )
+
+        def write(session: Session) -> None:
+            record(session, AuditKind.NO_ROUTE, subject=completion.uid, detail=reasons[:2000])
 
         return write
 

@@ -92,6 +92,10 @@ class AuditKind(str, enum.Enum):
     STUDY_COMPLETE = "study.complete"
     STUDY_REOPENED = "study.reopened"
     STUDY_DELETED = "study.deleted"
+    #: A completed series (study, for study-level routes) matched no route; ``detail`` has,
+    #: per route, the first failed condition as ``route explain`` words it, or says that no
+    #: routes are configured.
+    NO_ROUTE = "routing.no_match"
     #: SIGHUP: the node re-read its config; ``detail`` names what changed.
     CONFIG_RELOADED = "config.reloaded"
     #: SIGHUP: the re-read config was invalid and the running one stays; ``detail`` says why.
