@@ -136,7 +136,7 @@ def hand_on(db: Database, hooks: Sequence[CompletionHook]) -> int:
         except Exception:  # retried at the next sweep
             log.exception(
                 "completion not handed on; retried at the next sweep",
-                extra={"level": completion.level.value, "subject": completion.uid},
+                extra={"completion": completion.level.value, "subject": completion.uid},
             )
     return handled
 
