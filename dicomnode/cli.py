@@ -163,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(config: Config, args: argparse.Namespace) -> int:
+    from dicomnode.logs import setup_logging
     from dicomnode.pipeline.execute import choose_outputs
     from dicomnode.pipeline.registry import PipelineRegistry, PipelineUnavailable
     from dicomnode.pipeline.runner import run_on_files
@@ -170,6 +171,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     path = Path(args.path)
     if not path.exists():
         raise DicomNodeError(f"{path}: no such file or directory")
+    setup_logging(config.logging)  # libraries' warnings too: JSON on stderr, redacted
     section = config.pipelines.get(args.pipeline)
     options = dict(section.options) if section else {}
     outputs = section.chosen_outputs if section else None

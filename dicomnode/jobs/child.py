@@ -19,6 +19,7 @@ from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
 
+from dicomnode.config.schema import LoggingConfig
 from dicomnode.errors import PermanentError
 from dicomnode.jobs.messages import (
     READY,
@@ -142,15 +143,31 @@ def _preload(encoders: bool) -> None:
         import dicomnode.results.outputs  # noqa: F401
 
 
-def child_main(conn: Connection, log_level: int = logging.INFO, encoders: bool = True) -> None:
+def _answer(pipelines: _Pipelines, request: Request) -> Outcome:
+    """The outcome of ``request``; what libraries log meanwhile is redacted with the
+    identifiers of its input study (:func:`dicomnode.logs.job_identifiers`)."""
+    from dicomnode.logs import job_identifiers
+
+    files = request.inputs.files if request.inputs is not None else ()
+    with job_identifiers(list(files)):
+        return pipelines.answer(request)
+
+
+def child_main(
+    conn: Connection, logging_config: LoggingConfig | None = None, encoders: bool = True
+) -> None:
     """Answer requests from ``conn`` until it closes or sends None (the process's target).
 
-    ``encoders`` imports the result encoders before answering :data:`READY` (a worker's
-    child); the checker's child does without them.
+    ``logging_config`` is the parent's (:func:`dicomnode.logs.inherited_config`): the child
+    logs to the same stream in the same format, through the same redaction. ``encoders``
+    imports the result encoders before answering :data:`READY` (a worker's child); the
+    checker's child does without them.
     """
+    from dicomnode.logs import setup_logging
+
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
-    logging.basicConfig(level=log_level, format="%(asctime)s child %(levelname)s %(message)s")
+    setup_logging(logging_config or LoggingConfig())
     pipelines = _Pipelines()
     _preload(encoders)
     try:
@@ -165,7 +182,7 @@ def child_main(conn: Connection, log_level: int = logging.INFO, encoders: bool =
         if request is None:
             return
         try:
-            outcome = pipelines.answer(request)
+            outcome = _answer(pipelines, request)
         except BaseException as exc:  # report every failure of a model to the parent
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise

@@ -14,6 +14,7 @@ from multiprocessing.process import BaseProcess
 
 from dicomnode.jobs.child import child_main
 from dicomnode.jobs.messages import READY, Outcome, Request
+from dicomnode.logs import inherited_config
 
 __all__ = ["ChildDied", "ChildProcess"]
 
@@ -90,7 +91,7 @@ class ChildProcess:
         parent, child = ctx.Pipe()
         proc = ctx.Process(
             target=child_main,
-            args=(child, logging.getLogger("dicomnode").getEffectiveLevel(), self.encoders),
+            args=(child, inherited_config(), self.encoders),
             daemon=True,
             name=self.name,
         )

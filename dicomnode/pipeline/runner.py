@@ -21,6 +21,8 @@ from typing import Any
 
 from dicomnode.errors import PermanentError
 from dicomnode.headers import group_series
+from dicomnode.logs import job_identifiers
+from dicomnode.phi import PatientIdentifiers, redact
 from dicomnode.pipeline.contract import (
     Pipeline,
     PipelineInputs,
@@ -193,6 +195,11 @@ def discover_inputs(path: Path, level: PipelineLevel) -> tuple[list[PipelineInpu
     return [PipelineInputs(study, tuple(items)) for study, items in studies.items()], unused
 
 
+def _scrubbed(inputs: PipelineInputs, text: str) -> str:
+    """A pipeline's text without the identifiers of its inputs (as the workers' child does)."""
+    return redact(text, PatientIdentifiers.from_files(list(inputs.files)))
+
+
 def _run_job(
     pipeline: Pipeline,
     inputs: PipelineInputs,
@@ -217,11 +224,13 @@ def _run_job(
             logger=log,
         )
     except ResultsIncomplete as exc:
-        done, failed = exc.execution, str(exc)
+        done, failed = exc.execution, _scrubbed(inputs, str(exc))
     except PermanentError as exc:
-        return JobReport(inputs.study_uid, series_uids, "no results", failed=str(exc))
+        failed = _scrubbed(inputs, str(exc))
+        return JobReport(inputs.study_uid, series_uids, "no results", failed=failed)
     if done.refused is not None:
-        return JobReport(inputs.study_uid, series_uids, "refused", (), done.seconds, done.refused)
+        refused = _scrubbed(inputs, done.refused)
+        return JobReport(inputs.study_uid, series_uids, "refused", (), done.seconds, refused)
     assert done.findings is not None
     return JobReport(
         study_uid=inputs.study_uid,
@@ -294,16 +303,17 @@ def run_on_files(
     out.mkdir(parents=True, exist_ok=True)
     reports = []
     for inputs in jobs:
-        report = _run_job(
-            pipeline,
-            inputs,
-            out,
-            device=resolved,
-            options=opts,
-            outputs=wanted,
-            uid_root=uid_root,
-        )
-        log.info("%s: %s", pipeline_name, report.refused or report.summary)
+        with job_identifiers(list(inputs.files)):
+            report = _run_job(
+                pipeline,
+                inputs,
+                out,
+                device=resolved,
+                options=opts,
+                outputs=wanted,
+                uid_root=uid_root,
+            )
+            log.info("%s: %s", pipeline_name, report.refused or report.summary)
         reports.append(report)
     return RunReport(
         pipeline=pipeline_name,
