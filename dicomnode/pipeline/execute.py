@@ -145,6 +145,13 @@ class ResultsIncomplete(PermanentError):
         super().__init__(f"cannot make {', '.join(self.failures)} ({why}); made: {made}")
 
 
+#: Which output kind an object of a Modality is.
+_KIND_OF_MODALITY = {
+    "SEG": str(OutputKind.SEG),
+    "SR": str(OutputKind.SR),
+    "OT": str(OutputKind.SUMMARY),
+}
+
 #: The order the encoders make objects in (the SR references the SEG).
 _ENCODING_ORDER = (OutputKind.SEG, OutputKind.SR, OutputKind.SUMMARY)
 
@@ -258,6 +265,7 @@ def execute(
     from dicomnode.results.errors import EncodingError
     from dicomnode.results.outputs import encode
     from dicomnode.results.sanitize import sanitize_sources
+    from dicomnode.results.validate import validate
 
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix=f"dicomnode-{pipeline.name}-"))
@@ -313,7 +321,18 @@ def execute(
                 failures[str(kind)] = exc.message
             except Exception as exc:  # highdicom's own checks raise ValueError and others
                 failures[str(kind)] = f"{type(exc).__name__}: {exc}"
+    source_uids = {str(ds.SOPInstanceUID) for ds in sanitized.datasets}
     del sanitized
+    valid = []
+    for ds in datasets:  # checked before anything is written, so nothing invalid is sent
+        problems = validate(ds, source_uids)
+        if problems:
+            failures[_KIND_OF_MODALITY.get(str(ds.Modality), str(ds.Modality))] = (
+                "invalid: " + "; ".join(problems)
+            )
+        else:
+            valid.append(ds)
+    datasets = valid
     done = Execution(
         write_results(datasets, out),
         result.findings,
