@@ -121,8 +121,11 @@ def sanitize_sources(sources: Sequence[Dataset]) -> Sanitized:
     copies = []
     for source in sources:
         copy = _shallow_copy(source)
+        # No character set declared: only the default repertoire (ASCII) may be copied; a
+        # Latin-1 name without one is undecodable for a reader, and invalid for dciodvfy.
+        ascii_only = not source.get("SpecificCharacterSet")
         for keyword, kind in _copied_attributes():
-            if keyword in copy and _repair(copy, keyword, kind):
+            if keyword in copy and _repair(copy, keyword, kind, ascii_only=ascii_only):
                 repaired.add(keyword)
         copies.append(copy)
     return Sanitized(tuple(copies), tuple(sorted(repaired)))
@@ -139,7 +142,7 @@ def _shallow_copy(source: Dataset) -> Dataset:
     return copy
 
 
-def _repair(ds: Dataset, keyword: str, kind: str) -> bool:
+def _repair(ds: Dataset, keyword: str, kind: str, *, ascii_only: bool = False) -> bool:
     """Repair ``ds.<keyword>`` in place (a new element, never the source's); whether it changed."""
     elem = ds[keyword]
     if elem.VR == "SQ":
@@ -150,7 +153,7 @@ def _repair(ds: Dataset, keyword: str, kind: str) -> bool:
         value = _tidy(elem.VR, elem.value)
     except (TypeError, ValueError, UnicodeError):
         return _invalid(ds, keyword, kind, elem)
-    if not _valid(elem.VR, keyword, value):
+    if not _valid(elem.VR, keyword, value) or (ascii_only and not _ascii(elem.VR, value)):
         return _invalid(ds, keyword, kind, elem)
     if _same(value, elem.value):
         return False
@@ -207,6 +210,11 @@ def _valid(vr: str, keyword: str, value: Any) -> bool:
         except (ValueError, TypeError, KeyError):
             return False
     return True
+
+
+def _ascii(vr: str, value: Any) -> bool:
+    values = value if isinstance(value, list | MultiValue) else [value]
+    return vr not in _TEXT_VRS or all(str(one).isascii() for one in values if one is not None)
 
 
 def _valid_items(items: Sequence[Dataset]) -> bool:

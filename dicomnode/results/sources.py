@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -118,7 +119,18 @@ def geometry_from_datasets(datasets: Sequence[Dataset]) -> VolumeGeometry:
             frame_numbers=tuple(frames[i] for i in order) if frames else None,
         )
     except (AttributeError, KeyError, IndexError, ValueError) as exc:
-        raise EncodingError(f"sources lack usable geometry: {exc}") from exc
+        raise EncodingError(f"sources lack usable geometry: {_plain(exc)}") from exc
+
+
+def _plain(exc: Exception) -> str:
+    """An operator's words for a missing attribute (not Python's "'FileDataset' object has
+    no attribute 'PixelSpacing'"); other messages as they are."""
+    missing = re.search(r"has no attribute '(\w+)'", str(exc))
+    if missing:
+        return f"{missing.group(1)} is missing"
+    if isinstance(exc, KeyError):
+        return f"{exc.args[0] if exc.args else 'an attribute'} is missing"
+    return str(exc)
 
 
 MAX_FRAME_BYTES = 256 * 1024 * 1024

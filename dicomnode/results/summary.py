@@ -145,10 +145,19 @@ def _image_panels(sources: Sequence[Dataset]) -> list[_Panel]:
     ]
 
 
+def _spacing(ds: Dataset) -> tuple[float, float]:
+    """Pixel spacing for drawing: square pixels unless the header gives two positive values."""
+    try:
+        spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing") or ()
+        rows, columns = (float(v) for v in spacing)
+    except (TypeError, ValueError):
+        return 1.0, 1.0
+    return (rows, columns) if rows > 0 and columns > 0 else (1.0, 1.0)
+
+
 def _render_panel(p: _Panel, font: ImageFont.ImageFont | ImageFont.FreeTypeFont) -> Image.Image:
     gray = display_slice(p.source, p.frame)
-    spacing = p.source.get("PixelSpacing") or p.source.get("ImagerPixelSpacing") or [1.0, 1.0]
-    height_mm, width_mm = gray.shape[0] * float(spacing[0]), gray.shape[1] * float(spacing[1])
+    height_mm, width_mm = (n * d for n, d in zip(gray.shape[:2], _spacing(p.source), strict=True))
     scale = PANEL / max(height_mm, width_mm)
     size = (max(1, round(width_mm * scale)), max(1, round(height_mm * scale)))
     sy, sx = size[1] / gray.shape[0], size[0] / gray.shape[1]

@@ -138,7 +138,11 @@ def _dciodvfy(ds: Dataset) -> list[str]:
         ds.save_as(path, enforce_file_format=True)
         try:
             run = subprocess.run(
-                [str(DCIODVFY), str(path)], capture_output=True, text=True, timeout=120
+                [str(DCIODVFY), str(path)],
+                capture_output=True,
+                text=True,
+                errors="replace",  # it echoes values as they are: Latin-1 bytes, ISO 2022...
+                timeout=120,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             return [f"dciodvfy could not run: {type(exc).__name__}"]
