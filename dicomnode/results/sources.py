@@ -130,7 +130,19 @@ def _plain(exc: Exception) -> str:
         return f"{missing.group(1)} is missing"
     if isinstance(exc, KeyError):
         return f"{exc.args[0] if exc.args else 'an attribute'} is missing"
-    return str(exc)
+    text = str(exc)
+    for name, keyword in _KEYWORDS.items():  # VolumeGeometry's parameters, as DICOM names them
+        text = text.replace(name, keyword)
+    return text
+
+
+_KEYWORDS = {
+    "pixel_spacing": "PixelSpacing",
+    "frame_of_reference_uid": "FrameOfReferenceUID",
+    "orientation": "ImageOrientationPatient",
+    "rows and columns": "Rows and Columns",
+    "frame_numbers": "frame numbers",
+}
 
 
 MAX_FRAME_BYTES = 256 * 1024 * 1024

@@ -240,7 +240,8 @@ def volume_from_datasets(datasets: Sequence[Dataset], *, spacing_tolerance: floa
     try:
         geometry = geometry_from_datasets(list(datasets))
     except EncodingError as exc:
-        raise InputRefused(f"no usable image geometry: {exc}") from exc
+        detail = exc.message.removeprefix("sources lack usable geometry: ")
+        raise InputRefused(f"no usable image geometry: {detail}") from exc
     spacing = _slice_spacing(geometry, spacing_tolerance)
     array = np.empty(geometry.shape, np.float32)
     if geometry.frame_numbers is not None:

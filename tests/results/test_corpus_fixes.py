@@ -39,6 +39,10 @@ def test_missing_geometry_is_said_without_python_words():
         geometry_from_datasets([_image()])  # no FrameOfReferenceUID
     assert "FrameOfReferenceUID is missing" in str(caught.value)
     assert "object has no attribute" not in str(caught.value)
+    with pytest.raises(EncodingError) as zero:
+        geometry_from_datasets([_image(FrameOfReferenceUID="1.2.3.9", PixelSpacing=[0, 0])])
+    assert "PixelSpacing must be 2 values > 0 mm" in str(zero.value)
+    assert "pixel_spacing" not in str(zero.value)
 
 
 @pytest.mark.parametrize("spacing", [[0, 0], [-0.8, -0.8], None])
