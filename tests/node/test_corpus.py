@@ -19,7 +19,13 @@ from testkit.corpusrun import PYTHON_WORDS, CorpusRun, node_config, partial_file
 from testkit.nodeproc import NodeProcess
 
 #: The mutated series that run the model (the others are only stored or refused).
-ROUTED = ("trailing_nuls", "pn_latin1_no_charset", "iso2022_charsets", "zero_spacing")
+ROUTED = (
+    "invalid_cs",  # PatientSex "0000": the FLAIR of issue 11, now through serve
+    "trailing_nuls",
+    "pn_latin1_no_charset",
+    "iso2022_charsets",
+    "zero_spacing",
+)
 
 
 @pytest.fixture(scope="module")
