@@ -15,9 +15,11 @@ from dicomnode.results.findings import Vector3, VolumeGeometry
 __all__ = [
     "check_sources",
     "display_slice",
+    "frame_group",
     "geometry_from_datasets",
     "index_sources",
     "laterality_of",
+    "rescale_of",
 ]
 
 
@@ -43,28 +45,87 @@ def laterality_of(ds: Dataset) -> str:
     return str(ds.get("ImageLaterality", ds.get("Laterality", "")) or "")
 
 
+def frame_group(ds: Dataset, sequence: str, frame: int) -> Dataset | None:
+    """The ``sequence`` functional group item of 0-based ``frame`` of an enhanced image.
+
+    The per-frame item when the frame has one, else the shared one, else None (also for a
+    classic single-frame image).
+    """
+    groups = []
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is not None and 0 <= frame < len(per_frame):
+        groups.append(per_frame[frame])
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared:
+        groups.append(shared[0])
+    for group in groups:
+        items = group.get(sequence)
+        if items:
+            return items[0]
+    return None
+
+
+def rescale_of(ds: Dataset, frame: int | None = None) -> tuple[float, float]:
+    """(slope, intercept) of the modality LUT; of 0-based ``frame`` for an enhanced image.
+
+    An enhanced image keeps them in the Pixel Value Transformation functional group (per
+    frame or shared); a classic image at the top level. Absent values mean (1, 0).
+    """
+    item = frame_group(ds, "PixelValueTransformationSequence", frame or 0)
+    source = item if item is not None and "RescaleSlope" in item else ds
+    slope = float(source.get("RescaleSlope", 1) or 1)
+    intercept = float(source.get("RescaleIntercept", 0) or 0)
+    return slope, intercept
+
+
+#: What an operator reads when a multi-frame image lacks a functional group (by sequence).
+_MISSING_PLANE = {
+    "PlanePositionSequence": "multi-frame image without plane positions per frame",
+    "PlaneOrientationSequence": "multi-frame image without plane orientation",
+    "PixelMeasuresSequence": "multi-frame image without pixel spacing",
+}
+
+
 def _frame_plane(ds: Dataset, frame: int) -> tuple[Vector3, list[float], list[float]]:
     """Position, orientation and spacing of 0-based ``frame`` of an enhanced multi-frame image."""
-    per_frame = ds.PerFrameFunctionalGroupsSequence[frame]
-    shared = ds.SharedFunctionalGroupsSequence[0]
+    found = {}
+    for sequence, keyword in (
+        ("PlanePositionSequence", "ImagePositionPatient"),
+        ("PlaneOrientationSequence", "ImageOrientationPatient"),
+        ("PixelMeasuresSequence", "PixelSpacing"),
+    ):
+        item = frame_group(ds, sequence, frame)
+        if item is None or not item.get(keyword):
+            raise EncodingError(f"{_MISSING_PLANE[sequence]} (frame {frame + 1})")
+        found[keyword] = [float(v) for v in item[keyword].value]
+    ipp = found["ImagePositionPatient"]
+    if len(ipp) != 3 or len(found["ImageOrientationPatient"]) != 6:
+        raise EncodingError(f"multi-frame image with a malformed plane (frame {frame + 1})")
+    return (ipp[0], ipp[1], ipp[2]), found["ImageOrientationPatient"], found["PixelSpacing"]
 
-    def find(attr: str) -> Dataset:
-        for group in (per_frame, shared):
-            if attr in group:
-                return group[attr].value[0]
-        raise EncodingError(f"multi-frame source lacks {attr} (frame {frame + 1})")
 
-    ipp = find("PlanePositionSequence").ImagePositionPatient
-    iop = find("PlaneOrientationSequence").ImageOrientationPatient
-    spacing = find("PixelMeasuresSequence").PixelSpacing
-    return (
-        (float(ipp[0]), float(ipp[1]), float(ipp[2])),
-        [float(v) for v in iop],
-        [float(v) for v in spacing],
-    )
+def _is_multi_frame(datasets: Sequence[Dataset]) -> bool:
+    first = datasets[0]
+    frames = first.get("NumberOfFrames", 1)
+    try:
+        many = int(frames or 1) > 1
+    except (TypeError, ValueError):
+        many = False
+    return many or (len(datasets) == 1 and "PerFrameFunctionalGroupsSequence" in first)
+
+
+#: What an operator reads when a single-frame image lacks a plane attribute (by keyword).
+_MISSING_SINGLE = {
+    "ImagePositionPatient": "image without a patient position",
+    "ImageOrientationPatient": "image without a patient orientation",
+    "PixelSpacing": "image without pixel spacing",
+}
 
 
 def _single_frame_plane(ds: Dataset) -> tuple[Vector3, list[float], list[float]]:
+    for keyword, reason in _MISSING_SINGLE.items():
+        if not ds.get(keyword):
+            raise EncodingError(f"{reason} (instance {ds.get('InstanceNumber', '?')})")
     ipp = ds.ImagePositionPatient
     return (
         (float(ipp[0]), float(ipp[1]), float(ipp[2])),
@@ -90,14 +151,19 @@ def geometry_from_datasets(datasets: Sequence[Dataset]) -> VolumeGeometry:
     check_sources(datasets)
     first = datasets[0]
     try:
-        if (
-            int(first.get("NumberOfFrames", 1)) > 1
-            or len(datasets) == 1
-            and ("PerFrameFunctionalGroupsSequence" in first)
-        ):
+        if _is_multi_frame(datasets):
             if len(datasets) != 1:
-                raise EncodingError("a multi-frame source must be the only dataset")
-            n = int(first.NumberOfFrames)
+                raise EncodingError(
+                    f"a series of {len(datasets)} multi-frame images (only one is supported)"
+                )
+            n = int(first.get("NumberOfFrames", 1) or 1)
+            if "PerFrameFunctionalGroupsSequence" not in first:
+                raise EncodingError("multi-frame image without plane positions per frame")
+            if len(first.PerFrameFunctionalGroupsSequence) != n:
+                raise EncodingError(
+                    f"multi-frame image declares {n} frames but describes "
+                    f"{len(first.PerFrameFunctionalGroupsSequence)}"
+                )
             planes = [_frame_plane(first, f) for f in range(n)]
             uids = [str(first.SOPInstanceUID)] * n
             frames: list[int] | None = list(range(1, n + 1))
@@ -106,6 +172,10 @@ def geometry_from_datasets(datasets: Sequence[Dataset]) -> VolumeGeometry:
             uids = [str(ds.SOPInstanceUID) for ds in datasets]
             frames = None
         orientation = planes[0][1]
+        if any(not np.allclose(p[1], orientation, atol=1e-3) for p in planes):
+            raise EncodingError(
+                "images of several orientations (a localizer or several stacks in one series)"
+            )
         normal = np.cross(orientation[:3], orientation[3:])
         order = np.argsort([float(np.dot(p[0], normal)) for p in planes], kind="stable")
         return VolumeGeometry(
@@ -118,7 +188,7 @@ def geometry_from_datasets(datasets: Sequence[Dataset]) -> VolumeGeometry:
             frame_of_reference_uid=str(first.FrameOfReferenceUID),
             frame_numbers=tuple(frames[i] for i in order) if frames else None,
         )
-    except (AttributeError, KeyError, IndexError, ValueError) as exc:
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
         raise EncodingError(f"sources lack usable geometry: {_plain(exc)}") from exc
 
 
@@ -162,10 +232,11 @@ def display_slice(ds: Dataset, frame_number: int | None = None) -> np.ndarray:
     pixels = pixel_array(ds, index=index)
     if pixels.ndim == 3 and int(ds.get("SamplesPerPixel", 1)) > 1:
         pixels = pixels.mean(axis=2)
-    values = pixels.astype(np.float64) * float(ds.get("RescaleSlope", 1)) + float(
-        ds.get("RescaleIntercept", 0)
-    )
-    center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
+    slope, intercept = rescale_of(ds, index)
+    values = pixels.astype(np.float64) * slope + intercept
+    voi = frame_group(ds, "FrameVOILUTSequence", index or 0)
+    window = voi if voi is not None and "WindowCenter" in voi else ds
+    center, width = window.get("WindowCenter"), window.get("WindowWidth")
     if center is not None and width is not None:
         c = float(center[0] if isinstance(center, Sequence) else center)
         w = max(float(width[0] if isinstance(width, Sequence) else width), 1.0)

@@ -21,6 +21,7 @@ from pipelines.brain_lesion.channels import input_roles, lesion_channel
 from pipelines.common.base import BundlePipeline, inference_mode
 from pipelines.common.dicomio import (
     check_decode_budget,
+    check_geometry,
     read_datasets,
     read_headers,
     require_modality,
@@ -90,9 +91,12 @@ class BrainLesionPipeline(BundlePipeline):
                 raise InputRefused(f"too few slices: {slices} (at least {minimum} needed)")
             total.extend(headers)
         check_decode_budget(total, self.decode_budget, max_ratio=self.max_compression_ratio)
+        for headers in per_series:
+            check_geometry(headers)
 
     def check(self, inputs: PipelineInputs) -> None:
-        """Refuse non-MR input, missing sequences, too few slices, oversized series."""
+        """Refuse non-MR input, missing sequences, too few slices, oversized series, or
+        series without usable geometry (classic single-frame or one enhanced multi-frame image)."""
         self._check_headers([read_headers(series.files) for series in self.select(inputs)])
 
     def run(self, inputs: PipelineInputs, ctx: RunContext) -> PipelineResult:

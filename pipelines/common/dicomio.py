@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_MAX_COMPRESSION_RATIO",
     "Volume",
     "check_decode_budget",
+    "check_geometry",
     "decode_pixels",
     "declared_pixel_bytes",
     "read_datasets",
@@ -59,9 +60,14 @@ def read_headers(files: Sequence[Path]) -> list[Dataset]:
     out: list[Dataset] = []
     for path in files:
         try:
-            out.append(dcmread(path, stop_before_pixels=True))
+            with open(path, "rb") as fp:
+                ds = dcmread(fp, stop_before_pixels=True)
+                # pydicom stops at (and rewinds to) the pixel data element, else reads to the end
+                tail = os.fstat(fp.fileno()).st_size - fp.tell()
         except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
             raise InputRefused(f"unreadable DICOM file {Path(path).name}: {exc}") from exc
+        ds.dicomnode_pixel_tail = tail
+        out.append(ds)
     return out
 
 
@@ -70,9 +76,12 @@ def read_datasets(files: Sequence[Path]) -> list[Dataset]:
     out: list[Dataset] = []
     for path in files:
         try:
-            out.append(dcmread(path))
+            ds = dcmread(path)
         except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
             raise InputRefused(f"unreadable DICOM file {Path(path).name}: {exc}") from exc
+        if "PixelData" not in ds:
+            ds.dicomnode_pixel_tail = 0  # read to the end: there is none
+        out.append(ds)
     return out
 
 
@@ -104,11 +113,15 @@ def declared_pixel_bytes(ds: Dataset) -> int:
 def stored_pixel_bytes(ds: Dataset) -> int | None:
     """Length of the stored PixelData, or an upper bound of it, without decoding anything.
 
-    The value's length when it was read; else the size of the file the header came from
-    (headers read with ``stop_before_pixels``); None when neither is known.
+    The value's length when it was read; else the bytes from the pixel data element to the end
+    of the file (headers read by :func:`read_headers`: 0 when the file has no pixel data), else
+    the size of the file the header came from; None when none is known.
     """
     if "PixelData" in ds:
         return len(ds.PixelData or b"")
+    tail = getattr(ds, "dicomnode_pixel_tail", None)
+    if isinstance(tail, int):
+        return tail
     filename = getattr(ds, "filename", None)
     if isinstance(filename, str | os.PathLike):
         try:
@@ -143,6 +156,8 @@ def check_decode_budget(
         )
     for ds, size in zip(datasets, declared, strict=True):
         stored = stored_pixel_bytes(ds)
+        if stored == 0:
+            raise InputRefused(_no_pixel_data(datasets))
         if stored is not None and size > max_ratio * max(stored, 1):
             raise InputRefused(
                 f"decoded size {size} bytes is more than {max_ratio:g} times the "
@@ -152,10 +167,16 @@ def check_decode_budget(
     return total
 
 
+def _no_pixel_data(datasets: Sequence[Dataset]) -> str:
+    """The refusal of a series where some image holds no pixels."""
+    empty = sum(1 for ds in datasets if stored_pixel_bytes(ds) == 0)
+    return f"no pixel data: {empty} of {len(datasets)} image(s) hold no pixels"
+
+
 def _check_stored_length(ds: Dataset) -> None:
     """Refuse missing or truncated PixelData before decoding."""
-    if "PixelData" not in ds:
-        raise InputRefused("undecodable pixel data: the image has no PixelData")
+    if "PixelData" not in ds or not ds.PixelData:
+        raise InputRefused(_no_pixel_data([ds]))
     value = ds.PixelData
     expected = declared_pixel_bytes(ds)
     if ds.file_meta.TransferSyntaxUID.is_encapsulated:
@@ -207,6 +228,24 @@ class Volume:
         return matrix
 
 
+def check_geometry(headers: Sequence[Dataset], *, spacing_tolerance: float = 0.2) -> VolumeGeometry:
+    """Refuse a series whose planes cannot make a volume; reads headers only.
+
+    Single-frame series and one enhanced multi-frame image (per-frame functional groups) alike;
+    the reason is one line in an operator's words (``multi-frame image without plane positions
+    per frame``, ``irregular slice spacing ...``).
+    """
+    from dicomnode.results import EncodingError, geometry_from_datasets
+
+    try:
+        geometry = geometry_from_datasets(list(headers))
+    except EncodingError as exc:
+        detail = exc.message.removeprefix("sources lack usable geometry: ")
+        raise InputRefused(f"no usable image geometry: {detail}") from exc
+    _slice_spacing(geometry, spacing_tolerance)
+    return geometry
+
+
 def _slice_spacing(geometry: VolumeGeometry, tolerance: float) -> float:
     if len(geometry.positions) < 2:
         return 1.0
@@ -223,9 +262,11 @@ def _slice_spacing(geometry: VolumeGeometry, tolerance: float) -> float:
     return spacing
 
 
-def _rescale(ds: Dataset, pixels: np.ndarray) -> np.ndarray:
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+def _rescale(ds: Dataset, pixels: np.ndarray, frame: int | None = None) -> np.ndarray:
+    """Modality units; an enhanced image's rescale is read from its functional groups."""
+    from dicomnode.results.sources import rescale_of
+
+    slope, intercept = rescale_of(ds, frame)
     return pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
 
 
@@ -235,19 +276,19 @@ def volume_from_datasets(datasets: Sequence[Dataset], *, spacing_tolerance: floa
     Slice order and geometry come from :func:`dicomnode.results.geometry_from_datasets`.
     Call :func:`check_decode_budget` first.
     """
-    from dicomnode.results import EncodingError, geometry_from_datasets
-
-    try:
-        geometry = geometry_from_datasets(list(datasets))
-    except EncodingError as exc:
-        detail = exc.message.removeprefix("sources lack usable geometry: ")
-        raise InputRefused(f"no usable image geometry: {detail}") from exc
+    geometry = check_geometry(datasets, spacing_tolerance=spacing_tolerance)
     spacing = _slice_spacing(geometry, spacing_tolerance)
     array = np.empty(geometry.shape, np.float32)
     if geometry.frame_numbers is not None:
         frames = decode_pixels(datasets[0])
+        expected = (int(datasets[0].NumberOfFrames), geometry.rows, geometry.columns)
+        if frames.shape != expected:
+            raise InputRefused(
+                f"multi-frame image is not grey-scale frames of {geometry.rows}x"
+                f"{geometry.columns}: decoded shape {frames.shape}"
+            )
         for k, number in enumerate(geometry.frame_numbers):
-            array[k] = _rescale(datasets[0], frames[number - 1])
+            array[k] = _rescale(datasets[0], frames[number - 1], number - 1)
     else:
         by_uid = {str(ds.SOPInstanceUID): ds for ds in datasets}
         for k, uid in enumerate(geometry.sop_instance_uids):

@@ -21,6 +21,7 @@ from dicomnode.results import FindingKind, Findings, Mask, RegionFinding, Volume
 from pipelines.common.base import BundlePipeline, inference_mode
 from pipelines.common.dicomio import (
     check_decode_budget,
+    check_geometry,
     read_datasets,
     read_headers,
     require_modality,
@@ -68,9 +69,11 @@ class LungNodulePipeline(BundlePipeline):
         if slices < minimum:
             raise InputRefused(f"too few slices: {slices} (at least {minimum} needed)")
         check_decode_budget(headers, self.decode_budget, max_ratio=self.max_compression_ratio)
+        check_geometry(headers)
 
     def check(self, inputs: PipelineInputs) -> None:
-        """Refuse non-CT input, too few slices, several series, or an oversized series."""
+        """Refuse non-CT input, too few slices, several series, an oversized series or one
+        without usable geometry (classic single-frame or one enhanced multi-frame image)."""
         self._check_headers(read_headers(self._files(inputs)))
 
     def build_model(self, bundle: Bundle, device: str) -> Any:
