@@ -146,7 +146,9 @@ def make_study_header(
     accession = int.from_bytes(_digest("accession", seed, kind)[:6], "big") % 10**10
     return StudyHeader(
         seed=seed,
-        patient_name=f"SYNTHETIC^{kind.upper()}^{seed:04d}",
+        # no component that is also a word of the node's messages ("MR", "CT"): the node
+        # redacts every name component from what it prints
+        patient_name=f"SYNTHETIC^{kind.upper()}PHANTOM^{seed:04d}",
         patient_id=f"SYN-{kind.upper()}-{seed:04d}",
         patient_sex=sex,
         patient_birth_date=birth.strftime("%Y%m%d"),

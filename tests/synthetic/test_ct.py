@@ -37,7 +37,7 @@ def test_headers(ct: ChestCT) -> None:
     assert (ds.Modality, ds.BodyPartExamined) == ("CT", "CHEST")
     assert (float(ds.RescaleIntercept), float(ds.RescaleSlope)) == (-1024.0, 1.0)
     assert ds.PixelRepresentation == 1 and ds.BitsAllocated == 16
-    assert ds.PatientName == "SYNTHETIC^CT^0011"
+    assert ds.PatientName == "SYNTHETIC^CTPHANTOM^0011"
     assert [d.InstanceNumber for d in ct.datasets] == list(range(1, 49))
     assert len({d.SOPInstanceUID for d in ct.datasets}) == 48
     assert float(ds.SliceThickness) == ct.geometry.slice_thickness_mm

@@ -32,7 +32,7 @@ def test_flair_headers() -> None:
     assert list(ds.ScanningSequence) == ["SE", "IR"]
     assert float(ds.InversionTime) > 0 and float(ds.RepetitionTime) > float(ds.EchoTime)
     assert float(ds.MagneticFieldStrength) == 3.0
-    assert ds.PatientName == "SYNTHETIC^MR^0001"
+    assert ds.PatientName == "SYNTHETIC^MRPHANTOM^0001"
 
 
 def test_brats_study_layout(brats: BrainMR) -> None:
