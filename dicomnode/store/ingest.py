@@ -18,8 +18,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 from pydicom import dcmread
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.dataset import Dataset
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    HTJ2KLossless,
+    HTJ2KLosslessRPCL,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    RLELossless,
+)
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -278,9 +290,8 @@ class Store:
         """Whether a re-sent instance equals the stored one: same bytes, or same content.
 
         A sender may re-send an instance in another transfer syntax (implicit instead of
-        explicit VR, say): different bytes, same dataset. For native (uncompressed) little
-        endian files up to a size bound, the parsed datasets are compared element by element;
-        anything else that differs in bytes counts as changed.
+        explicit VR, or RLE instead of native, say): different bytes, same image. See
+        :func:`same_content`; anything else that differs in bytes counts as changed.
         """
         old = self.root / path
         if not old.is_file():
@@ -446,15 +457,31 @@ def _series_conflict(header: ReceivedHeader, stored_study: str) -> UidConflict:
 
 
 _NATIVE = {ImplicitVRLittleEndian, ExplicitVRLittleEndian}
+#: Lossless compressed syntaxes whose decoded pixels may stand for the native ones (deflate is
+#: refused at negotiation anyway).
+_LOSSLESS = {
+    RLELossless,
+    JPEGLSLossless,
+    JPEG2000Lossless,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    HTJ2KLossless,
+    HTJ2KLosslessRPCL,
+}
 _COMPARE_LIMIT = 64 * 1024 * 1024
+_PIXEL_DATA = 0x7FE00010
 
 
 def same_content(a: Path, b: Path) -> bool:
-    """Whether two native little-endian Part 10 files hold the same dataset.
+    """Whether two Part 10 files hold the same image: same data set, same pixels.
 
-    Bounded to files of at most 64 MB (both are read into memory); larger files, compressed
-    transfer syntaxes, unreadable files and values that cannot be compared (undecodable, or
-    sequences nested too deep to compare) count as different.
+    Native little-endian files are compared element by element. When either is in a lossless
+    compressed syntax (RLE, JPEG-LS, JPEG 2000 or JPEG lossless), the headers are compared
+    without their Pixel Data and the decoded pixels are compared: a sender that re-sends an
+    image in another lossless syntax sends the same image. Bounded: files of at most 64 MB and
+    decoded pixels of at most 64 MB (checked from the header before decoding); larger files,
+    lossy or unknown syntaxes, files that cannot be decoded here and values that cannot be
+    compared count as different.
     """
     if max(a.stat().st_size, b.stat().st_size) > _COMPARE_LIMIT:
         return False
@@ -462,12 +489,36 @@ def same_content(a: Path, b: Path) -> bool:
         first, second = dcmread(a), dcmread(b)
     except Exception:  # an unreadable file is never "the same"
         return False
-    if {first.file_meta.TransferSyntaxUID, second.file_meta.TransferSyntaxUID} - _NATIVE:
-        return False
+    syntaxes = {first.file_meta.TransferSyntaxUID, second.file_meta.TransferSyntaxUID}
     try:
-        return bool(first == second)
+        if not syntaxes - _NATIVE:
+            return bool(first == second)
+        if syntaxes - _NATIVE - _LOSSLESS:
+            return False
+        return _same_image(first, second)
     except Exception:  # values decode lazily: a hostile one (or deep nesting) is "different"
         return False
+
+
+def _same_image(first: Dataset, second: Dataset) -> bool:
+    """Same header but Pixel Data, and the same decoded pixels (within the decode bound)."""
+    if _PIXEL_DATA not in first or _PIXEL_DATA not in second:
+        return False
+    header_a, header_b = Dataset(dict(first._dict)), Dataset(dict(second._dict))
+    del header_a[_PIXEL_DATA], header_b[_PIXEL_DATA]
+    if header_a != header_b:
+        return False
+    declared = (
+        int(first.Rows)
+        * int(first.Columns)
+        * int(first.get("NumberOfFrames", 1) or 1)
+        * int(first.get("SamplesPerPixel", 1))
+        * int(first.BitsAllocated)
+        // 8
+    )
+    if declared > _COMPARE_LIMIT:
+        return False
+    return bool(np.array_equal(first.pixel_array, second.pixel_array))
 
 
 def _insert_ignore(session: Session, model: type[Study] | type[Series], **values: object) -> bool:

@@ -6,13 +6,21 @@ and a good copy is never replaced by a broken one.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydicom import dcmread
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGLSLossless,
+    RLELossless,
+)
 
 from testkit import dicomgen
 from testkit.scu import send_raw, write_as_is
@@ -152,3 +160,41 @@ def test_native_pixels_on_a_jpeg_context_are_refused(node_factory, tmp_path):
     assert node.stored_files() == []
     log = node.log_text()
     assert "native pixel data on a compressed transfer syntax" in log
+
+
+def _compressed(ds, path: Path, syntax: str) -> Path:
+    ds = copy.deepcopy(ds)  # Dataset.copy() shares the element dict and the file meta
+    ds.compress(syntax, generate_instance_uid=False)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.mark.parametrize("syntax", [RLELossless, JPEGLSLossless], ids=["rle", "jpeg-ls"])
+def test_a_lossless_resend_is_a_duplicate_and_a_changed_one_supersedes(
+    node_factory, tmp_path, syntax
+):
+    node = node_factory().start()
+    ds = dicomgen.instance(_spec(f"lossless-{syntax}"), 0, value=7)
+    ds.PixelRepresentation, ds.PixelData = 0, np.arange(32 * 32, dtype=np.uint16).tobytes()
+    native = write_as_is(ds, tmp_path / "native.dcm")
+    assert send_raw(node.port, [native]) == [0]
+    (stored,) = node.stored_files()
+    before = _sha(stored)
+    same = _compressed(ds, tmp_path / "same.dcm", syntax)
+    assert _sha(same) != _sha(native)
+    assert send_raw(node.port, [same], syntaxes=(syntax,)) == [0]
+    # the same image in another lossless syntax: a duplicate, the stored copy untouched
+    assert node.stored_files() == [stored] and _sha(stored) == before
+    assert node.query("select count(*) from audit_events where kind='instance.superseded'") == [
+        (0,)
+    ]
+    changed = copy.deepcopy(ds)
+    pixels = np.arange(32 * 32, dtype=np.uint16)
+    pixels[5] += 1
+    changed.PixelData = pixels.tobytes()
+    changed_path = _compressed(changed, tmp_path / "changed.dcm", syntax)
+    assert send_raw(node.port, [changed_path], syntaxes=(syntax,)) == [0]
+    assert node.query("select count(*) from audit_events where kind='instance.superseded'") == [
+        (1,)
+    ]
+    assert dcmread(node.stored_files()[0]).file_meta.TransferSyntaxUID == syntax
