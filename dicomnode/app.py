@@ -35,7 +35,6 @@ from dicomnode.startup import (
     ensure_port_free,
     first_line,
     prepare_data_dir,
-    probe_writable,
     sqlite_file,
     tighten,
 )
@@ -116,7 +115,7 @@ class Node:
             ensure_port_free("DICOM", cfg.node.host, cfg.node.port)
             if cfg.http.enabled:
                 ensure_port_free("HTTP", cfg.http.host, cfg.http.port)
-            _check_store(cfg.store_path)
+            prepare_data_dir(cfg.store_path, "store")
         try:
             self.db = open_database(cfg.database_url)
         except DatabaseError as exc:
@@ -422,13 +421,3 @@ class Node:
                     self.reload()
         finally:
             self.stop()
-
-
-def _check_store(root: Path) -> None:
-    """The store root exists (mode 0700) and takes files; a read-only store fails here."""
-    try:
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tighten(root, 0o700)
-        probe_writable(root)
-    except OSError as exc:
-        raise StartupError(f"store {root} is not writable: {exc.strerror or exc}") from None

@@ -81,8 +81,10 @@ def probe_writable(directory: Path) -> None:
         probe.unlink(missing_ok=True)
 
 
-def prepare_data_dir(path: Path) -> None:
-    """Create the data dir with mode 0700 (tightening an existing one) and check writes.
+def prepare_data_dir(path: Path, what: str = "data dir") -> None:
+    """Create ``path`` with mode 0700 (tightening an existing one) and check writes.
+
+    Used for the data dir and the store (``what`` names it in the error).
 
     Raises
     ------
@@ -95,7 +97,7 @@ def prepare_data_dir(path: Path) -> None:
         tighten(path, 0o700)
         probe_writable(path)
     except OSError as exc:
-        raise StartupError(f"data dir {path} is not writable: {exc.strerror or exc}") from None
+        raise StartupError(f"{what} {path} is not writable: {exc.strerror or exc}") from None
 
 
 def creatable(path: Path) -> str | None:

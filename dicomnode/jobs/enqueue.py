@@ -26,7 +26,7 @@ from dicomnode.headers import read_representative
 from dicomnode.jobs.audit import JobAuditKind, record_job
 from dicomnode.jobs.checker import CheckResult
 from dicomnode.jobs.keys import instance_set_digest, job_key
-from dicomnode.jobs.models import Job, JobState
+from dicomnode.jobs.models import Job, JobState, latest_succeeded
 from dicomnode.pipeline import (
     PipelineInputs,
     SeriesInput,
@@ -290,16 +290,7 @@ class RoutingHook:
             inputs=[(s.series_uid, s.role) for s in plan.series],
             digest=plan.digest,
         )
-        predecessor = session.scalar(
-            select(Job.id)
-            .where(
-                Job.route == route.name,
-                Job.subject == plan.subject,
-                Job.state == JobState.SUCCEEDED,
-            )
-            .order_by(Job.id.desc())
-            .limit(1)
-        )
+        predecessor = latest_succeeded(session, route.name, plan.subject)
         now = utcnow()
         values = {
             "key": key,

@@ -21,12 +21,13 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    select,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from dicomnode.store.models import Base, UTCDateTime, utcnow
 
-__all__ = ["Delivery", "DeliveryState", "Job", "JobResult", "JobState"]
+__all__ = ["Delivery", "DeliveryState", "Job", "JobResult", "JobState", "latest_succeeded"]
 
 
 class JobState(str, enum.Enum):
@@ -146,4 +147,14 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("result_id", "destination", name="uq_deliveries_result_destination"),
         Index("ix_deliveries_state_run_after", "state", "run_after"),
+    )
+
+
+def latest_succeeded(session: Session, route: str, subject: str) -> int | None:
+    """Id of the route's last succeeded job on ``subject``: the predecessor a new run replaces."""
+    return session.scalar(
+        select(Job.id)
+        .where(Job.route == route, Job.subject == subject, Job.state == JobState.SUCCEEDED)
+        .order_by(Job.id.desc())
+        .limit(1)
     )

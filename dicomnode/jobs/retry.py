@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from dicomnode.jobs.audit import JobAuditKind, record_job
 from dicomnode.jobs.errors import InvalidJobId, JobError
 from dicomnode.jobs.keys import instance_set_digest, job_key
-from dicomnode.jobs.models import Delivery, DeliveryState, Job, JobState
+from dicomnode.jobs.models import Delivery, DeliveryState, Job, JobState, latest_succeeded
 from dicomnode.store.db import Database
 from dicomnode.store.models import CompletionState, Instance, Series, utcnow
 
@@ -193,16 +193,7 @@ def _queue_successor(session: Session, row: Job, digest: str) -> int:
     """Insert the job of ``row``'s route and series on the instance set ``digest``."""
     now = utcnow()
     inputs = json.loads(row.inputs)
-    predecessor = session.scalar(
-        select(Job.id)
-        .where(
-            Job.route == row.route,
-            Job.subject == row.subject,
-            Job.state == JobState.SUCCEEDED,
-        )
-        .order_by(Job.id.desc())
-        .limit(1)
-    )
+    predecessor = latest_succeeded(session, row.route, row.subject)
     job = Job(
         key=job_key(
             route=row.route,
