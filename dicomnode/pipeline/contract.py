@@ -138,11 +138,17 @@ class PipelineResult:
         sha256 of the model weights used ("" when none), for algorithm identification.
     demo_weights : bool
         The weights are demo weights (synthetic training data): every result object says so.
+    model_name : str
+        Name of the weights (the bundle's metadata ``name``; "" when none).
+    model_version : str
+        Version of the weights (the bundle's metadata ``version``; "" when none).
     """
 
     findings: Findings
     model_sha256: str = ""
     demo_weights: bool = False
+    model_name: str = ""
+    model_version: str = ""
 
 
 class Pipeline(ABC):

@@ -295,7 +295,12 @@ def execute(
             result.findings,
             sources,
             algorithm=Algorithm(
-                pipeline.name, pipeline.version, result.model_sha256, result.demo_weights
+                pipeline.name,
+                pipeline.version,
+                result.model_sha256,
+                result.demo_weights,
+                model_name=result.model_name,
+                model_version=result.model_version,
             ),
             outputs=kinds,
             uid_root=uid_root,

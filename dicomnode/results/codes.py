@@ -24,6 +24,8 @@ __all__ = [
     "CERTAINTY_OF_FINDING",
     "DIAMETER",
     "PROBABILITY_OF_CANCER",
+    "SUM_OF_VOXEL_VOLUMES",
+    "TOTAL",
     "VOLUME",
     "KindCodes",
     "procedure_code",
@@ -101,6 +103,8 @@ BREAST_COMPOSITION = codes.SCT.BreastComposition  # 129715009, value from CID 60
 DIAMETER = codes.SCT.Diameter  # 81827009
 VOLUME = codes.SCT.Volume  # 118565006
 ABSENT = codes.SCT.Absent  # 272519000, CID 240 Present-Absent
+TOTAL = codes.SCT.Total  # 255619001, CID 7464 derivation of a burden (sum over findings)
+SUM_OF_VOXEL_VOLUMES = codes.DCM.SumOfSegmentedVoxelMethodForVolume  # 126030, CID 7474
 
 
 def procedure_code(modality: str) -> Code:

@@ -81,12 +81,36 @@ class Algorithm:
     demo_weights : bool
         The model's weights are demo weights trained on synthetic phantoms: every object
         labels itself with :data:`DEMO_LABEL` besides :data:`RESEARCH_LABEL`.
+    model_name : str
+        Name of the weights (a bundle's metadata ``name``), "" when unknown; at most 64
+        characters are kept where a DICOM value limits it.
+    model_version : str
+        Version of the weights, "" when unknown.
     """
 
     name: str
     version: str
     model_sha256: str = ""
     demo_weights: bool = False
+    model_name: str = ""
+    model_version: str = ""
+
+    @property
+    def weights(self) -> str:
+        """``"<model name> <model version>"`` ("" when neither is known)."""
+        return " ".join(part for part in (self.model_name, self.model_version) if part)
+
+    def parameters(self) -> dict[str, str]:
+        """What identifies the weights, for Algorithm Parameters: ``weights`` (name and
+        version), ``model_sha256`` and, for demo weights, ``demo`` (what they are)."""
+        out = {}
+        if self.weights:
+            out["weights"] = self.weights
+        if self.model_sha256:
+            out["model_sha256"] = self.model_sha256
+        if self.demo_weights:
+            out["demo"] = DEMO_NOTE
+        return out
 
     @property
     def label(self) -> str:

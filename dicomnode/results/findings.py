@@ -118,6 +118,19 @@ class Mask:
         """True when no voxel is set."""
         return not bool(self.array.any())
 
+    @property
+    def volume_ml(self) -> float:
+        """Total volume of the set voxels in mL (slice thickness: the median gap between
+        slice positions, 1 mm for a single slice)."""
+        geo = self.geometry
+        if len(geo.positions) > 1:
+            gaps = np.abs(np.diff(np.asarray(geo.positions) @ np.asarray(geo.normal)))
+            thickness = float(np.median(gaps))
+        else:
+            thickness = 1.0
+        voxel_ml = geo.pixel_spacing[0] * geo.pixel_spacing[1] * thickness / 1000.0
+        return float(self.array.sum()) * voxel_ml
+
 
 @dataclass(frozen=True)
 class RegionFinding:

@@ -10,7 +10,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 from dicomnode.results.codes import KIND_CODES
-from dicomnode.results.common import DEMO_NOTE, MANUFACTURER, EncodingContext
+from dicomnode.results.common import MANUFACTURER, EncodingContext
 from dicomnode.results.errors import EncodingError
 from dicomnode.results.findings import Findings, Mask
 from dicomnode.results.sources import index_sources
@@ -21,11 +21,10 @@ _SliceKey = tuple[str, int | None]
 
 
 def algorithm_identification(ctx: EncodingContext) -> hd.AlgorithmIdentificationSequence:
-    """Algorithm Identification Sequence: pipeline name, version, model sha256, demo weights."""
+    """Algorithm Identification Sequence: pipeline name and version; the weights' name,
+    version and sha256, and whether they are demo weights, as parameters."""
     alg = ctx.algorithm
-    parameters = {"model_sha256": alg.model_sha256} if alg.model_sha256 else {}
-    if alg.demo_weights:
-        parameters["weights"] = DEMO_NOTE
+    parameters = alg.parameters()
     return hd.AlgorithmIdentificationSequence(
         name=alg.name,
         family=codes.cid7162.ArtificialIntelligence,

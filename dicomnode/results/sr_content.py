@@ -11,7 +11,7 @@ from pydicom.sr.codedict import codes
 
 from dicomnode.results import codes as dn_codes
 from dicomnode.results.codes import KIND_CODES
-from dicomnode.results.common import DEMO_NOTE, MANUFACTURER, EncodingContext
+from dicomnode.results.common import MANUFACTURER, EncodingContext
 from dicomnode.results.errors import EncodingError
 from dicomnode.results.findings import (
     Classification,
@@ -42,11 +42,10 @@ _GRAPHIC_TYPES = {
 
 
 def sr_algorithm(ctx: EncodingContext) -> hd.sr.AlgorithmIdentification:
-    """TID 4019 algorithm identification: pipeline name, version, model sha256, demo weights."""
+    """TID 4019 algorithm identification: pipeline name and version; the weights' name,
+    version and sha256, and whether they are demo weights, as parameters."""
     alg = ctx.algorithm
-    parameters = [f"model_sha256={alg.model_sha256}"] if alg.model_sha256 else []
-    if alg.demo_weights:
-        parameters.append(f"weights={DEMO_NOTE}")
+    parameters = [f"{key}={value}" for key, value in alg.parameters().items()]
     return hd.sr.AlgorithmIdentification(
         name=alg.name,
         version=alg.version,
@@ -175,19 +174,16 @@ def region_group(
 def mask_group(
     mask: Mask, segment_number: int, seg: Dataset, ctx: EncodingContext
 ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
-    """TID 1411 group referencing a SEG segment, with the mask's total volume in mL."""
+    """TID 1411 group referencing a SEG segment: the total of all findings of the mask.
+
+    Its own group and its own concept, so that a reader cannot add it to the per-finding
+    volumes: tracking identifier "<kind> burden (all)", the volume with derivation "Total"
+    (SCT 255619001, CID 7464) and method "Sum of segmented voxel volumes" (DCM 126030).
+    """
     kc = KIND_CODES[mask.kind]
-    geo = mask.geometry
-    if len(geo.positions) > 1:
-        gaps = np.abs(np.diff(np.asarray(geo.positions) @ geo.normal))
-        thickness = float(np.median(gaps))
-    else:
-        thickness = 1.0
-    voxel_ml = geo.pixel_spacing[0] * geo.pixel_spacing[1] * thickness / 1000.0
-    volume = float(mask.array.sum()) * voxel_ml
     algorithm = sr_algorithm(ctx)
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=_tracking(ctx, f"{kc.title} mask", "mask", mask.kind.value),
+        tracking_identifier=_tracking(ctx, f"{kc.title} burden (all)", "mask", mask.kind.value),
         referenced_segment=hd.sr.ReferencedSegment(
             sop_class_uid=str(seg.SOPClassUID),
             sop_instance_uid=str(seg.SOPInstanceUID),
@@ -202,7 +198,12 @@ def mask_group(
         finding_sites=[hd.sr.FindingSite(kc.anatomy)],
         measurements=[
             hd.sr.Measurement(
-                dn_codes.VOLUME, volume, dn_codes.UNIT_MILLILITER, algorithm_id=algorithm
+                dn_codes.VOLUME,
+                mask.volume_ml,
+                dn_codes.UNIT_MILLILITER,
+                derivation=dn_codes.TOTAL,
+                method=dn_codes.SUM_OF_VOXEL_VOLUMES,
+                algorithm_id=algorithm,
             )
         ],
     )

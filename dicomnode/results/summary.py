@@ -54,6 +54,9 @@ def summary_lines(findings: Findings, ctx: EncodingContext) -> list[str]:
     lines = [f"{RESEARCH_LABEL} - not for diagnostic use", f"{alg.name} {alg.version} (dicomnode)"]
     if alg.demo_weights:
         lines.insert(1, DEMO_NOTE)
+    if alg.weights or alg.model_sha256:
+        sha = f" sha256:{alg.model_sha256[:12]}" if alg.model_sha256 else ""
+        lines.append(f"weights: {alg.weights or 'unnamed'}{sha}")
     for n, r in enumerate(findings.regions, start=1):
         parts = [f"{n}. {KIND_CODES[r.kind].title}"]
         if r.diameter_mm is not None:
@@ -65,7 +68,8 @@ def summary_lines(findings: Findings, ctx: EncodingContext) -> list[str]:
         lines.append(", ".join(parts))
     for m in findings.masks:
         if not m.is_empty:
-            lines.append(f"{KIND_CODES[m.kind].title} mask: {int(m.array.sum())} voxels")
+            title = KIND_CODES[m.kind].title
+            lines.append(f"{title} burden (all): {m.volume_ml:.2f} mL, {int(m.array.sum())} voxels")
     for c in findings.classifications:
         side = {"L": "Left", "R": "Right"}.get(c.laterality.value if c.laterality else "", "All")
         parts = [f"{side} {KIND_CODES[c.kind].anatomy.meaning.lower()}"]

@@ -127,9 +127,7 @@ class BrainLesionPipeline(BundlePipeline):
             regions=tuple(regions),
             masks=(Mask(FindingKind.BRAIN_LESION, mask, volumes[-1].geometry, "brain lesion"),),
         )
-        return PipelineResult(
-            findings=findings, model_sha256=self.model_sha256, demo_weights=self.demo_weights
-        )
+        return self.result(findings)
 
 
 def _lesions(

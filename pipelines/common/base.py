@@ -12,8 +12,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from dicomnode.pipeline import Pipeline
+import numpy as np
+
+from dicomnode.pipeline import Pipeline, PipelineResult
 from dicomnode.pipeline.bundle import Bundle, BundleError, load_bundle
+from dicomnode.results import Findings
+from pipelines.common.calibration import Calibration
 from pipelines.common.dicomio import DEFAULT_DECODE_BUDGET, DEFAULT_MAX_COMPRESSION_RATIO
 
 __all__ = ["MODELS_DIR", "BundlePipeline", "inference_mode"]
@@ -139,6 +143,38 @@ class BundlePipeline(Pipeline):
     def demo_weights(self) -> bool:
         """Whether the loaded weights are demo weights (False before loading)."""
         return self._bundle.demo_weights if self._bundle is not None else False
+
+    def calibration(self) -> Calibration | None:
+        """The bundle's score calibration (``dicomnode_calibration`` in its metadata), or
+        None: raw scores are then reported unchanged."""
+        return Calibration.from_metadata(self.metadata())
+
+    def calibrated(self, scores: np.ndarray) -> np.ndarray:
+        """``scores`` mapped to calibrated probabilities (unchanged without a calibration)."""
+        calibration = self.calibration()
+        raw = np.asarray(scores, dtype=np.float64)
+        return calibration.apply(raw) if calibration is not None else raw
+
+    def operating_point(self, ctx_options: Mapping[str, Any] | None, default: float) -> float:
+        """The score threshold: the ``threshold`` option, else the calibration's operating
+        point, else ``default``."""
+        calibration = self.calibration()
+        fallback = calibration.operating_point if calibration is not None else default
+        value = float(self.option("threshold", fallback, ctx_options))
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"threshold must lie in [0, 1], got {value}")
+        return value
+
+    def result(self, findings: Findings) -> PipelineResult:
+        """``findings`` with what made them: the loaded weights' sha256, name and version."""
+        bundle = self._bundle
+        return PipelineResult(
+            findings=findings,
+            model_sha256=self.model_sha256,
+            demo_weights=self.demo_weights,
+            model_name=bundle.name if bundle is not None else "",
+            model_version=bundle.version if bundle is not None else "",
+        )
 
     @property
     def model_sha256(self) -> str:

@@ -42,7 +42,8 @@ class LungNodulePipeline(BundlePipeline):
     bundle, decode_budget_bytes, amp
         See :class:`~pipelines.common.base.BundlePipeline`.
     threshold : float
-        Smallest detection score reported (default 0.5).
+        The operating point: smallest calibrated detection probability reported (default: the
+        bundle's calibrated operating point, else 0.5; see ``pipelines.common.calibration``).
     max_findings : int
         Most nodules reported, best scores first (default 20).
     min_slices : int
@@ -99,10 +100,10 @@ class LungNodulePipeline(BundlePipeline):
         ctx.log.info("lung_nodule: working grid %s, sliding window %s", grid.shape, use_inferer)
         with inference_mode(ctx.device, self.amp):
             output = detector([image], use_inferer=use_inferer)[0]
-        threshold = float(self.option("threshold", 0.5, options))
+        threshold = self.operating_point(options, 0.5)
         limit = int(self.option("max_findings", 20, options))
         boxes = output["box"].float().cpu().numpy().reshape(-1, 6)
-        scores = output["label_scores"].float().cpu().numpy().reshape(-1)
+        scores = self.calibrated(output["label_scores"].float().cpu().numpy().reshape(-1))
         keep = np.argsort(-scores)[:limit]
         keep = keep[scores[keep] >= threshold]
         regions, mask = _findings(boxes[keep], scores[keep], grid, volume.geometry)
@@ -111,9 +112,7 @@ class LungNodulePipeline(BundlePipeline):
             regions=tuple(regions),
             masks=(mask,) if mask is not None else (),
         )
-        return PipelineResult(
-            findings=findings, model_sha256=self.model_sha256, demo_weights=self.demo_weights
-        )
+        return self.result(findings)
 
 
 def _findings(

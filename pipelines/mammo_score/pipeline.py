@@ -92,20 +92,21 @@ class MammoScorePipeline(BundlePipeline):
         with inference_mode(ctx.device, self.amp):
             logits = network(batch.to(ctx.device)).float().cpu()
         channels = output_channels(bundle)
-        scores = torch.sigmoid(logits) if channels.sigmoid else torch.softmax(logits, dim=1)
+        activated = torch.sigmoid(logits) if channels.sigmoid else torch.softmax(logits, dim=1)
+        scores = activated.numpy().astype(np.float64)
+        if channels.mass is not None:  # the mass score is calibrated; density is a class
+            scores[:, channels.mass] = self.calibrated(scores[:, channels.mass])
         per_side: dict[str, list[int]] = defaultdict(list)
         for index, ds in enumerate(datasets):
             per_side[view_key(ds).laterality].append(index)
         classifications = [
-            _breast(side, indices, scores.numpy(), channels, datasets)
+            _breast(side, indices, scores, channels, datasets)
             for side, indices in sorted(per_side.items())
         ]
         findings = Findings(
             kinds=(FindingKind.BREAST_ASSESSMENT,), classifications=tuple(classifications)
         )
-        return PipelineResult(
-            findings=findings, model_sha256=self.model_sha256, demo_weights=self.demo_weights
-        )
+        return self.result(findings)
 
 
 def _breast(

@@ -131,6 +131,67 @@ def test_mask_group_references_seg(ct: list[Dataset], algorithm: Algorithm, tmp_
     assert _measurements(group)["118565006"][0] == pytest.approx(16 * voxel_ml)
 
 
+def test_burden_has_its_own_group_and_concept(
+    ct: list[Dataset], algorithm: Algorithm, tmp_path: Path
+) -> None:
+    """The total over all lesions is a Total (derivation) of its own group, apart from the
+    per-lesion volumes, so a reader cannot add it to them."""
+    geo = geometry_from_datasets(ct)
+    mask = np.zeros(geo.shape, bool)
+    mask[4:6, 10:14, 10:12] = True
+    mask[8, 30:32, 30:32] = True
+    lesion = RegionFinding.sphere("brain_lesion", geo.index_to_patient(11, 11, 5), 4.0, score=0.8)
+    findings = Findings(
+        kinds=("brain_lesion",), regions=(lesion,), masks=(Mask("brain_lesion", mask, geo),)
+    )
+    seg, sr, _ = encode(findings, ct, algorithm=algorithm, uid_root=ROOT)
+    verify(sr, tmp_path, "SR")
+    groups = _report(sr, tmp_path).get_volumetric_roi_measurement_groups()
+    burden = [g for g in groups if g.reference_type == codes.DCM.ReferencedSegment]
+    per_lesion = [g for g in groups if g.reference_type != codes.DCM.ReferencedSegment]
+    assert len(burden) == 1 and len(per_lesion) == 1
+    assert "burden" in burden[0].tracking_identifier
+    assert "burden" not in per_lesion[0].tracking_identifier
+    (total,) = burden[0].get_measurements()
+    assert total.derivation == codes.SCT.Total
+    assert total.method == codes.DCM.SumOfSegmentedVoxelMethodForVolume
+    assert total.value == pytest.approx(20 * 0.8 * 0.7 * 2.5 / 1000)
+    for measurement in per_lesion[0].get_measurements():
+        assert measurement.derivation is None
+
+
+def test_sr_names_the_weights(ct: list[Dataset], tmp_path: Path) -> None:
+    """The SR says which weights made it: name, version, sha256, and that they are demo."""
+    algorithm = Algorithm(
+        "lung_nodule",
+        "1.2.0",
+        "cd" * 32,
+        demo_weights=True,
+        model_name="Lung nodule CT detection (dicomnode demo)",
+        model_version="0.2.0",
+    )
+    region = RegionFinding.sphere(
+        "lung_nodule", geometry_from_datasets(ct).index_to_patient(5, 31, 41), 6.0, score=0.7
+    )
+    findings = Findings(kinds=("lung_nodule",), regions=(region,))
+    (sr,) = encode(findings, ct, algorithm=algorithm, outputs=["sr"], uid_root=ROOT)
+    verify(sr, tmp_path, "SR")
+    (group,) = _report(sr, tmp_path).get_volumetric_roi_measurement_groups()
+    (certainty,) = [m for m in group.get_measurements() if m.name == codes.DCM.CertaintyOfFinding]
+    assert certainty.value == pytest.approx(0.7)
+    texts = set(_text_values(sr))
+    assert "weights=Lung nodule CT detection (dicomnode demo) 0.2.0" in texts
+    assert f"model_sha256={'cd' * 32}" in texts
+    assert any(t.startswith("demo=DEMO WEIGHTS") for t in texts)
+
+
+def _text_values(ds: Dataset) -> list[str]:
+    out = [str(ds.TextValue)] if "TextValue" in ds else []
+    for item in ds.get("ContentSequence", []):
+        out.extend(_text_values(item))
+    return out
+
+
 def test_empty_findings_say_nothing_found(
     ct: list[Dataset], algorithm: Algorithm, tmp_path: Path
 ) -> None:
