@@ -4,20 +4,37 @@ Every generator is a pure function of its seed and arguments: the same call give
 datasets (UIDs included, derived from a hash of the seed). Ground truth comes back beside the
 datasets as plain dataclasses (:mod:`dicomnode.synthetic.truth`).
 
+Domain randomisation (training data): :class:`FlairVariation` and :class:`MammoVariation` widen the
+FLAIR and mammography families (bias fields, lesion contrast and sites, fat, planes, stored ranges;
+breast outline, texture models, mass shapes, calcifications, exposure curves);
+:func:`random_brain_mr` and :func:`random_mammography` draw every family per seed.
+
 Command line: ``python -m dicomnode.synthetic {ct,mr,brats,mg} --seed N --out DIR``.
 """
 
 from dicomnode.synthetic.common import synthetic_uid, write_study
 from dicomnode.synthetic.ct import CT_IMAGE_STORAGE, ChestCT, NoduleSpec, chest_ct
-from dicomnode.synthetic.mg import MG_FOR_PRESENTATION_STORAGE, Mammogram, mammography
+from dicomnode.synthetic.mg import (
+    MG_FOR_PRESENTATION_STORAGE,
+    BreastTexture,
+    Mammogram,
+    MammoVariation,
+    MassShape,
+    mammography,
+)
 from dicomnode.synthetic.mr import (
     MR_IMAGE_STORAGE,
     BrainMR,
     BrainTissue,
+    FlairVariation,
+    LesionPlacement,
     MRSequence,
+    Orientation,
     brain_mr,
     brats_study,
 )
+from dicomnode.synthetic.random_mg import MammographyDraw, draw_mammography, random_mammography
+from dicomnode.synthetic.random_mr import BrainMRDraw, draw_brain_mr, random_brain_mr
 from dicomnode.synthetic.truth import (
     DensityClass,
     Laterality,
@@ -37,18 +54,26 @@ __all__ = [
     "MG_FOR_PRESENTATION_STORAGE",
     "MR_IMAGE_STORAGE",
     "BrainMR",
+    "BrainMRDraw",
     "BrainTissue",
+    "BreastTexture",
     "ChestCT",
     "DensityClass",
+    "FlairVariation",
     "Laterality",
     "Lesion",
+    "LesionPlacement",
     "MRSequence",
-    "Mammogram",
     "MammoTruth",
+    "MammoVariation",
+    "Mammogram",
+    "MammographyDraw",
     "Mass",
+    "MassShape",
     "Nodule",
     "NoduleKind",
     "NoduleSpec",
+    "Orientation",
     "PixelPoint",
     "Projection",
     "View",
@@ -56,7 +81,11 @@ __all__ = [
     "brain_mr",
     "brats_study",
     "chest_ct",
+    "draw_brain_mr",
+    "draw_mammography",
     "mammography",
+    "random_brain_mr",
+    "random_mammography",
     "synthetic_uid",
     "write_study",
 ]

@@ -28,6 +28,7 @@ class BrainTissue(enum.IntEnum):
     GREY_MATTER = 4
     WHITE_MATTER = 5
     LESION = 6
+    FAT = 7
 
 
 class MRSequence(enum.StrEnum):

@@ -6,13 +6,22 @@ caller scales to the stored bit depth and inverts for MONOCHROME1.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from dicomnode.synthetic._breast_domain import (
+    BreastTexture,
+    MammoVariation,
+    MassShape,
+    add_calcifications,
+    add_skin_line,
+    mass_outline,
+    texture_propensity,
+)
 from dicomnode.synthetic.truth import PixelPoint, Projection, View
 
-__all__ = ["BreastShape", "MassPlacement", "breast_shape", "render_view"]
+__all__ = ["BreastShape", "MassPlacement", "RenderedView", "breast_shape", "render_view"]
 
 _BACKGROUND, _FAT, _DENSE, _MASS, _PECTORAL = 40.0, 1250.0, 1050.0, 1500.0, 2300.0
 
@@ -30,6 +39,7 @@ class BreastShape:
     half_height_mlo: float
     centre_cc: float
     centre_mlo: float
+    roundness: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,19 @@ class MassPlacement:
     m: float
     s: float
     diameter_mm: float
+    shape: MassShape | None = None
+    contrast: float = 1.0
+
+
+@dataclass
+class RenderedView:
+    """One rendered view: float image (12-bit units), dense fraction, regions, calcifications."""
+
+    image: np.ndarray
+    fraction: float
+    breast: np.ndarray
+    pectoral: np.ndarray
+    calcifications: list[PixelPoint] = field(default_factory=list)
 
 
 def breast_shape(rng: np.random.Generator, width_mm: float, height_mm: float) -> BreastShape:
@@ -104,22 +127,30 @@ def render_view(
     shape: tuple[int, int],
     spacing: float,
     noise: float,
-) -> tuple[np.ndarray, float]:
-    """Render one view; return the float image (12-bit units) and its dense-tissue fraction.
+    variation: MammoVariation | None = None,
+    clusters: tuple[MassPlacement, ...] = (),
+) -> RenderedView:
+    """Render one view: the float image (12-bit units), its dense-tissue fraction and regions.
 
     The dense-tissue fraction is measured over the breast without the pectoral muscle.
+    ``clusters`` places calcification clusters (their diameter is ignored).
     """
     u, v = _view_coordinates(view, shape, spacing)
     if view.projection is Projection.CC:
         centre, half = breast.centre_cc, breast.half_height_cc
     else:
         centre, half = breast.centre_mlo, breast.half_height_mlo
-    radius = np.sqrt((u / breast.depth) ** 2 + ((v - centre) / half) ** 2)
+    if breast.roundness == 2.0:
+        radius = np.sqrt((u / breast.depth) ** 2 + ((v - centre) / half) ** 2)
+    else:
+        p = np.float32(breast.roundness)
+        radius = (np.abs(u / breast.depth) ** p + np.abs((v - centre) / half) ** p) ** (1 / p)
     inside = radius < 1.0
     pectoral = np.zeros(shape, bool)
     if view.projection is Projection.MLO:
-        length = 0.6 * shape[0] * spacing
-        pectoral = u < 0.38 * breast.depth * (1 - v / length)
+        size = 1.0 if variation is None else variation.pectoral_scale
+        length = 0.6 * size * shape[0] * spacing
+        pectoral = u < 0.38 * size * breast.depth * (1 - v / length)
         inside = inside | pectoral
     tissue = inside & ~pectoral
     thickness = np.clip(np.sqrt(np.clip(1 - radius**2, 0, 1)) * 3.0, 0, 1)
@@ -127,6 +158,10 @@ def render_view(
     fine = _smooth_field(rng, shape, 1.5 / spacing)
     coarse = _smooth_field(rng, shape, 6.0 / spacing)
     propensity = coarse + 0.5 * fine + 1.8 * (1 - radius) - 1.2 * (u < 0.08 * breast.depth)
+    if variation is not None and variation.texture is not BreastTexture.SMOOTH:
+        propensity = texture_propensity(variation.texture, rng, shape, spacing, radius) - 1.2 * (
+            u < 0.08 * breast.depth
+        )
     dense = np.zeros(shape, bool)
     weight = np.zeros(shape, np.float32)
     if fraction > 0 and tissue.any():
@@ -134,14 +169,36 @@ def render_view(
         dense = tissue & (propensity > threshold)
         # Soft edges: the truth is the hard mask, the pixels blend over ±0.15 of propensity.
         weight = np.clip((propensity - threshold) / 0.3 + 0.5, 0, 1) * tissue
+    if variation is not None:
+        weight = weight * np.float32(variation.dense_gain)
     image += weight * (_DENSE * (0.8 + 0.08 * fine) * (0.6 + 0.4 * thickness))
     image[pectoral] = _PECTORAL + 60 * fine[pectoral]
     image *= 1 + 0.04 * fine * inside
     for placement in masses:
         image += _mass_profile(view, placement, breast, shape, spacing, rng)
+    dots = [
+        PixelPoint(row=r, column=c)
+        for cluster in clusters
+        for r, c in add_calcifications(
+            image, _point_tuple(view, cluster, breast, shape, spacing), spacing, rng
+        )
+    ]
+    if variation is not None and variation.skin_line:
+        add_skin_line(image, inside, int(round(1.0 / spacing)))
     image += rng.standard_normal(shape).astype(np.float32) * np.float32(noise)
     measured = float(dense[tissue].mean()) if tissue.any() else 0.0
-    return image, measured
+    return RenderedView(image, measured, inside, pectoral, dots)
+
+
+def _point_tuple(
+    view: View,
+    placement: MassPlacement,
+    breast: BreastShape,
+    shape: tuple[int, int],
+    spacing: float,
+) -> tuple[float, float]:
+    point = mass_point(view, placement, breast, shape, spacing)
+    return point.row, point.column
 
 
 def _mass_profile(
@@ -157,8 +214,11 @@ def _mass_profile(
     rows = np.arange(shape[0], dtype=np.float32)[:, None] - np.float32(point.row)
     columns = np.arange(shape[1], dtype=np.float32)[None, :] - np.float32(point.column)
     radius_px = placement.diameter_mm / 2 / spacing
-    angle = np.arctan2(rows, columns)
-    lobes = 1 + 0.1 * np.sin(5 * angle + rng.uniform(0, 2 * np.pi))
-    distance = np.sqrt(rows**2 + columns**2) / (radius_px * lobes)
+    if placement.shape is None:
+        angle = np.arctan2(rows, columns)
+        lobes = 1 + 0.1 * np.sin(5 * angle + rng.uniform(0, 2 * np.pi))
+        distance = np.sqrt(rows**2 + columns**2) / (radius_px * lobes)
+    else:
+        distance = mass_outline(placement.shape, rows, columns, radius_px, rng)
     edge = np.clip((1 - distance) * radius_px / 1.5 + 0.5, 0, 1)
-    return (_MASS * edge).astype(np.float32)
+    return (_MASS * placement.contrast * edge).astype(np.float32)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -13,6 +14,12 @@ from dicomnode.synthetic._breast import (
     breast_shape,
     mass_point,
     render_view,
+)
+from dicomnode.synthetic._breast_domain import (
+    BreastTexture,
+    MammoVariation,
+    MassShape,
+    apply_exposure,
 )
 from dicomnode.synthetic.common import (
     Equipment,
@@ -28,11 +35,19 @@ from dicomnode.synthetic.truth import (
     Laterality,
     MammoTruth,
     Mass,
+    PixelPoint,
     Projection,
     View,
 )
 
-__all__ = ["MG_FOR_PRESENTATION_STORAGE", "Mammogram", "mammography"]
+__all__ = [
+    "MG_FOR_PRESENTATION_STORAGE",
+    "BreastTexture",
+    "Mammogram",
+    "MammoVariation",
+    "MassShape",
+    "mammography",
+]
 
 MG_FOR_PRESENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.1.2"
 VIEW_ORDER = (View.RCC, View.LCC, View.RMLO, View.LMLO)
@@ -68,11 +83,21 @@ class Mammogram:
         The view of each dataset.
     truth : MammoTruth
         Density class, fibroglandular fraction per view, masses with their positions per view.
+    breast_masks, pectoral_masks : dict of View to numpy.ndarray
+        Boolean masks of the breast (pectoral muscle included) and of the pectoral muscle.
+    calcifications : dict of View to list of PixelPoint
+        Calcification dots per view (distractors: they are not masses).
+    variation : MammoVariation, optional
+        The domain families the study was drawn with (None: the original phantom).
     """
 
     datasets: list[Dataset]
     views: list[View]
     truth: MammoTruth
+    breast_masks: dict[View, np.ndarray] = field(default_factory=dict)
+    pectoral_masks: dict[View, np.ndarray] = field(default_factory=dict)
+    calcifications: dict[View, list[PixelPoint]] = field(default_factory=dict)
+    variation: MammoVariation | None = None
 
     def dataset(self, view: View | str) -> Dataset:
         """Return the dataset of ``view``."""
@@ -92,6 +117,7 @@ def mammography(
     photometric: str = "MONOCHROME2",
     series_per_view: bool = False,
     noise: float = 25.0,
+    variation: MammoVariation | None = None,
 ) -> Mammogram:
     """Generate a 4-view screening mammogram (RCC, LCC, RMLO, LMLO).
 
@@ -120,6 +146,10 @@ def mammography(
         One series per view instead of one series holding the four views.
     noise : float
         Standard deviation of the noise in 12-bit units.
+    variation : MammoVariation, optional
+        Domain families (breast size and outline, texture model, mass shapes and contrast,
+        calcification clusters, pectoral size, skin line, exposure curve, VOI LUT); None keeps
+        the original output byte for byte.
     """
     rows, columns = shape
     if min(shape) < 32:
@@ -144,11 +174,16 @@ def mammography(
         side: [_place_mass(rng, diameter_range_mm, breasts[side]) for _ in range(counts[side])]
         for side in breasts
     }
+    clusters: dict[Laterality, tuple[MassPlacement, ...]] = {side: () for side in breasts}
+    if variation is not None:
+        breasts, placements, clusters = _vary_layout(
+            rng_for(seed, "mg", "families"), variation, breasts, placements
+        )
     study = make_study_header(seed, "MG", description="MAMMOGRAPHY SCREENING BILATERAL", sex="F")
-    datasets, fractions = [], {}
+    datasets, fractions, rendered = [], {}, {}
     for number, view in enumerate(VIEW_ORDER, start=1):
         side = view.laterality
-        image, fractions[view] = render_view(
+        rendered[view] = render_view(
             view,
             breasts[side],
             fraction,
@@ -157,13 +192,19 @@ def mammography(
             shape,
             spacing,
             noise,
+            variation,
+            clusters[side],
         )
+        image, fractions[view] = rendered[view].image, rendered[view].fraction
+        if variation is not None:
+            image = apply_exposure(image, variation.gamma, variation.exposure)
         stored = _stored(image, bits_stored, photometric)
-        datasets.append(
-            _dataset(
-                study, view, number, stored, spacing, bits_stored, photometric, series_per_view
-            )
+        ds = _dataset(
+            study, view, number, stored, spacing, bits_stored, photometric, series_per_view
         )
+        if variation is not None:
+            _window_from_breast(ds, stored, rendered[view].breast, variation)
+        datasets.append(ds)
     truth_masses = tuple(
         Mass(
             laterality=side,
@@ -178,7 +219,69 @@ def mammography(
         for placement in placements[side]
     )
     truth = MammoTruth(density=density, fibroglandular_fraction=fractions, masses=truth_masses)
-    return Mammogram(datasets=datasets, views=list(VIEW_ORDER), truth=truth)
+    return Mammogram(
+        datasets=datasets,
+        views=list(VIEW_ORDER),
+        truth=truth,
+        breast_masks={view: r.breast for view, r in rendered.items()},
+        pectoral_masks={view: r.pectoral for view, r in rendered.items()},
+        calcifications={view: r.calcifications for view, r in rendered.items()},
+        variation=variation,
+    )
+
+
+def _vary_layout(
+    rng: np.random.Generator,
+    variation: MammoVariation,
+    breasts: dict[Laterality, BreastShape],
+    placements: dict[Laterality, list[MassPlacement]],
+) -> tuple[
+    dict[Laterality, BreastShape],
+    dict[Laterality, list[MassPlacement]],
+    dict[Laterality, tuple[MassPlacement, ...]],
+]:
+    """Scale the breasts, give each mass a shape and contrast, place calcification clusters."""
+    scale = variation.breast_scale
+    varied = {
+        side: dataclasses.replace(
+            breast,
+            depth=breast.depth * scale,
+            half_height_cc=breast.half_height_cc * scale,
+            half_height_mlo=breast.half_height_mlo * scale,
+            roundness=variation.roundness,
+        )
+        for side, breast in breasts.items()
+    }
+    shaped = {
+        side: [
+            dataclasses.replace(
+                placement,
+                shape=variation.mass_shapes[int(rng.integers(len(variation.mass_shapes)))],
+                contrast=float(rng.uniform(*variation.mass_contrast)),
+            )
+            for placement in side_placements
+        ]
+        for side, side_placements in placements.items()
+    }
+    low, high = variation.calcification_clusters
+    clusters = {
+        side: tuple(
+            _place_mass(rng, (1.0, 1.0), varied[side])
+            for _ in range(int(rng.integers(low, high + 1)))
+        )
+        for side in varied
+    }
+    return varied, shaped, clusters
+
+
+def _window_from_breast(
+    ds: Dataset, stored: np.ndarray, breast: np.ndarray, variation: MammoVariation
+) -> None:
+    """Window on the breast's own 1st–99th percentile, with the variation's VOI LUT function."""
+    low, high = np.percentile(stored[breast], [1, 99]) if breast.any() else (0, 1)
+    ds.WindowCenter = int(round((low + high) / 2))
+    ds.WindowWidth = max(2, int(round(high - low)))
+    ds.VOILUTFunction = variation.voi_lut_function
 
 
 def _mass_counts(

@@ -10,12 +10,23 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from dicomnode.synthetic._brain import (
+    _SIGNAL,
     BrainTissue,
     MRSequence,
     brain_labels,
     place_lesions,
     render_sequence,
     tissue_texture,
+)
+from dicomnode.synthetic._brain_domain import (
+    FlairVariation,
+    LesionPlacement,
+    Orientation,
+    add_fat,
+    oriented_geometry,
+    place_varied_lesions,
+    render_varied_flair,
+    voxel_coordinates,
 )
 from dicomnode.synthetic.common import (
     Equipment,
@@ -31,7 +42,17 @@ from dicomnode.synthetic.common import (
 )
 from dicomnode.synthetic.truth import Lesion, VolumeGeometry
 
-__all__ = ["MR_IMAGE_STORAGE", "BrainMR", "BrainTissue", "MRSequence", "brain_mr", "brats_study"]
+__all__ = [
+    "MR_IMAGE_STORAGE",
+    "BrainMR",
+    "BrainTissue",
+    "FlairVariation",
+    "LesionPlacement",
+    "MRSequence",
+    "Orientation",
+    "brain_mr",
+    "brats_study",
+]
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 _EQUIPMENT = Equipment(
@@ -95,6 +116,8 @@ class BrainMR:
         Shared geometry of the series.
     volumes : dict of MRSequence to numpy.ndarray
         The stored pixel values (uint16) of each series.
+    variation : FlairVariation, optional
+        The domain families the study was drawn with (None: the original phantom).
     """
 
     series: dict[MRSequence, list[Dataset]]
@@ -103,6 +126,7 @@ class BrainMR:
     tissue: np.ndarray
     geometry: VolumeGeometry
     volumes: dict[MRSequence, np.ndarray]
+    variation: FlairVariation | None = None
 
     @property
     def datasets(self) -> list[Dataset]:
@@ -127,6 +151,7 @@ def brain_mr(
     radius_range_mm: tuple[float, float] = (3.0, 8.0),
     noise: float = 12.0,
     reverse_order: bool = False,
+    variation: FlairVariation | None = None,
 ) -> BrainMR:
     """Generate an axial brain MR study (by default one FLAIR series) with lesions.
 
@@ -151,7 +176,11 @@ def brain_mr(
     noise : float
         Standard deviation of each channel of the (Rician) noise.
     reverse_order : bool
-        False: slice 1 is the most inferior; True: the most superior.
+        False: slice 1 is the most inferior; True: the most superior (for other planes: the
+        stacking direction reversed).
+    variation : FlairVariation, optional
+        Domain families (bias field, lesion contrast and sites, fat, head size, plane, stored
+        range); FLAIR-only studies. None keeps the original output byte for byte.
     """
     rows, columns, slices = shape
     if min(shape) < 1:
@@ -165,38 +194,25 @@ def brain_mr(
         raise ValueError("sequences must name at least one MRSequence")
     pixel = pixel_spacing_mm or 240.0 / max(rows, columns)
     spacing = slice_spacing_mm or min(5.0, max(1.0, 150.0 / slices))
-    # Built from the feet up; reverse_order flips the result, so that only the order changes.
-    geometry = axial_geometry(
-        (slices, rows, columns),
-        pixel_spacing_mm=pixel,
-        slice_spacing_mm=spacing,
-        slice_thickness_mm=slice_thickness_mm or spacing,
-        centre_mm=(0.0, 0.0, _HEAD_CENTRE_Z),
-    )
-    x, y, z = axis_coordinates(geometry)
-    coordinates = (x[None, None, :], y[None, :, None], z[:, None, None])
-    scale = min(1.0, 0.95 * min(rows, columns) * pixel / 2 / 95.0)
-    tissue = brain_labels(*coordinates, scale=scale, centre_z=_HEAD_CENTRE_Z)
-    labels, lesions = place_lesions(
-        rng_for(seed, "mr", "lesions"),
-        tissue,
-        geometry,
-        coordinates,
-        n_lesions,
-        (radius_range_mm[0] * scale, radius_range_mm[1] * scale),
-    )
-    texture = tissue_texture(rng_for(seed, "mr", "texture"), tissue.shape)
-    volumes = {
-        sequence: render_sequence(
-            sequence, tissue, coordinates, texture, rng_for(seed, "mr", "noise", sequence), noise
+    grid = _Grid((slices, rows, columns), pixel, spacing, slice_thickness_mm or spacing)
+    radii = radius_range_mm
+    if variation is None:
+        # Built from the feet up; reverse_order flips the result, so that only the order changes.
+        geometry, tissue, labels, lesions, volumes = _original_phantom(
+            seed, grid, wanted, n_lesions, radii, noise
         )
-        for sequence in sorted(wanted, key=lambda s: _PROTOCOLS[s].series_number)
-    }
+    else:
+        if wanted != [MRSequence.FLAIR]:
+            raise ValueError(f"variation applies to FLAIR-only studies, got sequences {wanted}")
+        geometry, tissue, labels, lesions, volumes = _varied_phantom(
+            seed, grid, n_lesions, radii, noise, variation
+        )
     if reverse_order:
+        a, b, c = geometry.slice_direction
         geometry = dataclasses.replace(
             geometry,
             origin_mm=geometry.slice_position(slices - 1),
-            slice_direction=(0.0, 0.0, -1.0),
+            slice_direction=(-a or 0.0, -b or 0.0, -c or 0.0),
         )
         tissue, labels = tissue[::-1].copy(), labels[::-1].copy()
         volumes = {sequence: volume[::-1].copy() for sequence, volume in volumes.items()}
@@ -214,9 +230,112 @@ def brain_mr(
     kind = "MR" if len(volumes) == 1 else "BRATS"
     study = make_study_header(seed, kind, description=f"MR BRAIN {' '.join(volumes)}")
     series = {
-        sequence: _series(study, sequence, volume, geometry) for sequence, volume in volumes.items()
+        sequence: _series(study, sequence, volume, geometry, variation)
+        for sequence, volume in volumes.items()
     }
-    return BrainMR(series, lesions, labels, tissue, geometry, volumes)
+    return BrainMR(series, lesions, labels, tissue, geometry, volumes, variation)
+
+
+@dataclass(frozen=True)
+class _Grid:
+    shape: tuple[int, int, int]
+    pixel_mm: float
+    spacing_mm: float
+    thickness_mm: float
+
+    @property
+    def head_scale(self) -> float:
+        """Size factor of the head that fits the in-plane field of view."""
+        return min(1.0, 0.95 * min(self.shape[1:]) * self.pixel_mm / 2 / 95.0)
+
+    def geometry(self, variation: FlairVariation | None) -> VolumeGeometry:
+        """The axial stack of the original phantom, or the plane of ``variation``."""
+        pixel, spacing, thickness = self.pixel_mm, self.spacing_mm, self.thickness_mm
+        centre = (0.0, 0.0, _HEAD_CENTRE_Z)
+        if variation is None:
+            return axial_geometry(
+                self.shape,
+                pixel_spacing_mm=pixel,
+                slice_spacing_mm=spacing,
+                slice_thickness_mm=thickness,
+                centre_mm=centre,
+            )
+        return oriented_geometry(
+            self.shape,
+            pixel_spacing_mm=pixel,
+            slice_spacing_mm=spacing,
+            slice_thickness_mm=thickness,
+            centre_mm=centre,
+            orientation=variation.orientation,
+            tilt_deg=variation.tilt_deg,
+        )
+
+
+_Phantom = tuple[VolumeGeometry, np.ndarray, np.ndarray, list[Lesion], dict[MRSequence, np.ndarray]]
+
+
+def _original_phantom(
+    seed: int,
+    grid: _Grid,
+    wanted: list[MRSequence],
+    n_lesions: int,
+    radii: tuple[float, float],
+    noise: float,
+) -> _Phantom:
+    """The axial, fat-free phantom of the original generator."""
+    geometry = grid.geometry(None)
+    x, y, z = axis_coordinates(geometry)
+    coordinates = (x[None, None, :], y[None, :, None], z[:, None, None])
+    scale = grid.head_scale
+    tissue = brain_labels(*coordinates, scale=scale, centre_z=_HEAD_CENTRE_Z)
+    labels, lesions = place_lesions(
+        rng_for(seed, "mr", "lesions"),
+        tissue,
+        geometry,
+        coordinates,
+        n_lesions,
+        (radii[0] * scale, radii[1] * scale),
+    )
+    texture = tissue_texture(rng_for(seed, "mr", "texture"), tissue.shape)
+    volumes = {
+        sequence: render_sequence(
+            sequence, tissue, coordinates, texture, rng_for(seed, "mr", "noise", sequence), noise
+        )
+        for sequence in sorted(wanted, key=lambda s: _PROTOCOLS[s].series_number)
+    }
+    return geometry, tissue, labels, lesions, volumes
+
+
+def _varied_phantom(
+    seed: int,
+    grid: _Grid,
+    n_lesions: int,
+    radii: tuple[float, float],
+    noise: float,
+    variation: FlairVariation,
+) -> _Phantom:
+    """A FLAIR phantom in any plane with fat, lesion families, bias field and stored range."""
+    geometry = grid.geometry(variation)
+    coordinates = voxel_coordinates(geometry)
+    scale = grid.head_scale * variation.head_scale
+    tissue = brain_labels(*coordinates, scale=scale, centre_z=_HEAD_CENTRE_Z)
+    if variation.fat:
+        add_fat(tissue, coordinates, scale, _HEAD_CENTRE_Z)
+    labels, lesions = place_varied_lesions(
+        rng_for(seed, "mr", "lesions"), tissue, geometry, coordinates, n_lesions, radii, variation
+    )
+    texture = tissue_texture(rng_for(seed, "mr", "texture"), tissue.shape)
+    volume = render_varied_flair(
+        tissue,
+        labels,
+        coordinates,
+        texture,
+        _SIGNAL[MRSequence.FLAIR],
+        rng_for(seed, "mr", "noise", MRSequence.FLAIR),
+        noise,
+        variation,
+    )
+    return geometry, tissue, labels, lesions, {MRSequence.FLAIR: volume}
 
 
 def brats_study(seed: int = 0, **options: object) -> BrainMR:
@@ -229,7 +348,11 @@ def brats_study(seed: int = 0, **options: object) -> BrainMR:
 
 
 def _series(
-    study: StudyHeader, sequence: MRSequence, volume: np.ndarray, geometry: VolumeGeometry
+    study: StudyHeader,
+    sequence: MRSequence,
+    volume: np.ndarray,
+    geometry: VolumeGeometry,
+    variation: FlairVariation | None,
 ) -> list[Dataset]:
     protocol = _PROTOCOLS[sequence]
     header = make_series_header(
@@ -256,10 +379,25 @@ def _series(
         if sequence is MRSequence.T1C:
             ds.ContrastBolusAgent = "GADOLINIUM"
             ds.ContrastBolusRoute = "IV"
-        set_pixel_data(ds, volume[k], bits_stored=12)
-        ds.WindowCenter, ds.WindowWidth = protocol.window
+        if variation is None:
+            set_pixel_data(ds, volume[k], bits_stored=12)
+            ds.WindowCenter, ds.WindowWidth = protocol.window
+        else:
+            _varied_pixels(ds, volume[k], protocol, variation)
         datasets.append(ds)
     return datasets
+
+
+def _varied_pixels(
+    ds: Dataset, pixels: np.ndarray, protocol: _Protocol, variation: FlairVariation
+) -> None:
+    """Pixel data in the stored range of ``variation``, RescaleSlope when it is not 1."""
+    set_pixel_data(ds, pixels, bits_stored=variation.bits_stored)
+    gain = variation.max_value / 4095.0
+    ds.WindowCenter, ds.WindowWidth = (round(v * gain) for v in protocol.window)
+    if variation.rescale_slope != 1.0:
+        ds.RescaleIntercept, ds.RescaleSlope = "0", f"{variation.rescale_slope:.6g}"
+        ds.RescaleType = "US"
 
 
 def _mr_acquisition(ds: Dataset, protocol: _Protocol, geometry: VolumeGeometry) -> None:

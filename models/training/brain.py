@@ -12,48 +12,56 @@ import torch
 from monai.losses import DiceFocalLoss
 
 from dicomnode.pipeline.bundle import load_bundle
-from dicomnode.synthetic import brain_mr
+from dicomnode.synthetic import BrainTissue
+from dicomnode.synthetic.random_mr import random_brain_mr
 from models.training.common import TRAIN_SEED_BASE, Budget, LossLog, finish
 from pipelines.brain_lesion.model import prepare
 from pipelines.common.dicomio import volume_from_datasets
-from pipelines.common.grid import resize
+from pipelines.common.grid import WorkingGrid, resize
 
 log = logging.getLogger(__name__)
 
-_SHAPES = ((96, 96, 48), (128, 128, 64), (160, 160, 80), (192, 192, 96), (240, 240, 120))
+#: Voxel cap of a generated study (the draw thickens slices above it); bounds generation time.
+MAX_VOXELS = 3_000_000
+#: Share of patches centred on a lesion, and on fat (hard negatives: bright, not lesions).
+LESION_PATCHES, FAT_PATCHES = 0.6, 0.2
 
 
 @dataclass
 class Case:
-    """One FLAIR study in the working grid with its lesion mask."""
+    """One FLAIR study in the working grid with its lesion mask and its fat voxels."""
 
     image: torch.Tensor
     label: torch.Tensor
+    fat: torch.Tensor
+
+
+def _to_working(grid: WorkingGrid, mask: np.ndarray) -> torch.Tensor:
+    """A source-grid mask resampled onto the working grid (boolean ``[X, Y, Z]``)."""
+    canonical = grid.canonical_from_source(mask.astype(np.float32))
+    return resize(torch.from_numpy(np.ascontiguousarray(canonical)), grid.shape) > 0.5
 
 
 def make_case(seed: int, bundle_path: Path) -> Case:
-    """Generate and prepare one FLAIR study through the pipeline's own reader."""
+    """Generate a domain-randomised FLAIR study and prepare it through the pipeline's reader."""
     bundle = load_bundle(bundle_path)
-    rng = np.random.default_rng(seed)
-    mr = brain_mr(
-        seed,
-        shape=_SHAPES[int(rng.integers(len(_SHAPES)))],
-        n_lesions=int(rng.integers(0, 6)),
-        radius_range_mm=(2.5, 9.0),
-        noise=float(rng.uniform(6, 20)),
-    )
+    mr = random_brain_mr(seed, max_voxels=MAX_VOXELS)
     series = next(iter(mr.series.values()))
     image, grid = prepare([volume_from_datasets(series)], bundle)
-    labels = grid.canonical_from_source(mr.lesion_mask.astype(np.float32))
-    label = resize(torch.from_numpy(np.ascontiguousarray(labels)), grid.shape) > 0.5
-    return Case(image=image, label=label[None].float())
+    label = _to_working(grid, mr.lesion_mask)
+    fat = torch.nonzero(_to_working(grid, mr.tissue == BrainTissue.FAT))
+    return Case(image=image, label=label[None].float(), fat=fat)
 
 
 def _patch(case: Case, size: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
     shape = np.asarray(case.image.shape[1:])
     foreground = torch.nonzero(case.label[0])
-    if len(foreground) and rng.random() < 0.7:
+    draw = rng.random()
+    if len(foreground) and draw < LESION_PATCHES:
         centre = foreground[int(rng.integers(len(foreground)))].numpy()
+        start = centre - size // 2 + rng.integers(-size // 4, size // 4 + 1)
+    elif len(case.fat) and draw < LESION_PATCHES + FAT_PATCHES:
+        centre = case.fat[int(rng.integers(len(case.fat)))].numpy()
         start = centre - size // 2 + rng.integers(-size // 4, size // 4 + 1)
     else:
         start = np.asarray(
@@ -71,7 +79,7 @@ def _patch(case: Case, size: np.ndarray, rng: np.random.Generator) -> tuple[torc
     return tuple(out)
 
 
-def train(bundle_path: Path, minutes: float, cases: int = 30, batch: int = 4) -> dict:
+def train(bundle_path: Path, minutes: float, cases: int = 48, batch: int = 4) -> dict:
     """Train for ``minutes`` of wall time; returns what to record in the metadata."""
     started = time.monotonic()
     bundle = load_bundle(bundle_path)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from dicomnode.pipeline.bundle import load_bundle
-from dicomnode.synthetic import mammography
+from dicomnode.synthetic.random_mg import random_mammography
 from models.training.common import TRAIN_SEED_BASE, Budget, LossLog, finish
 from pipelines.common.dicomio import decode_pixels
 from pipelines.mammo_score.model import DENSITY_LABELS, view_key, view_tensor
@@ -19,17 +19,9 @@ log = logging.getLogger(__name__)
 
 
 def make_views(seed: int, bundle_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """The 4 views of one synthetic study as network inputs, and their 5 targets."""
+    """The 4 views of one domain-randomised study as network inputs, and their 5 targets."""
     bundle = load_bundle(bundle_path)
-    rng = np.random.default_rng(seed)
-    study = mammography(
-        seed,
-        shape=(int(rng.choice([384, 512, 640])), int(rng.choice([320, 416, 512]))),
-        mass_probability=0.5,
-        bits_stored=int(rng.choice([12, 14, 16])),
-        photometric=str(rng.choice(["MONOCHROME1", "MONOCHROME2"])),
-        noise=float(rng.uniform(15, 35)),
-    )
+    study = random_mammography(seed, mass_probability=0.5)
     images, targets = [], []
     density = DENSITY_LABELS.index(study.truth.density.value)
     for ds in study.datasets:
