@@ -63,11 +63,17 @@ class ChestPhantom:
         In-plane size factor (1.0: a 330 mm × 230 mm body outline).
     lung_bottom_mm, lung_top_mm : float
         z range of the lungs (bases to apices).
+    aspect : float
+        Antero-posterior size relative to the lateral one (1.0: the adult outline above).
+    lung_scale : float
+        Size of the lungs' cross-sections relative to the body (1.0: the default lungs).
     """
 
     scale: float
     lung_bottom_mm: float
     lung_top_mm: float
+    aspect: float = 1.0
+    lung_scale: float = 1.0
 
     def lung_t(self, z: float) -> float:
         """Position of ``z`` within the lungs: 0 at the bases, 1 at the apices."""
@@ -79,10 +85,10 @@ class ChestPhantom:
         ``x`` and ``y`` broadcast together (e.g. a column vector and a row vector for a slice).
         """
         s = self.scale
-        xs, ys = x / s, y / s
+        xs, ys = x / s, y / (s * self.aspect)
         out = np.zeros(np.broadcast(xs, ys).shape, np.uint8)
         t = self.lung_t(z)
-        lung = _dome(t, 0.12, 0.55)
+        lung = _dome(t, 0.12, 0.55) * self.lung_scale
         heart = _dome((t - 0.05) / 0.45, 0.5, 0.5) if 0.05 < t < 0.5 else 0.0
         chest = -0.05 < t < 1.02
 

@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from pydicom.dataset import Dataset
 
 from dicomnode.synthetic._chest import TISSUE_HU, ChestPhantom, Tissue, lung_texture_fields
+from dicomnode.synthetic._ct_nodules import NoduleMix, NoduleSpec, nodule_truth, random_nodules
+from dicomnode.synthetic._ct_scanner import (
+    PixelConvention,
+    ReconKernel,
+    edge_response,
+    encode,
+    padding_hu,
+    padding_value,
+    shape_noise,
+)
+from dicomnode.synthetic._ct_shapes import (
+    BLOOD_HU,
+    CORE_HU,
+    NoduleBody,
+    Tube,
+    nodule_body,
+    paint_ball,
+    paint_tube,
+    vessel_tree,
+)
 from dicomnode.synthetic.common import (
     Equipment,
     axial_geometry,
@@ -20,44 +40,25 @@ from dicomnode.synthetic.common import (
     set_image_plane,
     set_pixel_data,
 )
-from dicomnode.synthetic.truth import Nodule, NoduleKind, VolumeGeometry
+from dicomnode.synthetic.truth import Nodule, VolumeGeometry
 
-__all__ = ["CT_IMAGE_STORAGE", "ChestCT", "NoduleSpec", "chest_ct"]
+__all__ = [
+    "CT_IMAGE_STORAGE",
+    "ChestCT",
+    "NoduleMix",
+    "NoduleSpec",
+    "PixelConvention",
+    "ReconKernel",
+    "chest_ct",
+]
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
-_RESCALE_INTERCEPT = -1024
-_SOLID_HU, _CORE_HU, _GROUND_GLASS_HU = 35.0, 25.0, -560.0
-_CORE_RATIO = 0.45
 _EQUIPMENT = Equipment(
     manufacturer="DICOMNODE SYNTHETIC",
     model="PHANTOM CT",
     station_name="SYNCT01",
     serial_number="CT0001",
 )
-
-
-@dataclass(frozen=True)
-class NoduleSpec:
-    """A nodule requested at a given place.
-
-    Parameters
-    ----------
-    centre_mm : tuple of float
-        Centre in patient coordinates (mm); it should lie in a lung.
-    diameter_mm : float
-        Diameter, 3–30 mm.
-    kind : NoduleKind or str
-        ``"solid"`` or ``"part_solid"``.
-    """
-
-    centre_mm: tuple[float, float, float]
-    diameter_mm: float
-    kind: NoduleKind | str = NoduleKind.SOLID
-
-    def __post_init__(self) -> None:
-        if not 3.0 <= self.diameter_mm <= 30.0:
-            raise ValueError(f"diameter_mm must lie in 3–30 mm, got {self.diameter_mm}")
-        object.__setattr__(self, "kind", NoduleKind(self.kind))
 
 
 @dataclass
@@ -73,13 +74,26 @@ class ChestCT:
     geometry : VolumeGeometry
         Voxel-to-patient geometry of the series.
     volume : numpy.ndarray
-        The image in HU, int16, indexed ``[k, j, i]``.
+        The image in HU (the stored pixels after rescale), int16, indexed ``[k, j, i]``.
+    vessels : list of Tube
+        The pulmonary vessel segments (painted inside the lungs only); empty without vessels.
     """
 
     datasets: list[Dataset]
     nodules: list[Nodule]
     geometry: VolumeGeometry
     volume: np.ndarray
+    vessels: list[Tube] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Scanner:
+    noise_hu: float
+    kernel: ReconKernel
+    hu_offset: float
+    convention: PixelConvention
+    padding: bool
+    partial_volume: bool
 
 
 def chest_ct(
@@ -95,8 +109,22 @@ def chest_ct(
     part_solid_probability: float = 0.35,
     noise_hu: float = 12.0,
     reverse_order: bool = False,
+    kernel: ReconKernel | str = ReconKernel.NONE,
+    hu_offset: float = 0.0,
+    pixel_convention: PixelConvention | str = PixelConvention.SIGNED_OFFSET,
+    padding: bool = False,
+    partial_volume: bool = False,
+    body_scale: float | None = None,
+    body_aspect: float = 1.0,
+    lung_scale: float = 1.0,
+    diaphragm_shift_mm: float = 0.0,
+    vessels: bool = False,
+    mix: NoduleMix | None = None,
 ) -> ChestCT:
     """Generate a chest CT series.
+
+    The defaults of the keywords after ``reverse_order`` give the historic phantom; each one
+    widens one family (see :func:`dicomnode.synthetic.randomize.random_chest_ct`).
 
     Parameters
     ----------
@@ -119,9 +147,35 @@ def chest_ct(
     part_solid_probability : float
         Probability that a random nodule is part-solid.
     noise_hu : float
-        Standard deviation of the Gaussian image noise.
+        Standard deviation of the image noise.
     reverse_order : bool
         False: slice 1 is the most inferior; True: slice 1 is the most superior.
+    kernel : ReconKernel or str
+        Noise texture and edge response: ``"none"`` (white noise, ideal edges), ``"soft"``,
+        ``"standard"``, ``"sharp"``.
+    hu_offset : float
+        Calibration error added to every HU (the truth is unchanged).
+    pixel_convention : PixelConvention or str
+        ``"signed_offset"`` (int16, intercept -1024), ``"signed"`` (int16, intercept 0),
+        ``"unsigned"`` (uint16, intercept -1024).
+    padding : bool
+        Write PixelPaddingValue outside the scan circle (the image's inscribed circle).
+    partial_volume : bool
+        Average each slice over its thickness (sub-planes at most 1 mm apart): thick slices
+        are smoother along z.
+    body_scale : float, optional
+        In-plane body size (1.0: 330 mm wide); default: fit the field of view, at most 1.0.
+    body_aspect : float
+        Antero-posterior over lateral size, relative to the default outline.
+    lung_scale : float
+        Lung cross-section size relative to the body.
+    diaphragm_shift_mm : float
+        Raises (positive) or lowers the lung bases.
+    vessels : bool
+        Paint branching pulmonary vessel trees (+40 HU) inside the lungs.
+    mix : NoduleMix, optional
+        Probabilities of ground-glass, lobulated, spiculated, juxtapleural and juxtavascular
+        random nodules; default none of them.
 
     Returns
     -------
@@ -137,19 +191,41 @@ def chest_ct(
         centre_mm=(0.0, 0.0, -150.0),
         reverse_order=reverse_order,
     )
-    phantom = _phantom(geometry)
+    phantom = _phantom(geometry, body_scale, body_aspect, lung_scale, diaphragm_shift_mm)
+    tubes = vessel_tree(rng_for(seed, "ct", "vessels"), phantom) if vessels else []
     if nodules is None:
         lo, hi = diameter_range_mm
         if not 3.0 <= lo <= hi <= 30.0:
             raise ValueError(f"diameter_range_mm must lie within 3–30 mm, got {diameter_range_mm}")
         if n_nodules < 0:
             raise ValueError(f"n_nodules must be >= 0, got {n_nodules}")
-        rng = rng_for(seed, "ct", "nodules")
-        nodules = _random_nodules(rng, phantom, geometry, n_nodules, lo, hi, part_solid_probability)
-    truth = [_nodule_truth(spec, geometry) for spec in nodules]
-    volume = _render(seed, phantom, geometry, truth, noise_hu)
-    datasets = _datasets(seed, volume, geometry)
-    return ChestCT(datasets=datasets, nodules=truth, geometry=geometry, volume=volume)
+        rngs = (rng_for(seed, "ct", "nodules"), rng_for(seed, "ct", "nodule-families"))
+        nodules = random_nodules(
+            rngs,
+            phantom,
+            geometry,
+            n_nodules,
+            (lo, hi),
+            part_solid_probability,
+            mix or NoduleMix(),
+            tubes,
+        )
+    truth = [nodule_truth(spec, geometry) for spec in nodules]
+    bodies = [
+        nodule_body(nodule, rng_for(seed, "ct", "nodule-shape", index))
+        for index, nodule in enumerate(truth)
+    ]
+    scanner = _Scanner(
+        noise_hu,
+        ReconKernel(kernel),
+        hu_offset,
+        PixelConvention(pixel_convention),
+        padding,
+        partial_volume,
+    )
+    volume = _render(seed, phantom, geometry, bodies, tubes, scanner)
+    datasets = _datasets(seed, volume, geometry, scanner)
+    return ChestCT(datasets, truth, geometry, volume, tubes)
 
 
 def _spacing(
@@ -166,145 +242,116 @@ def _spacing(
     return (pixel, spacing, thickness if thickness is not None else spacing)
 
 
-def _phantom(geometry: VolumeGeometry) -> ChestPhantom:
+def _phantom(
+    geometry: VolumeGeometry,
+    body_scale: float | None,
+    aspect: float,
+    lung_scale: float,
+    diaphragm_shift: float,
+) -> ChestPhantom:
     slices, rows, columns = geometry.shape
     half_width = min(rows, columns) * geometry.pixel_spacing_mm[0] / 2
-    scale = min(1.0, 0.95 * half_width / 165.0)
+    scale = min(1.0, 0.95 * half_width / 165.0) if body_scale is None else body_scale
     _, _, z = axis_coordinates(geometry)
     coverage = float(abs(z[-1] - z[0]))
     length = min(260.0, max(60.0, 0.9 * coverage))
     centre = float(z.mean())
-    return ChestPhantom(scale, centre - length / 2, centre + length / 2)
-
-
-def _random_nodules(
-    rng: np.random.Generator,
-    phantom: ChestPhantom,
-    geometry: VolumeGeometry,
-    count: int,
-    low: float,
-    high: float,
-    part_solid_probability: float,
-) -> list[NoduleSpec]:
-    _, _, z = axis_coordinates(geometry)
-    z_low, z_high = float(min(z[0], z[-1])), float(max(z[0], z[-1]))
-    sphere = _unit_sphere_points()
-    specs: list[NoduleSpec] = []
-    for _ in range(count):
-        for _attempt in range(500):
-            diameter = float(rng.uniform(low, high))
-            radius = diameter / 2
-            centre = (
-                float(rng.uniform(-140, 140) * phantom.scale),
-                float(rng.uniform(-80, 70) * phantom.scale),
-                float(rng.uniform(z_low + radius, max(z_low + radius, z_high - radius))),
-            )
-            if any(_too_close(centre, radius, other) for other in specs):
-                continue
-            if not phantom.all_lung(np.asarray([centre])):
-                continue
-            points = np.asarray(centre) + sphere * (radius + 3.0)
-            points[:, 2] = np.clip(points[:, 2], z_low, z_high)
-            if phantom.all_lung(points):
-                kind = (
-                    NoduleKind.PART_SOLID
-                    if rng.random() < part_solid_probability
-                    else NoduleKind.SOLID
-                )
-                specs.append(NoduleSpec(centre, round(diameter, 2), kind))
-                break
-        else:
-            raise ValueError(
-                f"could not place {count} nodules in the lungs of volume shape {geometry.shape}"
-            )
-    return specs
-
-
-def _unit_sphere_points() -> np.ndarray:
-    grid = np.stack(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1]), axis=-1).reshape(-1, 3)
-    points = grid[np.any(grid != 0, axis=1)].astype(float)
-    return points / np.linalg.norm(points, axis=1, keepdims=True)
-
-
-def _too_close(centre: tuple[float, float, float], radius: float, other: NoduleSpec) -> bool:
-    distance = float(np.linalg.norm(np.subtract(centre, other.centre_mm)))
-    return distance < radius + other.diameter_mm / 2 + 10.0
-
-
-def _nodule_truth(spec: NoduleSpec, geometry: VolumeGeometry) -> Nodule:
-    kind = NoduleKind(spec.kind)
-    solid = spec.diameter_mm if kind is NoduleKind.SOLID else spec.diameter_mm * _CORE_RATIO
-    return Nodule(
-        centre_mm=tuple(float(v) for v in spec.centre_mm),  # type: ignore[arg-type]
-        diameter_mm=float(spec.diameter_mm),
-        kind=kind,
-        centre_index=geometry.patient_to_index(*spec.centre_mm),
-        solid_diameter_mm=round(solid, 3),
-    )
+    if not (0.5 <= scale <= 1.5 and 0.6 <= aspect <= 1.5 and 0.6 <= lung_scale <= 1.15):
+        raise ValueError(
+            f"body_scale 0.5–1.5, body_aspect 0.6–1.5 and lung_scale 0.6–1.15 required, got "
+            f"{scale}, {aspect}, {lung_scale}"
+        )
+    if not abs(diaphragm_shift) <= 0.4 * length:
+        raise ValueError(
+            f"diaphragm_shift_mm must lie within ±{0.4 * length:g}, got {diaphragm_shift}"
+        )
+    bottom = centre - length / 2 + diaphragm_shift
+    return ChestPhantom(scale, bottom, centre + length / 2, aspect, lung_scale)
 
 
 def _render(
     seed: int,
     phantom: ChestPhantom,
     geometry: VolumeGeometry,
-    nodules: list[Nodule],
-    noise_hu: float,
+    bodies: list[NoduleBody],
+    tubes: list[Tube],
+    scanner: _Scanner,
 ) -> np.ndarray:
     """Render the volume slice by slice (vectorised in-plane) and return int16 HU."""
     x, y, z = axis_coordinates(geometry)
     xs, ys = x[None, :].astype(np.float32), y[:, None].astype(np.float32)
-    cos_fields, sin_fields, kz = lung_texture_fields(rng_for(seed, "ct", "texture"), xs, ys)
-    noise_rng = rng_for(seed, "ct", "noise")
+    fields = lung_texture_fields(rng_for(seed, "ct", "texture"), xs, ys)
     ramp = float(min(geometry.pixel_spacing_mm))
-    volume = np.empty(geometry.shape, np.int16)
+    thickness = geometry.slice_thickness_mm
+    planes = max(1, int(np.ceil(thickness))) if scanner.partial_volume else 1
+    offsets = ((np.arange(planes) + 0.5) / planes - 0.5) * thickness
+    image = np.empty(geometry.shape, np.float32)
     # Render from the feet up whatever the stacking order, so that reverse_order only flips it.
     order = np.argsort(z, kind="stable")
     for k in order:
-        zk = z[k]
-        labels = phantom.labels(xs, ys, float(zk))
-        hu = TISSUE_HU[labels]
-        texture = sum(
-            c * np.float32(np.cos(f * zk)) - s * np.float32(np.sin(f * zk))
-            for c, s, f in zip(cos_fields, sin_fields, kz, strict=True)
-        )
-        lung = labels == Tissue.LUNG
-        hu[lung] += np.asarray(texture, np.float32)[lung]
-        for nodule in nodules:
-            _paint_nodule(hu, nodule, x, y, float(zk), ramp)
-        hu += noise_rng.standard_normal(hu.shape, dtype=np.float32) * np.float32(noise_hu)
+        image[k] = _plane(phantom, (x, y, float(z[k] + offsets[0])), fields, bodies, tubes, ramp)
+        for offset in offsets[1:]:
+            image[k] += _plane(phantom, (x, y, float(z[k] + offset)), fields, bodies, tubes, ramp)
+        if planes > 1:
+            image[k] /= np.float32(planes)
+    edge_response(image, scanner.kernel, ramp)
+    noise_rng = rng_for(seed, "ct", "noise")
+    volume = np.empty(geometry.shape, np.int16)
+    outside = _outside_scan_circle(x, y) if scanner.padding else None
+    for k in order:
+        hu = image[k]
+        noise = shape_noise(noise_rng.standard_normal(hu.shape, dtype=np.float32), scanner.kernel)
+        hu += noise * np.float32(scanner.noise_hu)
+        if scanner.hu_offset:
+            hu += np.float32(scanner.hu_offset)
         np.clip(np.rint(hu), -1024, 3071, out=hu)
         volume[k] = hu
+        if outside is not None:
+            volume[k][outside] = padding_hu(scanner.convention)
     return volume
 
 
-def _paint_nodule(
-    hu: np.ndarray, nodule: Nodule, x: np.ndarray, y: np.ndarray, z: float, ramp: float
-) -> None:
-    """Blend one nodule into the HU slice at height ``z`` (partial volume over ``ramp`` mm)."""
-    cx, cy, cz = nodule.centre_mm
-    radius = nodule.diameter_mm / 2
-    dz = abs(z - cz)
-    if dz > radius + ramp:
-        return
-    cols = np.nonzero(np.abs(x - cx) <= radius + ramp)[0]
-    rows = np.nonzero(np.abs(y - cy) <= radius + ramp)[0]
-    if cols.size == 0 or rows.size == 0:
-        return
-    window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    distance = np.sqrt(
-        (x[window[1]][None, :] - cx) ** 2 + (y[window[0]][:, None] - cy) ** 2 + dz**2
-    ).astype(np.float32)
-    patch = hu[window]
-    if nodule.kind is NoduleKind.SOLID:
-        layers = [(radius, _SOLID_HU)]
-    else:
-        layers = [(radius, _GROUND_GLASS_HU), (radius * _CORE_RATIO, _CORE_HU)]
-    for layer_radius, value in layers:
-        weight = np.clip((layer_radius - distance) / ramp + 0.5, 0.0, 1.0)
-        patch += weight * (np.float32(value) - patch)
+def _plane(
+    phantom: ChestPhantom,
+    axes: tuple[np.ndarray, np.ndarray, float],
+    fields: tuple[list[np.ndarray], list[np.ndarray], np.ndarray],
+    bodies: list[NoduleBody],
+    tubes: list[Tube],
+    ramp: float,
+) -> np.ndarray:
+    """The noise-free HU of the plane at height ``axes[2]``."""
+    x, y, zk = axes
+    labels = phantom.labels(x[None, :].astype(np.float32), y[:, None].astype(np.float32), zk)
+    hu = TISSUE_HU[labels]
+    cos_fields, sin_fields, kz = fields
+    texture = sum(
+        c * np.float32(np.cos(f * zk)) - s * np.float32(np.sin(f * zk))
+        for c, s, f in zip(cos_fields, sin_fields, kz, strict=True)
+    )
+    lung = labels == Tissue.LUNG
+    hu[lung] += np.asarray(texture, np.float32)[lung]
+    if tubes:
+        inside = lung.astype(np.float32)
+        for tube in tubes:
+            paint_tube(hu, tube, BLOOD_HU, axes, ramp, inside)
+    for body in bodies:
+        for centre, radius in body.balls:
+            paint_ball(hu, centre, radius, body.outer_hu, axes, ramp)
+        for spicule in body.spicules:
+            paint_tube(hu, spicule, body.outer_hu, axes, ramp)
+        if body.core is not None:
+            paint_ball(hu, body.core[0], body.core[1], CORE_HU, axes, ramp)
+    return hu
 
 
-def _datasets(seed: int, volume: np.ndarray, geometry: VolumeGeometry) -> list[Dataset]:
+def _outside_scan_circle(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    radius = min(float(np.ptp(x)), float(np.ptp(y))) / 2
+    return (x[None, :] - x.mean()) ** 2 + (y[:, None] - y.mean()) ** 2 > radius**2
+
+
+def _datasets(
+    seed: int, volume: np.ndarray, geometry: VolumeGeometry, scanner: _Scanner
+) -> list[Dataset]:
     study = make_study_header(seed, "CT", description="CT CHEST WITHOUT CONTRAST")
     thickness = geometry.slice_thickness_mm
     series = make_series_header(
@@ -328,10 +375,12 @@ def _datasets(seed: int, volume: np.ndarray, geometry: VolumeGeometry) -> list[D
         ds.PositionReferenceIndicator = ""
         ds.AcquisitionNumber = 1
         set_image_plane(ds, geometry, k)
-        _ct_acquisition(ds, field_of_view)
-        stored = (volume[k].astype(np.int32) - _RESCALE_INTERCEPT).astype(np.int16)
+        _ct_acquisition(ds, field_of_view, scanner.kernel)
+        stored, intercept = encode(volume[k], scanner.convention)
         set_pixel_data(ds, stored, bits_stored=16)
-        ds.RescaleIntercept = str(_RESCALE_INTERCEPT)
+        if scanner.padding:
+            ds.PixelPaddingValue = padding_value(scanner.convention)
+        ds.RescaleIntercept = str(intercept)
         ds.RescaleSlope = "1"
         ds.RescaleType = "HU"
         ds.WindowCenter = ["-600", "40"]
@@ -341,7 +390,7 @@ def _datasets(seed: int, volume: np.ndarray, geometry: VolumeGeometry) -> list[D
     return datasets
 
 
-def _ct_acquisition(ds: Dataset, field_of_view: float) -> None:
+def _ct_acquisition(ds: Dataset, field_of_view: float, kernel: ReconKernel) -> None:
     """CT Image module acquisition attributes of a routine chest protocol."""
     ds.ScanOptions = "HELICAL MODE"
     ds.KVP = "120"
@@ -358,7 +407,7 @@ def _ct_acquisition(ds: Dataset, field_of_view: float) -> None:
     ds.FilterType = "BODY"
     ds.GeneratorPower = 24
     ds.FocalSpots = "1.2"
-    ds.ConvolutionKernel = "LUNG"
+    ds.ConvolutionKernel = "LUNG" if kernel is ReconKernel.NONE else kernel.value.upper()
     ds.RevolutionTime = 0.5
     ds.SingleCollimationWidth = 0.625
     ds.TotalCollimationWidth = 40.0

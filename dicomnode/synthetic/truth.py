@@ -25,7 +25,9 @@ __all__ = [
     "Mass",
     "MammoTruth",
     "Nodule",
+    "NoduleAttachment",
     "NoduleKind",
+    "NoduleMargin",
     "PixelPoint",
     "Projection",
     "View",
@@ -109,6 +111,23 @@ class NoduleKind(enum.StrEnum):
 
     SOLID = "solid"
     PART_SOLID = "part_solid"
+    GROUND_GLASS = "ground_glass"
+
+
+class NoduleMargin(enum.StrEnum):
+    """Shape of a nodule's margin."""
+
+    SMOOTH = "smooth"
+    LOBULATED = "lobulated"
+    SPICULATED = "spiculated"
+
+
+class NoduleAttachment(enum.StrEnum):
+    """What a nodule touches: nothing, the pleura (chest wall) or a vessel."""
+
+    NONE = "none"
+    PLEURA = "pleura"
+    VESSEL = "vessel"
 
 
 @dataclass(frozen=True)
@@ -122,11 +141,15 @@ class Nodule:
     diameter_mm : float
         Outer diameter (for part-solid nodules: of the ground-glass halo).
     kind : NoduleKind
-        Solid or part-solid.
+        Solid, part-solid or ground-glass.
     centre_index : tuple of float
         Centre as fractional voxel index ``(i, j, k)``; see the module docstring.
     solid_diameter_mm : float
-        Diameter of the solid part (equal to ``diameter_mm`` for solid nodules).
+        Diameter of the solid part (``diameter_mm`` for solid nodules, 0 for ground-glass).
+    margin : NoduleMargin
+        Smooth, lobulated or spiculated (spicules reach beyond ``diameter_mm``).
+    attachment : NoduleAttachment
+        What the nodule touches.
     """
 
     centre_mm: Vec3
@@ -134,6 +157,8 @@ class Nodule:
     kind: NoduleKind
     centre_index: Vec3
     solid_diameter_mm: float
+    margin: NoduleMargin = NoduleMargin.SMOOTH
+    attachment: NoduleAttachment = NoduleAttachment.NONE
 
     @property
     def voxel(self) -> tuple[int, int, int]:

@@ -1,4 +1,9 @@
-"""Train the demo RetinaNet of ``models/lung_nodule_ct_detection`` on synthetic chest CTs."""
+"""Train the demo RetinaNet of ``models/lung_nodule_ct_detection`` on synthetic chest CTs.
+
+The CTs come from :func:`dicomnode.synthetic.randomize.random_chest_ct`: every scanner, anatomy
+and nodule family is drawn per study, with vessel trees as distractors. A quarter of the patches
+are hard negatives centred on vessel bifurcations in the lungs.
+"""
 
 from __future__ import annotations
 
@@ -11,58 +16,75 @@ import numpy as np
 import torch
 
 from dicomnode.pipeline.bundle import load_bundle
-from dicomnode.synthetic import chest_ct
+from dicomnode.synthetic import ChestCT
+from dicomnode.synthetic.randomize import draw_chest_ct, random_chest_ct
 from models.training.common import TRAIN_SEED_BASE, Budget, LossLog, finish
 from pipelines.common.dicomio import volume_from_datasets
 from pipelines.lung_nodule.model import build_detector, prepare
 
 log = logging.getLogger(__name__)
 
-_SHAPES = ((256, 256, 96), (320, 320, 120), (384, 384, 140), (512, 512, 160))
+_VESSEL_HU = -200
+_PATCH_KINDS = ("positive", "positive", "vessel", "random")
 
 
 @dataclass
 class Case:
-    """One training CT in the working grid, with its nodule boxes (xyzxyz, working voxels)."""
+    """One training CT in the working grid.
+
+    Attributes
+    ----------
+    image : torch.Tensor
+        ``[1, X, Y, Z]`` as the pipeline prepares it.
+    boxes : numpy.ndarray
+        Nodule boxes (xyzxyz, working voxels).
+    vessels : numpy.ndarray
+        ``(n, 3)`` vessel bifurcations inside the lungs (working voxels): hard-negative centres.
+    """
 
     image: torch.Tensor
     boxes: np.ndarray
+    vessels: np.ndarray
 
 
 def make_case(seed: int, bundle_path: Path) -> Case:
-    """Generate, load (through the pipeline's own reader) and prepare one CT."""
+    """Generate a randomised CT, load it through the pipeline's own reader and prepare it."""
     bundle = load_bundle(bundle_path)
-    rng = np.random.default_rng(seed)
-    shape = _SHAPES[int(rng.integers(len(_SHAPES)))]
-    ct = None
-    for count in (4, 3, 2, 1):
-        try:
-            ct = chest_ct(
-                seed,
-                shape=shape,
-                n_nodules=count,
-                diameter_range_mm=(4.0, 26.0),
-                noise_hu=float(rng.uniform(8, 25)),
-            )
-            break
-        except ValueError:
-            continue
-    if ct is None:
-        raise RuntimeError(f"could not place nodules for seed {seed}")
+    ct = random_chest_ct(seed)
+    log.debug("lung: seed %d %s", seed, draw_chest_ct(seed))
     image, grid = prepare(volume_from_datasets(ct.datasets), bundle)
     centres = grid.from_patient(np.asarray([n.centre_mm for n in ct.nodules]))
     radii = np.asarray([[n.diameter_mm / 2] for n in ct.nodules]) / np.asarray(grid.spacing)
     boxes = np.concatenate([centres - radii, centres + radii], axis=1)
-    return Case(image=image, boxes=boxes.astype(np.float32))
+    branch_points = _bifurcations_in_lung(ct)
+    vessels = grid.from_patient(branch_points) if len(branch_points) else np.zeros((0, 3))
+    return Case(image=image, boxes=boxes.astype(np.float32), vessels=vessels)
+
+
+def _bifurcations_in_lung(ct: ChestCT) -> np.ndarray:
+    """Tube ends that lie in the image on a painted vessel (HU above the lung's)."""
+    points = []
+    for tube in ct.vessels:
+        i, j, k = (round(v) for v in ct.geometry.patient_to_index(*tube.end))
+        inside = all(0 <= a < n for a, n in zip((k, j, i), ct.volume.shape, strict=True))
+        if inside and ct.volume[k, j, i] > _VESSEL_HU:
+            points.append(tube.end)
+    return np.asarray(points, float).reshape(-1, 3)
 
 
 def _patch(
-    case: Case, size: np.ndarray, rng: np.random.Generator, positive: bool
+    case: Case, size: np.ndarray, rng: np.random.Generator, kind: str
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """A training patch: ``kind`` is "positive" (around a nodule), "vessel" or "random"."""
     shape = np.asarray(case.image.shape[1:])
-    if positive and len(case.boxes):
+    if kind == "positive" and len(case.boxes):
         box = case.boxes[int(rng.integers(len(case.boxes)))]
         centre = (box[:3] + box[3:]) / 2 + rng.uniform(-0.35, 0.35, 3) * size
+        start = np.round(centre - size / 2).astype(int)
+    elif kind == "vessel" and len(case.vessels):
+        centre = (
+            case.vessels[int(rng.integers(len(case.vessels)))] + rng.uniform(-0.2, 0.2, 3) * size
+        )
         start = np.round(centre - size / 2).astype(int)
     else:
         start = np.asarray(
@@ -93,7 +115,8 @@ def train(bundle_path: Path, minutes: float, cases: int = 36, batch: int = 4) ->
     bundle = load_bundle(bundle_path)
     base = TRAIN_SEED_BASE["lung"]
     pool = [make_case(base + i, bundle_path) for i in range(cases)]
-    log.info("lung: %d cases prepared in %.0f s", cases, time.monotonic() - started)
+    prepared = time.monotonic() - started
+    log.info("lung: %d randomised cases prepared in %.0f s", cases, prepared)
     network = bundle.build("network_def")
     detector = build_detector(bundle, "cpu", network=network)
     detector.set_atss_matcher(num_candidates=4, center_in_gt=False)
@@ -108,7 +131,7 @@ def train(bundle_path: Path, minutes: float, cases: int = 36, batch: int = 4) ->
     history = LossLog("lung")
     while not budget.done:
         items = [
-            _patch(pool[int(rng.integers(len(pool)))], size, rng, positive=i % 4 != 3)
+            _patch(pool[int(rng.integers(len(pool)))], size, rng, _PATCH_KINDS[i % 4])
             for i in range(batch)
         ]
         images = torch.stack([image for image, _ in items])
@@ -127,6 +150,8 @@ def train(bundle_path: Path, minutes: float, cases: int = 36, batch: int = 4) ->
         history,
         started=started,
         seeds=f"{base}..{base + cases - 1}",
+        data="dicomnode.synthetic.randomize.random_chest_ct",
+        data_seconds=round(prepared, 1),
         batch=batch,
         patch=size.tolist(),
     )
