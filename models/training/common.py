@@ -71,6 +71,7 @@ def save_weights(bundle: Path, network: torch.nn.Module, training: dict[str, Any
     metadata = json.loads(meta_path.read_text())
     metadata["model_files"] = {"models/model.pt": {"sha256": sha, "bytes": path.stat().st_size}}
     metadata["dicomnode_training"] = {"note": DEMO_NOTE, **training}
+    metadata.pop("dicomnode_calibration", None)  # fitted to the old weights: run models.calibrate
     meta_path.write_text(json.dumps(metadata, indent=4) + "\n")
     return sha
 
