@@ -73,7 +73,6 @@ def lung_samples(count: int, work: Path, ctx: RunContext) -> Samples:
     """Every detection (threshold 0) of ``count`` CTs: hit (within the nodule's radius, at
     least 4 mm) or not; hits on nodules under 5 mm are left out, as in the evaluation."""
     from dicomnode.synthetic.randomize import random_chest_ct
-
     from pipelines.lung_nodule import LungNodulePipeline
 
     pipeline = LungNodulePipeline({"threshold": 0.0, "max_findings": 50})
@@ -99,7 +98,6 @@ def brain_samples(count: int, work: Path, ctx: RunContext) -> Samples:
     """Every lesion found (operating point 0) in ``count`` FLAIR studies: does it overlap a
     true lesion (within 1 voxel of its centre)?"""
     from dicomnode.synthetic.random_mr import random_brain_mr
-
     from pipelines.brain_lesion import BrainLesionPipeline
 
     pipeline = BrainLesionPipeline({"threshold": 0.0})
@@ -123,7 +121,6 @@ def brain_samples(count: int, work: Path, ctx: RunContext) -> Samples:
 def mammo_samples(count: int, work: Path, ctx: RunContext) -> Samples:
     """The mass score of every breast of ``count`` 4-view studies: has it a mass?"""
     from dicomnode.synthetic.random_mg import random_mammography
-
     from pipelines.mammo_score import MammoScorePipeline
 
     pipeline = MammoScorePipeline()
