@@ -13,7 +13,6 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 __all__ = ["phantom_uid", "base_dataset", "set_pixels", "write"]
 
 
-
 def phantom_uid(*parts: object) -> str:
     """A UID derived only from ``parts``: ``2.25.`` and 128 bits of their SHA-256 (a UUID-derived
     UID, PS3.5 B.2; pydicom's ``generate_uid(prefix=None)`` ignores its entropy sources)."""
