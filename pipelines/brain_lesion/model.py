@@ -7,6 +7,7 @@ the official ``brats_mri_segmentation`` bundle (4 channels: T1c, T1, T2, FLAIR).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,10 +18,18 @@ from monai.transforms import NormalizeIntensity
 from dicomnode.pipeline import InputRefused
 from dicomnode.pipeline.bundle import Bundle
 from pipelines.brain_lesion.channels import input_roles, lesion_channel
+from pipelines.brain_lesion.skullstrip import brain_mask, correct_bias, scale_percentiles
 from pipelines.common.dicomio import Volume
 from pipelines.common.grid import WorkingGrid, to_working_grid
 
-__all__ = ["build_inferer", "input_roles", "lesion_channel", "prepare"]
+__all__ = [
+    "Prepared",
+    "build_inferer",
+    "input_roles",
+    "lesion_channel",
+    "prepare",
+    "prepare_masked",
+]
 
 
 def _same_grid(volumes: Sequence[Volume]) -> None:
@@ -32,29 +41,83 @@ def _same_grid(volumes: Sequence[Volume]) -> None:
             raise InputRefused("the input series are not on one voxel grid (register them first)")
 
 
-def prepare(
-    volumes: Sequence[Volume], bundle: Bundle, device: str = "cpu"
-) -> tuple[torch.Tensor, WorkingGrid]:
-    """Orient, resample and normalise the channel volumes: ``[C, X, Y, Z]`` plus the grid."""
+@dataclass(frozen=True)
+class Prepared:
+    """The network input and what the pipeline needs besides.
+
+    Attributes
+    ----------
+    image : torch.Tensor
+        ``[C, X, Y, Z]`` float32: skull-stripped (0 outside the brain), bias-corrected and
+        normalised inside the brain as the bundle declares.
+    grid : WorkingGrid
+        The mapping back to the source volume.
+    brain : numpy.ndarray
+        Boolean ``[X, Y, Z]`` brain mask on the working grid.
+    """
+
+    image: torch.Tensor
+    grid: WorkingGrid
+    brain: np.ndarray
+
+
+def _mask_channel(roles: Sequence[str]) -> int:
+    """The channel skull stripping looks at: FLAIR when present, else the first."""
+    return roles.index("flair") if "flair" in roles else 0
+
+
+def _normalise(image: np.ndarray, brain: np.ndarray, bundle: Bundle) -> np.ndarray:
+    """The bundle's intensity normalisation of one channel, computed inside the brain."""
+    args = bundle.transform_args("ScaleIntensityRangePercentilesd")
+    if args is not None:
+        return scale_percentiles(
+            image,
+            brain,
+            lower=float(args.get("lower", 1.0)),
+            upper=float(args.get("upper", 99.0)),
+            b_min=float(args.get("b_min", 0.0)),
+            b_max=float(args.get("b_max", 1.0)),
+            clip=bool(args.get("clip", False)),
+        )
+    stripped = np.where(brain, image, 0.0).astype(np.float32)
+    args = bundle.transform_args("NormalizeIntensityd")
+    if args is None:
+        return stripped
+    # Brain-only statistics: BraTS bundles normalise the non-zero (skull-stripped) voxels.
+    normalise = NormalizeIntensity(nonzero=True)
+    return np.where(brain, np.asarray(normalise(stripped[None]))[0], 0.0).astype(np.float32)
+
+
+def prepare_masked(volumes: Sequence[Volume], bundle: Bundle, device: str = "cpu") -> Prepared:
+    """Orient and resample the channel volumes, strip the skull, correct the bias field and
+    normalise inside the brain (see :mod:`pipelines.brain_lesion.skullstrip`)."""
     _same_grid(volumes)
     orientation = (bundle.transform_args("Orientationd") or {}).get("axcodes", "RAS")
     spacing = (bundle.transform_args("Spacingd") or {}).get("pixdim")
     channels, grid = [], None
     for volume in volumes:
         tensor, grid = to_working_grid(
-            volume, axcodes=str(orientation), pixdim=spacing, device=device
+            volume, axcodes=str(orientation), pixdim=spacing, device="cpu"
         )
-        channels.append(tensor)
+        channels.append(tensor.numpy())
     assert grid is not None
-    image = torch.stack(channels)
-    args = bundle.transform_args("NormalizeIntensityd")
-    if args is not None:
-        normalise = NormalizeIntensity(
-            nonzero=bool(args.get("nonzero", False)),
-            channel_wise=bool(args.get("channel_wise", False)),
-        )
-        image = torch.as_tensor(normalise(image))
-    return image.float(), grid
+    roles = input_roles(bundle.metadata)
+    mask = brain_mask(channels[_mask_channel(roles)], grid.spacing).brain
+    image = np.stack(
+        [
+            _normalise(correct_bias(channel, mask, grid.spacing), mask, bundle)
+            for channel in channels
+        ]
+    )
+    return Prepared(torch.from_numpy(image).float().to(device), grid, mask)
+
+
+def prepare(
+    volumes: Sequence[Volume], bundle: Bundle, device: str = "cpu"
+) -> tuple[torch.Tensor, WorkingGrid]:
+    """The network input ``[C, X, Y, Z]`` and the grid (see :func:`prepare_masked`)."""
+    prepared = prepare_masked(volumes, bundle, device)
+    return prepared.image, prepared.grid
 
 
 def build_inferer(bundle: Bundle, patch_size: Sequence[int] | None = None) -> Any:

@@ -31,11 +31,21 @@ from pipelines.common.dicomio import (
 if TYPE_CHECKING:  # torch: imported by run(), never by check()
     from pipelines.common.grid import WorkingGrid
 
-__all__ = ["BrainLesionPipeline"]
+__all__ = ["MIN_LESION_VOXELS", "BrainLesionPipeline"]
+
+MIN_LESION_VOXELS = 3
+"""Fewest voxels of a lesion whatever ``min_lesion_mm``: one or two voxels are noise or partial
+volume, not a shape (with thick slices 14.1 mm3 can be 2 voxels); 3 is also the generator's own
+floor for a lesion (``dicomnode.synthetic``)."""
 
 
 class BrainLesionPipeline(BundlePipeline):
     """Segment brain lesions with a MONAI segmentation bundle.
+
+    Anatomy first: the skull is stripped in the working grid
+    (:mod:`~pipelines.brain_lesion.skullstrip`), the network sees the brain only (bias-corrected,
+    normalised inside the brain as the bundle declares) and lesion voxels outside the brain mask
+    are dropped.
 
     The bundle's input channels (metadata ``channel_def``) name the series it needs: the demo
     bundle takes one FLAIR series (a series-level route, or a study-level route's ``flair``
@@ -47,8 +57,10 @@ class BrainLesionPipeline(BundlePipeline):
         See :class:`~pipelines.common.base.BundlePipeline`.
     threshold : float
         Probability above which a voxel is lesion (default 0.5).
-    min_lesion_ml : float
-        Smallest lesion reported, in mL (default 0.01).
+    min_lesion_mm : float
+        Smallest lesion reported, as the diameter of a sphere of equal volume (default 3 mm:
+        the MAGNIMS long-axis minimum for an MS lesion, 14.1 mm3), and never fewer than
+        ``MIN_LESION_VOXELS`` voxels.
     min_slices : int
         Fewest slices accepted (default 8).
     patch_size : list of 3 int
@@ -103,7 +115,7 @@ class BrainLesionPipeline(BundlePipeline):
         """Segment lesions; findings are one mask plus one region per connected lesion."""
         import torch
 
-        from pipelines.brain_lesion.model import build_inferer, prepare
+        from pipelines.brain_lesion.model import build_inferer, prepare_masked
 
         options: Mapping[str, Any] = ctx.options or {}
         per_series = [read_datasets(series.files) for series in self.select(inputs)]
@@ -112,16 +124,18 @@ class BrainLesionPipeline(BundlePipeline):
         del per_series
         network = self.model(ctx.device)
         bundle = self.bundle(ctx.device)
-        image, grid = prepare(volumes, bundle, ctx.device)
+        prepared = prepare_masked(volumes, bundle, ctx.device)
+        grid = prepared.grid
         inferer = build_inferer(bundle, self.option("patch_size", None, options))
         with inference_mode(ctx.device, self.amp):
-            logits = inferer(image[None], network)[0, lesion_channel(bundle.metadata)]
+            logits = inferer(prepared.image[None], network)[0, lesion_channel(bundle.metadata)]
         prob = torch.sigmoid(logits.float())
         source = grid.source_from_working(prob.cpu())
+        brain = grid.source_from_working(torch.from_numpy(prepared.brain.astype(np.float32)))
         threshold = float(self.option("threshold", 0.5, options))
-        mask = source > threshold
-        min_ml = float(self.option("min_lesion_ml", 0.01, options))
-        regions, mask = _lesions(mask, grid, volumes[-1].geometry, min_ml)
+        mask = (source > threshold) & (brain > 0.5)
+        min_mm = float(self.option("min_lesion_mm", 3.0, options))
+        regions, mask = _lesions(mask, grid, volumes[-1].geometry, min_mm)
         findings = Findings(
             kinds=(FindingKind.BRAIN_LESION,),
             regions=tuple(regions),
@@ -131,14 +145,16 @@ class BrainLesionPipeline(BundlePipeline):
 
 
 def _lesions(
-    mask: np.ndarray, grid: WorkingGrid, geometry: VolumeGeometry, min_ml: float
+    mask: np.ndarray, grid: WorkingGrid, geometry: VolumeGeometry, min_mm: float
 ) -> tuple[list[RegionFinding], np.ndarray]:
-    """One region per connected component above ``min_ml``; the mask keeps only those."""
+    """One region per connected component at least as big as a ``min_mm`` sphere (and
+    ``MIN_LESION_VOXELS``); the mask keeps only those."""
     from pipelines.common.components import connected_components
 
     affine = grid.source_affine
     voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
-    min_voxels = max(1, int(np.ceil(min_ml / voxel_ml)))
+    min_ml = np.pi / 6.0 * min_mm**3 / 1000.0
+    min_voxels = max(MIN_LESION_VOXELS, int(np.ceil(min_ml / voxel_ml - 1e-9)))
     labels, components = connected_components(mask, min_voxels=min_voxels)
     regions = []
     for component in components:

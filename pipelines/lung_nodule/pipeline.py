@@ -30,12 +30,21 @@ from pipelines.common.dicomio import (
 
 if TYPE_CHECKING:  # torch: imported by run(), never by check()
     from pipelines.common.grid import WorkingGrid
+    from pipelines.lung_nodule.lungs import LungMask
 
-__all__ = ["LungNodulePipeline"]
+__all__ = ["LUNG_MARGIN_MM", "LungNodulePipeline"]
+
+LUNG_MARGIN_MM = 5.0
+"""How far outside the lung mask a detection's centre may lie (the coarse mask's voxel size
+and a nodule centred on the pleura)."""
 
 
 class LungNodulePipeline(BundlePipeline):
     """Detect lung nodules in a chest CT series with a MONAI RetinaNet bundle.
+
+    Anatomy first: the lungs are found in the CT (:func:`~pipelines.lung_nodule.lungs.lung_mask`,
+    juxtapleural nodules kept by a border repair) and a detection whose centre lies more than
+    ``LUNG_MARGIN_MM`` outside them is dropped; a CT without lungs is refused.
 
     Options read
     ------------
@@ -44,6 +53,9 @@ class LungNodulePipeline(BundlePipeline):
     threshold : float
         The operating point: smallest calibrated detection probability reported (default: the
         bundle's calibrated operating point, else 0.5; see ``pipelines.common.calibration``).
+    min_diameter_mm : float
+        Smallest nodule reported (default 4 mm: the size floor of the Fleischner guidelines and
+        of Lung-RADS, below which no follow-up is recommended).
     max_findings : int
         Most nodules reported, best scores first (default 20).
     min_slices : int
@@ -85,6 +97,7 @@ class LungNodulePipeline(BundlePipeline):
 
     def run(self, inputs: PipelineInputs, ctx: RunContext) -> PipelineResult:
         """Detect nodules; findings are spheres in patient coordinates plus one mask."""
+        from pipelines.lung_nodule.lungs import lung_mask
         from pipelines.lung_nodule.model import prepare
 
         options: Mapping[str, Any] = ctx.options or {}
@@ -92,20 +105,31 @@ class LungNodulePipeline(BundlePipeline):
         self._check_headers(datasets)  # before decoding; the runner's check() read only headers
         volume = volume_from_datasets(datasets)
         del datasets
+        lungs = lung_mask(volume.array, volume.affine())
         detector = self.model(ctx.device)
         bundle = self.bundle(ctx.device)
         image, grid = prepare(volume, bundle, ctx.device)
         patch = detector.inferer.roi_size if detector.inferer is not None else image.shape[1:]
         use_inferer = any(s > p for s, p in zip(image.shape[1:], patch, strict=True))
-        ctx.log.info("lung_nodule: working grid %s, sliding window %s", grid.shape, use_inferer)
+        ctx.log.info(
+            "lung_nodule: working grid %s, sliding window %s, lungs %.0f mL",
+            grid.shape,
+            use_inferer,
+            lungs.volume_ml,
+        )
         with inference_mode(ctx.device, self.amp):
             output = detector([image], use_inferer=use_inferer)[0]
-        threshold = self.operating_point(options, 0.5)
-        limit = int(self.option("max_findings", 20, options))
         boxes = output["box"].float().cpu().numpy().reshape(-1, 6)
         scores = self.calibrated(output["label_scores"].float().cpu().numpy().reshape(-1))
-        keep = np.argsort(-scores)[:limit]
-        keep = keep[scores[keep] >= threshold]
+        keep = _kept(
+            boxes,
+            scores,
+            grid,
+            lungs,
+            threshold=self.operating_point(options, 0.5),
+            min_diameter_mm=float(self.option("min_diameter_mm", 4.0, options)),
+            limit=int(self.option("max_findings", 20, options)),
+        )
         regions, mask = _findings(boxes[keep], scores[keep], grid, volume.geometry)
         findings = Findings(
             kinds=(FindingKind.LUNG_NODULE,),
@@ -115,6 +139,33 @@ class LungNodulePipeline(BundlePipeline):
         return self.result(findings)
 
 
+def _kept(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    grid: WorkingGrid,
+    lungs: LungMask,
+    *,
+    threshold: float,
+    min_diameter_mm: float,
+    limit: int,
+) -> np.ndarray:
+    """Indices of the detections reported: score, size and centre in the lungs, best first."""
+    order = np.argsort(-scores, kind="stable")
+    order = order[scores[order] >= threshold]
+    if len(order) == 0:
+        return order
+    diameters = _diameters(boxes[order], grid)
+    centres = grid.to_patient((boxes[order, :3] + boxes[order, 3:]) / 2)
+    inside = lungs.contains(centres, LUNG_MARGIN_MM)
+    return order[(diameters >= min_diameter_mm) & inside][:limit]
+
+
+def _diameters(boxes: np.ndarray, grid: WorkingGrid) -> np.ndarray:
+    """Mean box extent in mm: the nodule diameter reported."""
+    extent_mm = np.abs(boxes[:, 3:] - boxes[:, :3]) * np.asarray(grid.spacing)
+    return np.maximum(extent_mm.mean(axis=1), 1e-3)
+
+
 def _findings(
     boxes: np.ndarray, scores: np.ndarray, grid: WorkingGrid, geometry: VolumeGeometry
 ) -> tuple[list[RegionFinding], Mask | None]:
@@ -122,8 +173,7 @@ def _findings(
     mask = np.zeros(geometry.shape, bool)
     for n, (box, score) in enumerate(zip(boxes, scores, strict=True), start=1):
         centre = (box[:3] + box[3:]) / 2
-        extent_mm = np.abs(box[3:] - box[:3]) * np.asarray(grid.spacing)
-        diameter = float(max(np.mean(extent_mm), 1e-3))
+        diameter = float(_diameters(box[None], grid)[0])
         centre_mm = grid.to_patient(centre[None])[0]
         regions.append(
             RegionFinding.sphere(

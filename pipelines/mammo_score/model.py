@@ -18,6 +18,7 @@ from pydicom.dataset import Dataset
 
 from dicomnode.pipeline import InputRefused
 from dicomnode.pipeline.bundle import Bundle
+from pipelines.mammo_score.breast import breast_regions, normalise_breast
 from pipelines.mammo_score.views import ViewKey, view_key
 
 __all__ = [
@@ -47,7 +48,15 @@ def input_shape(bundle: Bundle) -> tuple[int, int, int]:
 
 
 def view_tensor(ds: Dataset, pixels: np.ndarray, bundle: Bundle) -> torch.Tensor:
-    """One view as ``[C, H, W]``: MONOCHROME2 sense, chest wall left, scaled to [0, 1], resized."""
+    """One view as ``[C, H, W]``: MONOCHROME2 sense, chest wall left, resized, the breast only.
+
+    After the resize (area) to the network's size, the breast and on MLO the pectoral muscle
+    are found (:mod:`pipelines.mammo_score.breast`) and the image is normalised by percentiles
+    of the breast without the muscle, the background set to 0: a marker, a skin fold or any
+    other blob outside the breast does not reach the network. The view is not cropped to the
+    breast: the network sees the breast at the scale of the detector (its size is part of the
+    picture), and a crop would change the aspect ratio per view.
+    """
     if pixels.ndim != 2:
         raise InputRefused(f"expects single-frame grey-scale mammograms, got shape {pixels.shape}")
     key = view_key(ds)
@@ -56,11 +65,11 @@ def view_tensor(ds: Dataset, pixels: np.ndarray, bundle: Bundle) -> torch.Tensor
         image = image.max() - image
     if _chest_wall_right(ds, key):
         image = torch.flip(image, (1,))
-    low, high = image.min(), image.max()
-    image = (image - low) / torch.clamp(high - low, min=1e-6)
     channels, rows, columns = input_shape(bundle)
-    image = F.interpolate(image[None, None], size=(rows, columns), mode="area")[0]
-    return image.expand(channels, rows, columns).contiguous()
+    small = F.interpolate(image[None, None], size=(rows, columns), mode="area")[0, 0].numpy()
+    regions = breast_regions(small, mlo=key.projection == "MLO")
+    normalised = torch.from_numpy(normalise_breast(small, regions))
+    return normalised[None].expand(channels, rows, columns).contiguous()
 
 
 @dataclass(frozen=True)

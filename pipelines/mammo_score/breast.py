@@ -1,0 +1,130 @@
+"""The breast in a mammogram: breast region, pectoral muscle (MLO) and in-breast normalisation.
+
+Works on an image already in MONOCHROME2 sense (dense tissue bright) with the chest wall on the
+left (:func:`pipelines.mammo_score.model.view_tensor` turns it so).
+
+- *Breast*: pixels above Otsu's threshold between the background and the breast (the background
+  of a FOR PRESENTATION image is the darkest part), the largest component (labels, markers,
+  skin folds and other blobs in the background are separate components: the threshold is taken
+  again without them, so that they change nothing), holes filled.
+- *Pectoral muscle* (MLO only): the bright triangle at the top of the chest wall. Its
+  intensity is read on the top rows (where the breast region is the muscle alone); the pixels
+  of that intensity give, per row, a run from the chest wall; the edge is the line from the
+  muscle's top width with the median slope of those runs, kept only if it narrows downwards.
+- *Normalisation*: percentiles of the breast without the pectoral muscle map to [0, 1]
+  (clipped); the background is 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from pipelines.common.masks import largest_components, otsu
+
+__all__ = ["BreastRegions", "breast_regions", "normalise_breast"]
+
+
+@dataclass(frozen=True)
+class BreastRegions:
+    """Masks of one view, on the image's grid.
+
+    Attributes
+    ----------
+    breast : numpy.ndarray
+        Boolean ``[rows, columns]``: the breast, pectoral muscle included.
+    pectoral : numpy.ndarray
+        Boolean ``[rows, columns]``: the pectoral muscle (empty on CC).
+    """
+
+    breast: np.ndarray
+    pectoral: np.ndarray
+
+    @property
+    def tissue(self) -> np.ndarray:
+        """The breast without the pectoral muscle."""
+        return self.breast & ~self.pectoral
+
+
+def _runs(mask: np.ndarray) -> np.ndarray:
+    """Per row, the length of the run of ``mask`` starting at the first column."""
+    return np.where(mask.all(axis=1), mask.shape[1], np.argmin(mask, axis=1))
+
+
+def _pectoral(image: np.ndarray, breast: np.ndarray) -> np.ndarray:
+    """The pectoral triangle at the top of the chest wall (left), or an empty mask.
+
+    Seeded on the top rows, where the muscle is all the breast region holds; grown as the
+    pixels of the muscle's intensity (within 3 robust standard deviations) that run from the
+    chest wall; its edge is a line from the top width, with the median slope of the runs over
+    the upper 60 % of rows.
+    """
+    rows, columns = image.shape
+    empty = np.zeros(image.shape, bool)
+    band = max(2, rows // 50)
+    runs = _runs(breast)
+    top = int(np.median(runs[:band]))
+    widest = int(runs.max())
+    if top < 2 or top > 0.8 * widest:
+        return empty
+    smooth = ndimage.uniform_filter(image, 3)
+    seed = smooth[:band, :top]
+    level = float(np.median(seed))
+    spread = 1.4826 * float(np.median(np.abs(seed - level))) + 1e-6
+    similar = breast & (np.abs(smooth - level) <= 3 * spread)
+    lengths = _runs(similar)[: int(0.6 * rows)].astype(float)
+    # The edge runs from (row 0, ``top``) down-and-in: each row's run gives a slope; tissue of
+    # the muscle's brightness next to it lengthens runs, so the median slope of the rows whose
+    # run did not grow past the top is taken (a Theil-Sen estimate anchored at the top).
+    used = np.nonzero((lengths > 0) & (lengths <= top))[0]
+    used = used[used >= band]
+    if used.size < max(4, rows // 20):
+        return empty
+    slope = float(np.median((lengths[used] - top) / used))
+    intercept = float(top)
+    if slope >= 0:
+        return empty
+    edge = intercept + slope * np.arange(rows, dtype=float)
+    return breast & (np.arange(columns)[None, :] < edge[:, None])
+
+
+def breast_regions(image: np.ndarray, *, mlo: bool) -> BreastRegions:
+    """The breast and (on MLO) the pectoral muscle of one view.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``[rows, columns]`` float, MONOCHROME2 sense, chest wall on the left.
+    mlo : bool
+        Whether the view is an MLO (only then is a pectoral muscle looked for).
+    """
+    image = np.asarray(image, np.float32)
+    if float(image.max()) <= float(image.min()):
+        empty = np.zeros(image.shape, bool)
+        return BreastRegions(empty, empty)
+    candidate = image > otsu(image.ravel())
+    breast = largest_components(candidate, 1)[0]
+    others = candidate & ~breast
+    if others.any():
+        # Bright blobs beside the breast (markers, skin folds) must not move its threshold:
+        # it is taken again without them.
+        keep = ~ndimage.binary_dilation(others, iterations=2)
+        breast = largest_components((image > otsu(image[keep])) & keep, 1)[0]
+    breast = np.asarray(ndimage.binary_fill_holes(breast))
+    pectoral = _pectoral(image, breast) if mlo else np.zeros(image.shape, bool)
+    return BreastRegions(breast, pectoral)
+
+
+def normalise_breast(
+    image: np.ndarray, regions: BreastRegions, *, lower: float = 1.0, upper: float = 99.0
+) -> np.ndarray:
+    """Map the ``lower``/``upper`` percentiles of the breast tissue (pectoral excluded) to
+    0/1, clipped; the background is 0."""
+    tissue = regions.tissue if regions.tissue.any() else regions.breast
+    if not tissue.any():
+        return np.zeros(image.shape, np.float32)
+    low, high = np.percentile(image[tissue], [lower, upper])
+    scaled = np.clip((image - low) / max(float(high - low), 1e-6), 0.0, 1.0)
+    return np.where(regions.breast, scaled, 0.0).astype(np.float32)

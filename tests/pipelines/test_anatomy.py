@@ -1,0 +1,127 @@
+"""The anatomy steps on the synthetic phantoms: lungs (CT), brain (FLAIR), breast (MG)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dicomnode.pipeline import InputRefused
+from dicomnode.synthetic import BrainTissue, brain_mr, chest_ct, mammography
+from pipelines.brain_lesion.skullstrip import brain_mask, correct_bias
+from pipelines.common.dicomio import decode_pixels, volume_from_datasets
+from pipelines.common.grid import WorkingGrid, resize, to_working_grid
+from pipelines.lung_nodule.lungs import lung_mask
+from pipelines.mammo_score.breast import breast_regions, normalise_breast
+
+from .anatomy_helpers import SMALL_CT, juxtapleural_ct
+
+
+def test_lung_mask_keeps_juxtapleural_nodules_and_leaves_out_the_chest_wall() -> None:
+    ct = juxtapleural_ct(21)
+    volume = volume_from_datasets(ct.datasets)
+    lungs = lung_mask(volume.array, volume.affine())
+    centres = np.asarray([n.centre_mm for n in ct.nodules])
+    assert np.all(lungs.contains(centres)), lungs.distance_mm(centres)
+    # Without the border repair the larger nodule's centre falls in its notch.
+    bare = lung_mask(volume.array, volume.affine(), repair_mm=0.0)
+    assert not bare.contains(centres[:1], margin_mm=5.0)
+    # Chest wall muscle and subcutaneous fat beside each lung, on the nodules' plane.
+    x, y, z = ct.nodules[0].centre_mm
+    scale = 0.69  # the phantom's size factor at a 240 mm field of view
+    wall = [(side * f * scale, -5.0, z) for side in (1, -1) for f in (142.0, 157.0)]
+    assert not np.any(lungs.contains(np.asarray(wall), margin_mm=5.0))
+    assert 300 < lungs.volume_ml < 3000
+
+
+def test_lung_mask_holds_every_random_nodule() -> None:
+    ct = chest_ct(22, shape=(128, 128, 48), n_nodules=3, diameter_range_mm=(5, 20))
+    volume = volume_from_datasets(ct.datasets)
+    lungs = lung_mask(volume.array, volume.affine())
+    assert np.all(lungs.contains(np.asarray([n.centre_mm for n in ct.nodules])))
+
+
+def test_ct_without_lungs_is_refused() -> None:
+    ct = chest_ct(23, nodules=[], **SMALL_CT)  # type: ignore[arg-type]
+    volume = volume_from_datasets(ct.datasets)
+    solid = np.where(volume.array < -400, 40.0, volume.array).astype(np.float32)
+    with pytest.raises(InputRefused, match="no lungs found"):
+        lung_mask(solid, volume.affine())
+
+
+def _working_labels(grid: WorkingGrid, labels: np.ndarray) -> np.ndarray:
+    canonical = np.ascontiguousarray(grid.canonical_from_source(labels)).astype(np.float32)
+    return resize(torch.from_numpy(canonical), grid.shape, mode="nearest").numpy().astype(int)
+
+
+@pytest.fixture(scope="module")
+def flair() -> tuple[np.ndarray, WorkingGrid, np.ndarray]:
+    """A FLAIR in the working grid (1.5 mm, RAS) and its tissue labels there."""
+    mr = brain_mr(31, shape=(96, 96, 48), n_lesions=4, radius_range_mm=(3, 6))
+    volume = volume_from_datasets(mr.datasets)
+    image, grid = to_working_grid(volume, pixdim=(1.5, 1.5, 1.5))
+    return image.numpy(), grid, _working_labels(grid, mr.tissue)
+
+
+def test_brain_mask_holds_the_lesions_and_leaves_out_the_scalp(
+    flair: tuple[np.ndarray, WorkingGrid, np.ndarray],
+) -> None:
+    image, grid, tissue = flair
+    brain = brain_mask(image, grid.spacing).brain
+    assert brain[tissue == BrainTissue.LESION].all()
+    assert brain[tissue == BrainTissue.WHITE_MATTER].all()
+    assert brain[tissue == BrainTissue.GREY_MATTER].mean() > 0.99
+    assert not brain[tissue == BrainTissue.SCALP].any()
+    assert brain[tissue == BrainTissue.SKULL].mean() < 0.01
+
+
+def test_brain_mask_and_bias_correction_tolerate_a_strong_bias_field(
+    flair: tuple[np.ndarray, WorkingGrid, np.ndarray],
+) -> None:
+    image, grid, tissue = flair
+    x = np.linspace(-1.0, 1.0, image.shape[0])[:, None, None]
+    z = np.linspace(-1.0, 1.0, image.shape[2])[None, None, :]
+    field = (1.0 + 0.35 * x) * (1.0 - 0.2 * z)  # +-35 % left-right, +-20 % head-feet
+    biased = (image * field).astype(np.float32)
+    brain = brain_mask(biased, grid.spacing).brain
+    assert brain[tissue == BrainTissue.LESION].all()
+    assert not brain[tissue == BrainTissue.SCALP].any()
+    white = tissue == BrainTissue.WHITE_MATTER
+
+    def spread(values: np.ndarray) -> float:
+        return float(np.std(values) / np.mean(values))
+
+    corrected = correct_bias(biased, brain, grid.spacing)
+    assert spread(corrected[white]) < 0.5 * spread(biased[white])
+    assert spread(corrected[white]) < 1.5 * spread(image[white])
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
+def test_breast_mask_leaves_out_the_background_and_finds_the_pectoral_muscle(
+    photometric: str,
+) -> None:
+    # Fatty breasts: the muscle is clearly brighter than the breast (in dense ones it is not).
+    mg = mammography(32, masses={"L": 1}, photometric=photometric, density="A")
+    for ds in mg.datasets:
+        pixels = decode_pixels(ds).astype(np.float32)
+        if photometric == "MONOCHROME1":
+            pixels = pixels.max() - pixels
+        if ds.ImageLaterality == "R":  # chest wall to the left, as view_tensor turns it
+            pixels = pixels[:, ::-1]
+        regions = breast_regions(pixels, mlo=ds.ViewPosition == "MLO")
+        background = pixels < 0.1 * np.percentile(pixels, 99)
+        assert background.mean() > 0.2
+        assert not (regions.breast & background).any()
+        assert regions.breast[~background].mean() > 0.98
+        normalised = normalise_breast(pixels, regions)
+        assert np.all(normalised[~regions.breast] == 0)
+        if ds.ViewPosition == "CC":
+            assert not regions.pectoral.any()
+            continue
+        # The muscle: a triangle at the top of the chest wall, brighter than the breast.
+        rows, columns = pixels.shape
+        assert regions.pectoral[0, 0] and not regions.pectoral[-1, 0]
+        assert not regions.pectoral[:, columns // 2 :].any()
+        assert 0.03 < regions.pectoral.sum() / regions.breast.sum() < 0.3
+        tissue = np.median(pixels[regions.tissue])
+        assert np.median(pixels[regions.pectoral]) > 1.3 * tissue
