@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -16,7 +17,7 @@ from dicomnode.pipeline import (
     RunContext,
     SeriesInput,
 )
-from dicomnode.results import FindingKind, Findings, Mask, RegionFinding, VolumeGeometry
+from dicomnode.results import FindingKind, Findings, Mask, RegionFinding
 from pipelines.brain_lesion.channels import input_roles, lesion_channel
 from pipelines.common.base import BundlePipeline, inference_mode
 from pipelines.common.dicomio import (
@@ -31,7 +32,11 @@ from pipelines.common.dicomio import (
 if TYPE_CHECKING:  # torch: imported by run(), never by check()
     from pipelines.common.grid import WorkingGrid
 
-__all__ = ["MIN_LESION_VOXELS", "BrainLesionPipeline"]
+__all__ = ["MIN_LESION_VOXELS", "VOXEL_THRESHOLD", "BrainLesionPipeline"]
+
+VOXEL_THRESHOLD = 0.5
+"""Probability above which a voxel is lesion (the segmentation's own decision boundary); which
+lesions are reported is the ``threshold`` option, on each lesion's calibrated score."""
 
 MIN_LESION_VOXELS = 3
 """Fewest voxels of a lesion whatever ``min_lesion_mm``: one or two voxels are noise or partial
@@ -56,7 +61,9 @@ class BrainLesionPipeline(BundlePipeline):
     bundle, decode_budget_bytes, amp
         See :class:`~pipelines.common.base.BundlePipeline`.
     threshold : float
-        Probability above which a voxel is lesion (default 0.5).
+        The operating point: smallest calibrated lesion probability reported (default: the
+        bundle's calibrated operating point, else 0.5). A lesion's raw score is the mean
+        probability of its voxels (each above :data:`VOXEL_THRESHOLD`).
     min_lesion_mm : float
         Smallest lesion reported, as the diameter of a sphere of equal volume (default 3 mm:
         the MAGNIMS long-axis minimum for an MS lesion, 14.1 mm3), and never fewer than
@@ -130,12 +137,14 @@ class BrainLesionPipeline(BundlePipeline):
         with inference_mode(ctx.device, self.amp):
             logits = inferer(prepared.image[None], network)[0, lesion_channel(bundle.metadata)]
         prob = torch.sigmoid(logits.float())
-        source = grid.source_from_working(prob.cpu())
+        probability = grid.source_from_working(prob.cpu())
         brain = grid.source_from_working(torch.from_numpy(prepared.brain.astype(np.float32)))
-        threshold = float(self.option("threshold", 0.5, options))
-        mask = (source > threshold) & (brain > 0.5)
+        mask = (probability > VOXEL_THRESHOLD) & (brain > 0.5)
         min_mm = float(self.option("min_lesion_mm", 3.0, options))
-        regions, mask = _lesions(mask, grid, volumes[-1].geometry, min_mm)
+        regions, mask = _lesions(mask, probability, grid, min_mm)
+        scores = self.calibrated(np.asarray([r.score for r in regions], dtype=np.float64))
+        point = self.operating_point(options, 0.5)
+        regions, mask = _keep_scored(regions, scores, point, mask)
         findings = Findings(
             kinds=(FindingKind.BRAIN_LESION,),
             regions=tuple(regions),
@@ -145,10 +154,11 @@ class BrainLesionPipeline(BundlePipeline):
 
 
 def _lesions(
-    mask: np.ndarray, grid: WorkingGrid, geometry: VolumeGeometry, min_mm: float
+    mask: np.ndarray, probability: np.ndarray, grid: WorkingGrid, min_mm: float
 ) -> tuple[list[RegionFinding], np.ndarray]:
     """One region per connected component at least as big as a ``min_mm`` sphere (and
-    ``MIN_LESION_VOXELS``); the mask keeps only those."""
+    ``MIN_LESION_VOXELS``), scored with its mean voxel probability (raw); returns the regions
+    and the label volume (0 outside, n on the region ``lesion n``)."""
     from pipelines.common.components import connected_components
 
     affine = grid.source_affine
@@ -156,6 +166,7 @@ def _lesions(
     min_ml = np.pi / 6.0 * min_mm**3 / 1000.0
     min_voxels = max(MIN_LESION_VOXELS, int(np.ceil(min_ml / voxel_ml - 1e-9)))
     labels, components = connected_components(mask, min_voxels=min_voxels)
+    sums = np.bincount(labels.ravel(), weights=probability.ravel(), minlength=len(components) + 1)
     regions = []
     for component in components:
         k, j, i = component.centroid
@@ -168,8 +179,28 @@ def _lesions(
                 centre.tolist(),
                 round(diameter, 2),
                 volume_ml=round(volume_ml, 4),
+                score=float(np.clip(sums[component.label] / component.voxels, 0.0, 1.0)),
                 tracking_id=f"lesion {component.label}",
             )
         )
-    kept = labels > 0
-    return regions, kept
+    return regions, labels
+
+
+def _keep_scored(
+    regions: list[RegionFinding], scores: np.ndarray, point: float, labels: np.ndarray
+) -> tuple[list[RegionFinding], np.ndarray]:
+    """The regions whose calibrated score reaches the operating point, with that score, and
+    the mask of just those (the burden counts what is reported, nothing else)."""
+    kept: list[RegionFinding] = []
+    keep_labels: list[int] = []
+    for n, (region, score) in enumerate(zip(regions, scores, strict=True), start=1):
+        if score >= point:
+            keep_labels.append(n)
+            kept.append(
+                dataclasses.replace(
+                    region,
+                    score=float(np.clip(score, 0.0, 1.0)),
+                    tracking_id=f"lesion {len(kept) + 1}",
+                )
+            )
+    return kept, np.isin(labels, keep_labels)
