@@ -107,11 +107,10 @@ def brain_samples(count: int, work: Path, ctx: RunContext) -> Samples:
         mr = random_brain_mr(base + n)
         series = next(iter(mr.series.values()))
         result = _run(pipeline, list(series), work / f"mr{n}", ctx)
-        mask = result.findings.masks[0]
-        inverse = np.linalg.inv(mask.geometry.affine)
-        truth = mr.lesion_mask
+        truth = mr.lesion_mask  # [k, j, i] of the generator's geometry
         for region in result.findings.regions:
-            i, j, k = np.round((inverse @ np.append(region.center, 1.0))[:3]).astype(int)
+            index = np.round(mr.geometry.patient_to_index(*region.center)).astype(int)
+            i, j, k = (int(v) for v in index)
             window = truth[max(k - 1, 0) : k + 2, max(j - 1, 0) : j + 2, max(i - 1, 0) : i + 2]
             samples.scores.append(float(region.score or 0.0))
             samples.labels.append(bool(window.any()))
