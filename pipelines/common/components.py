@@ -1,12 +1,11 @@
-"""Connected components of a binary volume (26-connectivity), in torch (no scipy here)."""
+"""Connected components of a binary volume (26-connectivity), with scipy.ndimage."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+from scipy import ndimage
 
 __all__ = ["Component", "connected_components"]
 
@@ -30,25 +29,6 @@ class Component:
     centroid: np.ndarray
 
 
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
-    index = np.nonzero(mask)
-    return tuple(slice(int(i.min()), int(i.max()) + 1) for i in index)
-
-
-def _propagate(sub: torch.Tensor) -> torch.Tensor:
-    """Each foreground voxel gets the largest index of its component (iterated max-pooling)."""
-    dtype = torch.float32 if sub.numel() < 2**24 else torch.float64
-    labels = torch.where(
-        sub, torch.arange(1, sub.numel() + 1, dtype=dtype).reshape(sub.shape), 0.0
-    ).to(dtype)
-    while True:
-        spread = F.max_pool3d(labels[None, None], 3, stride=1, padding=1)[0, 0]
-        spread = torch.where(sub, spread, torch.zeros_like(spread))
-        if torch.equal(spread, labels):
-            return labels
-        labels = spread
-
-
 def connected_components(
     mask: np.ndarray, *, min_voxels: int = 1
 ) -> tuple[np.ndarray, list[Component]]:
@@ -63,26 +43,18 @@ def connected_components(
     """
     if mask.ndim != 3:
         raise ValueError(f"mask must be 3-D, got {mask.ndim} dimensions")
-    out = np.zeros(mask.shape, np.int32)
-    if not mask.any():
-        return out, []
-    box = _bounding_box(mask)
-    sub = torch.from_numpy(np.ascontiguousarray(mask[box]))
-    raw = _propagate(sub).numpy()
-    foreground = raw > 0
-    values, inverse, counts = np.unique(raw[foreground], return_inverse=True, return_counts=True)
-    coords = np.nonzero(foreground)
+    raw, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    if count == 0:
+        return np.zeros(mask.shape, np.int32), []
+    counts = np.bincount(raw.ravel(), minlength=count + 1)[1:]
     order = np.argsort(-counts, kind="stable")
     keep = order[counts[order] >= min_voxels]
-    new_label = np.zeros(len(values), np.int32)
-    new_label[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
-    local = np.zeros(raw.shape, np.int32)
-    local[coords] = new_label[inverse]
-    out[box] = local
-    offset = np.asarray([s.start for s in box], float)
-    sums = np.stack([np.bincount(inverse, weights=c, minlength=len(values)) for c in coords], 1)
+    new_label = np.zeros(count + 1, np.int32)
+    new_label[keep + 1] = np.arange(1, len(keep) + 1, dtype=np.int32)
+    labels = new_label[raw]
+    centroids = ndimage.center_of_mass(mask, raw, keep + 1) if len(keep) else []
     components = [
-        Component(label=n, voxels=int(counts[i]), centroid=sums[i] / counts[i] + offset)
-        for n, i in enumerate(keep, start=1)
+        Component(label=n, voxels=int(counts[i]), centroid=np.asarray(centroid, float))
+        for n, (i, centroid) in enumerate(zip(keep, centroids, strict=True), start=1)
     ]
-    return out, components
+    return labels, components
