@@ -153,8 +153,9 @@ SAMPLERS: dict[str, Callable[[int, Path, RunContext], Samples]] = {
 }
 
 
-def calibrate(model: str, count: int, device: str = "cpu") -> Calibration:
-    """Fit and write the calibration of ``model``'s bundle; returns it."""
+def calibrate(model: str, count: int, device: str = "cpu") -> Calibration | None:
+    """Fit and write the calibration of ``model``'s bundle; returns it, or None (and removes
+    the bundle's calibration) when the validation scores are all of one class."""
     meta_path = BUNDLES[model] / "configs" / "metadata.json"
     metadata = json.loads(meta_path.read_text())
     metadata.pop(METADATA_KEY, None)  # the pipelines below must see raw scores
@@ -163,6 +164,16 @@ def calibrate(model: str, count: int, device: str = "cpu") -> Calibration:
     with tempfile.TemporaryDirectory(prefix="dicomnode-calibrate-") as tmp:
         ctx = RunContext(device=device, work_dir=Path(tmp))
         samples = SAMPLERS[model](count, Path(tmp), ctx)
+    if not samples.labels or all(samples.labels) or not any(samples.labels):
+        log.warning(
+            "%s: %d scores, %d positive on %s: nothing to fit, the bundle stays uncalibrated "
+            "(raw scores, threshold 0.5)",
+            model,
+            len(samples.labels),
+            sum(samples.labels),
+            samples.seeds,
+        )
+        return None
     a, b = fit_platt(samples.scores, samples.labels)
     fitted_on = (
         f"dicomnode.synthetic randomised validation seeds {samples.seeds}: "
@@ -195,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     names = list(BUNDLES) if args.model == "all" else [args.model]
     for name in names:
         calibration = calibrate(name, args.count or COUNTS[name])
-        print(json.dumps({"model": name, **calibration.to_metadata()}))
+        entry = calibration.to_metadata() if calibration is not None else None
+        print(json.dumps({"model": name, "calibration": entry}))
     return 0
 
 

@@ -49,12 +49,6 @@ def test_models_stay_loaded_between_runs(ct_study: Written, ctx: RunContext) -> 
     assert pipeline.model("cpu") is model
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the demo weights were trained on whole-head z-scored FLAIR; the network input is now "
-    "skull-stripped and percentile-scaled inside the brain (issue 12): Dice 0.05 until the "
-    "retrain; remove this mark with the retrained weights",
-)
 def test_brain_lesions_overlap_the_truth(mr_study: Written, ctx: RunContext) -> None:
     result = BrainLesionPipeline().run(mr_study.inputs, ctx)
     mask = result.findings.masks[0].array
