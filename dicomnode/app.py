@@ -44,7 +44,7 @@ from dicomnode.store.ingest import Store
 from dicomnode.store.models import utcnow
 from dicomnode.store.recovery import recover
 from dicomnode.store.retention import sweep_retention
-from dicomnode.store.stability import CompletionHook, sweep
+from dicomnode.store.stability import CompletionHook, SweepResult, hand_on, sweep
 
 if TYPE_CHECKING:
     from dicomnode.api import ApiServer
@@ -335,6 +335,26 @@ class Node:
                 record(session, kind, subject=str(self.config_file), detail=detail[:2000])
         except Exception:  # the audit row must not take the node down
             log.exception("cannot write an audit row")
+
+    def signalled(self, done: SweepResult) -> None:
+        """Act on completions a signal made (see :func:`dicomnode.store.stability.complete_now`)
+        now instead of at the next sweep: route and queue them in a background thread.
+
+        The completion handlers of the SCP call this after their own transaction committed;
+        it never raises (the next sweep hands on whatever this did not).
+        """
+        if not (done.series or done.studies) or self.db is None:
+            return
+        db, hooks = self.db, self._hooks
+
+        def act() -> None:
+            try:
+                if hand_on(db, hooks) and self.workers is not None:
+                    self.workers.wake()
+            except Exception:  # handed on again by the next sweep
+                log.exception("signalled completions not handed on; the next sweep will")
+
+        threading.Thread(target=act, name="dicomnode-signalled", daemon=True).start()
 
     def _sweep_stability(self) -> None:
         assert self.db is not None

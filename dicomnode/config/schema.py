@@ -40,6 +40,7 @@ __all__ = [
     "DicomDestination",
     "ExportConfig",
     "PipelineConfig",
+    "SourceConfig",
     "StowDestination",
     "WorkerDevice",
     "WorkersConfig",
@@ -220,6 +221,12 @@ class StabilityConfig(_Section):
     series_seconds: float = Field(30.0, gt=0, le=86400)
     study_seconds: float = Field(90.0, gt=0, le=86400)
     late_arrivals: LateArrivals = LateArrivals.RERUN
+    confirm_with: list[str] = Field(
+        default_factory=list,
+        description="names of `sources` asked by C-FIND, when an association that delivered "
+        "instances is released, whether the node has every instance of the series (and study); "
+        "equal counts complete at once, query failures leave it to the timers",
+    )
 
     @model_validator(mode="after")
     def _study_after_series(self) -> StabilityConfig:
@@ -332,6 +339,19 @@ class ClientTlsConfig(_Section):
 
 class DicomDestination(_Section):
     """A DICOM peer that receives results by C-STORE."""
+
+    ae_title: AETitle
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+    calling_ae_title: AETitle | None = Field(
+        None, description="our AE title towards this peer (default node.ae_title)"
+    )
+    tls: ClientTlsConfig | None = None
+
+
+class SourceConfig(_Section):
+    """A named PACS the node may query (completion confirmation, priors) and report to
+    (storage commitment results on a new association)."""
 
     ae_title: AETitle
     host: str = Field(min_length=1)
@@ -481,13 +501,14 @@ class Config(_Section):
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
     routes: list[RouteSpec] = Field(default_factory=list)
     pipelines: dict[str, PipelineConfig] = Field(default_factory=dict)
     http: HttpConfig = Field(default_factory=HttpConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
 
-    @field_validator("destinations", "pipelines")
+    @field_validator("destinations", "pipelines", "sources")
     @classmethod
     def _names(cls, value: dict[str, object]) -> dict[str, object]:
         for name in value:
@@ -496,6 +517,16 @@ class Config(_Section):
                     f"{name!r}: a name is letters, digits, '.', '_' or '-' (at most 64)"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _known_sources(self) -> Config:
+        unknown = [n for n in self.stability.confirm_with if n not in self.sources]
+        if unknown:
+            raise ValueError(
+                f"stability.confirm_with names {', '.join(map(repr, unknown))}, not in sources "
+                f"(known: {', '.join(sorted(self.sources)) or 'none'})"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -27,6 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 __all__ = [
     "AuditEvent",
     "Base",
+    "CompletionSignal",
     "CompletionState",
     "Instance",
     "Series",
@@ -64,6 +65,16 @@ class CompletionState(str, enum.Enum):
     COMPLETE = "complete"
 
 
+class CompletionSignal(str, enum.Enum):
+    """What judged a series (study) complete."""
+
+    TIMER = "timer"  # no instance for the quiet period
+    COMMITMENT = "commitment"  # a Storage Commitment request listed every instance
+    MPPS = "mpps"  # a COMPLETED Modality Performed Procedure Step listed them
+    CONFIRM = "confirm"  # the source's C-FIND counts equal ours
+    INPUTS = "inputs"  # every required input of a study-level route is complete
+
+
 _NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -99,6 +110,8 @@ class Study(Base):
     last_received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     completions: Mapped[int] = mapped_column(Integer, default=0)
+    #: The signal of the latest completion (a :class:`CompletionSignal` value).
+    completed_by: Mapped[str | None] = mapped_column(String(16), nullable=True)
     #: The completion the completion hooks have acted on (queued its jobs); below
     #: ``completions`` while a completion waits for them (see :mod:`dicomnode.store.stability`).
     handled: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -124,6 +137,8 @@ class Series(Base):
     last_received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     completions: Mapped[int] = mapped_column(Integer, default=0)
+    #: The signal of the latest completion (a :class:`CompletionSignal` value).
+    completed_by: Mapped[str | None] = mapped_column(String(16), nullable=True)
     #: The completion the completion hooks have acted on (queued its jobs); below
     #: ``completions`` while a completion waits for them (see :mod:`dicomnode.store.stability`).
     handled: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

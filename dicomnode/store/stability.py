@@ -13,6 +13,11 @@ returns what to write; that write commits in one short transaction together with
 that the completion was handled. A crash in between leaves the completion unhandled, and the
 next sweep (after a restart: the first) hands it on again, so each completion's consequences
 commit exactly once. A series that re-opened meanwhile is not handled: its next completion is.
+
+The timer is the fallback: a completion signal (storage commitment, MPPS, C-FIND confirmation
+against the source, a study-level route's required inputs) completes a series or study at once
+with :func:`complete_now`, through the same conditional UPDATE, so a signal and the timer never
+complete the same opening twice. Each completion records its signal (``completed_by``).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from dicomnode.store.audit import AuditKind, record
 from dicomnode.store.db import Database
-from dicomnode.store.models import CompletionState, Series, Study, utcnow
+from dicomnode.store.models import CompletionSignal, CompletionState, Series, Study, utcnow
 
 __all__ = [
     "Completion",
@@ -36,7 +41,9 @@ __all__ = [
     "CompletionHook",
     "Level",
     "SweepResult",
+    "complete_now",
     "hand_on",
+    "studies_all_complete",
     "sweep",
 ]
 
@@ -105,16 +112,80 @@ def sweep(
     """
     now = now or utcnow()
     with db.session() as session:
-        series = _complete(session, Series, now - timedelta(seconds=series_seconds), now)
-        studies = _complete(session, Study, now - timedelta(seconds=study_seconds), now)
-        for uid in series:
-            record(session, AuditKind.SERIES_COMPLETE, subject=uid)
-        for uid in studies:
-            record(session, AuditKind.STUDY_COMPLETE, subject=uid)
-    if series or studies:
-        log.info("completed %d series and %d studies", len(series), len(studies))
+        series = _complete(session, Series, now, cutoff=now - timedelta(seconds=series_seconds))
+        studies = _complete(session, Study, now, cutoff=now - timedelta(seconds=study_seconds))
+        _audit(session, series, studies, CompletionSignal.TIMER)
     hand_on(db, hooks)
     return SweepResult(series=series, studies=studies)
+
+
+def complete_now(
+    db: Database,
+    signal: CompletionSignal,
+    *,
+    series: Sequence[str] = (),
+    studies: Sequence[str] = (),
+    now: datetime | None = None,
+) -> SweepResult:
+    """Complete the open ``series`` and ``studies`` at once, judged so by ``signal``.
+
+    Rows that are not open (already complete, or unknown) are left as they are. The caller
+    hands the completions on (:func:`hand_on`, or the next sweep does).
+
+    Parameters
+    ----------
+    db : Database
+        The state database.
+    signal : CompletionSignal
+        What says they are complete (recorded on the rows and in the audit).
+    series, studies : sequence of str
+        Series and Study Instance UIDs.
+    now : datetime, optional
+        The current time (tests pass their own).
+
+    Returns
+    -------
+    SweepResult
+        The series and studies this call completed.
+    """
+    now = now or utcnow()
+    with db.session() as session:
+        done_series = _complete(session, Series, now, signal=signal, uids=series)
+        done_studies = _complete(session, Study, now, signal=signal, uids=studies)
+        _audit(session, done_series, done_studies, signal)
+    return SweepResult(series=done_series, studies=done_studies)
+
+
+def studies_all_complete(db: Database, study_uids: Sequence[str]) -> list[str]:
+    """Those of ``study_uids`` that are open while every series they hold is complete."""
+    if not study_uids:
+        return []
+    with db.session() as session:
+        rows = session.execute(
+            select(Study.study_uid, Series.state)
+            .join(Series, Series.study_id == Study.id)
+            .where(Study.study_uid.in_(study_uids), Study.state == CompletionState.OPEN)
+        )
+        states: dict[str, set[CompletionState]] = {}
+        for uid, state in rows:
+            states.setdefault(uid, set()).add(state)
+    return [uid for uid, seen in states.items() if seen == {CompletionState.COMPLETE}]
+
+
+def _audit(
+    session: Session, series: list[str], studies: list[str], signal: CompletionSignal
+) -> None:
+    for uid in series:
+        record(session, AuditKind.SERIES_COMPLETE, subject=uid, detail=f"by {signal.value}")
+    for uid in studies:
+        record(session, AuditKind.STUDY_COMPLETE, subject=uid, detail=f"by {signal.value}")
+    if series or studies:
+        log.info(
+            "completed %d series and %d studies",
+            len(series),
+            len(studies),
+            extra={"signal": signal.value},
+        )
 
 
 def hand_on(db: Database, hooks: Sequence[CompletionHook]) -> int:
@@ -146,26 +217,35 @@ def _uid_column(model: type[Series] | type[Study]) -> object:
 
 
 def _complete(
-    session: Session, model: type[Series] | type[Study], cutoff: datetime, now: datetime
+    session: Session,
+    model: type[Series] | type[Study],
+    now: datetime,
+    *,
+    cutoff: datetime | None = None,
+    signal: CompletionSignal = CompletionSignal.TIMER,
+    uids: Sequence[str] | None = None,
 ) -> list[str]:
+    """Flip open rows to complete: those quiet since ``cutoff``, or those named in ``uids``."""
+    which = [model.state == CompletionState.OPEN]
+    if cutoff is not None:
+        which.append(model.last_received_at <= cutoff)
+    if uids is not None:
+        if not uids:
+            return []
+        which.append(_uid_column(model).in_(uids))  # type: ignore[attr-defined]
     candidates = list(
-        session.execute(
-            select(model.id, _uid_column(model)).where(  # type: ignore[call-overload]
-                model.state == CompletionState.OPEN, model.last_received_at <= cutoff
-            )
-        )
+        session.execute(select(model.id, _uid_column(model)).where(*which))  # type: ignore[call-overload]
     )
     done: list[str] = []
     for row_id, uid in candidates:
         changed = session.execute(
             update(model)
-            .where(
-                model.id == row_id,
-                model.state == CompletionState.OPEN,
-                model.last_received_at <= cutoff,
-            )
+            .where(model.id == row_id, *which)
             .values(
-                state=CompletionState.COMPLETE, completed_at=now, completions=model.completions + 1
+                state=CompletionState.COMPLETE,
+                completed_at=now,
+                completed_by=signal.value,
+                completions=model.completions + 1,
             )
         )
         if changed.rowcount == 1:  # type: ignore[attr-defined]

@@ -51,6 +51,12 @@ def test_the_commented_default_file_means_the_defaults(tmp_path):
         ({"stability": {"series_seconds": 100}}, "stability", "study_seconds (90.0) must be"),
         ({"stability": {"late_arrivals": "maybe"}}, "stability.late_arrivals", "'rerun'"),
         ({"logging": {"level": "LOUD"}}, "logging.level", "pattern"),
+        (
+            {"sources": {"pacs": {"ae_title": "P", "host": "h", "port": 0}}},
+            "sources.pacs.port",
+            "greater than or equal to 1",
+        ),
+        ({"sources": {"a b": {"ae_title": "P", "host": "h", "port": 1}}}, "sources", "a name"),
     ],
 )
 def test_bad_values_name_file_key_and_expectation(data, key, words):
@@ -60,6 +66,19 @@ def test_bad_values_name_file_key_and_expectation(data, key, words):
     assert err.value.key == key
     assert words in err.value.message
     assert str(err.value).startswith(f"node.yaml: {key}: ")
+
+
+def test_confirm_with_names_a_source():
+    with pytest.raises(ConfigError, match="confirm_with names 'pacs', not in sources"):
+        parse_config({"stability": {"confirm_with": ["pacs"]}}, source="node.yaml")
+    config = parse_config(
+        {
+            "sources": {"pacs": {"ae_title": "PACS1", "host": "10.0.0.5", "port": 104}},
+            "stability": {"confirm_with": ["pacs"]},
+        },
+        source="node.yaml",
+    )
+    assert config.sources["pacs"].ae_title == "PACS1"
 
 
 def test_relative_paths_are_relative_to_the_config_file(tmp_path):

@@ -8,8 +8,22 @@ from sqlalchemy import select
 
 from dicomnode.store.db import open_database
 from dicomnode.store.ingest import Store
-from dicomnode.store.models import AuditEvent, CompletionState, Series, Study, utcnow
-from dicomnode.store.stability import Completion, Level, SweepResult, sweep
+from dicomnode.store.models import (
+    AuditEvent,
+    CompletionSignal,
+    CompletionState,
+    Series,
+    Study,
+    utcnow,
+)
+from dicomnode.store.stability import (
+    Completion,
+    Level,
+    SweepResult,
+    complete_now,
+    studies_all_complete,
+    sweep,
+)
 from testkit import dicomgen
 
 
@@ -146,3 +160,44 @@ def test_a_series_reopened_while_its_hook_works_is_handled_at_its_next_completio
     assert written == [Completion(Level.SERIES, spec.series_uid, 2)]
     with database.session() as s:
         assert s.execute(select(Series.completions, Series.handled)).one() == (2, 2)
+
+
+def test_a_signal_completes_at_once_and_the_timer_does_not_complete_it_again(database, tmp_path):
+    store = Store(tmp_path / "store", database, min_free=0)
+    first, second = dicomgen.study("signal", [2, 1])
+    for spec in (first, second):
+        _receive(store, spec, 0)
+    assert studies_all_complete(database, [first.study_uid]) == []
+    done = complete_now(database, CompletionSignal.COMMITMENT, series=[first.series_uid, "1.2.3"])
+    assert done == SweepResult(series=[first.series_uid])
+    # one series of the study is still open: the study is not complete yet
+    assert studies_all_complete(database, [first.study_uid]) == []
+    complete_now(database, CompletionSignal.MPPS, series=[second.series_uid])
+    assert studies_all_complete(database, [first.study_uid]) == [first.study_uid]
+    assert complete_now(database, CompletionSignal.MPPS, studies=[first.study_uid]).studies == [
+        first.study_uid
+    ]
+    # the timer finds nothing open; a repeated signal completes nothing either
+    later = utcnow() + timedelta(seconds=1000)
+    assert sweep(database, series_seconds=30, study_seconds=90, now=later) == SweepResult()
+    assert complete_now(database, CompletionSignal.CONFIRM, series=[first.series_uid]) == (
+        SweepResult()
+    )
+    with database.session() as s:
+        by = dict(s.execute(select(Series.series_uid, Series.completed_by)).all())
+        assert by == {first.series_uid: "commitment", second.series_uid: "mpps"}
+        assert s.scalar(select(Study.completed_by)) == "mpps"
+        details = list(
+            s.scalars(select(AuditEvent.detail).where(AuditEvent.kind == "series.complete"))
+        )
+    assert sorted(details) == ["by commitment", "by mpps"]
+    # a late instance re-opens the signalled series; the timer completes it next
+    _receive(store, first, 1)
+    assert sweep(database, series_seconds=30, study_seconds=90, now=later).series == [
+        first.series_uid
+    ]
+    with database.session() as s:
+        assert (
+            s.scalar(select(Series.completed_by).where(Series.series_uid == first.series_uid))
+            == "timer"
+        )
