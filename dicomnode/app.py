@@ -235,7 +235,13 @@ class Node:
         self._route(cfg, routes)
         if not cfg.node.allow:
             log.warning("node.allow is empty: any calling AE from any address may store")
-        self.scp = StorageSCP(cfg.node, self.store, observer=self.metrics)
+        self.scp = StorageSCP(
+            cfg.node,
+            self.store,
+            observer=self.metrics,
+            sources=cfg.sources,
+            on_signal=self.signalled,
+        )
         try:
             self.scp.start()
         except OSError as exc:

@@ -12,7 +12,7 @@ __all__ = ["Status"]
 
 
 class Status(enum.IntEnum):
-    """C-STORE / C-ECHO response statuses."""
+    """C-STORE / C-ECHO / N-service response statuses (and Storage Commitment failure reasons)."""
 
     SUCCESS = 0x0000
     #: Warning: requested optional attributes are not supported.
@@ -21,6 +21,28 @@ class Status(enum.IntEnum):
     ATTRIBUTE_LIST_ERROR = 0x0107
     #: Warning: attribute value out of range.
     ATTRIBUTE_VALUE_OUT_OF_RANGE = 0x0116
+    #: Failure: invalid attribute value (N-CREATE/N-SET).
+    INVALID_ATTRIBUTE_VALUE = 0x0106
+    #: Failure: processing failure (N-services; a commitment failure reason).
+    PROCESSING_FAILURE = 0x0110
+    #: Failure: duplicate SOP instance (N-CREATE).
+    DUPLICATE_SOP_INSTANCE = 0x0111
+    #: Failure: no such SOP instance (N-services; a commitment failure reason).
+    NO_SUCH_OBJECT_INSTANCE = 0x0112
+    #: Failure: invalid argument value (N-ACTION).
+    INVALID_ARGUMENT_VALUE = 0x0115
+    #: Failure: invalid object instance (N-ACTION on another instance than the well-known one).
+    INVALID_OBJECT_INSTANCE = 0x0117
+    #: Failure: class-instance conflict (a commitment failure reason).
+    CLASS_INSTANCE_CONFLICT = 0x0119
+    #: Failure: missing attribute (N-CREATE).
+    MISSING_ATTRIBUTE = 0x0120
+    #: Failure: referenced SOP class not supported (a commitment failure reason).
+    REFERENCED_SOP_CLASS_NOT_SUPPORTED = 0x0122
+    #: Failure: no such action (N-ACTION).
+    NO_SUCH_ACTION = 0x0123
+    #: Failure: resource limitation (N-services; a commitment failure reason).
+    RESOURCE_LIMITATION = 0x0213
     #: Failure: unrecognized operation (an N-service request on a storage context).
     UNRECOGNIZED_OPERATION = 0x0211
     #: Refused: out of resources (0xA7xx); the sender may try again later.

@@ -29,7 +29,12 @@ from pynetdicom import AllStoragePresentationContexts
 from pynetdicom.presentation import DEFAULT_TRANSFER_SYNTAXES
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from dicomnode.net.scp import ACCEPTED_TRANSFER_SYNTAXES, VERIFICATION_TRANSFER_SYNTAXES
+from dicomnode.net.scp import (
+    ACCEPTED_TRANSFER_SYNTAXES,
+    SIGNAL_SOP_CLASSES,
+    SIGNAL_TRANSFER_SYNTAXES,
+    VERIFICATION_TRANSFER_SYNTAXES,
+)
 
 #: The marker line above each table; ``tests/test_conformance_doc.py`` finds tables by it.
 MARKER = "<!-- conformance-table: {} -->"
@@ -63,6 +68,8 @@ TABLES: dict[str, Callable[[], list[str]]] = {
     "scp-verification-transfer-syntaxes": lambda: _ts_rows(VERIFICATION_TRANSFER_SYNTAXES),
     "scp-storage-sop-classes": lambda: _sop_rows(_storage_sop_classes(), "No", "Yes"),
     "scp-storage-transfer-syntaxes": lambda: _ts_rows(ACCEPTED_TRANSFER_SYNTAXES),
+    "scp-signal-sop-classes": lambda: _sop_rows(_uids(SIGNAL_SOP_CLASSES), "No", "Yes"),
+    "scp-signal-transfer-syntaxes": lambda: _ts_rows(SIGNAL_TRANSFER_SYNTAXES),
     "scu-verification-sop-class": lambda: _sop_rows([Verification], "Yes", "No"),
     "scu-verification-transfer-syntaxes": lambda: _ts_rows(_uids(DEFAULT_TRANSFER_SYNTAXES)),
     "scu-storage-sop-classes": lambda: _sop_rows(RESULT_SOP_CLASSES, "Yes", "No"),

@@ -22,7 +22,7 @@ from sqlalchemy import create_engine
 
 from dicomnode.config.schema import DicomDestination, NodeConfig
 from dicomnode.export import senders
-from dicomnode.net.scp import StorageSCP
+from dicomnode.net.scp import SIGNAL_SOP_CLASSES, StorageSCP
 from dicomnode.results import (
     Algorithm,
     Findings,
@@ -158,6 +158,8 @@ def test_every_table_is_present_once(tables: dict[str, list[str]]) -> None:
         "scp-verification-transfer-syntaxes",
         "scp-storage-sop-classes",
         "scp-storage-transfer-syntaxes",
+        "scp-signal-sop-classes",
+        "scp-signal-transfer-syntaxes",
         "scu-verification-sop-class",
         "scu-verification-transfer-syntaxes",
         "scu-storage-sop-classes",
@@ -172,12 +174,17 @@ def test_scp_sop_classes_and_transfer_syntaxes(
     tables: dict[str, list[str]], scp_contexts: list[PresentationContext]
 ) -> None:
     verification = [cx for cx in scp_contexts if cx.abstract_syntax == VERIFICATION]
-    storage = [cx for cx in scp_contexts if cx.abstract_syntax != VERIFICATION]
+    signals = [cx for cx in scp_contexts if cx.abstract_syntax in SIGNAL_SOP_CLASSES]
+    storage = [
+        cx for cx in scp_contexts if cx.abstract_syntax != VERIFICATION and cx not in signals
+    ]
     assert tables["scp-verification-sop-class"] == [VERIFICATION]
     assert set(tables["scp-storage-sop-classes"]) == {str(cx.abstract_syntax) for cx in storage}
+    assert tables["scp-signal-sop-classes"] == [str(cx.abstract_syntax) for cx in signals]
     # The order is the node's order of preference: the document must keep it.
     assert tables["scp-verification-transfer-syntaxes"] == _one_list(verification)
     assert tables["scp-storage-transfer-syntaxes"] == _one_list(storage)
+    assert tables["scp-signal-transfer-syntaxes"] == _one_list(signals)
 
 
 def test_deflated_is_refused_for_storage(tables: dict[str, list[str]], doc: str) -> None:

@@ -179,6 +179,13 @@ class NodeConfig(_Section):
     network_timeout: float = Field(60.0, gt=0, le=3600)
     allow: list[AllowEntry] = Field(default_factory=list)
     tls: TlsConfig | None = None
+    commitment_wait: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="seconds a Storage Commitment request waits for listed instances that are "
+        "not stored yet (still arriving on another association) before it reports them failed",
+    )
     uid_root: str = Field(
         "2.25",
         pattern=r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$",

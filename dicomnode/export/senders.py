@@ -20,7 +20,7 @@ from dicomnode.config.schema import DicomDestination, StowDestination
 from dicomnode.errors import ConfigError
 from dicomnode.export.status import Verdict, classify_dimse, classify_http
 
-__all__ = ["Attempt", "DicomSender", "Sender", "StowSender", "echo", "sender_for"]
+__all__ = ["Attempt", "DicomSender", "Sender", "StowSender", "echo", "no_delay", "sender_for"]
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class DicomSender:
         if not assoc.is_established:
             why = "rejected" if assoc.is_rejected else "not established"
             return _fill(items, Attempt(Verdict.RETRY, None, f"association {why}"))
-        _no_delay(assoc)
+        no_delay(assoc)
         attempts: list[Attempt] = []
         try:
             for ds in items:
@@ -163,7 +163,7 @@ def sender_for(
     return DicomSender(destination, calling_ae, timeout)
 
 
-def _no_delay(assoc: Any) -> None:
+def no_delay(assoc: Any) -> None:
     """Turn Nagle off on the association's socket.
 
     pynetdicom leaves it on: each C-STORE request after the first then waits ~45 ms for the

@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from pydicom.uid import AllTransferSyntaxes, ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -25,18 +26,23 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from dicomnode.config.schema import NodeConfig
+from dicomnode.config.schema import NodeConfig, SourceConfig
 from dicomnode.dimse import Status
 from dicomnode.errors import StoreRejected
 from dicomnode.net import spool
 from dicomnode.net.access import Refusal, decide
+from dicomnode.net.commitment import STORAGE_COMMITMENT, CommitmentService
 from dicomnode.net.server import GuardedServer, start_guarded_server
+from dicomnode.net.signals import Arrivals, OnSignal
 from dicomnode.net.tls import server_context
 from dicomnode.store.audit import AuditKind, record
 from dicomnode.store.ingest import Store
+from dicomnode.store.stability import SweepResult
 
 __all__ = [
     "ACCEPTED_TRANSFER_SYNTAXES",
+    "SIGNAL_SOP_CLASSES",
+    "SIGNAL_TRANSFER_SYNTAXES",
     "VERIFICATION_TRANSFER_SYNTAXES",
     "ScpObserver",
     "StorageSCP",
@@ -59,6 +65,10 @@ ACCEPTED_TRANSFER_SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian] + 
 
 #: A C-ECHO carries no data set: the two uncompressed little-endian syntaxes (no deflate).
 VERIFICATION_TRANSFER_SYNTAXES = ACCEPTED_TRANSFER_SYNTAXES[:2]
+#: The completion-signal services (Storage Commitment Push Model, MPPS): the same two.
+SIGNAL_TRANSFER_SYNTAXES = VERIFICATION_TRANSFER_SYNTAXES
+#: The SOP classes of the completion-signal services.
+SIGNAL_SOP_CLASSES = [STORAGE_COMMITMENT]
 
 _REJECT_PERMANENT = 0x01
 _REJECT_TRANSIENT = 0x02
@@ -102,8 +112,12 @@ def configure_pynetdicom(*, log_identifiers: bool = False) -> None:
     _config.LOG_HANDLER_LEVEL = "none"
 
 
+def _ignore(done: SweepResult) -> None:
+    """The default :data:`OnSignal`: the next stability sweep hands completions on."""
+
+
 class StorageSCP:
-    """The node's SCP.
+    """The node's SCP: Verification, Storage, Storage Commitment Push Model.
 
     Parameters
     ----------
@@ -113,12 +127,36 @@ class StorageSCP:
         Where received instances go.
     observer : ScpObserver, optional
         Told about associations and stores (metrics).
+    sources : mapping of name to SourceConfig, optional
+        Known PACS: Storage Commitment results go to the one whose AE title is the
+        requester's when the requester closed its association.
+    on_signal : OnSignal, optional
+        Told about completions a completion signal (commitment, MPPS) made.
     """
 
-    def __init__(self, config: NodeConfig, store: Store, observer: ScpObserver | None = None):
+    def __init__(
+        self,
+        config: NodeConfig,
+        store: Store,
+        observer: ScpObserver | None = None,
+        *,
+        sources: Mapping[str, SourceConfig] | None = None,
+        on_signal: OnSignal = _ignore,
+    ):
         self.config = config
         self.store = store
         self.observer = observer or ScpObserver()
+        self.sources: Mapping[str, SourceConfig] = dict(sources or {})
+        self.arrivals = Arrivals()
+        self.commitment = CommitmentService(
+            store.db,
+            store.root,
+            config=lambda: self.config,
+            sources=lambda: self.sources,
+            arrivals=self.arrivals,
+            on_signal=on_signal,
+            audit=self._audit_subject,
+        )
         self._server: GuardedServer | None = None
         self._in_handler: set[str] = set()
         self._admitted: dict[Association, str] = {}  # admitted association -> peer key
@@ -139,6 +177,8 @@ class StorageSCP:
         ae.network_timeout = cfg.network_timeout
         ae.require_called_aet = True
         ae.add_supported_context(Verification, VERIFICATION_TRANSFER_SYNTAXES)
+        for sop_class in SIGNAL_SOP_CLASSES:
+            ae.add_supported_context(sop_class, SIGNAL_TRANSFER_SYNTAXES)
         for context in AllStoragePresentationContexts:
             assert context.abstract_syntax is not None
             ae.add_supported_context(context.abstract_syntax, ACCEPTED_TRANSFER_SYNTAXES)
@@ -162,6 +202,8 @@ class StorageSCP:
             (evt.EVT_REJECTED, self._on_rejected),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_N_ACTION, self.commitment.on_action),
+            (evt.EVT_DIMSE_SENT, self.commitment.on_sent),
             (evt.EVT_PDU_RECV, self._on_pdu),
         ]
         tls = self.config.tls
@@ -211,9 +253,14 @@ class StorageSCP:
         return status
 
     def _audit(self, kind: AuditKind, peer: str, detail: str | None = None) -> None:
+        self._audit_subject(kind, peer, None, detail)
+
+    def _audit_subject(
+        self, kind: AuditKind, peer: str, subject: str | None, detail: str | None
+    ) -> None:
         try:
             with self.store.db.session() as session:
-                record(session, kind, peer=peer, detail=detail)
+                record(session, kind, subject=subject, peer=peer, detail=detail)
         except Exception:  # the audit must not take the listener down
             log.exception("cannot write an audit row")
 
@@ -401,6 +448,7 @@ class StorageSCP:
             return self._store_failed(peer, Status.CANNOT_UNDERSTAND, "unexpected error")
         finally:
             self._in_handler.discard(spool.name)
+        self.arrivals.stored(result.sop_instance_uid)
         self.observer.stored(outcome=result.outcome.value, size=result.size)
         log.debug(
             "stored",

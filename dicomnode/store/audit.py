@@ -96,6 +96,19 @@ class AuditKind(str, enum.Enum):
     #: per route, the first failed condition as ``route explain`` words it, or says that no
     #: routes are configured.
     NO_ROUTE = "routing.no_match"
+    #: A Storage Commitment request (N-ACTION) was answered; ``subject`` is its Transaction
+    #: UID, ``detail`` the number of listed instances.
+    COMMITMENT_REQUESTED = "commitment.requested"
+    #: The commitment result (N-EVENT-REPORT) was sent; ``detail``: counts and association.
+    COMMITMENT_REPORTED = "commitment.reported"
+    #: The commitment result could not be sent (requester gone and not a known source, peer
+    #: down, refused); ``detail`` says why.
+    COMMITMENT_UNREPORTED = "commitment.unreported"
+    #: A Modality Performed Procedure Step was created (N-CREATE); ``subject`` its SOP
+    #: Instance UID.
+    MPPS_CREATED = "mpps.created"
+    #: A Modality Performed Procedure Step was updated (N-SET); ``detail``: its status.
+    MPPS_UPDATED = "mpps.updated"
     #: SIGHUP: the node re-read its config; ``detail`` names what changed.
     CONFIG_RELOADED = "config.reloaded"
     #: SIGHUP: the re-read config was invalid and the running one stays; ``detail`` says why.

@@ -46,6 +46,7 @@ def test_the_commented_default_file_means_the_defaults(tmp_path):
             "node.allow[0].hots",
             "unknown key",
         ),
+        ({"node": {"commitment_wait": -1}}, "node.commitment_wait", "greater than or equal to 0"),
         ({"storage": {"min_free": "lots"}}, "storage.min_free", "could not parse"),
         ({"stability": {"series_seconds": -1}}, "stability.series_seconds", "greater than 0"),
         ({"stability": {"series_seconds": 100}}, "stability", "study_seconds (90.0) must be"),
