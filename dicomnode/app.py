@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from dicomnode.api.metrics import NodeMetrics, StateCollector
+from dicomnode.api.stage_metrics import StageMetrics
 from dicomnode.audit.forward import AuditForwarder, result_lookup
 from dicomnode.config.loader import load_config
 from dicomnode.config.schema import Config
@@ -127,6 +128,8 @@ class Node:
         self._scheduler = BackgroundScheduler(timezone="UTC")
         if self.role is Role.SERVE:
             self._start_receiving()
+            if cfg.http.enabled:
+                self._follow_stages()
         self.exporter = Exporter(self.db, cfg)
         self.workers = WorkerPool(self.db, cfg, on_success=self.exporter.wake)
         reap_every = max(0.5, min(30.0, cfg.workers.lease_seconds / 4))
@@ -156,6 +159,17 @@ class Node:
                 "workers": len(self.workers.workers),
                 "routes": len(cfg.routes),
             },
+        )
+
+    def _follow_stages(self) -> None:
+        """Per-stage latency histograms on ``/metrics``: this process follows ``job_stages``
+        (written by its own threads and by ``dicomnode worker`` processes) every second."""
+        assert self.db is not None and self._scheduler is not None
+        stages = StageMetrics(self.db)
+        stages.start()
+        self.metrics.registry.register(stages)
+        self._scheduler.add_job(
+            stages.poll, "interval", seconds=1, id="stage-metrics", max_instances=1, coalesce=True
         )
 
     def _claim_data_dir(self) -> None:

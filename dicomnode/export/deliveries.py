@@ -26,8 +26,9 @@ from dicomnode.config.schema import Config, DicomDestination, StowDestination
 from dicomnode.export.audit import ExportAuditKind, record_attempt
 from dicomnode.export.senders import Attempt, Sender, sender_for
 from dicomnode.export.status import Verdict
-from dicomnode.jobs.models import Delivery, DeliveryState, JobResult
+from dicomnode.jobs.models import Delivery, DeliveryState, Job, JobResult
 from dicomnode.jobs.queue import Backoff
+from dicomnode.jobs.timeline import Stage, StageMark, add_stages
 from dicomnode.store.db import Database
 from dicomnode.store.models import utcnow
 
@@ -111,6 +112,10 @@ def record(
             row.delivered_at = now
             row.error = None
             kind = ExportAuditKind.DELIVERED
+            run = session.scalar(select(Job.attempts).where(Job.id == item.job_id)) or 0
+            add_stages(
+                session, item.job_id, [StageMark(Stage.DELIVERED, now, item.destination, run)]
+            )
         elif attempt.verdict is Verdict.DEAD or row.attempts >= max_attempts:
             row.state = DeliveryState.DEAD
             row.error = attempt.detail

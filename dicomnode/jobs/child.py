@@ -100,7 +100,13 @@ class _Pipelines:
         )
         if done.refused is not None:
             return RunOutcome(OutcomeKind.REFUSED, error=done.refused)
-        return RunOutcome(OutcomeKind.OK, results=done.files, repaired=done.repaired)
+        stages = (("model_ready", done.model_ready_at), ("inference_done", done.inference_done_at))
+        return RunOutcome(
+            OutcomeKind.OK,
+            results=done.files,
+            repaired=done.repaired,
+            stages=tuple((stage, at) for stage, at in stages if at is not None),
+        )
 
     def answer(self, request: Request) -> Outcome:
         if isinstance(request, CheckRequest):

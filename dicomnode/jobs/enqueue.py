@@ -27,6 +27,7 @@ from dicomnode.jobs.audit import JobAuditKind, record_job
 from dicomnode.jobs.checker import CheckResult
 from dicomnode.jobs.keys import instance_set_digest, job_key
 from dicomnode.jobs.models import Job, JobState, latest_succeeded
+from dicomnode.jobs.timeline import add_stages, queued_marks
 from dicomnode.pipeline import (
     PipelineInputs,
     SeriesInput,
@@ -333,6 +334,18 @@ class RoutingHook:
             subject=plan.subject,
             detail=error or f"route {route.name}",
         )
+        if state is JobState.QUEUED:
+            add_stages(
+                session,
+                job_id,
+                queued_marks(
+                    session,
+                    level=route.level.value,
+                    subject=plan.subject,
+                    series_uids=[s.series_uid for s in plan.series],
+                    now=now,
+                ),
+            )
         if state is JobState.REFUSED:
             log.info("job refused", extra={"route": route.name, "job": job_id, "reason": error})
         else:

@@ -114,6 +114,9 @@ class RunOutcome:
     permanent: bool = False
     #: Source attributes the sanitizer repaired for the results (keywords only).
     repaired: tuple[str, ...] = ()
+    #: ``(stage, time.time())`` of the timeline stages measured in the child
+    #: (``model_ready``, ``inference_done``; see :mod:`dicomnode.jobs.timeline`).
+    stages: tuple[tuple[str, float], ...] = ()
 
 
 #: Either request.

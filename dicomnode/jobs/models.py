@@ -27,7 +27,15 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from dicomnode.store.models import Base, UTCDateTime, utcnow
 
-__all__ = ["Delivery", "DeliveryState", "Job", "JobResult", "JobState", "latest_succeeded"]
+__all__ = [
+    "Delivery",
+    "DeliveryState",
+    "Job",
+    "JobResult",
+    "JobStage",
+    "JobState",
+    "latest_succeeded",
+]
 
 
 class JobState(str, enum.Enum):
@@ -147,6 +155,25 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("result_id", "destination", name="uq_deliveries_result_destination"),
         Index("ix_deliveries_state_run_after", "state", "run_after"),
+    )
+
+
+class JobStage(Base):
+    """One stage of a job's timeline (see :mod:`dicomnode.jobs.timeline`).
+
+    ``attempt`` is 0 for the stages before any run (received, completed, queued) and the
+    attempt number for the stages of a run; every attempt's rows are kept.
+    """
+
+    __tablename__ = "job_stages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    stage: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    detail: Mapped[str | None] = mapped_column(
+        String(96), nullable=True, doc="the completion signal, the destination, the worker"
     )
 
 

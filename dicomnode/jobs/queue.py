@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from dicomnode.jobs.audit import JobAuditKind, record_job
 from dicomnode.jobs.models import Delivery, DeliveryState, Job, JobResult, JobState
+from dicomnode.jobs.timeline import Stage, StageMark, add_stages
 from dicomnode.store.db import Database
 from dicomnode.store.models import utcnow
 
@@ -112,6 +113,7 @@ def claim(db: Database, owner: str, *, lease_seconds: float) -> ClaimedJob | Non
             subject=job.subject,
             detail=f"attempt {job.attempts} by {owner}",
         )
+        add_stages(session, job.id, [StageMark(Stage.STARTED, now, owner, job.attempts)])
         return ClaimedJob(
             id=job.id,
             route=job.route,
@@ -150,13 +152,16 @@ def succeed(
     results: Sequence[ResultRecord],
     *,
     repaired: Sequence[str] = (),
+    stages: Sequence[StageMark] = (),
 ) -> bool:
     """Persist the results and one pending delivery per (result, destination); finish the job.
 
     Result UIDs are unique: a result already recorded (by an earlier attempt whose
     completion was lost) is reused, never duplicated. Returns False when the lease was lost.
     ``repaired`` names the source attributes the sanitizer changed for the results: they go
-    in the job's audit trail (keywords only).
+    in the job's audit trail (keywords only). ``stages`` are the run's timeline stages
+    measured in the inference child (model ready, inference done); the ``written`` stage is
+    this transaction's.
     """
     now = utcnow()
     with db.session() as session:
@@ -182,6 +187,7 @@ def succeed(
             subject=job.subject,
             detail=f"{len(results)} result(s)",
         )
+        add_stages(session, job.id, [*stages, StageMark(Stage.WRITTEN, now, None, job.attempt)])
         if repaired:
             record_job(
                 session,

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from dicomnode.jobs.models import Delivery, DeliveryState, Job, JobState
+from dicomnode.jobs.timeline import timelines, total_seconds
 from dicomnode.store.db import Database
 from dicomnode.store.models import utcnow
 
@@ -18,8 +19,10 @@ def job_rows(db: Database, *, state: str | JobState | None = None) -> list[dict[
     """Every job (or those in ``state``), oldest first, with delivery counts by state.
 
     ``next_attempt_at`` is when the job's next pending delivery is due (its backoff ends;
-    None when none is pending). Rows hold UIDs, names, states and error texts, never patient
-    identifiers.
+    None when none is pending). ``timeline`` lists the job's stages
+    (:func:`dicomnode.jobs.timeline.timelines`: ISO times and seconds since the stage
+    before) and ``latency_seconds`` the time from its first stage to its last. Rows hold
+    UIDs, names, states and error texts, never patient identifiers.
     """
     with db.session() as session:
         query = select(Job).order_by(Job.id)
@@ -41,6 +44,7 @@ def job_rows(db: Database, *, state: str | JobState | None = None) -> list[dict[
                 .group_by(Delivery.job_id)
             )
         }
+        stages = timelines(session, [job.id for job in jobs])
         return [
             {
                 "id": job.id,
@@ -58,6 +62,8 @@ def job_rows(db: Database, *, state: str | JobState | None = None) -> list[dict[
                 },
                 "next_attempt_at": _iso(next_attempt.get(job.id)),
                 "error": job.error,
+                "timeline": stages.get(job.id, []),
+                "latency_seconds": total_seconds(stages.get(job.id, [])),
             }
             for job in jobs
         ]
@@ -83,14 +89,15 @@ def until(when: str | None, now: datetime | None = None) -> str:
 
 
 def render_jobs(rows: list[dict[str, Any]]) -> str:
-    """A plain-text table of :func:`job_rows`; deliveries as delivered/pending/dead, and
-    NEXT: how long until the next pending delivery is tried (``-`` when none is pending)."""
+    """A plain-text table of :func:`job_rows`; deliveries as delivered/pending/dead,
+    NEXT: how long until the next pending delivery is tried (``-`` when none is pending), and
+    TOTAL: seconds from the last instance received to the job's latest stage."""
     if not rows:
         return "no jobs\n"
     now = utcnow()
     lines = [
         f"{'ID':>6} {'STATE':<9} {'ROUTE':<20} {'TRIES':>5} {'SENT':>4} {'WAIT':>4} {'DEAD':>4} "
-        f"{'NEXT':>6}  SUBJECT / ERROR"
+        f"{'NEXT':>6} {'TOTAL':>7}  SUBJECT / ERROR"
     ]
     for row in rows:
         d = row["deliveries"]
@@ -103,6 +110,11 @@ def render_jobs(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"{row['id']:>6} {row['state']:<9} {row['route'][:20]:<20} "
             f"{row['attempts']:>2}/{row['max_attempts']:<2} {d['delivered']:>4} {waiting:>4} "
-            f"{d['dead']:>4} {until(row['next_attempt_at'], now):>6}  {tail}"
+            f"{d['dead']:>4} {until(row['next_attempt_at'], now):>6} "
+            f"{_total(row.get('latency_seconds')):>7}  {tail}"
         )
     return "\n".join(lines) + "\n"
+
+
+def _total(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.1f}s"

@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import select
@@ -36,6 +37,7 @@ from dicomnode.jobs.queue import (
     release,
     succeed,
 )
+from dicomnode.jobs.timeline import Stage, StageMark
 from dicomnode.pipeline.contract import PipelineInputs, SeriesInput
 from dicomnode.store.db import Database
 from dicomnode.store.models import Instance, Series
@@ -151,7 +153,11 @@ class Worker(threading.Thread):
                 )
                 for r in outcome.results
             ]
-            if succeed(self.db, job, records, repaired=outcome.repaired):
+            stages = [
+                StageMark(Stage(name), datetime.fromtimestamp(at, UTC), None, job.attempt)
+                for name, at in outcome.stages
+            ]
+            if succeed(self.db, job, records, repaired=outcome.repaired, stages=stages):
                 log.info(
                     "job succeeded",
                     extra={

@@ -175,6 +175,14 @@ class Pipeline(ABC):
         Must be cheap: headers only, no pixel decoding, no model loading.
         """
 
+    def prepare(self, device: str) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Load the model onto ``device`` now, before :meth:`run` (optional; kept warm).
+
+        Called by the node right before :meth:`run`, so that a job's timeline can tell loading
+        from inference (its ``model_ready`` stage). The default does nothing: a pipeline that
+        loads lazily in :meth:`run` still works, its loading then counts as inference.
+        """
+
     @abstractmethod
     def run(self, inputs: PipelineInputs, ctx: RunContext) -> PipelineResult:
         """Analyse the inputs and return findings in patient coordinates."""

@@ -119,6 +119,10 @@ class Execution:
     refused: str | None = None
     seconds: float = 0.0
     repaired: tuple[str, ...] = ()
+    #: Wall-clock times (``time.time()``) at which the model was ready (after the pipeline's
+    #: :meth:`~dicomnode.pipeline.Pipeline.prepare`) and its ``run`` returned.
+    model_ready_at: float | None = None
+    inference_done_at: float | None = None
 
 
 #: The findings of every run, beside its result files (kept even when no object could be
@@ -271,6 +275,8 @@ def execute(
     work = Path(tempfile.mkdtemp(prefix=f"dicomnode-{pipeline.name}-"))
     try:
         pipeline.check(inputs)
+        pipeline.prepare(device)
+        model_ready_at = time.time()
         ctx = RunContext(
             device=device,
             work_dir=work,
@@ -278,6 +284,7 @@ def execute(
             log=logger or logging.getLogger(f"dicomnode.pipeline.{pipeline.name}"),
         )
         result = pipeline.run(inputs, ctx)
+        inference_done_at = time.time()
     except InputRefused as exc:
         return Execution(refused=exc.reason, seconds=time.monotonic() - started)
     finally:
@@ -343,6 +350,8 @@ def execute(
         result.findings,
         seconds=time.monotonic() - started,
         repaired=sanitized_keywords,
+        model_ready_at=model_ready_at,
+        inference_done_at=inference_done_at,
     )
     if failures:
         raise ResultsIncomplete(done, failures)

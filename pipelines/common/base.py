@@ -135,6 +135,10 @@ class BundlePipeline(Pipeline):
             self._model_device = device
         return self._model
 
+    def prepare(self, device: str) -> None:
+        """Build the model for ``device`` now (:meth:`model`), before the run uses it."""
+        self.model(device)
+
     def build_model(self, bundle: Bundle, device: str) -> Any:
         """Build the model from ``bundle`` (default: its ``network_def`` with weights)."""
         return bundle.load_network(device)
