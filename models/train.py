@@ -4,7 +4,8 @@ Usage (from the repository root; about 40 minutes on 2 idle cores, then ``models
 
     nice -n 10 .venv/bin/python -m models.train all
 
-Each model trains for a fixed wall-clock budget (``--minutes``) on synthetic studies made by
+Each model trains for a fixed wall-clock budget (``--minutes``; ``--steps`` instead for a run
+that does not depend on how busy the machine is) on synthetic studies made by
 :mod:`dicomnode.synthetic` with seeds from :data:`models.training.common.TRAIN_SEED_BASE`
 (lung 100000+, brain 200000+, mammography 300000+). Evaluation (``bench/evaluate.py``) and the
 tests use seeds below 10000, so training and evaluation data never overlap. The weights go to
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", choices=[*BUNDLES, "all"])
     parser.add_argument("--minutes", type=float, help="wall-clock budget per model")
+    parser.add_argument(
+        "--steps", type=int, help="optimiser steps per model instead of the wall-clock budget"
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -48,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             from models.training.brain import train
         else:
             from models.training.mammo import train
-        print(json.dumps(train(BUNDLES[name], minutes)))
+        print(json.dumps(train(BUNDLES[name], minutes, steps=args.steps)))
     return 0
 
 

@@ -99,8 +99,10 @@ def _patch(case: Case, size: np.ndarray, rng: np.random.Generator) -> tuple[torc
     return tuple(out)
 
 
-def train(bundle_path: Path, minutes: float, cases: int = 48, batch: int = 4) -> dict:
-    """Train for ``minutes`` of wall time; returns what to record in the metadata."""
+def train(
+    bundle_path: Path, minutes: float, steps: int | None = None, cases: int = 48, batch: int = 4
+) -> dict:
+    """Train for ``minutes`` of wall time (or ``steps``); returns what to record in the metadata."""
     started = time.monotonic()
     bundle = load_bundle(bundle_path)
     base = TRAIN_SEED_BASE["brain"]
@@ -110,7 +112,7 @@ def train(bundle_path: Path, minutes: float, cases: int = 48, batch: int = 4) ->
     network.train()
     loss_fn = DiceFocalLoss(sigmoid=True, batch=True, smooth_nr=1e-4, smooth_dr=1e-4)
     optimizer = torch.optim.AdamW(network.parameters(), lr=2e-3, weight_decay=1e-5)
-    budget = Budget(minutes * 60, lr=1.5e-3)
+    budget = Budget(minutes * 60, lr=1.5e-3, steps=steps)
     size = np.asarray(bundle.get("train_patch_size", [64, 64, 64]))
     rng = np.random.default_rng(base)
     history = LossLog("brain")

@@ -31,15 +31,20 @@ DEMO_NOTE = (
 
 @dataclass
 class Budget:
-    """A wall-clock training budget with a cosine learning-rate schedule."""
+    """A training budget with a cosine learning-rate schedule: wall-clock ``seconds``, or
+    ``steps`` optimiser steps when given (the same run on a busy or an idle machine)."""
 
     seconds: float
     lr: float
+    steps: int | None = None
     start: float = field(default_factory=time.monotonic)
+    taken: int = 0
 
     @property
     def fraction(self) -> float:
         """Elapsed fraction of the budget."""
+        if self.steps is not None:
+            return min(1.0, self.taken / self.steps)
         return min(1.0, (time.monotonic() - self.start) / self.seconds)
 
     @property
@@ -58,6 +63,7 @@ class Budget:
         """Set the learning rate of every parameter group."""
         for group in optimizer.param_groups:
             group["lr"] = self.learning_rate()
+        self.taken += 1
 
 
 def save_weights(bundle: Path, network: torch.nn.Module, training: dict[str, Any]) -> str:

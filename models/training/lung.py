@@ -109,8 +109,10 @@ def _patch(
     return image, target
 
 
-def train(bundle_path: Path, minutes: float, cases: int = 36, batch: int = 4) -> dict:
-    """Train for ``minutes`` of wall time; returns what to record in the metadata."""
+def train(
+    bundle_path: Path, minutes: float, steps: int | None = None, cases: int = 36, batch: int = 4
+) -> dict:
+    """Train for ``minutes`` of wall time (or ``steps``); returns what to record in the metadata."""
     started = time.monotonic()
     bundle = load_bundle(bundle_path)
     base = TRAIN_SEED_BASE["lung"]
@@ -125,7 +127,7 @@ def train(bundle_path: Path, minutes: float, cases: int = 36, batch: int = 4) ->
     )
     detector.train()
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-3, weight_decay=1e-4)
-    budget = Budget(minutes * 60, lr=2e-3)
+    budget = Budget(minutes * 60, lr=2e-3, steps=steps)
     size = np.asarray(bundle.get("train_patch_size", [96, 96, 48]))
     rng = np.random.default_rng(base)
     history = LossLog("lung")

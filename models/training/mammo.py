@@ -33,8 +33,10 @@ def make_views(seed: int, bundle_path: Path) -> tuple[torch.Tensor, torch.Tensor
     return torch.stack(images), torch.stack(targets)
 
 
-def train(bundle_path: Path, minutes: float, studies: int = 400, batch: int = 16) -> dict:
-    """Train for ``minutes`` of wall time; returns what to record in the metadata."""
+def train(
+    bundle_path: Path, minutes: float, steps: int | None = None, studies: int = 400, batch: int = 16
+) -> dict:
+    """Train for ``minutes`` of wall time (or ``steps``); returns what to record in the metadata."""
     started = time.monotonic()
     bundle = load_bundle(bundle_path)
     base = TRAIN_SEED_BASE["mammo"]
@@ -46,7 +48,7 @@ def train(bundle_path: Path, minutes: float, studies: int = 400, batch: int = 16
     network.train()
     loss_fn = torch.nn.BCEWithLogitsLoss()
     optimizer = torch.optim.AdamW(network.parameters(), lr=2e-3, weight_decay=1e-4)
-    budget = Budget(minutes * 60, lr=3e-3)
+    budget = Budget(minutes * 60, lr=3e-3, steps=steps)
     rng = np.random.default_rng(base)
     history = LossLog("mammo")
     while not budget.done:
