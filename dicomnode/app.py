@@ -26,7 +26,8 @@ from dicomnode.jobs.queue import Backoff, reap_expired
 from dicomnode.jobs.retention import ResultFiles, study_busy
 from dicomnode.jobs.worker import WorkerPool, results_root
 from dicomnode.logs import set_level
-from dicomnode.net.scp import StorageSCP, configure_pynetdicom
+from dicomnode.net.confirm import Confirmer
+from dicomnode.net.scp import Delivery, StorageSCP, configure_pynetdicom
 from dicomnode.pipeline.registry import PipelineRegistry
 from dicomnode.reload import ReloadPlan, plan_reload
 from dicomnode.routing import Route, compile_routes
@@ -88,6 +89,7 @@ class Node:
         self.exporter: Exporter | None = None
         self.prober: Prober | None = None
         self.checker: IsolatedChecker | None = None
+        self.confirmer: Confirmer | None = None
         # pipelines do not reload: one registry for the node's life (nothing imported yet)
         self.registry = PipelineRegistry(config.class_paths)
         self.metrics = NodeMetrics()
@@ -249,12 +251,14 @@ class Node:
         self._route(cfg, routes)
         if not cfg.node.allow:
             log.warning("node.allow is empty: any calling AE from any address may store")
+        self.confirmer = self._confirmer(cfg)
         self.scp = StorageSCP(
             cfg.node,
             self.store,
             observer=self.metrics,
             sources=cfg.sources,
             on_signal=self.signalled,
+            on_released=self._delivered if self.confirmer is not None else None,
         )
         try:
             self.scp.start()
@@ -282,6 +286,27 @@ class Node:
             coalesce=True,
             next_run_time=utcnow(),
         )
+
+    def _confirmer(self, cfg: Config) -> Confirmer | None:
+        """The C-FIND confirmation of ``stability.confirm_with`` (None when it names none)."""
+        names = cfg.stability.confirm_with
+        if not names:
+            return None
+        assert self.db is not None
+        confirmer = Confirmer(
+            self.db,
+            {name: cfg.sources[name] for name in names},
+            calling_ae=cfg.node.ae_title,
+            timeout=cfg.stability.confirm_timeout,
+            on_complete=self.signalled,
+        )
+        confirmer.start()
+        return confirmer
+
+    def _delivered(self, delivery: Delivery) -> None:
+        """A released association stored instances: have the sources confirm its studies."""
+        if self.confirmer is not None:
+            self.confirmer.submit(sorted(delivery.studies))
 
     def _route(self, cfg: Config, routes: list[Route]) -> None:
         """Queue jobs by ``routes`` from the next sweep on (at start-up and on reload)."""
@@ -421,6 +446,8 @@ class Node:
             self.api.stop()
         if self.scp is not None:
             self.scp.stop()
+        if self.confirmer is not None:
+            self.confirmer.stop()
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=True)
         if self.workers is not None:

@@ -402,6 +402,7 @@ def _check(config: Config, source: str) -> int:
             f"{len(found.unindexed_files)} files not indexed (indexed at next start)",
         )
     _check_jobs(config, report)
+    _check_sources(config, report)
     return EXIT_FAILED if failures else 0
 
 
@@ -457,6 +458,29 @@ def _check_jobs(config: Config, report: _Report) -> None:
             report(problem is None, f"destination {name}", f"{where} {problem or 'answers C-ECHO'}")
         else:
             report(True, f"destination {name}", f"{destination.url} (STOW-RS, not probed)")
+
+
+def _check_sources(config: Config, report: _Report) -> None:
+    """Sources answer C-ECHO: one line each. A source that does not answer is a WARN line,
+    not a failure (the node runs without it: completion falls back to the stability timers);
+    a TLS file that cannot be loaded is a config error, a FAIL."""
+    from dicomnode.net.peer import echo, tls_args
+
+    confirming = set(config.stability.confirm_with)
+    for name, source in config.sources.items():
+        what = f"source {name}"
+        where = f"{source.ae_title}@{source.host}:{source.port}"
+        use = " (confirm_with)" if name in confirming else ""
+        try:
+            tls_args(source)
+        except ConfigError as exc:
+            report(False, what, f"{where} {exc}")
+            continue
+        problem = echo(source, calling_ae=config.node.ae_title)
+        if problem is None:
+            report(True, what, f"{where} answers C-ECHO{use}")
+        else:
+            print(f"WARN  {what}: {where} {problem}{use}; completion waits for the timers")
 
 
 def _status(config: Config, *, as_json: bool, audit: int = 0) -> int:

@@ -17,6 +17,7 @@ __all__ = [
     "DatabaseError",
     "PermanentError",
     "ProtocolViolation",
+    "QueryFailed",
 ]
 
 
@@ -101,3 +102,20 @@ class PermanentError(DicomNodeError):
     :class:`dicomnode.results.sanitize.UnrepairableHeader`); the worker marks the job dead at
     once instead of putting it back in the queue. Every other error is transient.
     """
+
+
+class QueryFailed(DicomNodeError):
+    """A query to a source failed: no association, a refusal, a failure status or a timeout.
+
+    Parameters
+    ----------
+    peer : str
+        ``AE@host:port`` of the source.
+    reason : str
+        One line; never contains patient identifiers.
+    """
+
+    def __init__(self, peer: str, reason: str):
+        self.peer = peer
+        self.reason = reason
+        super().__init__(f"{peer}: {reason}")

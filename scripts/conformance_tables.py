@@ -1,10 +1,11 @@
 """Print the SOP class and transfer syntax tables of ``docs/conformance.md``.
 
 The tables list what the code registers: the SCP's supported presentation contexts
-(:class:`dicomnode.net.scp.StorageSCP`) and the contexts the export senders propose
-(:mod:`dicomnode.export.senders`). Paste the output over the tables of the same name in the
-document when the code (or pynetdicom/pydicom) changes; ``tests/test_conformance_doc.py``
-fails until the document matches the code again.
+(:class:`dicomnode.net.scp.StorageSCP`) and the contexts the export senders
+(:mod:`dicomnode.export.senders`) and the query SCU (:mod:`dicomnode.net.query`) propose.
+Paste the output over the tables of the same name in the document when the code (or
+pynetdicom/pydicom) changes; ``tests/test_conformance_doc.py`` fails until the document
+matches the code again.
 
 Usage::
 
@@ -27,8 +28,12 @@ from pydicom.uid import (
 )
 from pynetdicom import AllStoragePresentationContexts
 from pynetdicom.presentation import DEFAULT_TRANSFER_SYNTAXES
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    StudyRootQueryRetrieveInformationModelFind,
+    Verification,
+)
 
+from dicomnode.net.query import FIND_TRANSFER_SYNTAXES
 from dicomnode.net.scp import (
     ACCEPTED_TRANSFER_SYNTAXES,
     SIGNAL_SOP_CLASSES,
@@ -74,6 +79,10 @@ TABLES: dict[str, Callable[[], list[str]]] = {
     "scu-verification-transfer-syntaxes": lambda: _ts_rows(_uids(DEFAULT_TRANSFER_SYNTAXES)),
     "scu-storage-sop-classes": lambda: _sop_rows(RESULT_SOP_CLASSES, "Yes", "No"),
     "scu-storage-transfer-syntaxes": lambda: _ts_rows(EXPORT_TRANSFER_SYNTAXES),
+    "scu-find-sop-class": lambda: _sop_rows(
+        [StudyRootQueryRetrieveInformationModelFind], "Yes", "No"
+    ),
+    "scu-find-transfer-syntaxes": lambda: _ts_rows(FIND_TRANSFER_SYNTAXES),
 }
 
 

@@ -20,8 +20,10 @@ from pynetdicom import AE
 from pynetdicom.presentation import PresentationContext
 from sqlalchemy import create_engine
 
-from dicomnode.config.schema import DicomDestination, NodeConfig
+from dicomnode.config.schema import DicomDestination, NodeConfig, SourceConfig
+from dicomnode.errors import QueryFailed
 from dicomnode.export import senders
+from dicomnode.net import peer, query
 from dicomnode.net.scp import SIGNAL_SOP_CLASSES, StorageSCP
 from dicomnode.results import (
     Algorithm,
@@ -119,6 +121,7 @@ def scu_contexts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     destination = DicomDestination(ae_title="PACS", host="127.0.0.1", port=104)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(senders, "AE", _RecordingAE)
+        mp.setattr(peer, "AE", _RecordingAE)
         _RecordingAE.proposed = []
         attempts = senders.DicomSender(destination, "DICOMNODE", timeout=1).send(files)
         assert [a.detail for a in attempts] == ["association rejected"] * len(files)
@@ -164,6 +167,8 @@ def test_every_table_is_present_once(tables: dict[str, list[str]]) -> None:
         "scu-verification-transfer-syntaxes",
         "scu-storage-sop-classes",
         "scu-storage-transfer-syntaxes",
+        "scu-find-sop-class",
+        "scu-find-transfer-syntaxes",
     }
     for name, uids in tables.items():
         assert uids, f"table {name} is empty"
@@ -203,6 +208,19 @@ def test_scu_sop_classes_and_transfer_syntaxes(
     assert tables["scu-verification-transfer-syntaxes"] == _one_list(echo)
     # The overview says the node also accepts what it sends.
     assert set(tables["scu-storage-sop-classes"]) <= set(tables["scp-storage-sop-classes"])
+
+
+def test_query_scu_sop_class_and_transfer_syntaxes(tables: dict[str, list[str]]) -> None:
+    """What :func:`dicomnode.net.query.find_series` really proposes."""
+    source = SourceConfig(ae_title="PACS", host="127.0.0.1", port=104)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(query, "AE", _RecordingAE)
+        _RecordingAE.proposed = []
+        with pytest.raises(QueryFailed, match="association rejected"):
+            query.find_series(source, "1.2.3", calling_ae="DICOMNODE", timeout=1)
+        (contexts,) = _RecordingAE.proposed
+    assert tables["scu-find-sop-class"] == [str(cx.abstract_syntax) for cx in contexts]
+    assert tables["scu-find-transfer-syntaxes"] == _one_list(contexts)
 
 
 def test_no_other_sop_class_or_transfer_syntax_is_named(

@@ -234,6 +234,12 @@ class StabilityConfig(_Section):
         "instances is released, whether the node has every instance of the series (and study); "
         "equal counts complete at once, query failures leave it to the timers",
     )
+    confirm_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="s: connection, association and C-FIND timeout of each confirmation query",
+    )
 
     @model_validator(mode="after")
     def _study_after_series(self) -> StabilityConfig:

@@ -6,6 +6,16 @@ jobs; the sweep commits it together with the mark that the completion was handle
 :mod:`dicomnode.store.stability`), so a job is queued exactly once per completion, also when
 the node dies in between. The idempotency key (route, pipeline and version, input series,
 instance-set digest) makes a completion with an unchanged instance set queue nothing new.
+
+Study-level routes with named ``inputs`` start early: when a series completes (by any signal,
+the timer included) while its study is still open, the hook matches those routes on the
+study's *complete* series and queues the job of each route whose every input selects one
+(:meth:`RoutingHook._inputs_ready`). The study itself is not completed by this: other routes
+(study-level routes without inputs, or with other inputs) still want the whole study, and a
+study completed early would hand them a partial one. When the study completes later, the same
+route selects the same series with the same instances, so the job's key is the same and
+nothing new is queued; a series that arrived meanwhile and that an input prefers (or a late
+instance in a chosen series) makes a new key, as a late arrival does.
 """
 
 from __future__ import annotations
@@ -37,7 +47,7 @@ from dicomnode.routing import Level, Route, SeriesFacts
 from dicomnode.store import stability
 from dicomnode.store.audit import AuditKind, record
 from dicomnode.store.db import Database
-from dicomnode.store.models import Instance, Series, Study, utcnow
+from dicomnode.store.models import CompletionState, Instance, Series, Study, utcnow
 from dicomnode.store.stability import Completion, CompletionAction
 
 __all__ = ["NO_HEADER", "NO_ROUTES", "Checker", "JobPlan", "RoutingHook", "outputs_for"]
@@ -125,8 +135,11 @@ class RoutingHook:
         (``late_arrivals: ignore``), or the config's routes are all of the other level.
         """
         level = Level(completion.level.value)
+        early = self._inputs_ready(db, completion) if level is Level.SERIES else []
         routes = [r for r in self.routes if r.level is level]
         if not routes:
+            if early:
+                return self._checked(early)
             if self.routes or level is not Level.SERIES:
                 return None  # the other level's routes decide (and say when none matches)
             return self._no_match(completion, [("", NO_ROUTES)])
@@ -134,7 +147,7 @@ class RoutingHook:
             listing = self._listing(session, completion)
             routes = [r for r in routes if not self._ignored(session, r, completion.uid)]
         if not routes:
-            return None  # each has its job already (late_arrivals: ignore)
+            return self._checked(early) if early else None  # late_arrivals: ignore
         all_facts = [f for f in (self._facts(uid, rows) for uid, rows in listing.items()) if f]
         plans: list[JobPlan] = []
         misses: list[tuple[str, str]] = []
@@ -160,8 +173,12 @@ class RoutingHook:
                 )
             else:
                 misses.append((route.name, str(match.reason)))
-        if not plans:
+        if not plans and not early:
             return self._no_match(completion, misses)
+        return self._checked([*plans, *early])
+
+    def _checked(self, plans: Sequence[JobPlan]) -> CompletionAction:
+        """Ask the pipelines about ``plans`` now; the write that queues their jobs."""
         checked = [(plan, self.checker(plan.route.pipeline, plan.inputs)) for plan in plans]
 
         def write(session: Session) -> None:
@@ -169,6 +186,42 @@ class RoutingHook:
                 self.queue(session, plan, result)
 
         return write
+
+    def _inputs_ready(self, db: Database, completion: Completion) -> list[JobPlan]:
+        """Jobs of study-level routes with named inputs that a series completion makes ready.
+
+        Only while the series' study is open (once it is complete, its own completion queues
+        them): each such route is matched on the study's complete series, and planned when
+        every named input selects one.
+        """
+        early = [r for r in self.routes if r.level is Level.STUDY and r.inputs]
+        if not early:
+            return []
+        with db.session() as session:
+            study_uid = session.scalar(
+                select(Study.study_uid)
+                .join(Series, Series.study_id == Study.id)
+                .where(Series.series_uid == completion.uid, Study.state == CompletionState.OPEN)
+            )
+            if study_uid is None:
+                return []
+            early = [r for r in early if not self._ignored(session, r, study_uid)]
+            if not early:
+                return []
+            study = Completion(stability.Level.STUDY, study_uid, 0)
+            listing = self._listing(session, study, complete_only=True)
+        all_facts = [f for f in (self._facts(uid, rows) for uid, rows in listing.items()) if f]
+        plans: list[JobPlan] = []
+        for route in early:
+            match = route.match_study(all_facts) if all_facts else None
+            if match is not None and match.matched:
+                roles = {facts.series_uid: name for name, facts in match.inputs.items()}
+                plans.append(self._plan(route, study_uid, study_uid, match.series, listing, roles))
+                log.info(
+                    "every input complete: study-level job before the study completes",
+                    extra={"route": route.name, "subject": study_uid},
+                )
+        return plans
 
     def _no_match(
         self, completion: Completion, misses: Sequence[tuple[str, str]]
@@ -194,8 +247,11 @@ class RoutingHook:
 
         return write
 
-    def _listing(self, session: Session, completion: Completion) -> dict[str, list[_Row]]:
-        """The instance rows of the completed series, or of every series of the study."""
+    def _listing(
+        self, session: Session, completion: Completion, *, complete_only: bool = False
+    ) -> dict[str, list[_Row]]:
+        """The instance rows of the completed series, or of every series of the study (only
+        the complete ones with ``complete_only``)."""
         query = select(
             Series.series_uid,
             Instance.path,
@@ -207,6 +263,8 @@ class RoutingHook:
             query = query.where(Series.series_uid == completion.uid)
         else:
             query = query.join(Study).where(Study.study_uid == completion.uid)
+        if complete_only:
+            query = query.where(Series.state == CompletionState.COMPLETE)
         listing: dict[str, list[_Row]] = {}
         for series_uid, path, calling_ae, sop_uid, sha in session.execute(
             query.order_by(Series.id, Instance.id)

@@ -40,7 +40,7 @@ from pynetdicom.pdu_primitives import A_RELEASE
 from dicomnode.config.schema import NodeConfig, SourceConfig
 from dicomnode.dimse import Status
 from dicomnode.errors import ConfigError
-from dicomnode.export.senders import no_delay
+from dicomnode.net.peer import no_delay, tls_args
 from dicomnode.net.signals import (
     Arrivals,
     OnSignal,
@@ -427,11 +427,7 @@ class CommitmentService:
         # The node sends the N-EVENT-REPORT: it asks for the SCP role (PS3.4 J.3.3).
         role = build_role(STORAGE_COMMITMENT, scu_role=False, scp_role=True)
         try:
-            tls = None
-            if source.tls is not None:
-                from dicomnode.net.tls import client_context
-
-                tls = (client_context(source.tls), source.host)
+            tls = tls_args(source)
         except ConfigError as exc:
             return str(exc)
         assoc = ae.associate(

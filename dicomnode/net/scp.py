@@ -16,7 +16,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydicom.uid import AllTransferSyntaxes, ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -44,6 +45,7 @@ __all__ = [
     "SIGNAL_SOP_CLASSES",
     "SIGNAL_TRANSFER_SYNTAXES",
     "VERIFICATION_TRANSFER_SYNTAXES",
+    "Delivery",
     "ScpObserver",
     "StorageSCP",
     "configure_pynetdicom",
@@ -101,6 +103,23 @@ class ScpObserver:
         """A security event: TLS handshake refused, oversized PDU (rejections: association)."""
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """What one released association stored: its studies and series (UIDs).
+
+    Only instances answered with Success count (stored, duplicate or superseded).
+    """
+
+    peer: str
+    studies: frozenset[str]
+    series: frozenset[str]
+
+
+#: Told about each released association that stored instances; runs on the association's
+#: thread, so it must return at once and never raise.
+DeliveryCallback = Callable[[Delivery], None]
+
+
 def configure_pynetdicom(*, log_identifiers: bool = False) -> None:
     """Set pynetdicom's process-wide options the node depends on.
 
@@ -132,6 +151,9 @@ class StorageSCP:
         requester's when the requester closed its association.
     on_signal : OnSignal, optional
         Told about completions a completion signal (commitment, MPPS) made.
+    on_released : DeliveryCallback, optional
+        Told what each association stored once it is released (C-FIND confirmation against
+        the source, :mod:`dicomnode.net.confirm`); not told about aborted associations.
     """
 
     def __init__(
@@ -142,6 +164,7 @@ class StorageSCP:
         *,
         sources: Mapping[str, SourceConfig] | None = None,
         on_signal: OnSignal = _ignore,
+        on_released: DeliveryCallback | None = None,
     ):
         self.config = config
         self.store = store
@@ -157,6 +180,10 @@ class StorageSCP:
             on_signal=on_signal,
             audit=self._audit_subject,
         )
+        self.on_released = on_released
+        #: (study, series) UIDs stored on each association not ended yet
+        self._delivered: dict[Association, set[tuple[str, str]]] = {}
+        self._delivered_lock = threading.Lock()
         self._server: GuardedServer | None = None
         self._in_handler: set[str] = set()
         self._admitted: dict[Association, str] = {}  # admitted association -> peer key
@@ -205,6 +232,9 @@ class StorageSCP:
             (evt.EVT_N_ACTION, self.commitment.on_action),
             (evt.EVT_DIMSE_SENT, self.commitment.on_sent),
             (evt.EVT_PDU_RECV, self._on_pdu),
+            (evt.EVT_RELEASED, self._on_released),
+            (evt.EVT_ABORTED, self._on_ended),
+            (evt.EVT_CONN_CLOSE, self._on_ended),
         ]
         tls = self.config.tls
         self._server = start_guarded_server(
@@ -374,6 +404,29 @@ class StorageSCP:
         self.observer.association(accepted=False)
         self._security_alert(self._peer(event), "rejected by the association negotiation")
 
+    def _on_released(self, event: Any) -> None:
+        """Tell ``on_released`` what the association stored (if anything)."""
+        try:
+            with self._delivered_lock:
+                stored = self._delivered.pop(event.assoc, None)
+            if not stored or self.on_released is None:
+                return
+            self.on_released(
+                Delivery(
+                    peer=self._peer(event),
+                    studies=frozenset(study for study, _ in stored),
+                    series=frozenset(series for _, series in stored),
+                )
+            )
+        except Exception as exc:  # the timers complete what this would have confirmed
+            log.error("released-association handler failed (%s)", type(exc).__name__)
+            log.debug("released-association handler failure", exc_info=True)
+
+    def _on_ended(self, event: Any) -> None:
+        """An aborted or closed association: forget what it stored (the timers decide)."""
+        with self._delivered_lock:
+            self._delivered.pop(event.assoc, None)
+
     def reap_spool(self, *, min_age: float = 5.0) -> int:
         """Remove spool files that no running transfer or handler owns; returns how many.
 
@@ -450,6 +503,11 @@ class StorageSCP:
             self._in_handler.discard(spool.name)
         self.arrivals.stored(result.sop_instance_uid)
         self.observer.stored(outcome=result.outcome.value, size=result.size)
+        if self.on_released is not None:
+            with self._delivered_lock:
+                self._delivered.setdefault(event.assoc, set()).add(
+                    (result.study_uid, result.series_uid)
+                )
         log.debug(
             "stored",
             extra={

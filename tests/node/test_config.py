@@ -58,6 +58,16 @@ def test_the_commented_default_file_means_the_defaults(tmp_path):
             "greater than or equal to 1",
         ),
         ({"sources": {"a b": {"ae_title": "P", "host": "h", "port": 1}}}, "sources", "a name"),
+        (
+            {"stability": {"confirm_timeout": 0}},
+            "stability.confirm_timeout",
+            "greater than 0",
+        ),
+        (
+            {"stability": {"confirm_timeout": 301}},
+            "stability.confirm_timeout",
+            "less than or equal to 300",
+        ),
     ],
 )
 def test_bad_values_name_file_key_and_expectation(data, key, words):

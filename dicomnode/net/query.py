@@ -1,0 +1,140 @@
+"""C-FIND SCU (Study Root Query/Retrieve Information Model - FIND) towards a configured source.
+
+Typed results, one association per query, TLS and timeouts as for every SCU of the node
+(:mod:`dicomnode.net.peer`). Every failure (no association, a refusal, a failure status, a
+timeout, a peer that aborts) is one :class:`~dicomnode.errors.QueryFailed`; the identifiers
+of the query and of the answers are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    StudyRootQueryRetrieveInformationModelFind,
+)
+
+from dicomnode.errors import ConfigError, QueryFailed
+from dicomnode.net.peer import Peer, no_delay, tls_args
+
+__all__ = ["FIND_TRANSFER_SYNTAXES", "SeriesCount", "find_series", "peer_label"]
+
+log = logging.getLogger(__name__)
+
+#: Proposed for C-FIND: the uncompressed little-endian syntaxes only (no deflate: a deflated
+#: response inflates without bound before any check can run).
+FIND_TRANSFER_SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+
+_SUCCESS = 0x0000
+_PENDING = (0xFF00, 0xFF01)
+
+
+@dataclass(frozen=True)
+class SeriesCount:
+    """One series of a study as a source lists it.
+
+    Attributes
+    ----------
+    series_uid : str
+        Series Instance UID.
+    instances : int or None
+        Number of Series Related Instances; None when the source did not give a number.
+    """
+
+    series_uid: str
+    instances: int | None
+
+
+def peer_label(peer: Peer) -> str:
+    """``AE@host:port``: how logs and errors name a peer."""
+    return f"{peer.ae_title}@{peer.host}:{peer.port}"
+
+
+def find_series(
+    peer: Peer, study_uid: str, *, calling_ae: str, timeout: float
+) -> list[SeriesCount]:
+    """Every series ``peer`` holds of the study, with its number of instances.
+
+    One C-FIND at SERIES level (Study Root) with the study's UID, asking for Series Instance
+    UID and Number of Series Related Instances.
+
+    Parameters
+    ----------
+    peer : Peer
+        The source (``calling_ae_title`` and ``tls`` are honoured).
+    study_uid : str
+        Study Instance UID.
+    calling_ae : str
+        Our AE title when ``peer.calling_ae_title`` is not set.
+    timeout : float
+        Seconds for the connection, the association and each response.
+
+    Returns
+    -------
+    list of SeriesCount
+        Empty when the source does not hold the study.
+
+    Raises
+    ------
+    QueryFailed
+        No association, a failure status, no response in time.
+    """
+    query = Dataset()
+    query.QueryRetrieveLevel = "SERIES"
+    query.StudyInstanceUID = study_uid
+    query.SeriesInstanceUID = ""
+    query.NumberOfSeriesRelatedInstances = ""
+    return [_series_count(found) for found in _find(peer, query, calling_ae, timeout)]
+
+
+def _series_count(found: Dataset) -> SeriesCount:
+    raw = found.get("NumberOfSeriesRelatedInstances")
+    try:
+        count = int(raw) if raw not in (None, "") else None
+    except (TypeError, ValueError):
+        count = None
+    return SeriesCount(str(found.get("SeriesInstanceUID", "")), count)
+
+
+def _find(peer: Peer, query: Dataset, calling_ae: str, timeout: float) -> list[Dataset]:
+    """Send ``query``; the identifiers of the pending responses (QueryFailed on failure)."""
+    label = peer_label(peer)
+    ae = AE(ae_title=peer.calling_ae_title or calling_ae)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = timeout
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind, FIND_TRANSFER_SYNTAXES)
+    try:
+        tls = tls_args(peer)
+    except ConfigError as exc:
+        raise QueryFailed(label, str(exc)) from None
+    assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title, tls_args=tls)
+    if not assoc.is_established:
+        why = "association rejected" if assoc.is_rejected else "no association (source down?)"
+        raise QueryFailed(label, why)
+    no_delay(assoc)
+    found: list[Dataset] = []
+    try:
+        responses = assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind)
+        for status, identifier in responses:
+            code = int(status.Status) if "Status" in status else None
+            if code in _PENDING:
+                if identifier is not None:
+                    found.append(identifier)
+                continue
+            if code == _SUCCESS:
+                return found
+            raise QueryFailed(
+                label,
+                "no response (timed out, or the source aborted)"
+                if code is None
+                else f"C-FIND status 0x{code:04X}",
+            )
+        raise QueryFailed(label, "no final C-FIND response")
+    except (RuntimeError, ValueError) as exc:  # context refused, association ended
+        raise QueryFailed(label, str(exc)) from None
+    finally:
+        if assoc.is_established:
+            assoc.release()
