@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from dicomnode import __version__
 from dicomnode.config import Config, default_config_text, load_config
 from dicomnode.errors import ConfigError, DicomNodeError
+from dicomnode.terminal import printable
 
 if TYPE_CHECKING:
     from dicomnode.store.db import Database
@@ -504,21 +505,21 @@ def _status(config: Config, *, as_json: bool, audit: int = 0) -> int:
     for it in items:
         print(
             f"{_short(it['study_uid']):<24} {_short(it['series_uid']):<24} "
-            f"{(it['modality'] or ''):<4} {it['series_number'] or '':>4} {it['instances']:>5} "
-            f"{it['routing'] or it['series_state']:<9} {it['description'] or ''}"
+            f"{printable(it['modality']):<4} {it['series_number'] or '':>4} {it['instances']:>5} "
+            f"{it['routing'] or it['series_state']:<9} {printable(it['description'])}"
         )
     if events:
         print(f"\n{'TIME':<26} {'EVENT':<22} {'SUBJECT':<24} {'PEER':<24} DETAIL")
         for ev in events:
             print(
                 f"{ev['at']:<26} {ev['kind']:<22} {_short(ev['subject'] or ''):<24} "
-                f"{(ev['peer'] or '')[:24]:<24} {ev['detail'] or ''}"
+                f"{printable(ev['peer'])[:24]:<24} {printable(ev['detail'])}"
             )
     return 0
 
 
 def _short(uid: object) -> str:
-    uid = str(uid)
+    uid = printable(uid)
     return uid if len(uid) <= 24 else "…" + uid[-23:]
 
 

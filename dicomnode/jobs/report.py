@@ -11,6 +11,7 @@ from dicomnode.jobs.models import Delivery, DeliveryState, Job, JobState
 from dicomnode.jobs.timeline import timelines, total_seconds
 from dicomnode.store.db import Database
 from dicomnode.store.models import utcnow
+from dicomnode.terminal import printable
 
 __all__ = ["job_rows", "render_jobs", "until"]
 
@@ -102,13 +103,13 @@ def render_jobs(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         d = row["deliveries"]
         waiting = d["pending"] + d["sending"]
-        subject = row["subject"] if len(row["subject"]) <= 24 else "…" + row["subject"][-23:]
-        tail = subject
+        subject = printable(row["subject"])
+        tail = subject if len(subject) <= 24 else "…" + subject[-23:]
         dead_error = row["error"] if row["state"] in ("failed", "dead", "refused") else None
         if dead_error:
-            tail += f"  {dead_error.splitlines()[0][:100]}"
+            tail += f"  {printable(dead_error.splitlines()[0])[:100]}"
         lines.append(
-            f"{row['id']:>6} {row['state']:<9} {row['route'][:20]:<20} "
+            f"{row['id']:>6} {row['state']:<9} {printable(row['route'])[:20]:<20} "
             f"{row['attempts']:>2}/{row['max_attempts']:<2} {d['delivered']:>4} {waiting:>4} "
             f"{d['dead']:>4} {until(row['next_attempt_at'], now):>6} "
             f"{_total(row.get('latency_seconds')):>7}  {tail}"

@@ -19,6 +19,7 @@ from dicomnode.routing.facts import SeriesFacts
 from dicomnode.routing.route import Route, short_uid
 from dicomnode.routing.scan import scan
 from dicomnode.routing.schema import Level
+from dicomnode.terminal import printable
 
 __all__ = ["ExplainRow", "evaluate", "explain", "render_json", "render_table"]
 
@@ -208,11 +209,6 @@ def explain(
 _SUBJECT_WIDTH = 48
 
 
-def _printable(text: str) -> str:
-    """Control characters from a file (a newline in a description) must not break the table."""
-    return "".join(char if char.isprintable() else "?" for char in text)
-
-
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -235,7 +231,7 @@ def render_table(rows: Sequence[ExplainRow], *, skipped: int = 0) -> str:
     lines: list[str] = []
     if rows:
         table = [("SERIES", "ROUTE", "RESULT")] + [
-            (_clip(_printable(r.subject), _SUBJECT_WIDTH), r.route, _printable(r.result))
+            (_clip(printable(r.subject), _SUBJECT_WIDTH), r.route, printable(r.result))
             for r in rows
         ]
         widths = [max(len(line[col]) for line in table) for col in range(2)]

@@ -332,6 +332,6 @@ def test_table_is_one_line_per_row() -> None:
     table = render_table(evaluate([series], [route]))
     lines = table.splitlines()
     assert len(lines) == 2
-    assert lines[1].startswith(f"{short(UID_ROOT + '.5.1')} MR AX T2?FLAIR xxx")
+    assert lines[1].startswith(f"{short(UID_ROOT + '.5.1')} MR AX T2\\nFLAIR xxx")
     assert re.search(r"x…  r +no: Modality: expected 'CT', got 'MR'$", lines[1])
     assert len(lines[1].split("  ")[0]) == 48
