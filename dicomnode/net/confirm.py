@@ -123,8 +123,6 @@ class Confirmer:
         self._thread: threading.Thread | None = None
         self._down: set[str] = set()
         self._told: OrderedDict[tuple[str, int | None, int], None] = OrderedDict()
-        self._idle = threading.Event()
-        self._idle.set()
 
     # -- the queue ----------------------------------------------------------------------
 
@@ -158,7 +156,6 @@ class Confirmer:
                     dropped += 1
                     continue
                 self._pending[uid] = None
-                self._idle.clear()
             self._wanted.notify()
         if dropped:
             log.warning(
@@ -167,18 +164,12 @@ class Confirmer:
                 extra={"max_pending": self.max_pending},
             )
 
-    def wait_idle(self, timeout: float) -> bool:
-        """Wait until no study is pending or being confirmed; whether it is so (tests)."""
-        return self._idle.wait(timeout)
-
     def _run(self) -> None:
         while True:
             with self._wanted:
                 while not self._pending and not self._stopping:
-                    self._idle.set()
                     self._wanted.wait()
                 if self._stopping:
-                    self._idle.set()
                     return
                 study_uid, _ = self._pending.popitem(last=False)
             try:

@@ -159,3 +159,21 @@ def test_check_echoes_each_source(node_factory, pacs):
     assert up.startswith("ok") and "answers C-ECHO (confirm_with)" in up
     assert down.startswith("WARN") and "peer down" in down
     assert out.returncode == 0, out.stdout  # a source that is down is no config error
+
+
+def test_check_fails_on_a_source_tls_file_that_cannot_be_loaded(node_factory, tmp_path):
+    missing = tmp_path / "no-such-ca.pem"
+    node = node_factory(
+        sources={
+            "tls": {
+                "ae_title": "PACS",
+                "host": "127.0.0.1",
+                "port": free_port(),
+                "tls": {"ca": str(missing)},
+            }
+        },
+    )
+    out = node.cli("check")
+    (line,) = [line for line in out.stdout.splitlines() if "source tls" in line]
+    assert line.startswith("FAIL") and str(missing) in line
+    assert out.returncode == 1
