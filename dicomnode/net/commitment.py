@@ -27,7 +27,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -42,14 +41,12 @@ from dicomnode.dimse import Status
 from dicomnode.errors import ConfigError
 from dicomnode.net.peer import no_delay, tls_args
 from dicomnode.net.signals import (
-    Arrivals,
-    OnSignal,
+    SignalContext,
     StoredInstance,
     complete_series,
     stored_instances,
 )
 from dicomnode.store.audit import AuditKind
-from dicomnode.store.db import Database
 from dicomnode.store.models import CompletionSignal
 
 __all__ = [
@@ -83,9 +80,6 @@ _RESPONSE_WAIT = 5.0
 _RELEASE_GRACE = 0.5
 #: How long a requester that kept its association has to answer the N-EVENT-REPORT.
 _REPORT_RESPONSE = 10.0
-
-#: Audit writer: (kind, peer, subject, detail); never raises.
-AuditWriter = Callable[[AuditKind, str, str | None, str | None], None]
 
 
 @dataclass(frozen=True)
@@ -209,40 +203,25 @@ class CommitmentService:
 
     Parameters
     ----------
-    db : Database
-        The state database.
-    root : Path
-        The store root.
+    ctx : SignalContext
+        Database, store, arrivals (they wake a request waiting for its instances), where
+        completions and audit rows go.
     config : callable returning NodeConfig
         The listener's settings, read afresh for each request (reload).
     sources : callable returning a mapping of name to SourceConfig
         Where results go when the requester closed its association.
-    arrivals : Arrivals
-        Woken by each stored instance.
-    on_signal : OnSignal
-        Told about the completions a request made.
-    audit : AuditWriter
-        Writes one audit row; never raises.
     """
 
     def __init__(
         self,
-        db: Database,
-        root: Path,
+        ctx: SignalContext,
         *,
         config: Callable[[], NodeConfig],
         sources: Callable[[], Mapping[str, SourceConfig]],
-        arrivals: Arrivals,
-        on_signal: OnSignal,
-        audit: AuditWriter,
     ):
-        self.db = db
-        self.root = root
+        self.ctx = ctx
         self.config = config
         self.sources = sources
-        self.arrivals = arrivals
-        self.on_signal = on_signal
-        self.audit = audit
         self._running = threading.BoundedSemaphore(MAX_RUNNING)
         self._lock = threading.Lock()
         #: Associations with an N-ACTION response not yet sent: its event, set once sent.
@@ -302,7 +281,9 @@ class CommitmentService:
             "storage commitment refused",
             extra={"status": f"0x{status:04X}", "reason": reason, "peer": peer},
         )
-        self.audit(AuditKind.COMMITMENT_REQUESTED, peer, None, f"refused 0x{status:04X}: {reason}")
+        self.ctx.audit(
+            AuditKind.COMMITMENT_REQUESTED, peer, None, f"refused 0x{status:04X}: {reason}"
+        )
         return status, None
 
     # -- the request's own thread ---------------------------------------------------------
@@ -317,7 +298,7 @@ class CommitmentService:
     ) -> None:
         try:
             started = time.monotonic()
-            self.audit(
+            self.ctx.audit(
                 AuditKind.COMMITMENT_REQUESTED,
                 peer,
                 request.transaction_uid,
@@ -340,7 +321,7 @@ class CommitmentService:
         except Exception as exc:  # the thread must not die silently
             log.error("storage commitment failed (%s)", type(exc).__name__)
             log.debug("storage commitment failure", exc_info=True)
-            self.audit(
+            self.ctx.audit(
                 AuditKind.COMMITMENT_UNREPORTED,
                 peer,
                 request.transaction_uid,
@@ -361,21 +342,21 @@ class CommitmentService:
         deadline = time.monotonic() + self.config().commitment_wait
         stored: dict[str, StoredInstance] = {}
         while True:
-            seen = self.arrivals.count
-            stored.update(stored_instances(self.db, self.root, wanted - stored.keys()))
+            seen = self.ctx.arrivals.count
+            stored.update(stored_instances(self.ctx.db, self.ctx.root, wanted - stored.keys()))
             left = deadline - time.monotonic()
             if stored.keys() >= wanted or left <= 0:
                 break
-            self.arrivals.wait_past(seen, left)
+            self.ctx.arrivals.wait_past(seen, left)
         return judge(request.references, stored)
 
     def _complete(self, verdict: Verdict) -> None:
         series = verdict.complete_series
         if not series:
             return
-        done = complete_series(self.db, CompletionSignal.COMMITMENT, series, verdict.studies)
+        done = complete_series(self.ctx.db, CompletionSignal.COMMITMENT, series, verdict.studies)
         try:
-            self.on_signal(done)
+            self.ctx.on_signal(done)
         except Exception:  # the next sweep hands them on
             log.exception("signalled completions not handed on")
 
@@ -398,14 +379,14 @@ class CommitmentService:
             log.warning(
                 "storage commitment result not sent", extra={"peer": peer, "reason": problem}
             )
-            self.audit(
+            self.ctx.audit(
                 AuditKind.COMMITMENT_UNREPORTED,
                 peer,
                 request.transaction_uid,
                 f"{counts}; {problem}",
             )
             return
-        self.audit(
+        self.ctx.audit(
             AuditKind.COMMITMENT_REPORTED,
             peer,
             request.transaction_uid,

@@ -33,8 +33,9 @@ from dicomnode.errors import StoreRejected
 from dicomnode.net import spool
 from dicomnode.net.access import Refusal, decide
 from dicomnode.net.commitment import STORAGE_COMMITMENT, CommitmentService
+from dicomnode.net.mpps import MPPS, MppsService
 from dicomnode.net.server import GuardedServer, start_guarded_server
-from dicomnode.net.signals import Arrivals, OnSignal
+from dicomnode.net.signals import Arrivals, OnSignal, SignalContext
 from dicomnode.net.tls import server_context
 from dicomnode.store.audit import AuditKind, record
 from dicomnode.store.ingest import Store
@@ -70,7 +71,7 @@ VERIFICATION_TRANSFER_SYNTAXES = ACCEPTED_TRANSFER_SYNTAXES[:2]
 #: The completion-signal services (Storage Commitment Push Model, MPPS): the same two.
 SIGNAL_TRANSFER_SYNTAXES = VERIFICATION_TRANSFER_SYNTAXES
 #: The SOP classes of the completion-signal services.
-SIGNAL_SOP_CLASSES = [STORAGE_COMMITMENT]
+SIGNAL_SOP_CLASSES = [STORAGE_COMMITMENT, MPPS]
 
 _REJECT_PERMANENT = 0x01
 _REJECT_TRANSIENT = 0x02
@@ -136,7 +137,7 @@ def _ignore(done: SweepResult) -> None:
 
 
 class StorageSCP:
-    """The node's SCP: Verification, Storage, Storage Commitment Push Model.
+    """The node's SCP: Verification, Storage, Storage Commitment Push Model, MPPS.
 
     Parameters
     ----------
@@ -171,15 +172,13 @@ class StorageSCP:
         self.observer = observer or ScpObserver()
         self.sources: Mapping[str, SourceConfig] = dict(sources or {})
         self.arrivals = Arrivals()
-        self.commitment = CommitmentService(
-            store.db,
-            store.root,
-            config=lambda: self.config,
-            sources=lambda: self.sources,
-            arrivals=self.arrivals,
-            on_signal=on_signal,
-            audit=self._audit_subject,
+        signals = SignalContext(
+            store.db, store.root, self.arrivals, on_signal, audit=self._audit_subject
         )
+        self.commitment = CommitmentService(
+            signals, config=lambda: self.config, sources=lambda: self.sources
+        )
+        self.mpps = MppsService(signals)
         self.on_released = on_released
         #: (study, series) UIDs stored on each association not ended yet
         self._delivered: dict[Association, set[tuple[str, str]]] = {}
@@ -223,6 +222,10 @@ class StorageSCP:
         # pynetdicom spools chunked data sets to temporary files: this AE's go to the store's
         # filesystem (the final rename is atomic), named so that the reaper knows them.
         spool.register(self.ae, self.spool)
+        try:  # COMPLETED steps still waiting for instances when the node stopped
+            self.mpps.resume()
+        except Exception:  # the timers complete their series instead
+            log.exception("MPPS steps not resumed")
         handlers: list[Any] = [
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_ACCEPTED, self._on_accepted),
@@ -231,6 +234,8 @@ class StorageSCP:
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_N_ACTION, self.commitment.on_action),
             (evt.EVT_DIMSE_SENT, self.commitment.on_sent),
+            (evt.EVT_N_CREATE, self.mpps.on_create),
+            (evt.EVT_N_SET, self.mpps.on_set),
             (evt.EVT_PDU_RECV, self._on_pdu),
             (evt.EVT_RELEASED, self._on_released),
             (evt.EVT_ABORTED, self._on_ended),

@@ -18,17 +18,23 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from dicomnode.store.audit import AuditKind
 from dicomnode.store.db import Database
 from dicomnode.store.models import CompletionSignal, Instance, Series, Study
 from dicomnode.store.stability import SweepResult, complete_now, studies_all_complete
 
 __all__ = [
     "Arrivals",
+    "AuditWriter",
+    "SignalContext",
     "OnSignal",
     "StoredInstance",
     "complete_series",
     "stored_instances",
 ]
+
+#: Writes one audit row: (kind, peer, subject, detail); never raises.
+AuditWriter = Callable[[AuditKind, str, str | None, str | None], None]
 
 #: Told about completions a signal made (the node routes and queues them at once); must not
 #: raise.
@@ -78,6 +84,31 @@ class Arrivals:
                     return False
                 self._changed.wait(left)
         return True
+
+
+@dataclass(frozen=True)
+class SignalContext:
+    """What the completion-signal services share.
+
+    Attributes
+    ----------
+    db : Database
+        The state database.
+    root : Path
+        The store root (instance paths are relative to it).
+    arrivals : Arrivals
+        Counts (and announces) each stored instance.
+    on_signal : OnSignal
+        Told about the completions a signal made.
+    audit : AuditWriter
+        Writes one audit row; never raises.
+    """
+
+    db: Database
+    root: Path
+    arrivals: Arrivals
+    on_signal: OnSignal
+    audit: AuditWriter
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ __all__ = [
     "CompletionSignal",
     "CompletionState",
     "Instance",
+    "PerformedProcedureStep",
     "Series",
     "Study",
     "utcnow",
@@ -166,6 +167,26 @@ class Instance(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     series: Mapped[Series] = relationship(back_populates="instances")
+
+
+class PerformedProcedureStep(Base):
+    """A Modality Performed Procedure Step (MPPS) a modality created and updated.
+
+    ``expected`` is what its Performed Series Sequence references (a JSON list of SOP Instance
+    UIDs); once it is COMPLETED and every one of them is stored, their series complete and
+    ``settled_at`` is set (also when it is DISCONTINUED: then the timers decide).
+    """
+
+    __tablename__ = "mpps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    calling_ae: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    expected: Mapped[str] = mapped_column(Text, default="[]")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class AuditEvent(Base):
