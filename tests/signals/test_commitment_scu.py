@@ -135,3 +135,45 @@ def test_unknown_requester_that_closed_gets_nothing_and_the_node_goes_on(node_fa
     status, _ = again.send_n_action(request, 7, STORAGE_COMMITMENT, STORAGE_COMMITMENT_INSTANCE)
     assert status.Status == 0x0123  # no such action
     again.release()
+
+
+def test_instances_still_arriving_on_another_association_are_waited_for(node_factory):
+    node = node_factory(
+        node={"commitment_wait": 10},
+        stability={"series_seconds": 60, "study_seconds": 120},
+    ).start()
+    (spec,) = dicomgen.study("commit-parallel", [4])
+    made = list(dicomgen.series(spec))
+    reports = _Reports()
+    control = _requester(reports).associate(
+        "127.0.0.1",
+        node.port,
+        ae_title="DICOMNODE",
+        evt_handlers=[(evt.EVT_N_EVENT_REPORT, reports.handle)],
+    )
+    data = _requester(_Reports()).associate("127.0.0.1", node.port, ae_title="DICOMNODE")
+    assert control.is_established and data.is_established
+    try:
+        assert data.send_c_store(made[0]).Status == 0x0000
+        request = Dataset()
+        request.TransactionUID = dicomgen.uid("commit-parallel", "transaction")
+        request.ReferencedSOPSequence = [
+            _reference(CTImageStorage, ds.SOPInstanceUID) for ds in made
+        ]
+        status, _ = control.send_n_action(
+            request, 1, STORAGE_COMMITMENT, STORAGE_COMMITMENT_INSTANCE
+        )
+        assert status.Status == 0x0000
+        # The rest arrives on the other association after the request.
+        assert not reports.arrived.wait(0.5)
+        assert node.query("select state from series") == [("open",)]
+        for ds in made[1:]:
+            assert data.send_c_store(ds).Status == 0x0000
+        assert reports.arrived.wait(10), "no report once the last instance arrived"
+    finally:
+        data.release()
+        control.release()
+    ((event_type, info),) = reports.received
+    assert event_type == 1 and "FailedSOPSequence" not in info
+    assert len(info.ReferencedSOPSequence) == len(made)
+    assert node.query("select state, completed_by from series") == [("complete", "commitment")]
