@@ -30,6 +30,7 @@ __all__ = [
     "PipelineInputs",
     "PipelineLevel",
     "PipelineResult",
+    "PriorInput",
     "RunContext",
     "SeriesInput",
 ]
@@ -82,11 +83,38 @@ class SeriesInput:
 
 
 @dataclass(frozen=True)
+class PriorInput:
+    """One series of an earlier study of the same patient, retrieved as a prior.
+
+    Parameters
+    ----------
+    series : SeriesInput
+        The prior series (its ``study_uid`` is the prior study's; ``role`` is ``"prior"``).
+    study_date : str, optional
+        StudyDate of the prior study (``YYYYMMDD``), for intervals such as doubling times.
+    reports : tuple of Path
+        The node's own earlier result objects for that study found at the source (SR, SEG),
+        whose measurements a pipeline may use (and reference) instead of re-running on the
+        prior.
+    """
+
+    series: SeriesInput
+    study_date: str | None = None
+    reports: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
 class PipelineInputs:
-    """Everything one job processes: a series, or the selected series of a study."""
+    """Everything one job processes: a series, or the selected series of a study, and the
+    priors retrieved for it (empty unless the route has a ``priors`` policy and the pipeline
+    uses them: :attr:`Pipeline.uses_priors`)."""
 
     study_uid: str
     series: tuple[SeriesInput, ...]
+    priors: tuple[PriorInput, ...] = ()
+    #: Why the priors are missing when the policy wanted some (source down, timeout, none
+    #: found); a pipeline says so in its report.
+    priors_note: str | None = None
 
     def __post_init__(self) -> None:
         if not self.series:
@@ -164,6 +192,9 @@ class Pipeline(ABC):
     level: ClassVar[PipelineLevel] = PipelineLevel.SERIES
     #: Outputs produced when a route does not choose (``sr``, ``seg``, ``summary``).
     default_outputs: ClassVar[tuple[str, ...]] = DEFAULT_OUTPUTS
+    #: Whether :meth:`run` uses :attr:`PipelineInputs.priors` (the node retrieves priors for
+    #: a route's ``priors`` policy only for pipelines that do).
+    uses_priors: ClassVar[bool] = False
 
     def __init__(self, options: Mapping[str, Any] | None = None):
         self.options: Mapping[str, Any] = dict(options or {})
