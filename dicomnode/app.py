@@ -118,6 +118,7 @@ class Node:
             ensure_port_free("DICOM", cfg.node.host, cfg.node.port)
             if cfg.http.enabled:
                 ensure_port_free("HTTP", cfg.http.host, cfg.http.port)
+                import dicomnode.api.server  # noqa: F401 - load the web stack before listening
             prepare_data_dir(cfg.store_path, "store")
         try:
             self.db = open_database(cfg.database_url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import ssl
 import subprocess
@@ -110,6 +111,20 @@ def wait_answering(
     raise TimeoutError(f"did not answer: {log.read_text()[-2000:]}")
 
 
+def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float, log: Path) -> None:
+    """Wait until ``proc`` accepts TCP connections on loopback ``port`` (its HTTP server)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"HTTP did not listen: {log.read_text()[-2000:]}")
+
+
 def echo(
     port: int, *, ae_title: str = "TESTSCU", timeout: float = 5, tls: TlsArgs | None = None
 ) -> bool:
@@ -184,6 +199,9 @@ class NodeProcess:
             stderr=subprocess.STDOUT,
         )
         wait_answering(self.proc, self.port, self.tls, timeout, self.log_path)
+        http = yaml.safe_load(self.config_path.read_text()).get("http", {})
+        if http.get("enabled", True) and http.get("port"):
+            wait_listening(self.proc, int(http["port"]), timeout, self.log_path)
         return self
 
     def stop(self) -> None:

@@ -431,15 +431,48 @@ def _is_loopback(host: str) -> bool:
 
 
 class HttpConfig(_Section):
-    """The HTTP API: health, readiness, Prometheus metrics, JSON status, retry.
+    """The HTTP API and web app: health, readiness, Prometheus metrics, JSON, actions.
 
-    On a loopback address it is open; on any other address a bearer token is required.
+    On a loopback address it is open to local tools; on any other address a bearer token is
+    required. Browsers are held to ``allowed_hosts``, same-origin state changes and a CSRF
+    token whatever the address.
     """
 
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535, description="0 picks a free port")
     token: str | None = Field(None, min_length=16, description="bearer token, >= 16 chars")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host header values served (name or name:port; '*' any); empty: the bind "
+        "address, localhost, 127.0.0.1 and [::1] (and this machine's names on a wildcard bind)",
+    )
+    timeout_header: float = Field(
+        10.0, gt=0, le=600, description="seconds a client has to send its request line and headers"
+    )
+    timeout_body: float = Field(
+        30.0, gt=0, le=3600, description="seconds a request body may stall between two reads"
+    )
+    timeout_keep_alive: int = Field(
+        5, ge=1, le=600, description="seconds an idle keep-alive connection stays open"
+    )
+    limit_concurrency: int = Field(
+        256, ge=8, le=100_000, description="open connections before new requests get 503"
+    )
+    max_header_bytes: int = Field(
+        16384, ge=1024, le=1_048_576, description="request line and headers, larger: 400"
+    )
+    session_hours: float = Field(
+        12.0, gt=0, le=24 * 30, description="lifetime of a web session (login cookie)"
+    )
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            if not host or "/" in host or any(c.isspace() for c in host):
+                raise ValueError(f"{host!r}: a host name or address, optionally :port (no scheme)")
+        return [h.lower() for h in hosts]
 
     @model_validator(mode="after")
     def _token_off_loopback(self) -> HttpConfig:

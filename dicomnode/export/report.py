@@ -50,6 +50,7 @@ def delivery_rows(
                 d.run_after.isoformat() if d.state is DeliveryState.PENDING else None
             ),
             "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None,
+            "updated_at": d.updated_at.isoformat(),
         }
         for d, sop, series in rows
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dicomnode.errors import DicomNodeError
 
-__all__ = ["InvalidJobId", "JobError"]
+__all__ = ["InvalidJobId", "JobError", "NoSuchJob"]
 
 
 class JobError(DicomNodeError):
@@ -24,3 +24,7 @@ class InvalidJobId(JobError):
         self.value = str(value)
         shown = self.value if len(self.value) <= 24 else self.value[:21] + "..."
         super().__init__(f"job id {shown!r}: must be a whole number from 1 to {2**63 - 1}")
+
+
+class NoSuchJob(JobError):
+    """A job id in range that no job has (HTTP 404)."""

@@ -23,7 +23,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from dicomnode.jobs.audit import JobAuditKind, record_job
-from dicomnode.jobs.errors import InvalidJobId, JobError
+from dicomnode.jobs.errors import InvalidJobId, JobError, NoSuchJob
 from dicomnode.jobs.keys import instance_set_digest, job_key
 from dicomnode.jobs.models import Delivery, DeliveryState, Job, JobState, latest_succeeded
 from dicomnode.store.db import Database
@@ -103,17 +103,19 @@ def retry(db: Database, job_id: int | str) -> str:
     ------
     InvalidJobId
         ``job_id`` is out of range (see :func:`checked_job_id`).
+    NoSuchJob
+        No job has ``job_id``.
     JobError
-        No such job; it is running; or its inputs changed and nothing was queued (a job for
+        It is running; or its inputs changed and nothing was queued (a job for
         the current inputs exists, a series is still receiving, or the series are gone).
     """
     job_id = checked_job_id(job_id)
     if db.engine.dialect.name == "postgresql" and job_id > _POSTGRESQL_MAX_JOB_ID:
-        raise JobError(f"no job {job_id}")
+        raise NoSuchJob(f"no job {job_id}")
     with db.session() as session:
         row = session.get(Job, job_id, with_for_update=True)
         if row is None:
-            raise JobError(f"no job {job_id}")
+            raise NoSuchJob(f"no job {job_id}")
         if row.state is JobState.RUNNING:
             raise JobError(f"job {job_id} is running; wait for it or for its lease to expire")
         series = [item["series_uid"] for item in json.loads(row.inputs)]

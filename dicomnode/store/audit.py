@@ -113,6 +113,10 @@ class AuditKind(str, enum.Enum):
     CONFIG_RELOADED = "config.reloaded"
     #: SIGHUP: the re-read config was invalid and the running one stays; ``detail`` says why.
     CONFIG_REFUSED = "config.refused"
+    #: An operator logged in to the web app (a session began); ``detail`` names the operator.
+    WEB_LOGIN = "web.login"
+    #: An operator logged out of the web app (the session ended).
+    WEB_LOGOUT = "web.logout"
 
 
 def record(

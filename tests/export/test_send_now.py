@@ -124,7 +124,7 @@ def test_send_now_skips_the_backoff_by_cli_and_api(node_factory, tmp_path):
         assert job["deliveries"]["delivered"] == 6 and job["next_attempt_at"] is None
         assert _post(node, "/api/deliveries/send-now?destination=pacs")[1]["deliveries"] == 0
 
-        # job ids no job can have: exit 2 / 422, one line, no traceback; unknown ones as before
+        # job ids no job can have: exit 2 / 422, one line, no traceback; an unknown one: 404
         for bad in ("99999999999999999999", "0", "-3"):
             out = node.cli("retry", bad)
             assert out.returncode == 2, (bad, out.stderr)
@@ -135,7 +135,7 @@ def test_send_now_skips_the_backoff_by_cli_and_api(node_factory, tmp_path):
             assert status == 422, (bad, body)
             assert "must be a whole number" in body["error"]
         status, body = _post(node, "/api/jobs/9223372036854775807/retry")
-        assert (status, body) == (409, {"error": "no job 9223372036854775807"})
+        assert (status, body) == (404, {"error": "no job 9223372036854775807"})
         assert node.cli("retry", "4711").returncode == 1
 
         # the modality sends one instance again, changed: the series is routed again (job 2),

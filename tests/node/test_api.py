@@ -35,7 +35,8 @@ def _metric(text: str, name: str, labels: str = "") -> float:
 
 def test_metrics_and_json_follow_a_received_study(node_factory, tmp_path):
     node = node_factory().start()
-    assert _get(node, "/healthz") == (200, json.dumps({"status": "ok"}, indent=1))
+    status, body = _get(node, "/healthz")
+    assert (status, json.loads(body)) == (200, {"status": "ok"})
     status, body = _get(node, "/readyz")
     assert status == 200, body
     checks = json.loads(body)["checks"]
@@ -60,7 +61,7 @@ def test_metrics_and_json_follow_a_received_study(node_factory, tmp_path):
     assert row["series_uid"] == spec.series_uid and row["instances"] == 5
     assert _get(node, "/api/jobs")[0] == 200
     assert _get(node, "/api/deliveries")[0] == 200
-    assert _get(node, "/api/jobs?state=bogus")[0] == 400
+    assert _get(node, "/api/jobs?state=bogus")[0] == 422
     assert _get(node, "/nope")[0] == 404
     status, page = _get(node, "/")
     assert status == 200 and "RESEARCH USE ONLY" in page and spec.series_uid in page

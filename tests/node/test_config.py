@@ -68,6 +68,9 @@ def test_the_commented_default_file_means_the_defaults(tmp_path):
             "stability.confirm_timeout",
             "less than or equal to 300",
         ),
+        ({"http": {"timeout_header": 0}}, "http.timeout_header", "greater than 0"),
+        ({"http": {"limit_concurrency": 1}}, "http.limit_concurrency", "greater than or equal"),
+        ({"http": {"allowed_hosts": ["http://x"]}}, "http.allowed_hosts", "no scheme"),
     ],
 )
 def test_bad_values_name_file_key_and_expectation(data, key, words):
