@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "DeliveryRow",
@@ -60,6 +60,10 @@ class JobRow(_Row):
     deliveries: dict[str, int]
     next_attempt_at: str | None = None
     error: str | None = None
+    #: The job's stages: ISO times and seconds since the stage before.
+    timeline: list[dict[str, Any]] = Field(default_factory=list)
+    #: From the first stage to the last.
+    latency_seconds: float | None = None
 
 
 class DeliveryRow(_Row):
