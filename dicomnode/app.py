@@ -235,8 +235,12 @@ class Node:
             "workers": worker_threads,
         }
         http = self.config.http
+        from dicomnode.api.server import HttpTlsError
+
         try:
             self.api = ApiServer(http, db, self.metrics, checks)
+        except HttpTlsError as exc:
+            raise StartupError(str(exc)) from None
         except OSError as exc:
             raise StartupError(f"HTTP port {http.port} on {http.host}: {exc.strerror}") from None
         self.api.start()

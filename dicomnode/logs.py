@@ -231,6 +231,8 @@ def set_level(level: str) -> None:
     logging.getLogger("pynetdicom").setLevel(libraries)
     # highdicom logs "copy attributes of module ..." for every object it makes, at INFO.
     logging.getLogger("highdicom").setLevel(libraries)
+    # uvicorn: "Started server process" and the like at INFO (with ANSI colour extras).
+    logging.getLogger("uvicorn").setLevel(libraries)
     for handler in logging.getLogger().handlers:
         for found in handler.filters:
             if isinstance(found, _NoLibraryTracebacks):

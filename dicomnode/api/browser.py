@@ -9,7 +9,8 @@ An ASGI middleware (no body buffering, so streamed uploads stay streamed) that
   (a cross-site form post);
 - adds the security headers to every response: a CSP without inline script or style,
   ``frame-ancestors 'none'``, ``X-Content-Type-Options: nosniff``, ``Referrer-Policy:
-  no-referrer``, ``X-Frame-Options: DENY`` and ``Cache-Control: no-store`` unless set.
+  no-referrer``, ``X-Frame-Options: DENY`` and ``Cache-Control: no-store`` unless set, and
+  over HTTPS ``Strict-Transport-Security``.
 
 Tools without a browser (curl, the CLI, Prometheus) send no ``Origin``: they pass the origin
 check and meet the token check of :mod:`dicomnode.api.auth`.
@@ -184,6 +185,8 @@ class BrowserSafety:
                 headers.extend(h for h in SECURITY_HEADERS if h[0] not in names)
                 if b"cache-control" not in names:
                     headers.append((b"cache-control", b"no-store"))
+                if scope.get("scheme") == "https":
+                    headers.append((b"strict-transport-security", b"max-age=31536000"))
                 message = {**message, "headers": headers}
             await send(message)
 

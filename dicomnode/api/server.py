@@ -5,25 +5,30 @@ handlers that read the database run in anyio's bounded thread pool. Slow clients
 (:mod:`dicomnode.api.protocol`: ``http.timeout_header``, ``http.timeout_body``), idle
 keep-alive connections close after ``http.timeout_keep_alive`` and beyond
 ``http.limit_concurrency`` open connections new requests get 503. The socket is bound when
-the server is made, so a taken port fails at start-up with the port in the message.
+the server is made, so a taken port fails at start-up with the port in the message. With
+``http.tls`` it speaks HTTPS only (TLS 1.2 or later).
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import uvicorn
 
 from dicomnode.api.metrics import NodeMetrics
 from dicomnode.api.protocol import timed_protocol
 from dicomnode.api.webapp import ApiContext, Checks, create_app
-from dicomnode.config.schema import HttpConfig
+from dicomnode.config.schema import HttpConfig, HttpTlsConfig
+from dicomnode.errors import DicomNodeError
 from dicomnode.store.db import Database
 
-__all__ = ["ApiServer", "Checks"]
+__all__ = ["ApiServer", "Checks", "HttpTlsError"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +36,31 @@ log = logging.getLogger(__name__)
 #: lets open requests finish.
 _START_SECONDS = 15.0
 _STOP_SECONDS = 5
+
+
+class HttpTlsError(DicomNodeError):
+    """The certificate or key of ``http.tls`` cannot be loaded; the message says which."""
+
+
+def _tls_context(tls: HttpTlsConfig) -> Callable[[uvicorn.Config, Any], ssl.SSLContext]:
+    """uvicorn's ``ssl_context_factory``: TLS 1.2 or later with the configured certificate
+    (loaded now, so that a bad file fails at start-up).
+
+    Raises
+    ------
+    HttpTlsError
+        A file is missing, unreadable or not a matching certificate and key.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(str(tls.cert), str(tls.key))
+    except ssl.SSLError as exc:
+        raise HttpTlsError(f"http.tls: {tls.cert} / {tls.key}: {exc.reason}") from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise HttpTlsError(f"http.tls: {tls.cert} / {tls.key}: {reason}") from None
+    return lambda _config, _default: context
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -65,12 +95,15 @@ class ApiServer:
     ------
     OSError
         The port cannot be bound.
+    HttpTlsError
+        The certificate or key of ``http.tls`` cannot be loaded.
     """
 
     def __init__(self, config: HttpConfig, db: Database, metrics: NodeMetrics, checks: Checks):
         self.config = config
         self.context = ApiContext(config=config, db=db, metrics=metrics, checks=checks)
         self.app = create_app(self.context)
+        tls = _tls_context(config.tls) if config.tls else None
         self._socket = _listen(config.host, config.port)
         self._server = uvicorn.Server(
             uvicorn.Config(
@@ -85,6 +118,7 @@ class ApiServer:
                 limit_concurrency=config.limit_concurrency,
                 h11_max_incomplete_event_size=config.max_header_bytes,
                 timeout_graceful_shutdown=_STOP_SECONDS,
+                ssl_context_factory=tls,
             )
         )
         self._thread = threading.Thread(

@@ -37,6 +37,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from dicomnode.api.auth import (
     LOCAL_OPERATOR,
@@ -352,6 +353,12 @@ def _register_errors(app: FastAPI) -> None:
     @app.exception_handler(JobError)
     async def conflict(_: Request, exc: JobError) -> JSONResponse:
         return _error(409, str(exc))
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(_: Request, exc: ClientDisconnect) -> Response:
+        # the client went away mid-body (or was cut off by http.timeout_body): nobody to answer
+        log.info("http client disconnected before its request was read")
+        return Response(status_code=400)
 
     @app.exception_handler(Exception)
     async def internal(_: Request, exc: Exception) -> JSONResponse:

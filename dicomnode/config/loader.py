@@ -13,10 +13,16 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from dicomnode.config.schema import ClientTlsConfig, Config, DicomDestination, TlsConfig
+from dicomnode.config.schema import (
+    ClientTlsConfig,
+    Config,
+    DicomDestination,
+    HttpTlsConfig,
+    TlsConfig,
+)
 from dicomnode.errors import ConfigError
 
-_Tls = TypeVar("_Tls", TlsConfig, ClientTlsConfig)
+_Tls = TypeVar("_Tls", TlsConfig, ClientTlsConfig, HttpTlsConfig)
 
 __all__ = [
     "DEFAULTS",
@@ -134,6 +140,9 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     if config.node.tls is not None:
         tls = _resolve_files(config.node.tls, base)
         updates["node"] = config.node.model_copy(update={"tls": tls})
+    if config.http.tls is not None:
+        tls_http = _resolve_files(config.http.tls, base)
+        updates["http"] = config.http.model_copy(update={"tls": tls_http})
     destinations = {
         name: dest.model_copy(update={"tls": _resolve_files(dest.tls, base)})
         for name, dest in config.destinations.items()

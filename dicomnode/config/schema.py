@@ -430,6 +430,14 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+class HttpTlsConfig(_Section):
+    """HTTPS on the HTTP listener (TLS 1.2 or later): the session cookie is then ``Secure``
+    and answers carry ``Strict-Transport-Security``."""
+
+    cert: Path = Field(description="the node's certificate chain (PEM)")
+    key: Path = Field(description="the node's private key (PEM, unencrypted)")
+
+
 class HttpConfig(_Section):
     """The HTTP API and web app: health, readiness, Prometheus metrics, JSON, actions.
 
@@ -462,6 +470,7 @@ class HttpConfig(_Section):
     max_header_bytes: int = Field(
         16384, ge=1024, le=1_048_576, description="request line and headers, larger: 400"
     )
+    tls: HttpTlsConfig | None = Field(None, description="serve HTTPS with this certificate")
     session_hours: float = Field(
         12.0, gt=0, le=24 * 30, description="lifetime of a web session (login cookie)"
     )

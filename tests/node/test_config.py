@@ -98,10 +98,15 @@ def test_confirm_with_names_a_source():
 def test_relative_paths_are_relative_to_the_config_file(tmp_path):
     path = tmp_path / "etc" / "dicomnode.yaml"
     path.parent.mkdir()
-    path.write_text("data_dir: ../var\nstorage: {path: store}\n")
+    path.write_text(
+        "data_dir: ../var\nstorage: {path: store}\nhttp: {tls: {cert: c.pem, key: /k.key}}\n"
+    )
     config, _ = load_config(path)
     assert config.data_dir == tmp_path / "var"
     assert config.store_path == tmp_path / "etc" / "store"
+    assert config.http.tls is not None
+    assert config.http.tls.cert == tmp_path / "etc" / "c.pem"
+    assert str(config.http.tls.key) == "/k.key"
 
 
 def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess[str]:

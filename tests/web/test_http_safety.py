@@ -9,11 +9,15 @@ import http.client
 import json
 import os
 import socket
+import ssl
 import time
 from pathlib import Path
 
+import pytest
+
 from testkit import dicomgen
 from testkit.nodeproc import storescu
+from testkit.pki import make_pki
 
 TOKEN = "web-safety-token-for-tests-0123456789"
 Answer = tuple[int, dict[str, str], str]
@@ -25,9 +29,15 @@ def _request(
     path: str,
     headers: dict[str, str] | None = None,
     body: bytes | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> Answer:
-    """One request with exactly these headers (``Host`` defaults to 127.0.0.1:port)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    """One request with exactly these headers (``Host`` defaults to 127.0.0.1:port); over
+    HTTPS with ``tls``."""
+    conn: http.client.HTTPConnection
+    if tls is None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    else:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=tls)
     try:
         conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
         sent = {"Host": f"127.0.0.1:{port}", **(headers or {})}
@@ -228,16 +238,48 @@ def test_every_route_needs_the_token_or_a_session_when_one_is_set(node_factory):
     assert ("web login refused: wrong token",) in alerts
 
 
+def test_https_sets_a_secure_cookie_and_hsts(node_factory, tmp_path):
+    pki = make_pki(tmp_path / "pki")
+    broken = tmp_path / "broken.pem"
+    broken.write_text("not a certificate\n")
+    bad = node_factory("bad", http={"tls": {"cert": str(broken), "key": str(pki.server_key)}})
+    with pytest.raises(RuntimeError, match="http.tls: .*broken.pem"):
+        bad.start()
+    tls = {"cert": str(pki.server_chain), "key": str(pki.server_key)}
+    node = node_factory(http={"token": TOKEN, "tls": tls}).start()
+    port, context = node.http_port, pki.client_context(cert=None)
+    status, headers, body = _request(
+        port,
+        "POST",
+        "/api/login",
+        {"Content-Type": "application/json", "Origin": f"https://127.0.0.1:{port}"},
+        json.dumps({"token": TOKEN}).encode(),
+        tls=context,
+    )
+    assert status == 200, body
+    assert "Secure" in headers["set-cookie"] and "HttpOnly" in headers["set-cookie"]
+    assert headers["strict-transport-security"].startswith("max-age=")
+    _assert_security_headers(headers)
+    with pytest.raises((ConnectionError, http.client.HTTPException)):
+        _request(port, "GET", "/healthz")  # plain HTTP on the HTTPS port: no answer
+
+
 def _threads(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
 
 
 def test_slow_clients_cost_no_threads_and_health_stays_fast(node_factory):
-    node = node_factory(http={"timeout_header": 4}).start()
+    node = node_factory(http={"timeout_header": 4, "timeout_body": 2}).start()
     port = node.http_port
     pid = node.proc.pid
     before = _threads(pid)
-    clients = []
+    # a body that stops after 10 of its 100 bytes
+    staller = socket.create_connection(("127.0.0.1", port), timeout=5)
+    staller.sendall(
+        f"POST /api/login HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json"
+        '\r\nContent-Length: 100\r\n\r\n{"token": '.encode()
+    )
+    clients = [staller]
     for _ in range(150):
         sock = socket.create_connection(("127.0.0.1", port), timeout=5)
         sock.sendall(b"GET /api/stu")  # a request line that never ends
