@@ -28,6 +28,8 @@ from dicomnode.jobs.worker import WorkerPool, results_root
 from dicomnode.logs import set_level
 from dicomnode.net.confirm import Confirmer
 from dicomnode.net.scp import Delivery, StorageSCP, configure_pynetdicom
+from dicomnode.notify.outbox import Outbox
+from dicomnode.notify.send import WebhookSender
 from dicomnode.pipeline.registry import PipelineRegistry
 from dicomnode.reload import ReloadPlan, plan_reload
 from dicomnode.routing import Route, compile_routes
@@ -90,6 +92,8 @@ class Node:
         self.prober: Prober | None = None
         self.checker: IsolatedChecker | None = None
         self.confirmer: Confirmer | None = None
+        self.outbox: Outbox | None = None
+        self.notifier: WebhookSender | None = None
         # pipelines do not reload: one registry for the node's life (nothing imported yet)
         self.registry = PipelineRegistry(config.class_paths)
         self.metrics = NodeMetrics()
@@ -133,8 +137,9 @@ class Node:
             self._start_receiving()
             if cfg.http.enabled:
                 self._follow_stages()
-        self.exporter = Exporter(self.db, cfg)
-        self.workers = WorkerPool(self.db, cfg, on_success=self.exporter.wake)
+        self._start_notify()
+        self.exporter = Exporter(self.db, cfg, outbox=self.outbox)
+        self.workers = WorkerPool(self.db, cfg, on_success=self.exporter.wake, outbox=self.outbox)
         reap_every = max(0.5, min(30.0, cfg.workers.lease_seconds / 4))
         self._scheduler.add_job(
             self._reap, "interval", seconds=reap_every, id="reaper", max_instances=1, coalesce=True
@@ -173,6 +178,24 @@ class Node:
         self.metrics.registry.register(stages)
         self._scheduler.add_job(
             stages.poll, "interval", seconds=1, id="stage-metrics", max_instances=1, coalesce=True
+        )
+
+    def _start_notify(self) -> None:
+        """The outbox the job and delivery transactions write to, and the sweep that sends
+        it (``notify.webhooks``; nothing when none is configured)."""
+        notify = self.config.notify
+        if not notify.webhooks:
+            return
+        assert self.db is not None and self._scheduler is not None
+        self.outbox = Outbox(notify, self.config.store_path)
+        self.notifier = WebhookSender(self.db, notify)
+        self._scheduler.add_job(
+            self.notifier.sweep,
+            "interval",
+            seconds=notify.poll_seconds,
+            id="notify",
+            max_instances=1,
+            coalesce=True,
         )
 
     def _claim_data_dir(self) -> None:
@@ -440,7 +463,9 @@ class Node:
         workers = self.config.workers
         try:
             reap_expired(
-                self.db, backoff=Backoff(workers.backoff_seconds, workers.max_backoff_seconds)
+                self.db,
+                backoff=Backoff(workers.backoff_seconds, workers.max_backoff_seconds),
+                notify=self.outbox,
             )
         except Exception:  # retried at the next tick
             log.exception("lease reaper failed")
@@ -461,6 +486,8 @@ class Node:
             self.exporter.stop()
         if self.prober is not None:
             self.prober.close()
+        if self.notifier is not None:
+            self.notifier.close()
         if self.checker is not None:
             self.checker.close()
         if self.audit is not None:  # after the exporter: its last rows go too

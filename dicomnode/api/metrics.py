@@ -18,8 +18,10 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dicomnode.jobs.models import Delivery, DeliveryState, Job, JobState
+from dicomnode.jobs.models import CLAIMABLE, Delivery, DeliveryState, Job, JobState
 from dicomnode.net.scp import ScpObserver
+from dicomnode.notify.models import Notification, NotificationState
+from dicomnode.routing.schema import Priority
 from dicomnode.store.db import Database
 from dicomnode.store.models import CompletionState, Series
 
@@ -80,7 +82,8 @@ class NodeMetrics(ScpObserver):
 
 
 class StateCollector(Collector):
-    """Series, jobs and deliveries by state, and pipeline run times, from the database."""
+    """Series, jobs, deliveries and notifications by state, waiting jobs by priority, and
+    pipeline run times, from the database."""
 
     def __init__(self, db: Database):
         self.db = db
@@ -93,8 +96,15 @@ class StateCollector(Collector):
         )
         try:
             with self.db.session() as session:
-                series, jobs, deliveries = (
-                    _by_state(session, model) for model in (Series, Job, Delivery)
+                series, jobs, deliveries, notes = (
+                    _by_state(session, model) for model in (Series, Job, Delivery, Notification)
+                )
+                waiting = dict(
+                    session.execute(
+                        select(Job.priority, func.count(Job.id))
+                        .where(CLAIMABLE)
+                        .group_by(Job.priority)
+                    ).all()
                 )
                 finished = session.execute(
                     select(Job.pipeline, Job.started_at, Job.finished_at).where(
@@ -119,10 +129,23 @@ class StateCollector(Collector):
         yield _gauge(
             "dicomnode_deliveries", "Result deliveries by state", DeliveryState, deliveries
         )
+        queued = GaugeMetricFamily(
+            "dicomnode_jobs_waiting",
+            "Jobs waiting for a worker (queued, or failed and to be retried), by priority",
+            labels=["priority"],
+        )
+        for priority in Priority:
+            queued.add_metric([priority.value], waiting.get(priority.rank, 0))
+        yield queued
+        yield _gauge(
+            "dicomnode_notifications", "Webhook notifications by state", NotificationState, notes
+        )
         yield durations
 
 
-def _by_state(session: Session, model: type[Series] | type[Job] | type[Delivery]) -> dict[Any, int]:
+def _by_state(
+    session: Session, model: type[Series] | type[Job] | type[Delivery] | type[Notification]
+) -> dict[Any, int]:
     """Rows of ``model`` counted by their ``state`` column."""
     rows = session.execute(select(model.state, func.count(model.id)).group_by(model.state))
     return {state: count for state, count in rows}

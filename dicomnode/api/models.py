@@ -50,6 +50,8 @@ class JobRow(_Row):
     id: int
     state: str
     route: str
+    #: ``stat``, ``high`` or ``routine``: the order in which free workers take jobs.
+    priority: str = "routine"
     pipeline: str
     level: str
     subject: str

@@ -419,6 +419,7 @@ _SERIES_COLUMNS = [
 _JOB_COLUMNS = [
     "id",
     "state",
+    "priority",
     "route",
     "pipeline",
     "subject",

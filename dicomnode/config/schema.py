@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from dicomnode.notify.schema import NotifyConfig
 from dicomnode.results.kinds import DEFAULT_OUTPUTS, OutputKind
 from dicomnode.routing.schema import RouteSpec
 
@@ -48,6 +49,7 @@ __all__ = [
     "LogFormat",
     "LoggingConfig",
     "NodeConfig",
+    "NotifyConfig",
     "StabilityConfig",
     "StorageConfig",
     "ClientTlsConfig",
@@ -562,6 +564,7 @@ class Config(_Section):
     http: HttpConfig = Field(default_factory=HttpConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
 
     @field_validator("destinations", "pipelines", "sources")
     @classmethod
@@ -581,6 +584,15 @@ class Config(_Section):
                 f"stability.confirm_with names {', '.join(map(repr, unknown))}, not in sources "
                 f"(known: {', '.join(sorted(self.sources)) or 'none'})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _notify_routes(self) -> Config:
+        known = {route.name for route in self.routes}
+        for name, hook in self.notify.webhooks.items():
+            unknown = sorted(set(hook.routes or ()) - known)
+            if unknown:
+                raise ValueError(f"notify.webhooks.{name}.routes: unknown route {unknown[0]!r}")
         return self
 
     @model_validator(mode="before")

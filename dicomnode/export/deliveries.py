@@ -29,6 +29,7 @@ from dicomnode.export.status import Verdict
 from dicomnode.jobs.models import Delivery, DeliveryState, Job, JobResult
 from dicomnode.jobs.queue import Backoff
 from dicomnode.jobs.timeline import Stage, StageMark, add_stages
+from dicomnode.notify.outbox import Outbox
 from dicomnode.store.db import Database
 from dicomnode.store.models import utcnow
 
@@ -92,11 +93,13 @@ def record(
     owner: str,
     max_attempts: int,
     backoff: Backoff,
+    notify: Outbox | None = None,
 ) -> DeliveryState | None:
     """Store the outcome of one attempt (fenced by the lease) and its audit row.
 
     Returns the new state; None when the lease was lost (another sender owns the delivery
-    now and records its own attempt).
+    now and records its own attempt). ``notify`` puts ``delivery.dead`` in the outbox, in
+    the same transaction, when the delivery dies.
     """
     now = utcnow()
     with db.session() as session:
@@ -126,6 +129,8 @@ def record(
             row.error = attempt.detail
             kind = ExportAuditKind.RETRYING
         _audit(session, kind, item, attempt, row.attempts)
+        if notify is not None and row.state is DeliveryState.DEAD:
+            notify.delivery_dead(session, row, item.sop_instance_uid)
         return row.state
 
 
@@ -150,8 +155,10 @@ def deliver_once(
     owner: str,
     *,
     senders: SenderFactory | None = None,
+    notify: Outbox | None = None,
 ) -> int:
-    """Claim and send every due delivery once; returns how many were attempted."""
+    """Claim and send every due delivery once; returns how many were attempted (``notify``:
+    where dead deliveries are told, see :func:`record`)."""
     from dicomnode.jobs.worker import results_root
 
     export = config.export
@@ -178,7 +185,13 @@ def deliver_once(
             attempts = make(destination).send([item.path for item in items])
         for item, attempt in zip(items, attempts, strict=True):
             state = record(
-                db, item, attempt, owner=owner, max_attempts=export.max_attempts, backoff=backoff
+                db,
+                item,
+                attempt,
+                owner=owner,
+                max_attempts=export.max_attempts,
+                backoff=backoff,
+                notify=notify,
             )
             log.info(
                 "delivery %s",
@@ -203,10 +216,11 @@ def _group(due: list[DueDelivery]) -> dict[str, list[DueDelivery]]:
 class Exporter(threading.Thread):
     """A thread that sends due deliveries every ``export.poll_seconds`` (or when woken)."""
 
-    def __init__(self, db: Database, config: Config):
+    def __init__(self, db: Database, config: Config, *, outbox: Outbox | None = None):
         super().__init__(name="dicomnode-exporter", daemon=True)
         self.db = db
         self.config = config
+        self.outbox = outbox
         self.owner = f"{socket.gethostname()}:{os.getpid()}:export"[:96]
         self._stopping = threading.Event()  # not _stop: that shadows Thread._stop
         self._wake = threading.Event()
@@ -220,7 +234,7 @@ class Exporter(threading.Thread):
         while not self._stopping.is_set():
             self._wake.clear()
             try:
-                sent = deliver_once(self.db, self.config, self.owner)
+                sent = deliver_once(self.db, self.config, self.owner, notify=self.outbox)
             except Exception:  # DB or file problem: logged, tried again next round
                 log.exception("delivery round failed")
                 sent = 0

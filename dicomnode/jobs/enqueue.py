@@ -366,6 +366,7 @@ class RoutingHook:
             "outputs": json.dumps(outputs_for(route, self.config, checked.default_outputs)),
             "send_to": json.dumps(list(route.send_to)),
             "shadow": route.shadow,
+            "priority": route.priority.rank,
             "state": state,
             "attempts": 0,
             "max_attempts": self.config.workers.max_attempts,
@@ -390,7 +391,7 @@ class RoutingHook:
             kind,
             job_id=job_id,
             subject=plan.subject,
-            detail=error or f"route {route.name}",
+            detail=error or f"route {route.name}, priority {route.priority.value}",
         )
         if state is JobState.QUEUED:
             add_stages(

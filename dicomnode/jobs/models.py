@@ -22,12 +22,14 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     select,
+    text,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from dicomnode.store.models import Base, UTCDateTime, utcnow
 
 __all__ = [
+    "CLAIMABLE",
     "Delivery",
     "DeliveryState",
     "Job",
@@ -56,6 +58,12 @@ class DeliveryState(str, enum.Enum):
     SENDING = "sending"
     DELIVERED = "delivered"
     DEAD = "dead"
+
+
+#: The jobs a worker may claim (when due), as literal SQL: the predicate of the partial index
+#: ``ix_jobs_claim`` and the claim's WHERE are the same text, so both backends' planners can
+#: prove the index applies (a bound parameter would not match the index predicate).
+CLAIMABLE = text("state IN ('queued', 'failed')")
 
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
@@ -105,12 +113,27 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    priority: Mapped[int] = mapped_column(
+        Integer, default=2, server_default="2", doc="0 stat, 1 high, 2 routine (Priority.rank)"
+    )
+    findings: Mapped[str | None] = mapped_column(
+        Text, nullable=True, doc="JSON findings summary of a succeeded job (notify.summary)"
+    )
 
     results: Mapped[list[JobResult]] = relationship(back_populates="job")
 
     __table_args__ = (
         Index("ix_jobs_state_run_after", "state", "run_after"),
         Index("ix_jobs_route_subject", "route", "subject"),
+        # the claim's order (priority, then age) over the claimable jobs only
+        Index(
+            "ix_jobs_claim",
+            "priority",
+            "run_after",
+            "id",
+            sqlite_where=CLAIMABLE,
+            postgresql_where=CLAIMABLE,
+        ),
     )
 
 

@@ -14,15 +14,22 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from dicomnode.jobs.audit import JobAuditKind, record_job
-from dicomnode.jobs.models import Delivery, DeliveryState, Job, JobResult, JobState
+from dicomnode.jobs.models import CLAIMABLE, Delivery, DeliveryState, Job, JobResult, JobState
 from dicomnode.jobs.timeline import Stage, StageMark, add_stages
+from dicomnode.notify.schema import Event
+from dicomnode.routing.schema import Priority
 from dicomnode.store.db import Database
 from dicomnode.store.models import utcnow
+
+if TYPE_CHECKING:
+    from dicomnode.notify.outbox import Outbox
+    from dicomnode.notify.summary import FindingsSummary
 
 __all__ = [
     "Backoff",
@@ -68,6 +75,7 @@ class ClaimedJob:
     attempt: int
     predecessor_id: int | None
     owner: str
+    priority: Priority = Priority.ROUTINE
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,12 @@ class ResultRecord:
 
 
 def claim(db: Database, owner: str, *, lease_seconds: float) -> ClaimedJob | None:
-    """Take the oldest due job (queued, or failed and past its backoff) with a lease.
+    """Take the most urgent due job (queued, or failed and past its backoff) with a lease.
+
+    Strict priority, then age: a due ``stat`` job is taken before any ``high`` one, a
+    ``high`` before any ``routine``; within a priority the earliest ``run_after``, then the
+    lowest id. Running jobs are not preempted, so a stat job waits at most for the first
+    worker to finish its current job. The walk follows the partial index ``ix_jobs_claim``.
 
     Returns
     -------
@@ -93,8 +106,8 @@ def claim(db: Database, owner: str, *, lease_seconds: float) -> ClaimedJob | Non
     with db.session() as session:
         job = session.scalar(
             select(Job)
-            .where(Job.state.in_([JobState.QUEUED, JobState.FAILED]), Job.run_after <= now)
-            .order_by(Job.run_after, Job.id)
+            .where(CLAIMABLE, Job.run_after <= now)
+            .order_by(Job.priority, Job.run_after, Job.id)
             .limit(1)
             .with_for_update(skip_locked=True)
         )
@@ -127,6 +140,7 @@ def claim(db: Database, owner: str, *, lease_seconds: float) -> ClaimedJob | Non
             attempt=job.attempts,
             predecessor_id=job.predecessor_id,
             owner=owner,
+            priority=Priority.from_rank(job.priority),
         )
 
 
@@ -153,6 +167,8 @@ def succeed(
     *,
     repaired: Sequence[str] = (),
     stages: Sequence[StageMark] = (),
+    findings: FindingsSummary | None = None,
+    notify: Outbox | None = None,
 ) -> bool:
     """Persist the results and one pending delivery per (result, destination); finish the job.
 
@@ -161,7 +177,8 @@ def succeed(
     ``repaired`` names the source attributes the sanitizer changed for the results: they go
     in the job's audit trail (keywords only). ``stages`` are the run's timeline stages
     measured in the inference child (model ready, inference done); the ``written`` stage is
-    this transaction's.
+    this transaction's. ``findings`` is kept as the job's summary; ``notify`` puts the
+    ``job.succeeded`` (and ``findings``) notifications in the outbox, in the same transaction.
     """
     now = utcnow()
     with db.session() as session:
@@ -175,6 +192,7 @@ def succeed(
                 finished_at=now,
                 updated_at=now,
                 error=None,
+                findings=json.dumps(findings.as_json()) if findings is not None else None,
             )
         )
         if not changed.rowcount:  # type: ignore[attr-defined]
@@ -214,6 +232,9 @@ def succeed(
                 session.add(row)
                 session.flush()
             _add_deliveries(session, row, job.id, destinations, now)
+        if notify is not None:
+            session.flush()
+            notify.job_event(session, Event.JOB_SUCCEEDED, job.id, findings=findings)
     return True
 
 
@@ -245,6 +266,7 @@ def fail(
     *,
     backoff: Backoff,
     state: JobState | None = None,
+    notify: Outbox | None = None,
 ) -> JobState | None:
     """Record a failed attempt: ``failed`` with a backoff, or ``dead`` after the limit.
 
@@ -252,6 +274,8 @@ def fail(
     ----------
     state : JobState, optional
         A terminal state to set instead (``refused``).
+    notify : Outbox, optional
+        Puts ``job.failed`` or ``job.dead`` in the outbox, in the same transaction.
 
     Returns
     -------
@@ -281,6 +305,7 @@ def fail(
             JobState.REFUSED: JobAuditKind.JOB_REFUSED,
         }
         record_job(session, kinds[new], job_id=row.id, subject=row.subject, detail=row.error)
+        _notify_failure(session, notify, row)
     log.warning("job %s: %s", new.value, error, extra={"job": job.id})
     return new
 
@@ -312,8 +337,18 @@ def _failed_state(row: Job, state: JobState | None) -> JobState:
     return JobState.FAILED
 
 
-def reap_expired(db: Database, *, backoff: Backoff) -> list[int]:
+def _notify_failure(session: Session, notify: Outbox | None, row: Job) -> None:
+    """``job.failed`` / ``job.dead`` of ``row`` into the outbox (nothing for other states)."""
+    events = {JobState.FAILED: Event.JOB_FAILED, JobState.DEAD: Event.JOB_DEAD}
+    if notify is not None and row.state in events:
+        session.flush()
+        notify.job_event(session, events[row.state], row.id)
+
+
+def reap_expired(db: Database, *, backoff: Backoff, notify: Outbox | None = None) -> list[int]:
     """Give the jobs whose lease expired (a worker died) back to the queue, or mark them dead.
+
+    ``notify`` puts ``job.dead`` in the outbox for each job that died so.
 
     Returns
     -------
@@ -346,6 +381,8 @@ def reap_expired(db: Database, *, backoff: Backoff) -> list[int]:
                 subject=row.subject,
                 detail=row.error,
             )
+            if row.state is JobState.DEAD:
+                _notify_failure(session, notify, row)
             reaped.append(row.id)
     if reaped:
         log.warning("re-queued %d job(s) with an expired lease", len(reaped))

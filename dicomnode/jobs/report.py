@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from dicomnode.jobs.models import Delivery, DeliveryState, Job, JobState
 from dicomnode.jobs.timeline import timelines, total_seconds
+from dicomnode.routing.schema import Priority
 from dicomnode.store.db import Database
 from dicomnode.store.models import utcnow
 from dicomnode.terminal import printable
@@ -51,6 +52,7 @@ def job_rows(db: Database, *, state: str | JobState | None = None) -> list[dict[
                 "id": job.id,
                 "state": job.state.value,
                 "route": job.route,
+                "priority": Priority.from_rank(job.priority).value,
                 "pipeline": f"{job.pipeline} {job.pipeline_version}",
                 "level": job.level,
                 "subject": job.subject,
@@ -91,14 +93,15 @@ def until(when: str | None, now: datetime | None = None) -> str:
 
 def render_jobs(rows: list[dict[str, Any]]) -> str:
     """A plain-text table of :func:`job_rows`; deliveries as delivered/pending/dead,
-    NEXT: how long until the next pending delivery is tried (``-`` when none is pending), and
-    TOTAL: seconds from the last instance received to the job's latest stage."""
+    NEXT: how long until the next pending delivery is tried (``-`` when none is pending),
+    TOTAL: seconds from the last instance received to the job's latest stage, and PRIO: the
+    job's priority (``stat``, ``high``, ``routine``)."""
     if not rows:
         return "no jobs\n"
     now = utcnow()
     lines = [
         f"{'ID':>6} {'STATE':<9} {'ROUTE':<20} {'TRIES':>5} {'SENT':>4} {'WAIT':>4} {'DEAD':>4} "
-        f"{'NEXT':>6} {'TOTAL':>7}  SUBJECT / ERROR"
+        f"{'NEXT':>6} {'TOTAL':>7} {'PRIO':<7} SUBJECT / ERROR"
     ]
     for row in rows:
         d = row["deliveries"]
@@ -112,7 +115,7 @@ def render_jobs(rows: list[dict[str, Any]]) -> str:
             f"{row['id']:>6} {row['state']:<9} {printable(row['route'])[:20]:<20} "
             f"{row['attempts']:>2}/{row['max_attempts']:<2} {d['delivered']:>4} {waiting:>4} "
             f"{d['dead']:>4} {until(row['next_attempt_at'], now):>6} "
-            f"{_total(row.get('latency_seconds')):>7}  {tail}"
+            f"{_total(row.get('latency_seconds')):>7} {row['priority']:<7} {tail}"
         )
     return "\n".join(lines) + "\n"
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
@@ -41,6 +42,10 @@ from dicomnode.jobs.timeline import Stage, StageMark
 from dicomnode.pipeline.contract import PipelineInputs, SeriesInput
 from dicomnode.store.db import Database
 from dicomnode.store.models import Instance, Series
+
+if TYPE_CHECKING:
+    from dicomnode.notify.outbox import Outbox
+    from dicomnode.notify.summary import FindingsSummary
 
 __all__ = ["Worker", "WorkerPool", "results_root"]
 
@@ -67,6 +72,9 @@ class Worker(threading.Thread):
         Set to stop after (or abandon) the current job.
     on_success : callable, optional
         Called with the job id after results were persisted (wakes the exporter).
+    outbox : Outbox, optional
+        Where job outcomes are told to the webhooks (``notify:``), in the outcome's
+        transaction.
     """
 
     def __init__(
@@ -77,8 +85,10 @@ class Worker(threading.Thread):
         stop: threading.Event,
         on_success: Callable[[int], None] | None = None,
         wake: threading.Event | None = None,
+        outbox: Outbox | None = None,
     ):
         super().__init__(name=f"dicomnode-worker-{index}", daemon=True)
+        self.outbox = outbox
         self.wake = wake or stop  # set when jobs were queued (or to stop): claim at once
         self.db = db
         self.config = config
@@ -136,7 +146,7 @@ class Worker(threading.Thread):
                 release(self.db, job)
                 self.stop.wait(max(self.config.workers.poll_seconds, 5.0))
             else:
-                fail(self.db, job, str(exc), backoff=self.backoff)
+                fail(self.db, job, str(exc), backoff=self.backoff, notify=self.outbox)
             return
         if outcome is None:  # lease lost, stopping, or timed out: the child was stopped
             return
@@ -157,7 +167,16 @@ class Worker(threading.Thread):
                 StageMark(Stage(name), datetime.fromtimestamp(at, UTC), None, job.attempt)
                 for name, at in outcome.stages
             ]
-            if succeed(self.db, job, records, repaired=outcome.repaired, stages=stages):
+            findings = _summary(results_root(self.config) / str(job.id))
+            if succeed(
+                self.db,
+                job,
+                records,
+                repaired=outcome.repaired,
+                stages=stages,
+                findings=findings,
+                notify=self.outbox,
+            ):
                 log.info(
                     "job succeeded",
                     extra={
@@ -179,7 +198,7 @@ class Worker(threading.Thread):
         else:
             # The input's fault (an unrepairable header): dead at once, not retried.
             state = JobState.DEAD if outcome.permanent else None
-            fail(self.db, job, outcome.error, backoff=self.backoff, state=state)
+            fail(self.db, job, outcome.error, backoff=self.backoff, state=state, notify=self.outbox)
 
     def _await(self, job: ClaimedJob, started: float) -> RunOutcome | None:
         workers = self.config.workers
@@ -200,7 +219,11 @@ class Worker(threading.Thread):
             if now - started > workers.job_timeout:
                 self.child.stop()
                 fail(
-                    self.db, job, f"timed out after {workers.job_timeout:g} s", backoff=self.backoff
+                    self.db,
+                    job,
+                    f"timed out after {workers.job_timeout:g} s",
+                    backoff=self.backoff,
+                    notify=self.outbox,
                 )
                 return None
             if now >= next_beat:
@@ -254,6 +277,14 @@ class Worker(threading.Thread):
         )
 
 
+def _summary(directory: Path) -> FindingsSummary | None:
+    """The findings summary of a job's results directory (read here, in the worker thread,
+    before the success transaction)."""
+    from dicomnode.notify.summary import FindingsSummary
+
+    return FindingsSummary.from_directory(directory)
+
+
 class WorkerPool:
     """``workers.count`` worker threads sharing one stop event."""
 
@@ -264,12 +295,13 @@ class WorkerPool:
         *,
         count: int | None = None,
         on_success: Callable[[int], None] | None = None,
+        outbox: Outbox | None = None,
     ):
         self.stop_event = threading.Event()
         self.wake_event = threading.Event()
         n = config.workers.count if count is None else count
         self.workers = [
-            Worker(db, config, i, self.stop_event, on_success, wake=self.wake_event)
+            Worker(db, config, i, self.stop_event, on_success, wake=self.wake_event, outbox=outbox)
             for i in range(n)
         ]
 

@@ -89,6 +89,7 @@ def _compile_one(spec: RouteSpec) -> Route:
         inputs=inputs,
         outputs=tuple(spec.outputs) if spec.outputs is not None else None,
         shadow=spec.shadow,
+        priority=spec.priority,
     )
 
 

@@ -21,7 +21,7 @@ from pydicom.tag import BaseTag
 
 from dicomnode.routing.conditions import Condition
 from dicomnode.routing.facts import SeriesFacts, observe
-from dicomnode.routing.schema import Level, Output
+from dicomnode.routing.schema import Level, Output, Priority
 
 __all__ = ["Clause", "Failure", "Match", "NamedInput", "Route", "StudyMatch", "short_uid"]
 
@@ -190,7 +190,7 @@ class Route:
 
     Parameters
     ----------
-    name, pipeline, level, send_to, outputs, shadow
+    name, pipeline, level, send_to, outputs, shadow, priority
         As in :class:`dicomnode.routing.RouteSpec`; ``outputs`` None means the pipeline's
         defaults.
     when : tuple of Clause
@@ -207,6 +207,7 @@ class Route:
     inputs: tuple[NamedInput, ...] = ()
     outputs: tuple[Output, ...] | None = None
     shadow: bool = False
+    priority: Priority = Priority.ROUTINE
 
     def match(self, facts: SeriesFacts) -> Match:
         """Test ``when`` on one series (for a study-level route: whether the series takes part).

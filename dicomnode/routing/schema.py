@@ -56,6 +56,7 @@ __all__ = [
     "NotCondition",
     "Output",
     "PresentCondition",
+    "Priority",
     "RangeCondition",
     "RegexCondition",
     "RouteSpec",
@@ -77,6 +78,28 @@ class Level(StrEnum):
 
     SERIES = "series"
     STUDY = "study"
+
+
+class Priority(StrEnum):
+    """How urgently a route's jobs are served: the queue hands out ``stat`` before ``high``
+    before ``routine`` jobs, then the oldest first (no running job is preempted)."""
+
+    STAT = "stat"
+    HIGH = "high"
+    ROUTINE = "routine"
+
+    @property
+    def rank(self) -> int:
+        """The stored, sortable form: 0 (stat), 1 (high), 2 (routine); lower is served first."""
+        return _PRIORITY_RANKS[self]
+
+    @classmethod
+    def from_rank(cls, rank: int) -> Priority:
+        """The priority stored as ``rank`` (:attr:`rank`)."""
+        return list(cls)[rank]
+
+
+_PRIORITY_RANKS = {priority: rank for rank, priority in enumerate(Priority)}
 
 
 #: A result object a route asks its pipeline to produce (the one :class:`OutputKind`).
@@ -299,6 +322,9 @@ class RouteSpec(_Strict):
         Result objects to produce; the pipeline's defaults when left out.
     shadow : bool
         Run the pipeline but send nothing (default false).
+    priority : Priority
+        ``stat``, ``high`` or ``routine`` (default): the order in which free workers take
+        queued jobs (then oldest first).
     """
 
     name: StrictStr
@@ -309,6 +335,7 @@ class RouteSpec(_Strict):
     send_to: list[StrictStr] = Field(default_factory=list)
     outputs: list[Output] | None = None
     shadow: StrictBool = False
+    priority: Priority = Priority.ROUTINE
 
     @model_validator(mode="wrap")
     @classmethod

@@ -7,6 +7,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 import dicomnode.jobs.models  # noqa: F401 - the queue tables
+import dicomnode.notify.models  # noqa: F401 - the notification outbox
 from dicomnode.store.models import Base
 
 

@@ -3,6 +3,7 @@
 from alembic import context
 
 import dicomnode.jobs.models  # noqa: F401  (registers the queue tables on Base.metadata)
+import dicomnode.notify.models  # noqa: F401  (the notification outbox)
 from dicomnode.store.models import Base
 
 connection = context.config.attributes.get("connection")
