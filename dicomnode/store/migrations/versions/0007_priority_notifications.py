@@ -4,15 +4,15 @@
 index the claim walks (priority, then age, over claimable jobs only); ``jobs.findings``, the
 JSON summary of a succeeded job's findings; ``notifications``, one row per (event, webhook).
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
