@@ -64,8 +64,11 @@ def _tls_context(tls: HttpTlsConfig) -> Callable[[uvicorn.Config, Any], ssl.SSLC
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (IPv4 or IPv6); OSError when taken."""
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    """A listening TCP socket on ``host:port`` (IPv4 where the name has both, else IPv6);
+    OSError when taken."""
+    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    # IPv4 first: "localhost" may resolve to ::1 first, and clients try 127.0.0.1
+    family, kind, proto, _, address = min(found, key=lambda f: f[0] != socket.AF_INET)
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
