@@ -352,29 +352,25 @@ class ClientTlsConfig(_Section):
         return self
 
 
-class DicomDestination(_Section):
+class DicomPeerConfig(_Section):
+    """Where a DICOM peer listens, and how the node calls it."""
+
+    ae_title: AETitle
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+    calling_ae_title: AETitle | None = Field(
+        None, description="our AE title towards this peer (default node.ae_title)"
+    )
+    tls: ClientTlsConfig | None = None
+
+
+class DicomDestination(DicomPeerConfig):
     """A DICOM peer that receives results by C-STORE."""
 
-    ae_title: AETitle
-    host: str = Field(min_length=1)
-    port: int = Field(ge=1, le=65535)
-    calling_ae_title: AETitle | None = Field(
-        None, description="our AE title towards this peer (default node.ae_title)"
-    )
-    tls: ClientTlsConfig | None = None
 
-
-class SourceConfig(_Section):
+class SourceConfig(DicomPeerConfig):
     """A named PACS the node may query (completion confirmation, priors) and report to
     (storage commitment results on a new association)."""
-
-    ae_title: AETitle
-    host: str = Field(min_length=1)
-    port: int = Field(ge=1, le=65535)
-    calling_ae_title: AETitle | None = Field(
-        None, description="our AE title towards this peer (default node.ae_title)"
-    )
-    tls: ClientTlsConfig | None = None
 
 
 class StowDestination(_Section):
