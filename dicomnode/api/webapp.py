@@ -42,6 +42,7 @@ from starlette.requests import ClientDisconnect
 from dicomnode.api.auth import (
     LOCAL_OPERATOR,
     SESSION_COOKIE,
+    Access,
     Operator,
     SessionStore,
     change_access,
@@ -149,6 +150,11 @@ def _modality_index(db: Database) -> dict[str, set[str]]:
         index.setdefault(row["series_uid"], set()).update(modality)
         index.setdefault(row["study_uid"], set()).update(modality)
     return index
+
+
+def _actor(operator: Operator) -> str:
+    """Who acted, for audit rows: ``HTTP API`` (token or open) or ``web: <operator>``."""
+    return f"web: {operator.identity}" if operator.access is Access.SESSION else "HTTP API"
 
 
 def _client(request: Request) -> str:
@@ -260,7 +266,7 @@ def _register_routes(app: FastAPI) -> None:  # noqa: C901 - one function per rou
         "/api/jobs/{job_id}/retry", response_model=Message, tags=["actions"], responses=_ERRORS
     )
     def retry_job(context: Context, operator: Changer, job_id: str) -> dict[str, str]:
-        message = retry(context.db, job_id)
+        message = retry(context.db, job_id, by=_actor(operator))
         log.info("job retried over http", extra={"job": job_id, "by": operator.access.value})
         return {"message": message}
 
@@ -275,8 +281,7 @@ def _register_routes(app: FastAPI) -> None:  # noqa: C901 - one function per rou
         operator: Changer,
         destination: Annotated[str | None, Query(max_length=64)] = None,
     ) -> dict[str, Any]:
-        by = "HTTP API" if operator.access.value != "session" else f"web: {operator.identity}"
-        count = send_now(context.db, destination=destination, by=by)
+        count = send_now(context.db, destination=destination, by=_actor(operator))
         where = f" to {destination}" if destination else ""
         return {"message": f"{count} pending deliveries{where} due now", "deliveries": count}
 

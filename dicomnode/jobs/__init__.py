@@ -19,7 +19,7 @@ workers' child processes (and, for the cheap ``check``, by the completion hook).
 """
 
 from dicomnode.jobs.enqueue import JobPlan, RoutingHook, outputs_for
-from dicomnode.jobs.errors import InvalidJobId, JobError
+from dicomnode.jobs.errors import InvalidJobId, JobError, NoSuchJob
 from dicomnode.jobs.keys import instance_set_digest, job_key
 from dicomnode.jobs.models import Delivery, DeliveryState, Job, JobResult, JobState
 from dicomnode.jobs.process import ChildProcess
@@ -43,6 +43,7 @@ __all__ = [
     "ChildProcess",
     "ClaimedJob",
     "InvalidJobId",
+    "NoSuchJob",
     "Delivery",
     "DeliveryState",
     "Job",

@@ -91,8 +91,10 @@ def _current_inputs(session: Session, series_uids: list[str]) -> _Inputs:
     )
 
 
-def retry(db: Database, job_id: int | str) -> str:
+def retry(db: Database, job_id: int | str, *, by: str | None = None) -> str:
     """Queue a job again (any state but running), or a new job when its inputs changed.
+
+    ``by`` (who asked: ``HTTP API``, ``web: <operator>``) ends the audit row's detail.
 
     Returns
     -------
@@ -121,11 +123,15 @@ def retry(db: Database, job_id: int | str) -> str:
         series = [item["series_uid"] for item in json.loads(row.inputs)]
         current = _current_inputs(session, series)
         if current.digest != row.digest:
-            return _requeue_changed(session, row, current)
-        return _requeue(session, row)
+            return _requeue_changed(session, row, current, by)
+        return _requeue(session, row, by)
 
 
-def _requeue(session: Session, row: Job) -> str:
+def _by(by: str | None) -> str:
+    return f"; by {by}" if by else ""
+
+
+def _requeue(session: Session, row: Job, by: str | None) -> str:
     """The inputs are unchanged: queue the job (unless it succeeded) and its dead deliveries."""
     now = utcnow()
     revived = session.execute(
@@ -139,7 +145,7 @@ def _requeue(session: Session, row: Job) -> str:
         JobAuditKind.JOB_RETRIED,
         job_id=row.id,
         subject=row.subject,
-        detail=f"{row.state.value}; {deliveries}",
+        detail=f"{row.state.value}; {deliveries}{_by(by)}",
     )
     if row.state is JobState.SUCCEEDED:
         return f"job {row.id} succeeded; {deliveries}"
@@ -152,7 +158,7 @@ def _requeue(session: Session, row: Job) -> str:
     return f"job {row.id} {before} -> queued; {deliveries}"
 
 
-def _requeue_changed(session: Session, row: Job, current: _Inputs) -> str:
+def _requeue_changed(session: Session, row: Job, current: _Inputs, by: str | None) -> str:
     """The inputs changed since ``row`` was queued: a new job for them, or why not."""
     changed = (
         f"job {row.id}: its input series changed since it was queued "
@@ -185,7 +191,7 @@ def _requeue_changed(session: Session, row: Job, current: _Inputs) -> str:
         JobAuditKind.JOB_RETRIED,
         job_id=row.id,
         subject=row.subject,
-        detail=f"inputs changed; job {new_id} queued for the current instances",
+        detail=f"inputs changed; job {new_id} queued for the current instances{_by(by)}",
     )
     kept = f"job {row.id} stays {row.state.value}"
     return f"{changed}; queued job {new_id} for the current instances ({kept})"

@@ -15,6 +15,7 @@ from dicomnode.jobs import (
     JobError,
     JobResult,
     JobState,
+    NoSuchJob,
     ResultRecord,
     claim,
     fail,
@@ -122,12 +123,12 @@ def test_failures_back_off_then_die_and_retry_requeues(env, tmp_path):
         expected = JobState.FAILED if attempt < 3 else JobState.DEAD
         assert fail(db, job, f"boom {attempt}", backoff=backoff) is expected
     assert _jobs(db)[0].error == "boom 3"
-    assert "queued" in retry(db, job.id)
+    assert "queued" in retry(db, job.id, by="web: Dr Who")
     again = claim(db, "w2", lease_seconds=5)
     assert again is not None and again.attempt == 1
     with pytest.raises(JobError, match="running"):
         retry(db, job.id)
-    with pytest.raises(JobError, match="no job"):
+    with pytest.raises(NoSuchJob, match="no job"):
         retry(db, 999)
     with db.session() as session:
         kinds = session.scalars(
@@ -148,6 +149,9 @@ def test_failures_back_off_then_die_and_retry_requeues(env, tmp_path):
         "job.started",
     ]
     assert subjects == {ct.series_uid}
+    with db.session() as session:
+        retried = session.scalar(select(AuditEvent.detail).where(AuditEvent.kind == "job.retried"))
+    assert retried == f"job {job.id}: dead; 0 dead deliveries queued again; by web: Dr Who"
 
 
 def test_expired_lease_is_reaped_and_the_old_owner_is_fenced_out(env, tmp_path):
