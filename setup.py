@@ -27,6 +27,8 @@ setup(
             "store/migrations/*.py",
             "store/migrations/versions/*.py",
             "config/*.yaml",
+            "web/templates/*.html",
+            "web/static/*.css",
         ],
         **{f"pipelines.models.{name}": ["configs/*.json", "models/*.pt"] for name in BUNDLES},
     },

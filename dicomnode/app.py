@@ -224,6 +224,8 @@ class Node:
 
     def _start_http(self) -> None:
         from dicomnode.api import ApiServer
+        from dicomnode.jobs import results_root
+        from dicomnode.web.pages import PageContext, mount_pages
 
         assert self.db is not None
         db, store, scheduler, workers = self.db, self.store, self._scheduler, self.workers
@@ -266,6 +268,9 @@ class Node:
             raise StartupError(str(exc)) from None
         except OSError as exc:
             raise StartupError(f"HTTP port {http.port} on {http.host}: {exc.strerror}") from None
+        mount_pages(
+            self.api.app, PageContext(db, self.config.store_path, results_root(self.config))
+        )
         self.api.start()
 
     def _start_receiving(self) -> None:

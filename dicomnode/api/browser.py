@@ -9,8 +9,9 @@ An ASGI middleware (no body buffering, so streamed uploads stay streamed) that
   (a cross-site form post);
 - adds the security headers to every response: a CSP without inline script or style,
   ``frame-ancestors 'none'``, ``X-Content-Type-Options: nosniff``, ``Referrer-Policy:
-  no-referrer``, ``X-Frame-Options: DENY`` and ``Cache-Control: no-store`` unless set, and
-  over HTTPS ``Strict-Transport-Security``.
+  same-origin`` (never ``no-referrer``: with it a browser sends ``Origin: null`` on the app's
+  own form posts, which the origin check must refuse), ``X-Frame-Options: DENY`` and
+  ``Cache-Control: no-store`` unless set, and over HTTPS ``Strict-Transport-Security``.
 
 Tools without a browser (curl, the CLI, Prometheus) send no ``Origin``: they pass the origin
 check and meet the token check of :mod:`dicomnode.api.auth`.
@@ -39,7 +40,7 @@ CSP = (
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
     (b"cross-origin-opener-policy", b"same-origin"),
 )

@@ -30,6 +30,8 @@ class JobAuditKind(str, enum.Enum):
     JOB_DEAD = "job.dead"
     JOB_LEASE_EXPIRED = "job.lease_expired"
     JOB_RETRIED = "job.retried"
+    #: An operator cancelled a job that waited to run; ``detail`` names the operator.
+    JOB_CANCELLED = "job.cancelled"
 
 
 def record_job(

@@ -117,6 +117,12 @@ class AuditKind(str, enum.Enum):
     WEB_LOGIN = "web.login"
     #: An operator logged out of the web app (the session ended).
     WEB_LOGOUT = "web.logout"
+    #: An operator was shown patient identifiers (a web page with names, IDs, accession
+    #: numbers); ``subject`` the study (None for a list), ``detail`` the operator and page.
+    IDENTIFIERS_VIEWED = "web.identifiers_viewed"
+    #: An operator acted from the web app (retry, cancel, send now); ``detail``: who, what,
+    #: and the outcome.
+    OPERATOR_ACTION = "web.action"
 
 
 def record(

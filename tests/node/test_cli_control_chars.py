@@ -11,13 +11,14 @@ from pathlib import Path
 
 import yaml
 
-from dicomnode.jobs.models import Job, JobState
+from dicomnode.jobs.models import JobState
 from dicomnode.routing.explain import ExplainRow, render_table
 from dicomnode.routing.schema import Level
 from dicomnode.store.audit import AuditKind, record
 from dicomnode.store.db import open_database
 from dicomnode.store.models import CompletionState, Series, Study
 from dicomnode.terminal import printable
+from testkit.jobrows import job_row
 
 #: Retitles an xterm, rings the bell, returns the cursor to hide what came before.
 HOSTILE = "AX\x1b]0;pwned\x07\rT1\x1b[2J\x9b\u2028end"
@@ -64,20 +65,12 @@ def test_status_and_jobs_tables_escape_control_characters(tmp_path: Path):
                 )
             )
             session.add(
-                Job(
-                    key="k" * 64,
+                job_row(
+                    JobState.DEAD,
+                    "k",
                     route="r\x1bx",
-                    pipeline="toy",
-                    pipeline_version="1",
-                    level="series",
                     study_uid="1.2.3",
                     subject="1.2.3.4",
-                    inputs="[]",
-                    digest="d" * 64,
-                    outputs="[]",
-                    send_to="[]",
-                    state=JobState.DEAD,
-                    max_attempts=3,
                     error=f"peer said {HOSTILE}",
                 )
             )

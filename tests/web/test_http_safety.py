@@ -65,7 +65,7 @@ def _assert_security_headers(headers: dict[str, str]) -> None:
     assert "frame-ancestors 'none'" in csp and "default-src 'self'" in csp
     assert "unsafe-inline" not in csp
     assert headers["x-content-type-options"] == "nosniff"
-    assert headers["referrer-policy"] == "no-referrer"
+    assert headers["referrer-policy"] == "same-origin"
 
 
 def _store(node, tmp_path: Path, name: str, modality: str, count: int) -> str:
