@@ -29,6 +29,21 @@ __all__ = [
     "VOLUME",
     "KindCodes",
     "procedure_code",
+    "CHANGE_CODES",
+    "CHANGE_SINCE_PRIOR",
+    "COMMENT",
+    "COMPARISON_DONE",
+    "INTERVAL_SINCE_PRIOR",
+    "NO",
+    "PRIOR_VOLUME",
+    "PRIVATE_SCHEME",
+    "PRIVATE_SCHEME_NAME",
+    "RESOLVED",
+    "UNIT_DAY",
+    "UNIT_PERCENT",
+    "VOLUME_CHANGE",
+    "VOLUME_DOUBLING_TIME",
+    "YES",
 ]
 
 
@@ -115,3 +130,31 @@ def procedure_code(modality: str) -> Code:
         "MG": codes.SCT.Mammography,
     }
     return table.get(modality, codes.cid100.ImagingProcedure)
+
+
+# Change since a prior study (issue 17). DICOM PS3.16 and the SNOMED subset in DICOM have no
+# concept for a volume doubling time, a volume change or the volume at a prior visit: they are
+# coded in our private scheme (a designator beginning "99", PS3.3 8.2.2), declared in the
+# Coding Scheme Identification Sequence of every SR that uses it and listed in
+# docs/conformance.md.
+PRIVATE_SCHEME = "99DICOMNODE"
+PRIVATE_SCHEME_NAME = "dicomnode private concepts"
+VOLUME_DOUBLING_TIME = Code("VDT", PRIVATE_SCHEME, "Volume doubling time")
+VOLUME_CHANGE = Code("VOLCHG", PRIVATE_SCHEME, "Volume change since prior")
+PRIOR_VOLUME = Code("PRIORVOL", PRIVATE_SCHEME, "Volume at prior study")
+INTERVAL_SINCE_PRIOR = Code("INTERVAL", PRIVATE_SCHEME, "Interval since prior study")
+CHANGE_SINCE_PRIOR = Code("CHANGE", PRIVATE_SCHEME, "Change since prior study")
+RESOLVED = Code("RESOLVED", PRIVATE_SCHEME, "Resolved")
+COMPARISON_DONE = codes.DCM.ComparisonWithPriorStudyDone  # 122140
+COMMENT = codes.DCM.Comment  # 121106
+YES = codes.SCT.Yes  # 373066001
+NO = codes.SCT.No  # 373067005
+UNIT_DAY = Code("d", "UCUM", "day")
+UNIT_PERCENT = Code("%", "UCUM", "percent")
+CHANGE_CODES = {  # value of CHANGE_SINCE_PRIOR
+    "new": Code("7147002", "SCT", "New"),
+    "enlarging": Code("35105006", "SCT", "Increased"),
+    "stable": codes.SCT.NoChange,  # 260388006
+    "decreasing": codes.SCT.Decreased,  # 1250004
+    "resolved": RESOLVED,
+}

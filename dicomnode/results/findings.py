@@ -11,10 +11,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dicomnode.results.geometry import Vector3, VolumeGeometry, as_vector
+
+if TYPE_CHECKING:
+    from dicomnode.results.changes import Comparison
 
 __all__ = [
     "BreastDensity",
@@ -285,12 +289,16 @@ class Findings:
         searched for).
     regions, masks, classifications : tuples
         The findings; each item's kind must be in ``kinds``. At most one mask per kind.
+    comparison : Comparison, optional
+        Change since a prior study (:mod:`dicomnode.results.changes`), or why no prior was
+        compared; None for a pipeline that does not use priors.
     """
 
     kinds: tuple[FindingKind, ...]
     regions: tuple[RegionFinding, ...] = ()
     masks: tuple[Mask, ...] = ()
     classifications: tuple[Classification, ...] = field(default=())
+    comparison: Comparison | None = None
 
     def __post_init__(self) -> None:
         kinds = tuple(FindingKind(k) for k in self.kinds)

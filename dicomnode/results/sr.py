@@ -13,6 +13,13 @@ from dicomnode.results.common import MANUFACTURER, EncodingContext
 from dicomnode.results.errors import EncodingError
 from dicomnode.results.findings import FindingKind, Findings, VolumeGeometry
 from dicomnode.results.sources import geometry_from_datasets, index_sources
+from dicomnode.results.sr_changes import (
+    add_private_scheme,
+    change_group,
+    comparison_group,
+    instance_stub,
+    prior_evidence,
+)
 from dicomnode.results.sr_content import (
     absent_group,
     classification_group,
@@ -70,20 +77,24 @@ def _groups(
     found |= {c.kind for c in findings.classifications}
     found |= {m.kind for m in findings.masks if not m.is_empty}
     groups.extend(absent_group(kind, ctx) for kind in findings.kinds if kind not in found)
+    comparison = findings.comparison
+    if comparison is not None:
+        groups.append(comparison_group(comparison, findings.kinds[0], ctx))
+        groups.extend(
+            change_group(change, n, comparison, ctx)
+            for n, change in enumerate(comparison.changes, start=1)
+        )
     return groups
 
 
 def _previous_versions(ctx: EncodingContext) -> list[Dataset]:
     """Predecessor SR documents, for the Predecessor Documents Sequence."""
-    out = []
-    for pred in ctx.predecessors_of(set(hd.sr.SOP_CLASS_UIDS)):
-        ds = Dataset()
-        ds.StudyInstanceUID = pred.study_instance_uid
-        ds.SeriesInstanceUID = pred.series_instance_uid
-        ds.SOPClassUID = pred.sop_class_uid
-        ds.SOPInstanceUID = pred.sop_instance_uid
-        out.append(ds)
-    return out
+    return [
+        instance_stub(
+            p.study_instance_uid, p.series_instance_uid, p.sop_class_uid, p.sop_instance_uid
+        )
+        for p in ctx.predecessors_of(set(hd.sr.SOP_CLASS_UIDS))
+    ]
 
 
 def encode_sr(
@@ -118,6 +129,7 @@ def encode_sr(
         The SR document.
     """
     evidence = list(sources) + ([seg] if seg is not None else [])
+    evidence += prior_evidence(findings.comparison)
     try:
         report = hd.sr.MeasurementReport(
             observation_context=_observer(ctx),
@@ -140,6 +152,8 @@ def encode_sr(
         )
     except (ValueError, TypeError, AttributeError) as exc:
         raise EncodingError(f"highdicom refused the report: {exc}", output="sr") from exc
+    if findings.comparison is not None:
+        add_private_scheme(sr)
     sr.SeriesDescription = ctx.series_description("SR")
     sr.ManufacturerModelName = MANUFACTURER
     sr.SoftwareVersions = ctx.software_version

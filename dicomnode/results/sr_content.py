@@ -31,6 +31,7 @@ __all__ = [
     "region_graphic_data",
     "region_group",
     "sr_algorithm",
+    "tracking",
 ]
 
 
@@ -55,7 +56,7 @@ def sr_algorithm(ctx: EncodingContext) -> hd.sr.AlgorithmIdentification:
     )
 
 
-def _tracking(ctx: EncodingContext, identifier: str, *key: str) -> hd.sr.TrackingIdentifier:
+def tracking(ctx: EncodingContext, identifier: str, *key: str) -> hd.sr.TrackingIdentifier:
     return hd.sr.TrackingIdentifier(uid=ctx.uid("sr", "tracking", *key), identifier=identifier)
 
 
@@ -159,7 +160,7 @@ def region_group(
             )
         )
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=_tracking(
+        tracking_identifier=tracking(
             ctx, region.tracking_id or f"{kc.title} {number}", "region", str(number)
         ),
         referenced_volume_surface=surface,
@@ -183,7 +184,7 @@ def mask_group(
     kc = KIND_CODES[mask.kind]
     algorithm = sr_algorithm(ctx)
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=_tracking(ctx, f"{kc.title} burden (all)", "mask", mask.kind.value),
+        tracking_identifier=tracking(ctx, f"{kc.title} burden (all)", "mask", mask.kind.value),
         referenced_segment=hd.sr.ReferencedSegment(
             sop_class_uid=str(seg.SOPClassUID),
             sop_instance_uid=str(seg.SOPInstanceUID),
@@ -249,7 +250,7 @@ def classification_group(
     side_text = {Laterality.LEFT: "Left", Laterality.RIGHT: "Right", None: "Whole"}[side]
     laterality = dn_codes.LATERALITY_CODES[side] if side is not None else None
     return hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=_tracking(
+        tracking_identifier=tracking(
             ctx, f"{side_text} {kc.anatomy.meaning.lower()} assessment", "class", str(number)
         ),
         finding_type=kc.type,
@@ -268,7 +269,7 @@ def absent_group(
     """TID 1501 group saying "<finding type>: Absent" for a kind that nothing was found of."""
     kc = KIND_CODES[kind]
     return hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=_tracking(ctx, f"No {kc.title.lower()} found", "absent", kind.value),
+        tracking_identifier=tracking(ctx, f"No {kc.title.lower()} found", "absent", kind.value),
         finding_type=kc.type,
         algorithm_id=sr_algorithm(ctx),
         finding_sites=[hd.sr.FindingSite(kc.anatomy)],

@@ -121,7 +121,7 @@ class SeriesHeader:
 
 
 def make_study_header(
-    seed: int, kind: str, *, description: str, sex: str | None = None
+    seed: int, kind: str, *, description: str, sex: str | None = None, days_later: int = 0
 ) -> StudyHeader:
     """Build the study-level header of a synthetic study.
 
@@ -135,7 +135,12 @@ def make_study_header(
         StudyDescription.
     sex : {"F", "M", "O"}, optional
         PatientSex; drawn from the seed when not given.
+    days_later : int
+        A follow-up visit of the same patient (name, ID, birth date, sex) this many days after
+        the study of ``seed``: new study, frame of reference, accession; 0 is that study.
     """
+    if days_later < 0:
+        raise ValueError(f"days_later must be >= 0, got {days_later}")
     if seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed}")
     rng = rng_for(seed, kind, "study-header")
@@ -143,7 +148,11 @@ def make_study_header(
     age = int(rng.integers(40, 80))
     birth = when.date().replace(year=when.year - age, day=min(when.day, 28))
     sex = sex if sex is not None else ("F" if rng.random() < 0.5 else "M")
-    accession = int.from_bytes(_digest("accession", seed, kind)[:6], "big") % 10**10
+    visit: tuple[object, ...] = ("followup", days_later) if days_later else ()
+    accession = int.from_bytes(_digest("accession", seed, kind, *visit)[:6], "big") % 10**10
+    if days_later:
+        when += timedelta(days=days_later)
+        age = (when.date() - birth).days * 100 // 36525
     return StudyHeader(
         seed=seed,
         # no component that is also a word of the node's messages ("MR", "CT"): the node
@@ -153,13 +162,13 @@ def make_study_header(
         patient_sex=sex,
         patient_birth_date=birth.strftime("%Y%m%d"),
         patient_age=f"{age:03d}Y",
-        study_uid=synthetic_uid(seed, kind, "study"),
+        study_uid=synthetic_uid(seed, kind, "study", *visit),
         study_date=when.strftime("%Y%m%d"),
         study_time=when.strftime("%H%M%S"),
         study_id=f"{seed % 10**8}",
         accession_number=f"S{accession:010d}",
         study_description=description,
-        frame_of_reference_uid=synthetic_uid(seed, kind, "frame-of-reference"),
+        frame_of_reference_uid=synthetic_uid(seed, kind, "frame-of-reference", *visit),
     )
 
 

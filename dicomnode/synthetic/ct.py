@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -40,9 +40,11 @@ from dicomnode.synthetic.common import (
     set_image_plane,
     set_pixel_data,
 )
+from dicomnode.synthetic.pose import RigidPose, repose_volume
 from dicomnode.synthetic.truth import Nodule, VolumeGeometry
 
 __all__ = [
+    "CHEST_CENTRE_MM",
     "CT_IMAGE_STORAGE",
     "ChestCT",
     "NoduleMix",
@@ -50,6 +52,7 @@ __all__ = [
     "PixelConvention",
     "ReconKernel",
     "chest_ct",
+    "nodule_sites",
 ]
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -120,6 +123,8 @@ def chest_ct(
     diaphragm_shift_mm: float = 0.0,
     vessels: bool = False,
     mix: NoduleMix | None = None,
+    pose: RigidPose | None = None,
+    days_later: int = 0,
 ) -> ChestCT:
     """Generate a chest CT series.
 
@@ -176,20 +181,19 @@ def chest_ct(
     mix : NoduleMix, optional
         Probabilities of ground-glass, lobulated, spiculated, juxtapleural and juxtavascular
         random nodules; default none of them.
+    pose : RigidPose, optional
+        Move the whole anatomy (body, lungs, nodules) by this rigid pose before scanning, as a
+        patient lying slightly differently at a follow-up visit; the truth follows it.
+    days_later : int
+        Make the study a follow-up of the same patient this many days later (new study,
+        series and instance UIDs and frame of reference; see ``make_study_header``).
 
     Returns
     -------
     ChestCT
     """
-    rows, columns, slices = shape
-    spacing = _spacing(shape, pixel_spacing_mm, slice_spacing_mm, slice_thickness_mm)
-    geometry = axial_geometry(
-        (slices, rows, columns),
-        pixel_spacing_mm=spacing[0],
-        slice_spacing_mm=spacing[1],
-        slice_thickness_mm=spacing[2],
-        centre_mm=(0.0, 0.0, -150.0),
-        reverse_order=reverse_order,
+    geometry = _geometry(
+        shape, pixel_spacing_mm, slice_spacing_mm, slice_thickness_mm, reverse_order
     )
     phantom = _phantom(geometry, body_scale, body_aspect, lung_scale, diaphragm_shift_mm)
     tubes = vessel_tree(rng_for(seed, "ct", "vessels"), phantom) if vessels else []
@@ -223,9 +227,52 @@ def chest_ct(
         padding,
         partial_volume,
     )
-    volume = _render(seed, phantom, geometry, bodies, tubes, scanner)
-    datasets = _datasets(seed, volume, geometry, scanner)
+    volume = _render(seed, phantom, geometry, bodies, tubes, scanner, pose)
+    datasets = _datasets(seed, volume, geometry, scanner, days_later)
+    if pose is not None:
+        truth = [
+            nodule_truth(replace(spec, centre_mm=pose.apply(spec.centre_mm)), geometry)
+            for spec in nodules
+        ]
     return ChestCT(datasets, truth, geometry, volume, tubes)
+
+
+CHEST_CENTRE_MM = (0.0, 0.0, -150.0)
+"""Patient coordinate of the centre of every generated chest CT volume."""
+
+
+def _geometry(
+    shape: tuple[int, int, int],
+    pixel_spacing_mm: float | None,
+    slice_spacing_mm: float | None,
+    slice_thickness_mm: float | None,
+    reverse_order: bool,
+) -> VolumeGeometry:
+    rows, columns, slices = shape
+    spacing = _spacing(shape, pixel_spacing_mm, slice_spacing_mm, slice_thickness_mm)
+    return axial_geometry(
+        (slices, rows, columns),
+        pixel_spacing_mm=spacing[0],
+        slice_spacing_mm=spacing[1],
+        slice_thickness_mm=spacing[2],
+        centre_mm=CHEST_CENTRE_MM,
+        reverse_order=reverse_order,
+    )
+
+
+def nodule_sites(
+    seed: int, shape: tuple[int, int, int], count: int, diameter_mm: float
+) -> list[tuple[float, float, float]]:
+    """Centres (mm) of ``count`` free solid nodules of up to ``diameter_mm`` that fit in the
+    lungs of the default chest of ``shape`` (for nodules placed by the caller, e.g. the
+    follow-up pairs of :mod:`dicomnode.synthetic.followup`)."""
+    geometry = _geometry(shape, None, None, None, False)
+    phantom = _phantom(geometry, None, 1.0, 1.0, 0.0)
+    rngs = (rng_for(seed, "ct", "sites"), rng_for(seed, "ct", "site-families"))
+    specs = random_nodules(
+        rngs, phantom, geometry, count, (diameter_mm, diameter_mm), 0.0, NoduleMix(), []
+    )
+    return [spec.centre_mm for spec in specs]
 
 
 def _spacing(
@@ -276,8 +323,10 @@ def _render(
     bodies: list[NoduleBody],
     tubes: list[Tube],
     scanner: _Scanner,
+    pose: RigidPose | None = None,
 ) -> np.ndarray:
-    """Render the volume slice by slice (vectorised in-plane) and return int16 HU."""
+    """Render the volume slice by slice (vectorised in-plane) and return int16 HU; with a
+    ``pose``, the noise-free image is moved by it before the kernel and the noise."""
     x, y, z = axis_coordinates(geometry)
     xs, ys = x[None, :].astype(np.float32), y[:, None].astype(np.float32)
     fields = lung_texture_fields(rng_for(seed, "ct", "texture"), xs, ys)
@@ -294,6 +343,8 @@ def _render(
             image[k] += _plane(phantom, (x, y, float(z[k] + offset)), fields, bodies, tubes, ramp)
         if planes > 1:
             image[k] /= np.float32(planes)
+    if pose is not None:
+        image = repose_volume(image, geometry, pose, fill=float(TISSUE_HU[Tissue.AIR]))
     edge_response(image, scanner.kernel, ramp)
     noise_rng = rng_for(seed, "ct", "noise")
     volume = np.empty(geometry.shape, np.int16)
@@ -350,9 +401,11 @@ def _outside_scan_circle(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _datasets(
-    seed: int, volume: np.ndarray, geometry: VolumeGeometry, scanner: _Scanner
+    seed: int, volume: np.ndarray, geometry: VolumeGeometry, scanner: _Scanner, days_later: int = 0
 ) -> list[Dataset]:
-    study = make_study_header(seed, "CT", description="CT CHEST WITHOUT CONTRAST")
+    study = make_study_header(
+        seed, "CT", description="CT CHEST WITHOUT CONTRAST", days_later=days_later
+    )
     thickness = geometry.slice_thickness_mm
     series = make_series_header(
         study,

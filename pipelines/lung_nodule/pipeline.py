@@ -27,6 +27,8 @@ from pipelines.common.dicomio import (
     require_modality,
     volume_from_datasets,
 )
+from pipelines.lung_nodule.followup import MeasuredNodule
+from pipelines.lung_nodule.scan import Scan
 
 if TYPE_CHECKING:  # torch: imported by run(), never by check()
     from pipelines.common.grid import WorkingGrid
@@ -70,6 +72,7 @@ class LungNodulePipeline(BundlePipeline):
     version: ClassVar[str] = "0.1.0"
     level: ClassVar[PipelineLevel] = PipelineLevel.SERIES
     bundle_name: ClassVar[str] = "lung_nodule_ct_detection"
+    uses_priors: ClassVar[bool] = True
 
     @staticmethod
     def _files(inputs: PipelineInputs) -> tuple[Path, ...]:
@@ -98,26 +101,59 @@ class LungNodulePipeline(BundlePipeline):
         return build_detector(bundle, device, patch_size=self.options.get("patch_size"))
 
     def run(self, inputs: PipelineInputs, ctx: RunContext) -> PipelineResult:
-        """Detect nodules; findings are spheres in patient coordinates plus one mask."""
-        from pipelines.lung_nodule.lungs import lung_mask
-        from pipelines.lung_nodule.model import prepare
-
+        """Detect nodules; findings are spheres in patient coordinates plus one mask, with the
+        segmented volume of each; with a prior (``inputs.priors``), the change since it."""
         options: Mapping[str, Any] = ctx.options or {}
-        datasets = read_datasets(self._files(inputs))
+        scan = self.read_scan(self._files(inputs), ctx)
+        nodules = self.detect_nodules(scan, ctx, options)
+        regions, mask = _findings(nodules, scan.volume.geometry, scan.volume.affine())
+        comparison = None
+        if inputs.priors or inputs.priors_note:
+            from pipelines.lung_nodule.prior import follow_up
+
+            comparison = follow_up(self, inputs, scan, nodules, ctx)
+        findings = Findings(
+            kinds=(FindingKind.LUNG_NODULE,),
+            regions=tuple(regions),
+            masks=(mask,) if mask is not None else (),
+            comparison=comparison,
+        )
+        return self.result(findings)
+
+    def read_scan(self, files: Sequence[Path], ctx: RunContext) -> Scan:
+        """Read, check and decode one CT series; find its lungs."""
+        from pipelines.lung_nodule.lungs import lung_mask
+
+        datasets = read_datasets(files)
         self._check_headers(datasets)  # before decoding; the runner's check() read only headers
         volume = volume_from_datasets(datasets)
+        first = datasets[0]
+        series = (
+            str(first.StudyInstanceUID),
+            str(first.SeriesInstanceUID),
+            str(first.SOPClassUID),
+            str(first.get("StudyDate", "")) or None,
+        )
         del datasets
-        lungs = lung_mask(volume.array, volume.affine())
+        return Scan(volume, lung_mask(volume.array, volume.affine()), *series)
+
+    def detect_nodules(
+        self, scan: Scan, ctx: RunContext, options: Mapping[str, Any]
+    ) -> list[MeasuredNodule]:
+        """The nodules of one scan, best first, each with its segmented volume."""
+        from pipelines.lung_nodule.model import prepare
+        from pipelines.lung_nodule.volumetry import nodule_volume_mm3
+
         detector = self.model(ctx.device)
         bundle = self.bundle(ctx.device)
-        image, grid = prepare(volume, bundle, ctx.device)
+        image, grid = prepare(scan.volume, bundle, ctx.device)
         patch = detector.inferer.roi_size if detector.inferer is not None else image.shape[1:]
         use_inferer = any(s > p for s, p in zip(image.shape[1:], patch, strict=True))
         ctx.log.info(
             "lung_nodule: working grid %s, sliding window %s, lungs %.0f mL",
             grid.shape,
             use_inferer,
-            lungs.volume_ml,
+            scan.lungs.volume_ml,
         )
         with inference_mode(ctx.device, self.amp):
             output = detector([image], use_inferer=use_inferer)[0]
@@ -127,18 +163,28 @@ class LungNodulePipeline(BundlePipeline):
             boxes,
             scores,
             grid,
-            lungs,
+            scan.lungs,
             threshold=self.operating_point(options, 0.5),
             min_diameter_mm=float(self.option("min_diameter_mm", 4.0, options)),
             limit=int(self.option("max_findings", 20, options)),
         )
-        regions, mask = _findings(boxes[keep], scores[keep], grid, volume.geometry)
-        findings = Findings(
-            kinds=(FindingKind.LUNG_NODULE,),
-            regions=tuple(regions),
-            masks=(mask,) if mask is not None else (),
-        )
-        return self.result(findings)
+        affine = scan.volume.affine()
+        nodules = []
+        for n, (box, score) in enumerate(zip(boxes[keep], scores[keep], strict=True), start=1):
+            diameter = float(_diameters(box[None], grid)[0])
+            centre = grid.to_patient(((box[:3] + box[3:]) / 2)[None])[0]
+            volume = nodule_volume_mm3(scan.volume.array, affine, centre, diameter)
+            nodules.append(
+                MeasuredNodule(
+                    (float(centre[0]), float(centre[1]), float(centre[2])),
+                    volume,
+                    diameter,
+                    f"nodule {n}",
+                    scan.instance_at(centre),
+                    score=float(np.clip(score, 0.0, 1.0)),
+                )
+            )
+        return nodules
 
 
 def _kept(
@@ -169,34 +215,31 @@ def _diameters(boxes: np.ndarray, grid: WorkingGrid) -> np.ndarray:
 
 
 def _findings(
-    boxes: np.ndarray, scores: np.ndarray, grid: WorkingGrid, geometry: VolumeGeometry
+    nodules: Sequence[MeasuredNodule], geometry: VolumeGeometry, affine: np.ndarray
 ) -> tuple[list[RegionFinding], Mask | None]:
     regions = []
     mask = np.zeros(geometry.shape, bool)
-    for n, (box, score) in enumerate(zip(boxes, scores, strict=True), start=1):
-        centre = (box[:3] + box[3:]) / 2
-        diameter = float(_diameters(box[None], grid)[0])
-        centre_mm = grid.to_patient(centre[None])[0]
+    for nodule in nodules:
         regions.append(
             RegionFinding.sphere(
                 FindingKind.LUNG_NODULE,
-                centre_mm.tolist(),
-                round(diameter, 2),
-                score=float(np.clip(score, 0.0, 1.0)),
-                tracking_id=f"nodule {n}",
+                nodule.center,
+                round(nodule.diameter_mm, 2),
+                score=nodule.score,
+                volume_ml=round(nodule.volume_mm3 / 1000.0, 5) if nodule.volume_mm3 > 0 else None,
+                tracking_id=nodule.tracking_id,
             )
         )
-        _paint_sphere(mask, grid, centre_mm, diameter / 2)
+        _paint_sphere(mask, affine, np.asarray(nodule.center), nodule.diameter_mm / 2)
     if not regions:
         return regions, None
     return regions, Mask(FindingKind.LUNG_NODULE, mask, geometry, label="lung nodule")
 
 
 def _paint_sphere(
-    mask: np.ndarray, grid: WorkingGrid, centre_mm: np.ndarray, radius: float
+    mask: np.ndarray, affine: np.ndarray, centre_mm: np.ndarray, radius: float
 ) -> None:
     """Set the source voxels (``[slice, row, column]``) within ``radius`` mm of the centre."""
-    affine = grid.source_affine
     spacing = np.linalg.norm(affine[:3, :3], axis=0)  # column, row, slice
     inverse = np.linalg.inv(affine)
     centre = (inverse @ np.append(centre_mm, 1.0))[:3]
