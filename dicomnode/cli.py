@@ -498,29 +498,28 @@ def _status(config: Config, *, as_json: bool, audit: int = 0) -> int:
         return 0
     if not items:
         print("no studies")
-    else:
+    study_w = max([len("STUDY"), *(len(printable(it["study_uid"])) for it in items)])
+    series_w = max([len("SERIES"), *(len(printable(it["series_uid"])) for it in items)])
+    if items:
         print(
-            f"{'STUDY':<24} {'SERIES':<24} {'MOD':<4} {'#':>4} {'INST':>5} {'STATE':<9} DESCRIPTION"
+            f"{'STUDY':<{study_w}} {'SERIES':<{series_w}} {'MOD':<4} {'#':>4} {'INST':>5} "
+            f"{'STATE':<9} DESCRIPTION"
         )
-    for it in items:
+    for it in items:  # full UIDs: two series never look the same
         print(
-            f"{_short(it['study_uid']):<24} {_short(it['series_uid']):<24} "
+            f"{printable(it['study_uid']):<{study_w}} {printable(it['series_uid']):<{series_w}} "
             f"{printable(it['modality']):<4} {it['series_number'] or '':>4} {it['instances']:>5} "
             f"{it['routing'] or it['series_state']:<9} {printable(it['description'])}"
         )
     if events:
-        print(f"\n{'TIME':<26} {'EVENT':<22} {'SUBJECT':<24} {'PEER':<24} DETAIL")
+        subject_w = max([len("SUBJECT"), *(len(printable(ev["subject"])) for ev in events)])
+        print(f"\n{'TIME':<26} {'EVENT':<22} {'SUBJECT':<{subject_w}} {'PEER':<24} DETAIL")
         for ev in events:
             print(
-                f"{ev['at']:<26} {ev['kind']:<22} {_short(ev['subject'] or ''):<24} "
+                f"{ev['at']:<26} {ev['kind']:<22} {printable(ev['subject']):<{subject_w}} "
                 f"{printable(ev['peer'])[:24]:<24} {printable(ev['detail'])}"
             )
     return 0
-
-
-def _short(uid: object) -> str:
-    uid = printable(uid)
-    return uid if len(uid) <= 24 else "…" + uid[-23:]
 
 
 if __name__ == "__main__":

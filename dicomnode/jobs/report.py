@@ -106,8 +106,7 @@ def render_jobs(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         d = row["deliveries"]
         waiting = d["pending"] + d["sending"]
-        subject = printable(row["subject"])
-        tail = subject if len(subject) <= 24 else "…" + subject[-23:]
+        tail = printable(row["subject"])  # in full: two series never look the same
         dead_error = row["error"] if row["state"] in ("failed", "dead", "refused") else None
         if dead_error:
             tail += f"  {printable(dead_error.splitlines()[0])[:100]}"
