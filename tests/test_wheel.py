@@ -55,6 +55,8 @@ def test_wheel_ships_the_bundles_and_runs_a_pipeline_from_a_fresh_venv(tmp_path)
         for part in ("configs/metadata.json", "configs/inference.json", "models/model.pt"):
             assert f"pipelines/models/{bundle}/{part}" in names
     assert not [n for n in names if n.split("/")[0] in ("tests", "testkit", "models", "bench")]
+    for part in ("pages.py", "queries.py", "templates/study.html", "static/web.css"):
+        assert f"dicomnode/web/{part}" in names  # the web app, its templates and stylesheet
 
     assert _run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp_path).returncode == 0
     (site,) = (venv / "lib").glob("python3*/site-packages")
