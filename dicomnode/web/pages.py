@@ -318,9 +318,7 @@ def _register(app: FastAPI, render: _Renderer) -> None:  # noqa: C901 - one func
             png = await run_in_threadpool(png_preview, path)
         except PreviewError as exc:
             raise HTTPException(422, str(exc)) from None
-        return Response(
-            png, media_type="image/png", headers={"Cache-Control": "private, max-age=300"}
-        )
+        return Response(png, media_type="image/png")  # no-store, like every page
 
     @app.get("/queue", response_class=HTMLResponse, include_in_schema=False)
     def queue_page(request: Request, pages: Pages, operator: Reader) -> HTMLResponse:

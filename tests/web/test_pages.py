@@ -129,6 +129,7 @@ def test_pages_over_a_real_node(node_factory, tmp_path):
     summary = re.search(r'<img class="preview" src="(/results/[0-9.]+\.png)"', text).group(1)
     status, headers, png = _get(port, summary)
     assert status == 200 and headers["content-type"] == "image/png"
+    assert headers["cache-control"] == "no-store"  # an image of a patient stays out of caches
     assert Image.open(io.BytesIO(png)).mode == "RGB"
     sr_uid = node.query(
         "select sop_instance_uid from job_results"
