@@ -30,7 +30,7 @@ from dicomnode.net.confirm import Confirmer
 from dicomnode.net.scp import Delivery, StorageSCP, configure_pynetdicom
 from dicomnode.notify.outbox import Outbox
 from dicomnode.notify.send import WebhookSender
-from dicomnode.pipeline.registry import PipelineRegistry
+from dicomnode.pipeline.registry import PipelineRegistry, PipelineUnavailable
 from dicomnode.reload import ReloadPlan, plan_reload
 from dicomnode.routing import Route, compile_routes
 from dicomnode.startup import (
@@ -282,6 +282,7 @@ class Node:
             cfg.routes, pipelines=self.registry.names(), destinations=set(cfg.destinations)
         )
         self._route(cfg, routes)
+        self._warn_unused_priors(cfg)
         if not cfg.node.allow:
             log.warning("node.allow is empty: any calling AE from any address may store")
         self.confirmer = self._confirmer(cfg)
@@ -319,6 +320,24 @@ class Node:
             coalesce=True,
             next_run_time=utcnow(),
         )
+
+    def _warn_unused_priors(self, cfg: Config) -> None:
+        """Say so when a route's ``priors`` policy names a pipeline that does not use priors
+        (its jobs then run without retrieving any)."""
+        for spec in cfg.routes:
+            if spec.priors is None:
+                continue
+            try:
+                uses = self.registry.get(spec.pipeline).uses_priors
+            except PipelineUnavailable:
+                continue  # reported with the pipelines
+            if not uses:
+                log.warning(
+                    "route %s has a priors policy but pipeline %s does not use priors: "
+                    "none will be retrieved",
+                    spec.name,
+                    spec.pipeline,
+                )
 
     def _confirmer(self, cfg: Config) -> Confirmer | None:
         """The C-FIND confirmation of ``stability.confirm_with`` (None when it names none)."""

@@ -30,10 +30,13 @@ from pynetdicom import AllStoragePresentationContexts
 from pynetdicom.presentation import DEFAULT_TRANSFER_SYNTAXES
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
 
 from dicomnode.net.query import FIND_TRANSFER_SYNTAXES
+from dicomnode.net.retrieve import GET_STORAGE_TRANSFER_SYNTAXES
 from dicomnode.net.scp import (
     ACCEPTED_TRANSFER_SYNTAXES,
     SIGNAL_SOP_CLASSES,
@@ -83,6 +86,12 @@ TABLES: dict[str, Callable[[], list[str]]] = {
         [StudyRootQueryRetrieveInformationModelFind], "Yes", "No"
     ),
     "scu-find-transfer-syntaxes": lambda: _ts_rows(FIND_TRANSFER_SYNTAXES),
+    "scu-retrieve-sop-classes": lambda: _sop_rows(
+        [StudyRootQueryRetrieveInformationModelMove, StudyRootQueryRetrieveInformationModelGet],
+        "Yes",
+        "No",
+    ),
+    "scu-get-storage-transfer-syntaxes": lambda: _ts_rows(GET_STORAGE_TRANSFER_SYNTAXES),
 }
 
 

@@ -35,7 +35,7 @@ from dicomnode.pipeline import (
 )
 from dicomnode.results import FindingKind, Findings, Mask, RegionFinding
 
-__all__ = ["ToyPipeline"]
+__all__ = ["ToyPipeline", "ToyPriorsPipeline"]
 
 
 def _log(path: str | None, word: str, inputs: PipelineInputs) -> None:
@@ -124,3 +124,36 @@ class ToyPipeline(Pipeline):
 def write_runlog_path(root: Path) -> str:
     """Where tests keep the run log."""
     return str(root / "runs.log")
+
+
+class ToyPriorsPipeline(ToyPipeline):
+    """The toy, declaring that it uses priors: each run appends one JSON line to the file of
+    option ``priorslog`` with what it got (prior study/series UIDs, study dates, file counts,
+    the note), then runs as the toy."""
+
+    name = "toy_priors"
+    uses_priors = True
+
+    def run(self, inputs: PipelineInputs, ctx: RunContext) -> PipelineResult:
+        import json
+
+        path = self.options.get("priorslog")
+        if path:
+            line = {
+                "study": inputs.study_uid,
+                "priors": [
+                    {
+                        "study": p.series.study_uid,
+                        "series": p.series.series_uid,
+                        "date": p.study_date,
+                        "files": len(p.series.files),
+                        "exist": all(f.is_file() for f in p.series.files),
+                        "role": p.series.role,
+                    }
+                    for p in inputs.priors
+                ],
+                "note": inputs.priors_note,
+            }
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(line) + "\n")
+        return super().run(inputs, ctx)

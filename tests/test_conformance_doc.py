@@ -23,7 +23,7 @@ from sqlalchemy import create_engine
 from dicomnode.config.schema import DicomDestination, NodeConfig, SourceConfig
 from dicomnode.errors import QueryFailed
 from dicomnode.export import senders
-from dicomnode.net import peer, query
+from dicomnode.net import peer, query, retrieve
 from dicomnode.net.scp import SIGNAL_SOP_CLASSES, StorageSCP
 from dicomnode.results import (
     Algorithm,
@@ -169,6 +169,8 @@ def test_every_table_is_present_once(tables: dict[str, list[str]]) -> None:
         "scu-storage-transfer-syntaxes",
         "scu-find-sop-class",
         "scu-find-transfer-syntaxes",
+        "scu-retrieve-sop-classes",
+        "scu-get-storage-transfer-syntaxes",
     }
     for name, uids in tables.items():
         assert uids, f"table {name} is empty"
@@ -221,6 +223,28 @@ def test_query_scu_sop_class_and_transfer_syntaxes(tables: dict[str, list[str]])
         (contexts,) = _RecordingAE.proposed
     assert tables["scu-find-sop-class"] == [str(cx.abstract_syntax) for cx in contexts]
     assert tables["scu-find-transfer-syntaxes"] == _one_list(contexts)
+
+
+def test_retrieve_scu_sop_classes_and_transfer_syntaxes(tables: dict[str, list[str]]) -> None:
+    """What :class:`dicomnode.net.retrieve.Retrieval` really proposes for C-MOVE and C-GET."""
+    source = SourceConfig(ae_title="PACS", host="127.0.0.1", port=104)
+    retrieval = retrieve.Retrieval(calling_ae="DICOMNODE")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(retrieve, "AE", _RecordingAE)
+        _RecordingAE.proposed = []
+        with pytest.raises(QueryFailed, match="association rejected"):
+            retrieval.move(source, "1.2.3", "1.2.3.4", destination="DICOMNODE", timeout=1)
+        with pytest.raises(QueryFailed, match="association rejected"):
+            retrieval.get(source, "1.2.3", "1.2.3.4", store=None, timeout=1)  # type: ignore[arg-type]
+        (move,), (get, *storage) = _RecordingAE.proposed
+    assert tables["scu-retrieve-sop-classes"] == [
+        str(move.abstract_syntax),
+        str(get.abstract_syntax),
+    ]
+    assert _one_list([move, get]) == tables["scu-find-transfer-syntaxes"]
+    assert _one_list(storage) == tables["scu-get-storage-transfer-syntaxes"]
+    assert {str(cx.abstract_syntax) for cx in storage} <= set(tables["scp-storage-sop-classes"])
+    assert [cx.abstract_syntax for cx in storage] == retrieve.GET_STORAGE_SOP_CLASSES
 
 
 def test_no_other_sop_class_or_transfer_syntax_is_named(

@@ -41,6 +41,7 @@ __all__ = [
     "DicomDestination",
     "ExportConfig",
     "PipelineConfig",
+    "RetrieveMethod",
     "SourceConfig",
     "StowDestination",
     "WorkerDevice",
@@ -368,9 +369,26 @@ class DicomDestination(DicomPeerConfig):
     """A DICOM peer that receives results by C-STORE."""
 
 
+class RetrieveMethod(str, Enum):
+    """How priors come from a source: C-MOVE to the node's own SCP, or C-GET on the query's
+    association."""
+
+    MOVE = "move"
+    GET = "get"
+
+
 class SourceConfig(DicomPeerConfig):
     """A named PACS the node may query (completion confirmation, priors) and report to
-    (storage commitment results on a new association)."""
+    (storage commitment results on a new association).
+
+    For priors by C-MOVE (``retrieve: move``, the default) the source must know the node as
+    a move destination: its AE title (``node.ae_title``), host and port.
+    """
+
+    retrieve: RetrieveMethod = Field(
+        RetrieveMethod.MOVE,
+        description="how priors are retrieved: move (C-MOVE to node.ae_title) or get (C-GET)",
+    )
 
 
 class StowDestination(_Section):
@@ -580,6 +598,15 @@ class Config(_Section):
                 f"stability.confirm_with names {', '.join(map(repr, unknown))}, not in sources "
                 f"(known: {', '.join(sorted(self.sources)) or 'none'})"
             )
+        for route in self.routes:
+            if route.priors is None:
+                continue
+            unknown = [n for n in route.priors.from_ if n not in self.sources]
+            if unknown:
+                raise ValueError(
+                    f"route {route.name!r}: priors.from names {', '.join(map(repr, unknown))}, "
+                    f"not in sources (known: {', '.join(sorted(self.sources)) or 'none'})"
+                )
         return self
 
     @model_validator(mode="after")

@@ -47,7 +47,14 @@ from dicomnode.routing import Level, Route, SeriesFacts
 from dicomnode.store import stability
 from dicomnode.store.audit import AuditKind, record
 from dicomnode.store.db import Database
-from dicomnode.store.models import CompletionState, Instance, Series, Study, utcnow
+from dicomnode.store.models import (
+    CompletionState,
+    Instance,
+    Series,
+    SeriesOrigin,
+    Study,
+    utcnow,
+)
 from dicomnode.store.stability import Completion, CompletionAction
 
 __all__ = ["NO_HEADER", "NO_ROUTES", "Checker", "JobPlan", "RoutingHook", "outputs_for"]
@@ -98,6 +105,19 @@ def outputs_for(route: Route, config: Config, defaults: Sequence[str] = ()) -> l
     return [o.value for o in choose_outputs(route.outputs, configured, defaults)]
 
 
+def _only_priors(db: Database, completion: Completion) -> bool:
+    """Whether the completed series is a retrieved prior, or every series of the completed
+    study is (a study that also holds received series is routed on those alone)."""
+    query = select(Series.origin).distinct()
+    if completion.level is stability.Level.SERIES:
+        query = query.where(Series.series_uid == completion.uid)
+    else:
+        query = query.join(Study).where(Study.study_uid == completion.uid)
+    with db.session() as session:
+        origins = set(session.scalars(query))
+    return origins == {SeriesOrigin.PRIOR.value}
+
+
 class RoutingHook:
     """Evaluates the routes on what a sweep completed and queues the jobs.
 
@@ -135,6 +155,8 @@ class RoutingHook:
         (``late_arrivals: ignore``), or the config's routes are all of the other level.
         """
         level = Level(completion.level.value)
+        if _only_priors(db, completion):
+            return None  # retrieved priors complete, but are never routed as new work
         early = self._inputs_ready(db, completion) if level is Level.SERIES else []
         routes = [r for r in self.routes if r.level is level]
         if not routes:
@@ -262,7 +284,9 @@ class RoutingHook:
         if completion.level is stability.Level.SERIES:
             query = query.where(Series.series_uid == completion.uid)
         else:
-            query = query.join(Study).where(Study.study_uid == completion.uid)
+            query = query.join(Study).where(
+                Study.study_uid == completion.uid, Series.origin != SeriesOrigin.PRIOR.value
+            )
         if complete_only:
             query = query.where(Series.state == CompletionState.COMPLETE)
         listing: dict[str, list[_Row]] = {}

@@ -12,6 +12,7 @@ models, for ``workers.keep_warm`` seconds after the last one; then it exits.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -27,6 +28,7 @@ from sqlalchemy import select
 from dicomnode.config.schema import Config
 from dicomnode.jobs.messages import OutcomeKind, RunOutcome, RunRequest
 from dicomnode.jobs.models import JobResult, JobState
+from dicomnode.jobs.priors import gather_priors
 from dicomnode.jobs.process import ChildDied, ChildProcess
 from dicomnode.jobs.queue import (
     Backoff,
@@ -40,6 +42,7 @@ from dicomnode.jobs.queue import (
 )
 from dicomnode.jobs.timeline import Stage, StageMark
 from dicomnode.pipeline.contract import PipelineInputs, SeriesInput
+from dicomnode.pipeline.registry import PipelineRegistry, PipelineUnavailable
 from dicomnode.store.db import Database
 from dicomnode.store.models import Instance, Series
 
@@ -99,6 +102,7 @@ class Worker(threading.Thread):
         workers = config.workers
         self.backoff = Backoff(workers.backoff_seconds, workers.max_backoff_seconds)
         self.class_paths = config.class_paths
+        self.registry = PipelineRegistry(self.class_paths)
 
     def run(self) -> None:
         """The worker loop (never raises: a failed step is logged and retried)."""
@@ -136,6 +140,7 @@ class Worker(threading.Thread):
         )
         started = time.monotonic()
         request = self._request(job)
+        request = self._with_priors(job, request)
         try:
             self.child.submit(request)
             outcome = self._await(job, time.monotonic())
@@ -232,6 +237,36 @@ class Worker(threading.Thread):
                     log.warning("job %s: lease lost; abandoning it", job.id)
                     self.child.stop()
                     return None
+
+    def _with_priors(self, job: ClaimedJob, request: RunRequest) -> RunRequest:
+        """``request`` with the job's priors, when its route has a ``priors`` policy and its
+        pipeline uses them (:mod:`dicomnode.jobs.priors`; bounded by ``priors.timeout``)."""
+        spec = next((r for r in self.config.routes if r.name == job.route), None)
+        if spec is None or spec.priors is None:
+            return request
+        try:
+            uses = self.registry.get(job.pipeline).uses_priors
+        except PipelineUnavailable:
+            return request  # the child says so when it runs the job
+        if not uses:
+            log.info(
+                "route has a priors policy, its pipeline does not use priors: none retrieved",
+                extra={"job": job.id, "route": job.route, "pipeline": job.pipeline},
+            )
+            return request
+        outcome = gather_priors(
+            config=self.config,
+            db=self.db,
+            route=job.route,
+            policy=spec.priors,
+            current=request.inputs.series,
+            tick=lambda: heartbeat(self.db, job, lease_seconds=self.config.workers.lease_seconds),
+            tick_seconds=self.config.workers.heartbeat_seconds,
+        )
+        inputs = dataclasses.replace(
+            request.inputs, priors=outcome.priors, priors_note=outcome.note
+        )
+        return dataclasses.replace(request, inputs=inputs)
 
     def _request(self, job: ClaimedJob) -> RunRequest:
         store = self.config.store_path

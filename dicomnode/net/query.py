@@ -21,7 +21,15 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from dicomnode.errors import ConfigError, QueryFailed
 from dicomnode.net.peer import Peer, no_delay, tls_args
 
-__all__ = ["FIND_TRANSFER_SYNTAXES", "SeriesCount", "find_series", "peer_label"]
+__all__ = [
+    "FIND_TRANSFER_SYNTAXES",
+    "SeriesCount",
+    "StudyFound",
+    "find",
+    "find_series",
+    "find_studies",
+    "peer_label",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +55,25 @@ class SeriesCount:
 
     series_uid: str
     instances: int | None
+
+
+@dataclass(frozen=True)
+class StudyFound:
+    """One study of a patient as a source lists it (newest first from :func:`find_studies`).
+
+    Attributes
+    ----------
+    study_uid : str
+        Study Instance UID.
+    study_date : str or None
+        StudyDate, ``YYYYMMDD``.
+    study_time : str
+        StudyTime (may be empty), to order studies of one day.
+    """
+
+    study_uid: str
+    study_date: str | None
+    study_time: str = ""
 
 
 def peer_label(peer: Peer) -> str:
@@ -89,6 +116,76 @@ def find_series(
     query.SeriesInstanceUID = ""
     query.NumberOfSeriesRelatedInstances = ""
     return [_series_count(found) for found in _find(peer, query, calling_ae, timeout)]
+
+
+def find_studies(
+    peer: Peer,
+    patient_id: str,
+    *,
+    issuer: str | None = None,
+    dates: str = "",
+    calling_ae: str,
+    timeout: float,
+) -> list[StudyFound]:
+    """The studies ``peer`` holds of a patient, newest first.
+
+    One C-FIND at STUDY level (Study Root) by PatientID, and IssuerOfPatientID when given
+    (the same ID from another issuer is another patient).
+
+    Parameters
+    ----------
+    peer : Peer
+        The source.
+    patient_id : str
+        PatientID (matched exactly: wildcards are escaped by refusing them).
+    issuer : str, optional
+        IssuerOfPatientID.
+    dates : str
+        StudyDate range matching, e.g. ``20210101-20260101`` (empty: any date).
+    calling_ae : str
+        Our AE title when ``peer.calling_ae_title`` is not set.
+    timeout : float
+        Seconds for the connection, the association and each response.
+
+    Raises
+    ------
+    QueryFailed
+        No association, a failure status, no response in time; a PatientID with wildcards.
+    """
+    if not patient_id or any(c in patient_id for c in "*?\\"):
+        raise QueryFailed(peer_label(peer), "no usable PatientID (empty, or a wildcard)")
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.PatientID = patient_id
+    if issuer:
+        query.IssuerOfPatientID = issuer
+    query.StudyInstanceUID = ""
+    query.StudyDate = dates
+    query.StudyTime = ""
+    studies = [
+        StudyFound(
+            str(found.get("StudyInstanceUID", "")),
+            str(found.get("StudyDate") or "") or None,
+            str(found.get("StudyTime") or ""),
+        )
+        for found in find(peer, query, calling_ae=calling_ae, timeout=timeout)
+    ]
+    return sorted(
+        (s for s in studies if s.study_uid),
+        key=lambda s: (s.study_date or "", s.study_time),
+        reverse=True,
+    )
+
+
+def find(peer: Peer, query: Dataset, *, calling_ae: str, timeout: float) -> list[Dataset]:
+    """Send one Study Root C-FIND; the identifiers of its pending responses.
+
+    Raises
+    ------
+    QueryFailed
+        No association, a failure status, no response in time.
+    """
+    return _find(peer, query, calling_ae, timeout)
 
 
 def _series_count(found: Dataset) -> SeriesCount:

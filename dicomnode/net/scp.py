@@ -39,6 +39,7 @@ from dicomnode.net.signals import Arrivals, OnSignal, SignalContext
 from dicomnode.net.tls import server_context
 from dicomnode.store.audit import AuditKind, record
 from dicomnode.store.ingest import Store
+from dicomnode.store.models import SeriesOrigin
 from dicomnode.store.stability import SweepResult
 
 __all__ = [
@@ -456,6 +457,26 @@ class StorageSCP:
             log.info("removed %d spool files of interrupted transfers", removed)
         return removed
 
+    def _origin(self, event: Any) -> SeriesOrigin:
+        """``prior`` for a C-STORE that a C-MOVE of the node's own triggered, else ``received``.
+
+        A C-MOVE's sub-operations carry the move originator's AE title (PS3.7 9.1.1.1): it
+        is a prior when that is one of the node's own calling AE titles (``node.ae_title``,
+        a source's ``calling_ae_title``) and the sender is a configured source.
+        """
+        originator = getattr(event.request, "MoveOriginatorApplicationEntityTitle", None)
+        if not originator:
+            return SeriesOrigin.RECEIVED
+        if isinstance(originator, bytes):
+            originator = originator.decode("ascii", "replace")
+        ours = {self.config.ae_title} | {
+            s.calling_ae_title for s in self.sources.values() if s.calling_ae_title
+        }
+        sender = str(event.assoc.requestor.ae_title).strip()
+        if originator.strip() in ours and sender in {s.ae_title for s in self.sources.values()}:
+            return SeriesOrigin.PRIOR
+        return SeriesOrigin.RECEIVED
+
     def _on_echo(self, event: Any) -> int:
         return Status.SUCCESS
 
@@ -488,6 +509,7 @@ class StorageSCP:
                 peer, Status.CANNOT_UNDERSTAND, "C-STORE request without a data set"
             )
         sop_instance = str(request.AffectedSOPInstanceUID or "")
+        origin = self._origin(event)
         self._in_handler.add(spool.name)
         try:
             result = self.store.ingest(
@@ -496,6 +518,7 @@ class StorageSCP:
                 sop_instance_uid=sop_instance,
                 calling_ae=str(event.assoc.requestor.ae_title).strip(),
                 peer=peer,
+                origin=origin,
             )
         except StoreRejected as exc:
             return self._store_failed(peer, exc.status, exc.reason)

@@ -16,7 +16,7 @@ and by ``dicomnode route explain``::
     print(render_table(rows, skipped=len(result.skipped)))
 """
 
-from dicomnode.routing.compile import compile_condition, compile_routes
+from dicomnode.routing.compile import compile_condition, compile_routes, compile_when
 from dicomnode.routing.conditions import Condition, Observed
 from dicomnode.routing.explain import ExplainRow, evaluate, explain, render_json, render_table
 from dicomnode.routing.facts import SeriesFacts
@@ -60,6 +60,7 @@ __all__ = [
     "StudyMatch",
     "compile_condition",
     "compile_routes",
+    "compile_when",
     "evaluate",
     "explain",
     "render_json",

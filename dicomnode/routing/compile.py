@@ -23,7 +23,7 @@ from dicomnode.routing.schema import (
     RouteSpec,
 )
 
-__all__ = ["compile_condition", "compile_routes"]
+__all__ = ["compile_condition", "compile_routes", "compile_when"]
 
 
 def compile_condition(spec: ConditionSpec) -> Condition:
@@ -55,6 +55,12 @@ def compile_condition(spec: ConditionSpec) -> Condition:
     if isinstance(spec, list):
         return OneOf(tuple(Equals(value) for value in spec))
     return Equals(spec)
+
+
+def compile_when(when: Mapping[str, ConditionSpec], section: str) -> tuple[Clause, ...]:
+    """The clauses of a ``when``-style mapping (e.g. a route's ``priors.when``); ValueError
+    names ``section`` and the key."""
+    return _clauses(when, section)
 
 
 def _clauses(when: Mapping[str, ConditionSpec], section: str) -> tuple[Clause, ...]:

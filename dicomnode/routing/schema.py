@@ -32,6 +32,7 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
+    ByteSize,
     ConfigDict,
     Discriminator,
     Field,
@@ -57,6 +58,7 @@ __all__ = [
     "Output",
     "PresentCondition",
     "Priority",
+    "PriorsPolicy",
     "RangeCondition",
     "RegexCondition",
     "RouteSpec",
@@ -298,6 +300,70 @@ def _format_errors(exc: ValidationError) -> str:
     return "; ".join(messages)
 
 
+_LOOKBACK_RE = re.compile(r"\s*([1-9][0-9]{0,4})\s*([dmy])\s*", re.IGNORECASE)
+_DAYS_PER = {"d": 1, "m": 30, "y": 365}
+
+
+def lookback_days(text: str) -> int:
+    """Days of a look-back written ``400d``, ``18m`` or ``5y`` (a month is 30 days, a year 365).
+
+    Raises
+    ------
+    ValueError
+        Not a positive number followed by ``d``, ``m`` or ``y``.
+    """
+    found = _LOOKBACK_RE.fullmatch(text)
+    if found is None:
+        raise ValueError(
+            f"lookback {text!r}: a positive number of days, months or years, e.g. 400d, 18m, 5y"
+        )
+    return int(found.group(1)) * _DAYS_PER[found.group(2).lower()]
+
+
+class PriorsPolicy(_Strict):
+    """``priors:`` of a route: which earlier studies of the patient a job gets as priors.
+
+    Parameters
+    ----------
+    from_ : list of str
+        Names of ``sources`` asked, in order (key ``from``).
+    modality : str, optional
+        Modality of the prior series (default: any).
+    when : dict
+        Conditions on the prior series, in the route's condition language, tested on what
+        the source answers at SERIES level (``instances`` is its series' instance count).
+    lookback : str
+        How far back a prior study may be: ``400d``, ``18m``, ``5y`` (default ``5y``).
+    most_recent : int
+        How many prior studies, newest first (default 1).
+    max_bytes : ByteSize
+        Budget of the retrieved series of one job (e.g. ``2GB``; default 2 GB).
+    timeout : float
+        Seconds the job waits for its priors before it runs without them (default 120).
+    """
+
+    from_: list[StrictStr] = Field(alias="from", min_length=1)
+    modality: StrictStr | None = None
+    when: When = Field(default_factory=dict)
+    lookback: StrictStr = "5y"
+    most_recent: StrictInt = Field(1, ge=1, le=20)
+    max_bytes: ByteSize = ByteSize(2 * 1000**3)
+    timeout: Number = Field(120.0, gt=0, le=3600)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("lookback")
+    @classmethod
+    def _lookback(cls, text: str) -> str:
+        lookback_days(text)
+        return text
+
+    @property
+    def lookback_days(self) -> int:
+        """:attr:`lookback` in days."""
+        return lookback_days(self.lookback)
+
+
 class RouteSpec(_Strict):
     """One route of the config, as written.
 
@@ -325,6 +391,9 @@ class RouteSpec(_Strict):
     priority : Priority
         ``stat``, ``high`` or ``routine`` (default): the order in which free workers take
         queued jobs (then oldest first).
+    priors : PriorsPolicy, optional
+        Earlier studies of the patient that each job gets as priors (pipelines that use
+        them only; see :attr:`dicomnode.pipeline.Pipeline.uses_priors`).
     """
 
     name: StrictStr
@@ -336,6 +405,7 @@ class RouteSpec(_Strict):
     outputs: list[Output] | None = None
     shadow: StrictBool = False
     priority: Priority = Priority.ROUTINE
+    priors: PriorsPolicy | None = None
 
     @model_validator(mode="wrap")
     @classmethod
@@ -389,5 +459,7 @@ class RouteSpec(_Strict):
         if not self.send_to and not self.shadow:
             raise ValueError("send_to: name at least one destination, or set shadow: true")
         _check_comparable("when", self.when)
+        if self.priors is not None:
+            _check_comparable("priors.when", self.priors.when)
         for input_name, when in (self.inputs or {}).items():
             _check_comparable(f"inputs.{input_name}", when)

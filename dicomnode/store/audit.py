@@ -109,6 +109,17 @@ class AuditKind(str, enum.Enum):
     MPPS_CREATED = "mpps.created"
     #: A Modality Performed Procedure Step was updated (N-SET); ``detail``: its status.
     MPPS_UPDATED = "mpps.updated"
+    #: A job's priors were asked of a source (``subject``: the current study; ``peer``: the
+    #: source; ``detail``: the route and the look-back).
+    PRIORS_REQUESTED = "priors.requested"
+    #: A source answered the priors query; ``detail``: how many studies and series matched.
+    PRIORS_FOUND = "priors.found"
+    #: Prior series were retrieved (C-MOVE or C-GET; ``subject``: the prior study;
+    #: ``detail``: instances, bytes, seconds), or found already stored and used as they are.
+    PRIORS_RETRIEVED = "priors.retrieved"
+    #: A priors query or retrieval failed or ran past ``priors.timeout``: the job runs
+    #: without (those) priors; ``detail`` says why.
+    PRIORS_FAILED = "priors.failed"
     #: SIGHUP: the node re-read its config; ``detail`` names what changed.
     CONFIG_RELOADED = "config.reloaded"
     #: SIGHUP: the re-read config was invalid and the running one stays; ``detail`` says why.

@@ -44,7 +44,14 @@ from dicomnode.store import files
 from dicomnode.store.audit import AuditKind, record
 from dicomnode.store.db import Database
 from dicomnode.store.inspect import ReceivedHeader, read_header
-from dicomnode.store.models import CompletionState, Instance, Series, Study, utcnow
+from dicomnode.store.models import (
+    CompletionState,
+    Instance,
+    Series,
+    SeriesOrigin,
+    Study,
+    utcnow,
+)
 from dicomnode.store.uids import uid_problem
 
 __all__ = ["INCOMING", "SUPERSEDED", "Store", "StoreOutcome", "StoreResult", "UidConflict"]
@@ -143,6 +150,7 @@ class Store:
         sop_instance_uid: str,
         calling_ae: str | None = None,
         peer: str | None = None,
+        origin: SeriesOrigin = SeriesOrigin.RECEIVED,
     ) -> StoreResult:
         """Make a received Part 10 file durable and indexed; consumes ``spool`` in every case.
 
@@ -156,6 +164,9 @@ class Store:
             The sender's AE title, recorded with the instance.
         peer : str, optional
             ``AE@address`` for the audit trail.
+        origin : SeriesOrigin
+            Recorded on a series this instance creates: ``prior`` for instances the node
+            retrieved itself (never routed, never exported); an existing series keeps its own.
 
         Raises
         ------
@@ -168,7 +179,7 @@ class Store:
             files.fsync_file(spool)
             lock = self._locks[zlib.crc32(sop_instance_uid.encode()) % _LOCK_STRIPES]
             with lock:
-                return self._commit(spool, received, calling_ae, peer)
+                return self._commit(spool, received, calling_ae, peer, origin)
         except UidConflict as exc:
             with self.db.session() as session:
                 record(
@@ -227,7 +238,12 @@ class Store:
         return _Received(header=header, sha256=sha, size=size, rel=rel)
 
     def _commit(
-        self, spool: Path, rx: _Received, calling_ae: str | None, peer: str | None
+        self,
+        spool: Path,
+        rx: _Received,
+        calling_ae: str | None,
+        peer: str | None,
+        origin: SeriesOrigin = SeriesOrigin.RECEIVED,
     ) -> StoreResult:
         final = self.root / rx.rel
         undo: list[tuple[Path, Path]] = []  # renames made, to reverse if the commit fails
@@ -248,7 +264,7 @@ class Store:
                     existing.sha256, existing.path, rx, spool
                 ):
                     return self._result(StoreOutcome.DUPLICATE, rx)
-                series_id = self._touch(session, rx.header, peer)
+                series_id = self._touch(session, rx.header, peer, origin)
                 files.make_dirs(final.parent, self.root)
                 values = {
                     "series_id": series_id,
@@ -333,7 +349,13 @@ class Store:
         )
         return StoreOutcome.SUPERSEDED
 
-    def _touch(self, session: Session, header: ReceivedHeader, peer: str | None) -> int:
+    def _touch(
+        self,
+        session: Session,
+        header: ReceivedHeader,
+        peer: str | None,
+        origin: SeriesOrigin = SeriesOrigin.RECEIVED,
+    ) -> int:
         """Record an arrival in its series and study (creating or re-opening them).
 
         The ids of known series are cached, so the usual instance costs two UPDATEs; a
@@ -347,7 +369,9 @@ class Store:
         if ids is None or not self._bump(session, Series, ids[0], now):
             if ids is not None:
                 self._reopen(session, Series, ids[0], now, header.series_uid, peer)
-            ids = self._ids.get(header.series_uid) or self._create(session, header, now, peer)
+            ids = self._ids.get(header.series_uid) or self._create(
+                session, header, now, peer, origin
+            )
         if not self._bump(session, Study, ids[1], now):
             self._reopen(session, Study, ids[1], now, header.study_uid, peer)
         return ids[0]
@@ -385,7 +409,12 @@ class Store:
             self._ids.clear()
 
     def _create(
-        self, session: Session, header: ReceivedHeader, now: datetime, peer: str | None
+        self,
+        session: Session,
+        header: ReceivedHeader,
+        now: datetime,
+        peer: str | None,
+        origin: SeriesOrigin = SeriesOrigin.RECEIVED,
     ) -> tuple[int, int, str]:
         """Ids of the header's series and study, inserting them when new.
 
@@ -416,6 +445,7 @@ class Store:
             last_received_at=now,
             state=CompletionState.OPEN,
             completions=0,
+            origin=origin.value,
         )
         row = session.execute(
             select(Series.id, Series.study_id, Study.study_uid)
@@ -430,7 +460,8 @@ class Store:
                 AuditKind.SERIES_RECEIVED,
                 subject=header.series_uid,
                 peer=peer,
-                detail=f"study {header.study_uid}",
+                detail=f"study {header.study_uid}"
+                + (" (prior)" if origin is SeriesOrigin.PRIOR else ""),
             )
         ids = (int(row.id), int(row.study_id), str(row.study_uid))
         if len(self._ids) >= _ID_CACHE:

@@ -32,6 +32,7 @@ __all__ = [
     "Instance",
     "PerformedProcedureStep",
     "Series",
+    "SeriesOrigin",
     "Study",
     "utcnow",
 ]
@@ -74,6 +75,13 @@ class CompletionSignal(str, enum.Enum):
     MPPS = "mpps"  # a COMPLETED Modality Performed Procedure Step listed them
     CONFIRM = "confirm"  # the source's C-FIND counts equal ours
     INPUTS = "inputs"  # every required input of a study-level route is complete
+
+
+class SeriesOrigin(str, enum.Enum):
+    """How a series came to the node."""
+
+    RECEIVED = "received"  # sent to the node: routed, analysed
+    PRIOR = "prior"  # retrieved by the node as a prior: never routed, never exported
 
 
 _NAMING = {
@@ -143,6 +151,10 @@ class Series(Base):
     #: The completion the completion hooks have acted on (queued its jobs); below
     #: ``completions`` while a completion waits for them (see :mod:`dicomnode.store.stability`).
     handled: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: A :class:`SeriesOrigin` value: priors complete, but no route runs on them.
+    origin: Mapped[str] = mapped_column(
+        String(16), default=SeriesOrigin.RECEIVED.value, server_default="received"
+    )
 
     study: Mapped[Study] = relationship(back_populates="series")
     instances: Mapped[list[Instance]] = relationship(back_populates="series")

@@ -1,0 +1,287 @@
+"""Priors (issue 17): Orthanc holds earlier studies of the patient; the node receives the
+current study, finds the prior at Orthanc by C-FIND, retrieves it by C-MOVE (or C-GET) and
+hands it to a pipeline that uses priors. The prior is stored marked ``prior``: no route runs
+on it, nothing of it is exported, and its retrieval is audited. A source that is down or
+silent delays the job by ``priors.timeout`` at most, and the job says why it has no prior."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+
+from dicomnode.demo.orthanc import Orthanc
+from dicomnode.demo.processes import free_port
+from testkit import dicomgen
+from testkit.dicomgen import SeriesSpec
+from testkit.nodeproc import NodeProcess, storescu, wait_for
+from testkit.seriesgen import write_series
+
+TOY_PRIORS = "testkit.toy_pipeline:ToyPriorsPipeline"
+CURRENT_DATE, PRIOR_DATE, OLD_DATE = "20250110", "20240105", "20180101"
+
+
+@dataclass(frozen=True)
+class Visit:
+    """One study of the test patient: its series specs and files."""
+
+    date: str
+    specs: list[SeriesSpec]
+    files: list[list[Path]]
+
+    @property
+    def study_uid(self) -> str:
+        return self.specs[0].study_uid
+
+
+def _visit(root: Path, name: str, date: str, modalities: list[str], *, patient: str) -> Visit:
+    """A study of ``patient`` on ``date``, one 3-instance series per modality (chest)."""
+    base = dicomgen.study(name, [3] * len(modalities))
+    pairs = zip(base, modalities, strict=True)
+    specs = [replace(s, modality=m, rows=16, columns=16) for s, m in pairs]
+    files = []
+    for spec in specs:
+        paths = write_series(spec, root / name / spec.series_uid)
+        for path in paths:
+            ds = pydicom.dcmread(path)
+            ds.StudyDate, ds.PatientID, ds.BodyPartExamined = date, patient, "CHEST"
+            ds.save_as(path, enforce_file_format=True)
+        files.append(paths)
+    return Visit(date, specs, files)
+
+
+def _config(source_port: int, tmp_path: Path, **priors: Any) -> dict[str, Any]:
+    policy = {
+        "from": ["pacs"],
+        "modality": "CT",
+        "when": {"BodyPartExamined": "CHEST"},
+        "lookback": "2y",
+        "timeout": 15,
+        **priors,
+    }
+    return {
+        "sources": {"pacs": {"ae_title": "ORTHANC", "host": "127.0.0.1", "port": source_port}},
+        "destinations": {"pacs": {"ae_title": "ORTHANC", "host": "127.0.0.1", "port": source_port}},
+        "stability": {"series_seconds": 1, "study_seconds": 1.5},
+        "pipelines": {
+            "toy_priors": {
+                "class": TOY_PRIORS,
+                "threshold": 1,
+                "priorslog": str(tmp_path / "priors.jsonl"),
+            }
+        },
+        "routes": [
+            {
+                "name": "chest-ct",
+                "pipeline": "toy_priors",
+                "when": {"Modality": "CT"},
+                "send_to": ["pacs"],
+                "outputs": ["sr"],
+                "priors": policy,
+            }
+        ],
+        "workers": {"count": 1, "device": "cpu", "poll_seconds": 0.2},
+    }
+
+
+@pytest.fixture
+def visits(tmp_path: Path) -> dict[str, Visit]:
+    """The current study, the prior (CT + MR), one beyond the look-back, another patient's."""
+    files = tmp_path / "files"
+    return {
+        "current": _visit(files, "current", CURRENT_DATE, ["CT"], patient="P-17"),
+        "prior": _visit(files, "prior", PRIOR_DATE, ["CT", "MR"], patient="P-17"),
+        "old": _visit(files, "old", OLD_DATE, ["CT"], patient="P-17"),
+        "other": _visit(files, "other", PRIOR_DATE, ["CT"], patient="P-99"),
+    }
+
+
+@dataclass
+class Setup:
+    node: NodeProcess
+    pacs: Orthanc
+    priorslog: Path
+
+
+def _start(
+    tmp_path: Path, node_factory: Any, visits: dict[str, Visit], *, retrieve: str = "move"
+) -> Iterator[Setup]:
+    pacs_port = free_port()
+    config = _config(pacs_port, tmp_path)
+    config["sources"]["pacs"]["retrieve"] = retrieve
+    node = node_factory(**config)
+    pacs = Orthanc(
+        tmp_path / "orthanc",
+        modalities={"node": ("DICOMNODE", "127.0.0.1", node.port)},
+        dicom_port=pacs_port,
+    )
+    pacs.start()
+    try:
+        for name in ("prior", "old", "other"):
+            pacs.upload([p for files in visits[name].files for p in files])
+        node.start()
+        yield Setup(node, pacs, tmp_path / "priors.jsonl")
+    finally:
+        pacs.stop()
+
+
+@pytest.fixture
+def moved(tmp_path: Path, node_factory: Any, visits: dict[str, Visit]) -> Iterator[Setup]:
+    yield from _start(tmp_path, node_factory, visits)
+
+
+@pytest.fixture
+def got(tmp_path: Path, node_factory: Any, visits: dict[str, Visit]) -> Iterator[Setup]:
+    yield from _start(tmp_path, node_factory, visits, retrieve="get")
+
+
+def _send(node: NodeProcess, visit: Visit) -> None:
+    sent = storescu(node.port, [p for files in visit.files for p in files], aet="MODALITY")
+    assert sent.returncode == 0, sent.stderr
+
+
+def _runs(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _finished(node: NodeProcess) -> list[tuple[Any, ...]]:
+    return node.query("select subject, state, error from jobs order by id")
+
+
+def _check_prior_used(setup: Setup, visits: dict[str, Visit], how: str) -> None:
+    node = setup.node
+    current, prior = visits["current"], visits["prior"]
+    _send(node, current)
+    (run,) = wait_for(lambda: _runs(setup.priorslog), "the job ran", timeout=20)
+    # the pipeline got the prior CT series (not the MR, not the old study, not the other
+    # patient's), with its study date and its stored files
+    assert run["study"] == current.study_uid
+    assert run["note"] is None
+    assert run["priors"] == [
+        {
+            "study": prior.study_uid,
+            "series": prior.specs[0].series_uid,
+            "date": PRIOR_DATE,
+            "files": 3,
+            "exist": True,
+            "role": "prior",
+        }
+    ]
+    jobs = wait_for(
+        lambda: (rows := _finished(node)) and rows[0][1] == "succeeded" and rows, "job succeeded"
+    )
+    # the prior is stored, marked prior; it completes, but no job ran on it
+    origins = dict(node.query("select series_uid, origin from series"))
+    assert origins == {
+        current.specs[0].series_uid: "received",
+        prior.specs[0].series_uid: "prior",
+    }
+    wait_for(
+        lambda: (
+            node.query(f"select state from series where series_uid = '{prior.specs[0].series_uid}'")
+            == [("complete",)]
+        ),
+        "the prior series complete",
+        timeout=10,
+    )
+    wait_for(
+        lambda: (
+            node.query(f"select state from studies where study_uid = '{prior.study_uid}'")
+            == [("complete",)]
+        ),
+        "the prior study complete",
+        timeout=10,
+    )
+    assert [subject for subject, _, _ in jobs] == [current.specs[0].series_uid]
+    assert node.query("select count(*) from audit_events where kind = 'routing.no_match'") == [(0,)]
+    # nothing of the prior was exported: every delivery is of the current study's results
+    delivered = wait_for(
+        lambda: (
+            (
+                rows := node.query(
+                    "select r.study_uid, d.state from deliveries d join job_results r "
+                    "on r.id = d.result_id"
+                )
+            )
+            and all(state == "delivered" for _, state in rows)
+            and rows
+        ),
+        "results delivered",
+    )
+    assert {study for study, _ in delivered} == {current.study_uid}
+    assert len(setup.pacs.instances_of_study(prior.study_uid)) == 6  # as uploaded
+    # audited: asked, found, retrieved
+    audit = node.query(
+        "select kind, subject, detail from audit_events where kind like 'priors.%' order by id"
+    )
+    kinds = [kind for kind, _, _ in audit]
+    assert kinds == ["priors.requested", "priors.found", "priors.retrieved"], audit
+    assert "1 earlier studies within 2y, 1 chosen with 1 matching series" in audit[1][2]
+    retrieved = audit[2][2]
+    assert audit[2][1] == prior.study_uid and f"{how} 3 instances, 0 failed, 3 stored" in retrieved
+    print(f"prior retrieval ({how}, 3 instances, loopback): {retrieved.rsplit(', ', 1)[1]}")
+    assert "P-17" not in node.log_text()  # no patient identifier in the log
+
+
+def test_prior_is_moved_used_and_never_routed_or_exported(moved, visits):
+    _check_prior_used(moved, visits, "C-MOVE")
+
+
+def test_prior_by_c_get(got, visits):
+    _check_prior_used(got, visits, "C-GET")
+
+
+def test_prior_already_stored_is_used_as_is(moved, visits):
+    node, prior = moved.node, visits["prior"]
+    _send(node, replace(prior, files=prior.files[:1]))  # the prior CT, received normally
+    wait_for(lambda: len(_runs(moved.priorslog)) == 1, "its own job ran", timeout=20)
+    _send(node, visits["current"])
+    runs = wait_for(lambda: (r := _runs(moved.priorslog)) and len(r) == 2 and r, "second job")
+    assert [p["series"] for p in runs[1]["priors"]] == [prior.specs[0].series_uid]
+    assert node.query("select distinct origin from series") == [("received",)]
+    (detail,) = node.query("select detail from audit_events where kind = 'priors.retrieved'")
+    assert detail[0].endswith("already stored (3 instances), used as is")
+
+
+def _silent_listener() -> Iterator[int]:
+    """A TCP port that accepts connections and never answers (a hung PACS)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def silent() -> Iterator[int]:
+    yield from _silent_listener()
+
+
+@pytest.mark.parametrize("down", ["refused", "silent"])
+def test_source_down_job_runs_without_prior(node_factory, tmp_path, visits, silent, down):
+    port = silent if down == "silent" else free_port()
+    config = _config(port, tmp_path, timeout=2)
+    config["routes"][0]["send_to"], config["routes"][0]["shadow"] = [], True
+    del config["destinations"]
+    node = node_factory(**config).start()
+    _send(node, visits["current"])
+    (run,) = wait_for(lambda: _runs(tmp_path / "priors.jsonl"), "the job ran", timeout=20)
+    assert run["priors"] == []
+    if down == "silent":
+        assert run["note"] == "prior not retrieved: source pacs did not answer within 2 s"
+    else:
+        assert run["note"] == "prior not retrieved: source pacs: no association (source down?)"
+    wait_for(lambda: _finished(node)[0][1] == "succeeded", "job succeeded")
+    audit = node.query("select kind from audit_events where kind like 'priors.%' order by id")
+    kinds = [kind for (kind,) in audit]
+    assert kinds == ["priors.requested", "priors.failed"]
