@@ -27,10 +27,6 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 TOKEN = "browser-test-token-0123456789abcdef"
 DOCS_SHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "study.png"
 
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-    reason="needs Debian's chromium and chromium-driver (scripts/setup.sh installs them)",
-)
 
 
 def _write_study(
