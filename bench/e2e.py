@@ -45,6 +45,13 @@ of issue 13: <= 1.5 s); "x_timer" is how many times longer the same study takes 
 the signal. ``--pipelines toy`` replaces the demo studies with one small CT series run by the
 test suite's toy pipeline sleeping ``--toy-seconds`` (5: a CT whose inference takes 5 s),
 after a warm-up series that starts the inference process (not counted).
+
+Priors (``--pipelines toy --priors``, issue 17): Orthanc also holds an earlier CT study of the
+measured series' patient (not sent to the node); the route has a ``priors`` policy and the toy
+pipeline uses priors, so the worker finds the prior by C-FIND and retrieves it by C-MOVE
+(``--retrieve get``: C-GET) before the job runs. The report adds the time that retrieval takes,
+from the ``priors.*`` audit rows (request to the last retrieval): the extra time the job waits
+(it is part of the ``inference`` / ``load`` column, which starts when the job is claimed).
 """
 
 from __future__ import annotations
@@ -66,6 +73,8 @@ if str(ROOT) not in sys.path:  # the Orthanc and node harnesses of the tests
 from dicomnode.demo.orthanc import Orthanc  # noqa: E402
 from dicomnode.demo.studies import DemoStudy, generate_studies, routes_for  # noqa: E402
 from testkit.nodeproc import TOY_PIPELINE, NodeProcess, free_port  # noqa: E402
+
+TOY_PRIORS_PIPELINE = "testkit.toy_pipeline:ToyPriorsPipeline"
 
 TARGET_OVERHEAD = 3.0
 POLL = 0.02
@@ -345,6 +354,15 @@ def node_config(args: Any, pacs_port: int) -> dict[str, Any]:
         config["routes"] = [
             {"name": "ct-toy", "pipeline": "toy", "when": {"Modality": "CT"}, "send_to": ["pacs"]}
         ]
+    if args.priors:
+        config["sources"] = {"pacs": {**orthanc, "retrieve": args.retrieve}}
+        config["pipelines"] = {"toy": {"class": TOY_PRIORS_PIPELINE, "threshold": 1}}
+        config["routes"][0]["priors"] = {
+            "from": ["pacs"],
+            "modality": "CT",
+            "lookback": "5y",
+            "timeout": 60,
+        }
     return config
 
 
@@ -367,17 +385,83 @@ def run(args: Any) -> str:
                 studies += toy_studies(
                     work / "studies", args.toy_seconds, args.toy_slices, warm_up=args.warm_up
                 )
+                if args.priors:
+                    for study in studies:  # only the measured series has a prior
+                        measured = study.label != WARM_UP
+                        patient = PRIOR_PATIENT if measured else "BENCH-WARM"
+                        _restamp(study.files, patient, CURRENT_DATE)
+                    pacs.upload(prior_files(work / "studies", args.toy_slices))
             else:
                 studies += generate_studies(work / "studies")
             if args.signal is None:
                 quiet = {"series": args.series_seconds, "study": args.study_seconds}
                 timings = [measure(node, pacs, study, quiet, args.timeout) for study in studies]
-                return _timer_report([t for t in timings if t.label != WARM_UP], args)
-            signalled = [measure_signal(node, pacs, study, args.signal, args) for study in studies]
-            return _signal_report([t for t in signalled if t.label != WARM_UP], args)
+                report = _timer_report([t for t in timings if t.label != WARM_UP], args)
+            else:
+                signalled = [
+                    measure_signal(node, pacs, study, args.signal, args) for study in studies
+                ]
+                report = _signal_report([t for t in signalled if t.label != WARM_UP], args)
+            if args.priors:
+                measured = [s for s in studies if s.label != WARM_UP]
+                report += "".join(
+                    f"\nprior retrieval ({args.retrieve}) for {s.label}: "
+                    f"{priors_span(node.db_path, s.study_uid)}"
+                    for s in measured
+                )
+            return report
         finally:
             pacs.stop()
             node.stop()
+
+
+#: The measured toy series' patient and date, and its prior's date (``--priors``).
+PRIOR_PATIENT, CURRENT_DATE, PRIOR_DATE = "BENCH-P", "20250101", "20230101"
+
+
+def _restamp(files: list[Path], patient: str, date: str) -> None:
+    """Set PatientID and StudyDate of ``files`` in place."""
+    import pydicom
+
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.PatientID, ds.StudyDate = patient, date
+        ds.save_as(path, enforce_file_format=True)
+
+
+def prior_files(folder: Path, slices: int) -> list[Path]:
+    """An earlier CT study of the measured toy series' patient (``--priors``)."""
+    from testkit.seriesgen import specs, write_series
+
+    prior = specs(f"bench-prior-{time.time():.6f}", 1, count=slices, rows=64)[0]
+    files = write_series(prior, folder / "prior", description="PRIOR", value=5)
+    _restamp(files, PRIOR_PATIENT, PRIOR_DATE)
+    return files
+
+
+def priors_span(db: Path, study_uid: str) -> str:
+    """The priors retrieval of ``study_uid``'s job in words, from its ``priors.*`` audit rows
+    (request to the last row that follows it)."""
+    with sqlite3.connect(db, timeout=30) as conn:
+        asked = conn.execute(
+            "select id, at from audit_events where kind = 'priors.requested' and subject = ? "
+            "order by id limit 1",
+            (study_uid,),
+        ).fetchone()
+        if asked is None:
+            return "no priors requested"
+        rows = conn.execute(
+            "select kind, at, detail from audit_events where kind like 'priors.%' and id > ? "
+            "order by id",
+            (asked[0],),
+        ).fetchall()
+    if not rows:
+        return "priors requested, no answer recorded"
+    seconds = _epoch(rows[-1][1]) - _epoch(asked[1])
+    moved = [detail for kind, _, detail in rows if kind == "priors.retrieved"]
+    failed = [detail for kind, _, detail in rows if kind == "priors.failed"]
+    what = "; ".join(moved or failed or [rows[-1][2] or rows[-1][0]])
+    return f"{seconds:.3f} s ({what})"
 
 
 def _timer_report(timings: list[Timing], args: Any) -> str:
@@ -422,7 +506,17 @@ def main(argv: list[str] | None = None) -> int:
         default=True,
         help="toy: run a warm-up series first (not reported)",
     )
+    parser.add_argument(
+        "--priors",
+        action="store_true",
+        help="toy: Orthanc holds a prior of the measured series, retrieved before its job",
+    )
+    parser.add_argument(
+        "--retrieve", choices=("move", "get"), default="move", help="priors: C-MOVE or C-GET"
+    )
     args = parser.parse_args(argv)
+    if args.priors and args.pipelines != "toy":
+        parser.error("--priors needs --pipelines toy")
     print(run(args))
     return 0
 

@@ -72,3 +72,28 @@ def test_signal_timing_splits_the_latest_attempt_of_the_timeline(tmp_path):
     )
     parts = ("waited", "route", "queue", "load", "inference", "write", "export")
     assert abs(sum(float(values[p]) for p in parts) - float(values["total"])) < 0.05
+
+
+def test_priors_span_reads_the_audit_rows_of_the_study(tmp_path):
+    e2e = _bench()
+    db = tmp_path / "state.db"
+    base = datetime(2026, 1, 1, 12, 0, 0)
+    rows = [  # (kind, subject, seconds, detail)
+        ("priors.requested", "other", 0.0, "route ct"),
+        ("priors.failed", "other", 0.1, "no association"),
+        ("priors.requested", "current", 5.0, "route ct"),
+        ("priors.found", "current", 5.05, "1 earlier studies"),
+        ("priors.retrieved", "prior", 5.35, "series 1.2: C-MOVE 20 instances"),
+    ]
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "create table audit_events (id integer primary key, kind, subject, at, detail)"
+        )
+        for kind, subject, seconds, detail in rows:
+            at = (base + timedelta(seconds=seconds)).isoformat(sep=" ")
+            conn.execute(
+                "insert into audit_events (kind, subject, at, detail) values (?, ?, ?, ?)",
+                (kind, subject, at, detail),
+            )
+    assert e2e.priors_span(db, "current") == "0.350 s (series 1.2: C-MOVE 20 instances)"
+    assert e2e.priors_span(db, "nothing") == "no priors requested"
