@@ -263,7 +263,8 @@ class Node:
         from dicomnode.api.server import HttpTlsError
 
         try:
-            self.api = ApiServer(http, db, self.metrics, checks)
+            receiver = self.scp.receiver if self.scp is not None else None
+            self.api = ApiServer(http, db, self.metrics, checks, receiver)
         except HttpTlsError as exc:
             raise StartupError(str(exc)) from None
         except OSError as exc:

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dicomnode.jobs.models import CLAIMABLE, Delivery, DeliveryState, Job, JobState
-from dicomnode.net.scp import ScpObserver
+from dicomnode.net.receive import ScpObserver
 from dicomnode.notify.models import Notification, NotificationState
 from dicomnode.routing.schema import Priority
 from dicomnode.store.db import Database

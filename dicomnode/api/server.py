@@ -26,6 +26,7 @@ from dicomnode.api.protocol import timed_protocol
 from dicomnode.api.webapp import ApiContext, Checks, create_app
 from dicomnode.config.schema import HttpConfig, HttpTlsConfig
 from dicomnode.errors import DicomNodeError
+from dicomnode.net.receive import Receiver
 from dicomnode.store.db import Database
 
 __all__ = ["ApiServer", "Checks", "HttpTlsError"]
@@ -93,6 +94,8 @@ class ApiServer:
         The registry to expose.
     checks : Mapping
         Readiness checks by name.
+    receiver : Receiver, optional
+        Where STOW-RS stores (the SCP's); None: STOW-RS answers 503.
 
     Raises
     ------
@@ -102,9 +105,18 @@ class ApiServer:
         The certificate or key of ``http.tls`` cannot be loaded.
     """
 
-    def __init__(self, config: HttpConfig, db: Database, metrics: NodeMetrics, checks: Checks):
+    def __init__(
+        self,
+        config: HttpConfig,
+        db: Database,
+        metrics: NodeMetrics,
+        checks: Checks,
+        receiver: Receiver | None = None,
+    ):
         self.config = config
-        self.context = ApiContext(config=config, db=db, metrics=metrics, checks=checks)
+        self.context = ApiContext(
+            config=config, db=db, metrics=metrics, checks=checks, receiver=receiver
+        )
         self.app = create_app(self.context)
         tls = _tls_context(config.tls) if config.tls else None
         self._socket = _listen(config.host, config.port)

@@ -15,6 +15,8 @@ Routes
                                     pending deliveries skip their backoff (due now)
 ``POST /api/login``, ``POST /api/logout``, ``GET /api/session``
                                     the web session (cookie) and its CSRF token
+``POST /dicomweb/studies[/{study}]``
+                                    DICOMweb STOW-RS (:mod:`dicomnode.api.stow`)
 ``GET /api/openapi.json``           the OpenAPI schema
 ``GET /``                           a read-only HTML status page
 
@@ -39,6 +41,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from dicomnode.api import stow
 from dicomnode.api.auth import (
     LOCAL_OPERATOR,
     SESSION_COOKIE,
@@ -72,6 +75,7 @@ from dicomnode.jobs.errors import InvalidJobId, JobError, NoSuchJob
 from dicomnode.jobs.models import DeliveryState, JobState
 from dicomnode.jobs.report import job_rows
 from dicomnode.jobs.retry import retry
+from dicomnode.net.receive import Receiver
 from dicomnode.store.audit import AuditKind, record
 from dicomnode.store.db import Database
 from dicomnode.store.models import CompletionState
@@ -108,12 +112,14 @@ Listing = Annotated[ListQuery, Depends(list_query)]
 
 @dataclass
 class ApiContext:
-    """What the routes read: config, database, metrics, readiness checks, sessions."""
+    """What the routes read: config, database, metrics, readiness checks, sessions; the
+    receiver that STOW-RS stores through (None: this process does not receive)."""
 
     config: HttpConfig
     db: Database
     metrics: NodeMetrics
     checks: Checks
+    receiver: Receiver | None = None
 
     def readiness(self) -> tuple[bool, dict[str, str]]:
         """All checks, and whether every one passed."""
@@ -391,6 +397,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.state.http = config
     app.state.sessions = SessionStore(config.session_hours * 3600)
     _register_routes(app)
+    app.include_router(stow.router)
     _register_errors(app)
     hosts = HostPolicy(config.allowed_hosts or default_hosts(config.host))
     app.add_middleware(BrowserSafety, hosts=hosts)

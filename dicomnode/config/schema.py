@@ -490,6 +490,11 @@ class HttpConfig(_Section):
     session_hours: float = Field(
         12.0, gt=0, le=24 * 30, description="lifetime of a web session (login cookie)"
     )
+    max_stow_bytes: ByteSize = Field(
+        ByteSize(4 * 1024**3),
+        ge=1024,
+        description="largest STOW-RS request body (all its instances), larger: 413",
+    )
 
     @field_validator("allowed_hosts")
     @classmethod

@@ -29,15 +29,15 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dicomnode.config.schema import NodeConfig, SourceConfig
 from dicomnode.dimse import Status
-from dicomnode.errors import StoreRejected
 from dicomnode.net import spool
 from dicomnode.net.access import Refusal, decide
 from dicomnode.net.commitment import STORAGE_COMMITMENT, CommitmentService
 from dicomnode.net.mpps import MPPS, MppsService
+from dicomnode.net.receive import Receiver, ScpObserver
 from dicomnode.net.server import GuardedServer, start_guarded_server
 from dicomnode.net.signals import Arrivals, OnSignal, SignalContext
 from dicomnode.net.tls import server_context
-from dicomnode.store.audit import AuditKind, record
+from dicomnode.store.audit import AuditKind
 from dicomnode.store.ingest import Store
 from dicomnode.store.models import SeriesOrigin
 from dicomnode.store.stability import SweepResult
@@ -87,22 +87,6 @@ _DIAG_LOCAL_LIMIT = 0x02
 _PYNETDICOM_ASSOCIATION_CAP = 1000
 #: The PDV message control header bits of the last fragment of a command (PS3.8 E.2).
 _COMMAND_LAST = 0x03
-
-
-class ScpObserver:
-    """Receives the SCP's events (for metrics); the default does nothing. Never raises."""
-
-    def association(self, *, accepted: bool) -> None:
-        """An association request was accepted or rejected."""
-
-    def stored(self, *, outcome: str, size: int) -> None:
-        """An instance was answered with Success (``outcome``: stored/duplicate/superseded)."""
-
-    def store_failed(self, *, status: int) -> None:
-        """A C-STORE was answered with the failure ``status``."""
-
-    def security_alert(self) -> None:
-        """A security event: TLS handshake refused, oversized PDU (rejections: association)."""
 
 
 @dataclass(frozen=True)
@@ -173,6 +157,8 @@ class StorageSCP:
         self.observer = observer or ScpObserver()
         self.sources: Mapping[str, SourceConfig] = dict(sources or {})
         self.arrivals = Arrivals()
+        #: the store path C-STORE shares with STOW-RS (logs, audit rows, metrics, arrivals)
+        self.receiver = Receiver(store, self.observer, self.arrivals)
         signals = SignalContext(
             store.db, store.root, self.arrivals, on_signal, audit=self._audit_subject
         )
@@ -281,12 +267,7 @@ class StorageSCP:
 
     def _store_failed(self, peer: str, status: int, reason: str) -> int:
         """Log, audit and count a refused C-STORE (or other request); returns ``status``."""
-        log.warning(
-            "store refused", extra={"status": f"0x{status:04X}", "reason": reason, "peer": peer}
-        )
-        self._audit(AuditKind.STORE_FAILED, peer, f"0x{status:04X} {reason}")
-        self.observer.store_failed(status=status)
-        return status
+        return self.receiver.refused(peer, status, reason).status
 
     def _audit(self, kind: AuditKind, peer: str, detail: str | None = None) -> None:
         self._audit_subject(kind, peer, None, detail)
@@ -294,11 +275,7 @@ class StorageSCP:
     def _audit_subject(
         self, kind: AuditKind, peer: str, subject: str | None, detail: str | None
     ) -> None:
-        try:
-            with self.store.db.session() as session:
-                record(session, kind, subject=subject, peer=peer, detail=detail)
-        except Exception:  # the audit must not take the listener down
-            log.exception("cannot write an audit row")
+        self.receiver.audit(kind, peer, detail, subject)
 
     def _security_alert(self, peer: str, detail: str) -> None:
         log.warning("security alert", extra={"peer": peer, "reason": detail})
@@ -494,7 +471,6 @@ class StorageSCP:
             return self._store_failed(peer, Status.CANNOT_UNDERSTAND, "unexpected error")
 
     def _store(self, event: Any) -> int:
-        started = time.perf_counter()
         request = event.request
         peer = self._peer(event)
         if not isinstance(request, C_STORE):
@@ -508,42 +484,23 @@ class StorageSCP:
             return self._store_failed(
                 peer, Status.CANNOT_UNDERSTAND, "C-STORE request without a data set"
             )
-        sop_instance = str(request.AffectedSOPInstanceUID or "")
         origin = self._origin(event)
         self._in_handler.add(spool.name)
         try:
-            result = self.store.ingest(
+            received = self.receiver.receive(
                 spool,
                 sop_class_uid=str(request.AffectedSOPClassUID or ""),
-                sop_instance_uid=sop_instance,
+                sop_instance_uid=str(request.AffectedSOPInstanceUID or ""),
                 calling_ae=str(event.assoc.requestor.ae_title).strip(),
                 peer=peer,
                 origin=origin,
             )
-        except StoreRejected as exc:
-            return self._store_failed(peer, exc.status, exc.reason)
-        except Exception as exc:
-            log.error("store failed unexpectedly (%s)", type(exc).__name__)
-            log.debug("store failure", exc_info=True)
-            spool.unlink(missing_ok=True)
-            return self._store_failed(peer, Status.CANNOT_UNDERSTAND, "unexpected error")
         finally:
             self._in_handler.discard(spool.name)
-        self.arrivals.stored(result.sop_instance_uid)
-        self.observer.stored(outcome=result.outcome.value, size=result.size)
-        if self.on_released is not None:
+        result = received.result
+        if result is not None and self.on_released is not None:
             with self._delivered_lock:
                 self._delivered.setdefault(event.assoc, set()).add(
                     (result.study_uid, result.series_uid)
                 )
-        log.debug(
-            "stored",
-            extra={
-                "sop_instance_uid": result.sop_instance_uid,
-                "outcome": result.outcome.value,
-                "bytes": result.size,
-                "ms": round((time.perf_counter() - started) * 1000, 1),
-                "peer": peer,
-            },
-        )
-        return Status.SUCCESS
+        return received.status

@@ -124,6 +124,9 @@ class AuditKind(str, enum.Enum):
     CONFIG_RELOADED = "config.reloaded"
     #: SIGHUP: the re-read config was invalid and the running one stays; ``detail`` says why.
     CONFIG_REFUSED = "config.refused"
+    #: A STOW-RS request was answered; ``peer`` is ``stow:<who>@<address>``, ``subject`` the
+    #: study of ``/studies/{study}``, ``detail`` how many instances were stored and failed.
+    STOW_REQUEST = "stow.request"
     #: An operator logged in to the web app (a session began); ``detail`` names the operator.
     WEB_LOGIN = "web.login"
     #: An operator logged out of the web app (the session ended).

@@ -151,6 +151,7 @@ class Store:
         calling_ae: str | None = None,
         peer: str | None = None,
         origin: SeriesOrigin = SeriesOrigin.RECEIVED,
+        study_uid: str | None = None,
     ) -> StoreResult:
         """Make a received Part 10 file durable and indexed; consumes ``spool`` in every case.
 
@@ -167,6 +168,9 @@ class Store:
         origin : SeriesOrigin
             Recorded on a series this instance creates: ``prior`` for instances the node
             retrieved itself (never routed, never exported); an existing series keeps its own.
+        study_uid : str, optional
+            The study the instance must belong to (STOW-RS ``/studies/{study}``): another
+            Study Instance UID is refused with 0xA900.
 
         Raises
         ------
@@ -176,6 +180,11 @@ class Store:
         try:
             self.check_space()
             received = self._inspect(spool, sop_class_uid, sop_instance_uid)
+            if study_uid is not None and received.header.study_uid != study_uid:
+                raise StoreRejected(
+                    Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+                    f"dataset StudyInstanceUID is not the request's study {study_uid}",
+                )
             files.fsync_file(spool)
             lock = self._locks[zlib.crc32(sop_instance_uid.encode()) % _LOCK_STRIPES]
             with lock:
@@ -225,12 +234,12 @@ class Store:
         if header.sop_class_uid != sop_class:
             raise StoreRejected(
                 Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
-                "dataset SOPClassUID differs from the C-STORE command",
+                "dataset SOPClassUID differs from the C-STORE command (STOW-RS: file meta)",
             )
         if header.sop_instance_uid != sop_instance:
             raise StoreRejected(
                 Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
-                "dataset SOPInstanceUID differs from the C-STORE command",
+                "dataset SOPInstanceUID differs from the C-STORE command (STOW-RS: file meta)",
             )
         assert header.study_uid and header.series_uid  # checked above
         rel = Path(header.study_uid) / header.series_uid / f"{sop_instance}.dcm"

@@ -71,6 +71,8 @@ def test_the_commented_default_file_means_the_defaults(tmp_path):
         ({"http": {"timeout_header": 0}}, "http.timeout_header", "greater than 0"),
         ({"http": {"limit_concurrency": 1}}, "http.limit_concurrency", "greater than or equal"),
         ({"http": {"allowed_hosts": ["http://x"]}}, "http.allowed_hosts", "no scheme"),
+        ({"http": {"max_stow_bytes": 100}}, "http.max_stow_bytes", "greater than or equal"),
+        ({"http": {"max_stow_bytes": "lots"}}, "http.max_stow_bytes", "could not parse"),
     ],
 )
 def test_bad_values_name_file_key_and_expectation(data, key, words):

@@ -28,7 +28,6 @@ TOKEN = "browser-test-token-0123456789abcdef"
 DOCS_SHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "study.png"
 
 
-
 def _write_study(
     root: Path, name: str, *, accession: str, patient: str, description: str, count: int = 6
 ) -> list[Path]:
