@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DataSequence
 
 from dicomnode.results import codes as dn_codes
-from dicomnode.results.changes import Comparison, InstanceRef, RegionChange
+from dicomnode.results.changes import ChangeStatus, Comparison, InstanceRef, RegionChange
 from dicomnode.results.codes import KIND_CODES
 from dicomnode.results.common import EncodingContext
 from dicomnode.results.findings import FindingKind
@@ -82,7 +82,7 @@ def change_group(
             )
         )
     vdt = change.doubling_time_days(comparison.interval_days)
-    if vdt is not None:
+    if vdt is not None and change.kind is FindingKind.LUNG_NODULE:
         measurements.append(
             hd.sr.Measurement(
                 dn_codes.VOLUME_DOUBLING_TIME, vdt, dn_codes.UNIT_DAY, algorithm_id=algorithm
@@ -121,6 +121,14 @@ def comparison_group(
                 dn_codes.INTERVAL_SINCE_PRIOR, comparison.interval_days, dn_codes.UNIT_DAY
             )
         )
+    if comparison.total_current_ml is not None and comparison.total_prior_ml is not None:
+        for code, value in (
+            (dn_codes.VOLUME, comparison.total_current_ml),
+            (dn_codes.PRIOR_VOLUME, comparison.total_prior_ml),
+        ):
+            measurements.append(
+                hd.sr.Measurement(code, value, dn_codes.UNIT_MILLILITER, derivation=dn_codes.TOTAL)
+            )
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=tracking(ctx, "Comparison with prior study", "comparison", kind.value),
         finding_type=kc.type,
@@ -133,7 +141,7 @@ def comparison_group(
             )
         ],
     )
-    lines = []
+    lines = [_counts(comparison)] if comparison.changes else []
     if comparison.has_prior:
         lines.append(
             f"compared with the prior study of {comparison.prior_study_date or 'unknown date'}"
@@ -145,6 +153,12 @@ def comparison_group(
     if lines:
         group[0].ContentSequence.append(_comment("; ".join(lines)))
     return group
+
+
+def _counts(comparison: Comparison) -> str:
+    """``"2 new, 1 enlarging, 3 stable"``: the counts by status, in status order."""
+    parts = [f"{comparison.count(s)} {s.value}" for s in ChangeStatus if comparison.count(s)]
+    return ", ".join(parts)
 
 
 def _is_image(ref: InstanceRef) -> bool:

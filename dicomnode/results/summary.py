@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset
 
+from dicomnode.results.changes import ChangeSnapshot, ChangeStatus, Comparison
 from dicomnode.results.codes import KIND_CODES
 from dicomnode.results.common import DEMO_NOTE, MANUFACTURER, RESEARCH_LABEL, EncodingContext
 from dicomnode.results.errors import EncodingError
@@ -30,8 +31,11 @@ from dicomnode.results.sources import (
 __all__ = ["encode_summary", "render_summary", "summary_lines"]
 
 logger = logging.getLogger(__name__)
+_Font = ImageFont.ImageFont | ImageFont.FreeTypeFont
 
 PANEL = 256
+TILE = 128
+"""Side of each image of a prior/current pair."""
 MAX_PANELS = 4
 _RED, _YELLOW, _WHITE = (255, 40, 40), (255, 220, 0), (255, 255, 255)
 
@@ -83,6 +87,24 @@ def summary_lines(findings: Findings, ctx: EncodingContext) -> list[str]:
     if findings.is_empty:
         titles = ", ".join(KIND_CODES[k].title.lower() for k in findings.kinds)
         lines.append(f"No {titles} found.")
+    if findings.comparison is not None:
+        lines.extend(_comparison_lines(findings.comparison))
+    return lines
+
+
+def _comparison_lines(comparison: Comparison) -> list[str]:
+    """What changed since the prior (counts, totals), or why there was no prior."""
+    if not comparison.has_prior:
+        return [f"No prior compared: {comparison.note or 'none available'}"[:100]]
+    days = f", {comparison.interval_days} days" if comparison.interval_days is not None else ""
+    counts = [f"{comparison.count(s)} {s.value}" for s in ChangeStatus if comparison.count(s)]
+    lines = [
+        f"Prior {comparison.prior_study_date or 'of unknown date'}{days}: "
+        + (", ".join(counts) or "nothing to compare")
+    ]
+    before, after = comparison.total_prior_ml, comparison.total_current_ml
+    if before is not None and after is not None:
+        lines.append(f"Total volume {before:.2f} mL -> {after:.2f} mL")
     return lines
 
 
@@ -159,7 +181,7 @@ def _spacing(ds: Dataset) -> tuple[float, float]:
     return (rows, columns) if rows > 0 and columns > 0 else (1.0, 1.0)
 
 
-def _render_panel(p: _Panel, font: ImageFont.ImageFont | ImageFont.FreeTypeFont) -> Image.Image:
+def _render_panel(p: _Panel, font: _Font) -> Image.Image:
     gray = display_slice(p.source, p.frame)
     height_mm, width_mm = (n * d for n, d in zip(gray.shape[:2], _spacing(p.source), strict=True))
     scale = PANEL / max(height_mm, width_mm)
@@ -207,14 +229,48 @@ def render_summary(
     font = ImageFont.load_default(size=14)
     lines = summary_lines(findings, ctx)
     text_height = 8 + 18 * len(lines)
-    width = max(PANEL * len(panels), 2 * PANEL)
-    canvas = Image.new("RGB", (width, PANEL + text_height))
+    shots = findings.comparison.snapshots if findings.comparison is not None else ()
+    pairs = render_changes(shots, font) if shots else None
+    width = max(PANEL * len(panels), 2 * PANEL, pairs.width if pairs is not None else 0)
+    top = PANEL + (pairs.height if pairs is not None else 0)
+    canvas = Image.new("RGB", (width, top + text_height))
     for i, p in enumerate(panels):
         canvas.paste(_render_panel(p, font), (i * PANEL, 0))
+    if pairs is not None:
+        canvas.paste(pairs, (0, PANEL))
     draw = ImageDraw.Draw(canvas)
     for i, line in enumerate(lines):
-        draw.text((6, PANEL + 4 + 18 * i), line, fill=_YELLOW if i == 0 else _WHITE, font=font)
+        draw.text((6, top + 4 + 18 * i), line, fill=_YELLOW if i == 0 else _WHITE, font=font)
     return np.asarray(canvas, dtype=np.uint8)
+
+
+def _tile(
+    image: np.ndarray | None, window: tuple[float, float], label: str, font: _Font
+) -> Image.Image:
+    """One half of a pair: the image windowed, scaled to ``TILE``, labelled; black if absent."""
+    tile = Image.new("RGB", (TILE, TILE))
+    if image is not None:
+        low, high = window
+        gray = np.clip((image - low) / max(high - low, 1e-6) * 255.0, 0, 255).astype(np.uint8)
+        tile.paste(Image.fromarray(gray, "L").convert("RGB").resize((TILE, TILE)), (0, 0))
+    else:
+        label = f"{label}: absent"
+    ImageDraw.Draw(tile).text((4, 2), label, fill=_YELLOW, font=font)
+    return tile
+
+
+def render_changes(shots: Sequence[ChangeSnapshot], font: _Font) -> Image.Image:
+    """Prior beside current for each snapshot (same window for both), caption below."""
+    row = Image.new("RGB", (2 * TILE * len(shots), TILE + 20))
+    draw = ImageDraw.Draw(row)
+    for n, shot in enumerate(shots):
+        both = [a for a in (shot.prior, shot.current) if a is not None]
+        values = np.concatenate([a.ravel() for a in both])
+        window = (float(np.percentile(values, 1)), float(np.percentile(values, 99.5)))
+        row.paste(_tile(shot.prior, window, "prior", font), (2 * TILE * n, 0))
+        row.paste(_tile(shot.current, window, "current", font), (2 * TILE * n + TILE, 0))
+        draw.text((2 * TILE * n + 4, TILE + 2), shot.caption[:40], fill=_WHITE, font=font)
+    return row
 
 
 def _set_body_part(sc: Dataset, sources: Sequence[Dataset], findings: Findings) -> None:

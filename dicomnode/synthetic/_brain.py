@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -121,7 +123,9 @@ def place_lesions(
         if attempts > 200 * max(count, 1):
             raise ValueError(f"could not place {count} lesions in volume shape {tissue.shape}")
         k, j, i = np.unravel_index(int(rng.choice(white)), tissue.shape)
-        centre = np.array([x[0, 0, i], y[0, j, 0], z[k, 0, 0]], float)
+        centre = np.array(
+            [np.broadcast_to(axis, tissue.shape)[k, j, i] for axis in (x, y, z)], float
+        )
         radius = float(rng.uniform(*radius_range_mm))
         if any(np.linalg.norm(centre - c) < radius + r + 4.0 for c, r in centres):
             continue
@@ -140,6 +144,46 @@ def place_lesions(
         labels[inside] = label
         tissue[inside] = BrainTissue.LESION
         centres.append((centre, radius))
+        lesions.append(_lesion(label, inside, geometry))
+    return labels, lesions
+
+
+@dataclass(frozen=True)
+class LesionSpec:
+    """A spherical lesion requested at a given place (anatomy coordinates, mm); it takes the
+    white matter within ``radius_mm`` of ``centre_mm``."""
+
+    centre_mm: tuple[float, float, float]
+    radius_mm: float
+
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.radius_mm <= 30.0:
+            raise ValueError(f"radius_mm must lie in 1–30 mm, got {self.radius_mm}")
+
+
+def paint_lesions(
+    specs: Sequence[LesionSpec],
+    tissue: np.ndarray,
+    geometry: VolumeGeometry,
+    coordinates: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, list[Lesion]]:
+    """Paint the given lesions (label ``n`` for ``specs[n - 1]``), like :func:`place_lesions`.
+
+    Raises
+    ------
+    ValueError
+        When a lesion would hold fewer than 3 white-matter voxels.
+    """
+    x, y, z = coordinates
+    labels = np.zeros(tissue.shape, np.uint16)
+    lesions = []
+    for label, spec in enumerate(specs, start=1):
+        inside = _ellipsoid(x, y, z, spec.centre_mm, (spec.radius_mm,) * 3) < 1
+        inside &= tissue == BrainTissue.WHITE_MATTER
+        if np.count_nonzero(inside) < 3:
+            raise ValueError(f"lesion {label} at {spec.centre_mm} holds no white matter")
+        labels[inside] = label
+        tissue[inside] = BrainTissue.LESION
         lesions.append(_lesion(label, inside, geometry))
     return labels, lesions
 

@@ -15,11 +15,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from dicomnode.synthetic.ct import CHEST_CENTRE_MM, ChestCT, NoduleSpec, chest_ct, nodule_sites
+from dicomnode.synthetic.mr import BrainMR, LesionSpec, brain_mr
 from dicomnode.synthetic.pose import RigidPose
-from dicomnode.synthetic.truth import Nodule
+from dicomnode.synthetic.truth import Lesion, Nodule
 
 __all__ = [
+    "BRAIN_POSE",
+    "BrainMRPair",
     "ChangeStatus",
+    "LesionChange",
+    "brain_mr_pair",
     "ChestCTPair",
     "DEFAULT_POSE",
     "NoduleChange",
@@ -194,3 +199,129 @@ def chest_ct_pair(
     if resolved_diameter_mm is not None:
         changes.append(NoduleChange(prior.nodules[len(grown)], None))
     return ChestCTPair(prior, current, changes, interval_days, pose)
+
+
+BRAIN_POSE = RigidPose(
+    rotation_deg=(2.0, -1.0, 3.0), translation_mm=(3.0, -2.0, 4.0), centre_mm=(0.0, 0.0, 40.0)
+)
+"""The follow-up MR's pose relative to the prior: about 3.7°, (3, -2, 4) mm."""
+
+
+@dataclass(frozen=True)
+class LesionChange:
+    """The truth of one brain lesion across two visits (voxel truth of each study's grid).
+
+    Attributes
+    ----------
+    prior, current : Lesion or None
+        The lesion in each study (``label`` indexes that study's label volume).
+    status : ChangeStatus
+        NEW, GROWN (enlarged) or STABLE.
+    """
+
+    prior: Lesion | None
+    current: Lesion | None
+    status: ChangeStatus
+
+
+@dataclass
+class BrainMRPair:
+    """A prior and a current FLAIR of one patient, and what changed.
+
+    Attributes
+    ----------
+    prior, current : BrainMR
+        The two studies.
+    changes : list of LesionChange
+        One per lesion of either study.
+    interval_days : int
+        Days between the StudyDates.
+    pose : RigidPose
+        Prior patient coordinates -> current patient coordinates.
+    """
+
+    prior: BrainMR
+    current: BrainMR
+    changes: list[LesionChange]
+    interval_days: int
+    pose: RigidPose
+
+    def count(self, status: ChangeStatus) -> int:
+        """How many lesions have ``status``."""
+        return sum(1 for change in self.changes if change.status is status)
+
+
+def brain_mr_pair(
+    seed: int,
+    *,
+    shape: tuple[int, int, int] = (128, 128, 48),
+    interval_days: int = 365,
+    pose: RigidPose = BRAIN_POSE,
+    radii_mm: tuple[float, ...] = (4.0, 5.0, 4.5),
+    enlarged: int = 1,
+    new: int = 2,
+    growth: float = 1.35,
+    noise: float = 12.0,
+) -> BrainMRPair:
+    """A follow-up pair of brain FLAIRs with new and enlarged lesions.
+
+    Parameters
+    ----------
+    seed : int
+        The patient.
+    shape : tuple of int
+        ``(rows, columns, slices)`` of both studies.
+    interval_days : int
+        Days from the prior to the current study.
+    pose : RigidPose
+        How the head lies at the current visit relative to the prior.
+    radii_mm : tuple of float
+        Radii of the prior's lesions; the first ``enlarged`` grow by ``growth`` in radius
+        (1.35: volume × 2.5), the rest stay.
+    new : int
+        Lesions that appear in the current study (radius: the mean of ``radii_mm``).
+    noise : float
+        Image noise.
+
+    Returns
+    -------
+    BrainMRPair
+    """
+    if not 0 <= enlarged <= len(radii_mm):
+        raise ValueError(f"enlarged must lie in 0–{len(radii_mm)}, got {enlarged}")
+    if not 1.0 < growth <= 3.0:
+        raise ValueError(f"growth must lie in (1, 3], got {growth}")
+    new_radius = float(sum(radii_mm) / max(len(radii_mm), 1)) if radii_mm else 4.0
+    largest = max([*(r * growth for r in radii_mm), new_radius])
+    sites = brain_mr(
+        seed, shape=shape, n_lesions=len(radii_mm) + new, radius_range_mm=(largest, largest)
+    ).lesions
+    centres = [lesion.centre_mm for lesion in sites]
+    prior_specs = [LesionSpec(c, r) for c, r in zip(centres, radii_mm, strict=False)]
+    current_specs = [
+        LesionSpec(c, r * growth if n < enlarged else r)
+        for n, (c, r) in enumerate(zip(centres, radii_mm, strict=False))
+    ]
+    current_specs += [LesionSpec(c, new_radius) for c in centres[len(radii_mm) :]]
+    prior = brain_mr(seed, shape=shape, lesions=prior_specs, noise=noise)
+    current = brain_mr(
+        seed,
+        shape=shape,
+        lesions=current_specs,
+        noise=noise,
+        pose=pose,
+        days_later=interval_days,
+    )
+    changes = [
+        LesionChange(
+            prior.lesions[n],
+            current.lesions[n],
+            ChangeStatus.GROWN if n < enlarged else ChangeStatus.STABLE,
+        )
+        for n in range(len(radii_mm))
+    ]
+    changes += [
+        LesionChange(None, current.lesions[n], ChangeStatus.NEW)
+        for n in range(len(radii_mm), len(current_specs))
+    ]
+    return BrainMRPair(prior, current, changes, interval_days, pose)

@@ -12,8 +12,10 @@ from pydicom.dataset import Dataset
 from dicomnode.synthetic._brain import (
     _SIGNAL,
     BrainTissue,
+    LesionSpec,
     MRSequence,
     brain_labels,
+    paint_lesions,
     place_lesions,
     render_sequence,
     tissue_texture,
@@ -40,6 +42,7 @@ from dicomnode.synthetic.common import (
     set_image_plane,
     set_pixel_data,
 )
+from dicomnode.synthetic.pose import RigidPose
 from dicomnode.synthetic.truth import Lesion, VolumeGeometry
 
 __all__ = [
@@ -48,6 +51,7 @@ __all__ = [
     "BrainTissue",
     "FlairVariation",
     "LesionPlacement",
+    "LesionSpec",
     "MRSequence",
     "Orientation",
     "brain_mr",
@@ -152,6 +156,9 @@ def brain_mr(
     noise: float = 12.0,
     reverse_order: bool = False,
     variation: FlairVariation | None = None,
+    lesions: Sequence[LesionSpec] | None = None,
+    pose: RigidPose | None = None,
+    days_later: int = 0,
 ) -> BrainMR:
     """Generate an axial brain MR study (by default one FLAIR series) with lesions.
 
@@ -181,6 +188,13 @@ def brain_mr(
     variation : FlairVariation, optional
         Domain families (bias field, lesion contrast and sites, fat, head size, plane, stored
         range); FLAIR-only studies. None keeps the original output byte for byte.
+    lesions : sequence of LesionSpec, optional
+        Explicit spherical lesions instead of ``n_lesions`` random ones (original phantom only).
+    pose : RigidPose, optional
+        Move the head by this rigid pose (original phantom only): a follow-up visit with the
+        patient lying slightly differently; lesion truth is in the moved frame.
+    days_later : int
+        A follow-up study of the same patient this many days later (see ``make_study_header``).
     """
     rows, columns, slices = shape
     if min(shape) < 1:
@@ -198,13 +212,15 @@ def brain_mr(
     radii = radius_range_mm
     if variation is None:
         # Built from the feet up; reverse_order flips the result, so that only the order changes.
-        geometry, tissue, labels, lesions, volumes = _original_phantom(
-            seed, grid, wanted, n_lesions, radii, noise
+        geometry, tissue, labels, truth, volumes = _original_phantom(
+            seed, grid, wanted, n_lesions, radii, noise, lesions, pose
         )
     else:
+        if lesions is not None or pose is not None:
+            raise ValueError("lesions and pose apply to the original phantom (no variation)")
         if wanted != [MRSequence.FLAIR]:
             raise ValueError(f"variation applies to FLAIR-only studies, got sequences {wanted}")
-        geometry, tissue, labels, lesions, volumes = _varied_phantom(
+        geometry, tissue, labels, truth, volumes = _varied_phantom(
             seed, grid, n_lesions, radii, noise, variation
         )
     if reverse_order:
@@ -216,7 +232,7 @@ def brain_mr(
         )
         tissue, labels = tissue[::-1].copy(), labels[::-1].copy()
         volumes = {sequence: volume[::-1].copy() for sequence, volume in volumes.items()}
-        lesions = [
+        truth = [
             dataclasses.replace(
                 lesion,
                 centre_index=(
@@ -225,15 +241,17 @@ def brain_mr(
                     slices - 1 - lesion.centre_index[2],
                 ),
             )
-            for lesion in lesions
+            for lesion in truth
         ]
     kind = "MR" if len(volumes) == 1 else "BRATS"
-    study = make_study_header(seed, kind, description=f"MR BRAIN {' '.join(volumes)}")
+    study = make_study_header(
+        seed, kind, description=f"MR BRAIN {' '.join(volumes)}", days_later=days_later
+    )
     series = {
         sequence: _series(study, sequence, volume, geometry, variation)
         for sequence, volume in volumes.items()
     }
-    return BrainMR(series, lesions, labels, tissue, geometry, volumes, variation)
+    return BrainMR(series, truth, labels, tissue, geometry, volumes, variation)
 
 
 @dataclass(frozen=True)
@@ -281,21 +299,31 @@ def _original_phantom(
     n_lesions: int,
     radii: tuple[float, float],
     noise: float,
+    specs: Sequence[LesionSpec] | None = None,
+    pose: RigidPose | None = None,
 ) -> _Phantom:
-    """The axial, fat-free phantom of the original generator."""
+    """The axial, fat-free phantom of the original generator (its head moved by ``pose``)."""
     geometry = grid.geometry(None)
     x, y, z = axis_coordinates(geometry)
     coordinates = (x[None, None, :], y[None, :, None], z[:, None, None])
+    if pose is not None:  # the anatomy coordinates of every voxel
+        points = np.stack(np.broadcast_arrays(*coordinates), axis=-1)
+        inverse = np.linalg.inv(pose.matrix)
+        moved = points @ inverse[:3, :3].T + inverse[:3, 3]
+        coordinates = (moved[..., 0], moved[..., 1], moved[..., 2])
     scale = grid.head_scale
     tissue = brain_labels(*coordinates, scale=scale, centre_z=_HEAD_CENTRE_Z)
-    labels, lesions = place_lesions(
-        rng_for(seed, "mr", "lesions"),
-        tissue,
-        geometry,
-        coordinates,
-        n_lesions,
-        (radii[0] * scale, radii[1] * scale),
-    )
+    if specs is not None:
+        labels, lesions = paint_lesions(specs, tissue, geometry, coordinates)
+    else:
+        labels, lesions = place_lesions(
+            rng_for(seed, "mr", "lesions"),
+            tissue,
+            geometry,
+            coordinates,
+            n_lesions,
+            (radii[0] * scale, radii[1] * scale),
+        )
     texture = tissue_texture(rng_for(seed, "mr", "texture"), tissue.shape)
     volumes = {
         sequence: render_sequence(

@@ -19,6 +19,7 @@ from dicomnode.pipeline import (
 )
 from dicomnode.results import FindingKind, Findings, Mask, RegionFinding
 from pipelines.brain_lesion.channels import input_roles, lesion_channel
+from pipelines.brain_lesion.segmentation import Segmentation
 from pipelines.common.base import BundlePipeline, inference_mode
 from pipelines.common.dicomio import (
     check_decode_budget,
@@ -78,13 +79,15 @@ class BrainLesionPipeline(BundlePipeline):
     version: ClassVar[str] = "0.1.0"
     level: ClassVar[PipelineLevel] = PipelineLevel.SERIES
     bundle_name: ClassVar[str] = "brain_flair_segmentation"
+    uses_priors: ClassVar[bool] = True
 
-    def _roles(self) -> list[str]:
+    def roles(self) -> list[str]:
+        """The input roles of the bundle (channel order)."""
         return input_roles(self.metadata())
 
     def select(self, inputs: PipelineInputs) -> list[SeriesInput]:
         """The series for each input channel, in the bundle's channel order."""
-        roles = self._roles()
+        roles = self.roles()
         chosen = [inputs.role(role) for role in roles]
         if all(s is not None for s in chosen):
             return [s for s in chosen if s is not None]
@@ -119,15 +122,48 @@ class BrainLesionPipeline(BundlePipeline):
         self._check_headers([read_headers(series.files) for series in self.select(inputs)])
 
     def run(self, inputs: PipelineInputs, ctx: RunContext) -> PipelineResult:
-        """Segment lesions; findings are one mask plus one region per connected lesion."""
+        """Segment lesions; findings are one mask plus one region per connected lesion; with a
+        prior FLAIR (``inputs.priors``), new, enlarging and resolved lesions since it."""
+        options: Mapping[str, Any] = ctx.options or {}
+        current = self.segment(self.select(inputs), ctx, options)
+        comparison = None
+        if inputs.priors or inputs.priors_note:
+            from pipelines.brain_lesion.prior import follow_up
+
+            comparison = follow_up(self, inputs, current, ctx)
+        findings = Findings(
+            kinds=(FindingKind.BRAIN_LESION,),
+            regions=tuple(current.regions),
+            masks=(
+                Mask(
+                    FindingKind.BRAIN_LESION,
+                    current.labels > 0,
+                    current.volume.geometry,
+                    "brain lesion",
+                ),
+            ),
+            comparison=comparison,
+        )
+        return self.result(findings)
+
+    def segment(
+        self, series: Sequence[SeriesInput], ctx: RunContext, options: Mapping[str, Any]
+    ) -> Segmentation:
+        """Read, check and segment the series (one per input channel)."""
         import torch
 
         from pipelines.brain_lesion.model import build_inferer, prepare_masked
 
-        options: Mapping[str, Any] = ctx.options or {}
-        per_series = [read_datasets(series.files) for series in self.select(inputs)]
+        per_series = [read_datasets(s.files) for s in series]
         self._check_headers(per_series)  # before decoding; the runner's check() read only headers
         volumes = [volume_from_datasets(datasets) for datasets in per_series]
+        first = per_series[-1][0]
+        identity = (
+            str(first.StudyInstanceUID),
+            str(first.SeriesInstanceUID),
+            str(first.SOPClassUID),
+            str(first.get("StudyDate", "")) or None,
+        )
         del per_series
         network = self.model(ctx.device)
         bundle = self.bundle(ctx.device)
@@ -141,16 +177,11 @@ class BrainLesionPipeline(BundlePipeline):
         brain = grid.source_from_working(torch.from_numpy(prepared.brain.astype(np.float32)))
         mask = (probability > VOXEL_THRESHOLD) & (brain > 0.5)
         min_mm = float(self.option("min_lesion_mm", 3.0, options))
-        regions, mask = _lesions(mask, probability, grid, min_mm)
+        regions, labels = _lesions(mask, probability, grid, min_mm)
         scores = self.calibrated(np.asarray([r.score for r in regions], dtype=np.float64))
         point = self.operating_point(options, 0.5)
-        regions, mask = _keep_scored(regions, scores, point, mask)
-        findings = Findings(
-            kinds=(FindingKind.BRAIN_LESION,),
-            regions=tuple(regions),
-            masks=(Mask(FindingKind.BRAIN_LESION, mask, volumes[-1].geometry, "brain lesion"),),
-        )
-        return self.result(findings)
+        regions, labels = _keep_scored(regions, scores, point, labels)
+        return Segmentation(volumes[-1], regions, labels, np.asarray(brain > 0.5), *identity)
 
 
 def _lesions(
@@ -190,12 +221,12 @@ def _keep_scored(
     regions: list[RegionFinding], scores: np.ndarray, point: float, labels: np.ndarray
 ) -> tuple[list[RegionFinding], np.ndarray]:
     """The regions whose calibrated score reaches the operating point, with that score, and
-    the mask of just those (the burden counts what is reported, nothing else)."""
+    the label volume of just those, renumbered ``lesion n`` -> ``n`` (the burden counts what
+    is reported, nothing else)."""
     kept: list[RegionFinding] = []
-    keep_labels: list[int] = []
+    relabel = np.zeros(len(regions) + 1, np.int32)
     for n, (region, score) in enumerate(zip(regions, scores, strict=True), start=1):
         if score >= point:
-            keep_labels.append(n)
             kept.append(
                 dataclasses.replace(
                     region,
@@ -203,4 +234,5 @@ def _keep_scored(
                     tracking_id=f"lesion {len(kept) + 1}",
                 )
             )
-    return kept, np.isin(labels, keep_labels)
+            relabel[n] = len(kept)
+    return kept, relabel[labels]

@@ -217,6 +217,12 @@ class Volume:
     geometry: VolumeGeometry
     slice_spacing: float
 
+    def sop_instance_at(self, centre_mm: Sequence[float] | np.ndarray) -> str:
+        """SOP Instance UID of the slice nearest the patient point ``centre_mm``."""
+        g = self.geometry
+        offsets = (np.asarray(g.positions) - np.asarray(centre_mm, float)) @ g.normal
+        return g.sop_instance_uids[int(np.argmin(np.abs(offsets)))]
+
     def affine(self) -> np.ndarray:
         """4x4 matrix from (column, row, slice) index to patient (LPS, mm)."""
         g = self.geometry

@@ -8,12 +8,12 @@ from dicomnode.pipeline import InputRefused, PipelineInputs, RunContext
 from dicomnode.pipeline.contract import PriorInput
 from dicomnode.results.changes import Comparison, InstanceRef, interval_days
 from pipelines.common.registration import RegistrationError, RigidTransform, register_masks
+from pipelines.common.snapshots import snapshots
 from pipelines.lung_nodule.followup import (
     MeasuredNodule,
     compare_nodules,
     comparison,
     nodules_from_report,
-    snapshots,
 )
 from pipelines.lung_nodule.scan import Scan
 

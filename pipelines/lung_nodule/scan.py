@@ -41,7 +41,5 @@ class Scan:
 
     def instance_at(self, centre_mm: np.ndarray) -> InstanceRef:
         """The instance holding the slice nearest ``centre_mm``."""
-        geometry = self.volume.geometry
-        offsets = (np.asarray(geometry.positions) - np.asarray(centre_mm)) @ geometry.normal
-        uid = geometry.sop_instance_uids[int(np.argmin(np.abs(offsets)))]
+        uid = self.volume.sop_instance_at(centre_mm)
         return InstanceRef(self.study_uid, self.series_uid, self.sop_class_uid, uid)

@@ -6,12 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 
 from dicomnode.pipeline import PipelineInputs, RunContext
 from dicomnode.pipeline.contract import PriorInput
-from dicomnode.results import Algorithm, encode
-from dicomnode.results.changes import ChangeStatus
+from dicomnode.results import Algorithm, Findings, RegionFinding, encode
+from dicomnode.results.changes import ChangeStatus, RegionChange
 from dicomnode.synthetic import write_study
 from dicomnode.synthetic.followup import ChangeStatus as TruthStatus
 from dicomnode.synthetic.followup import ChestCTPair, chest_ct_pair
@@ -98,25 +99,51 @@ def test_doubling_times_new_and_resolved_on_truth_centres(
             assert _vdt_error(change, vdt, pair.interval_days) <= 0.15
 
 
+def _prior_report(pair: ChestCTPair, path: Path) -> Path:
+    """Our own earlier SR of the prior study: its nodules with their segmented volumes."""
+    affine = pair.prior.geometry.affine()
+    hu = pair.prior.volume.astype(np.float32)
+    regions = tuple(
+        RegionFinding.sphere(
+            "lung_nodule",
+            n.centre_mm,
+            n.diameter_mm,
+            volume_ml=nodule_volume_mm3(hu, affine, np.asarray(n.centre_mm), n.diameter_mm) / 1e3,
+            tracking_id=f"nodule {i}",
+        )
+        for i, n in enumerate(pair.prior.nodules, start=1)
+    )
+    findings = Findings(kinds=("lung_nodule",), regions=regions)
+    (sr,) = encode(
+        findings, pair.prior.datasets, algorithm=Algorithm("lung_nodule", "0.1.0"), outputs=["sr"]
+    )
+    sr.save_as(path, enforce_file_format=True)
+    return path
+
+
 def test_pipeline_reports_change_with_the_prior(pair: ChestCTPair, tmp_path: Path) -> None:
-    """One run, prior through ``PipelineInputs.priors``: grown nodules' doubling times within
-    15 %, the new nodule flagged, the resolved one too; the SR passes dciodvfy."""
+    """One run, prior through ``PipelineInputs.priors`` with our earlier SR of it (used instead
+    of detecting on the prior, and referenced): grown nodules' doubling times within 15 %, the
+    new nodule flagged, the resolved one too; the SR passes dciodvfy."""
     current = series_inputs(
         write_study(pair.current.datasets, tmp_path / "c"), pair.current.datasets
     )
     prior = series_inputs(write_study(pair.prior.datasets, tmp_path / "p"), pair.prior.datasets)
+    report = _prior_report(pair, tmp_path / "prior-sr.dcm")
     inputs = PipelineInputs(
         current.study_uid,
         (current,),
-        priors=(PriorInput(prior, str(pair.prior.datasets[0].StudyDate)),),
+        priors=(PriorInput(prior, str(pair.prior.datasets[0].StudyDate), (report,)),),
     )
     ctx = RunContext(device="cpu", work_dir=tmp_path, options={"threshold": 0.3})
     result = LungNodulePipeline().run(inputs, ctx)
     comparison = result.findings.comparison
     assert comparison is not None and comparison.interval_days == pair.interval_days
     assert comparison.prior_study_uid == prior.study_uid
+    report_uid = str(pydicom.dcmread(report).SOPInstanceUID)
+    assert report_uid in {ref.sop_instance_uid for ref in comparison.evidence}
 
-    def nearest(centre: tuple[float, float, float]) -> object:
+    def nearest(centre: tuple[float, float, float]) -> RegionChange:
         found = [c for c in comparison.changes if c.current_center is not None]
         distance = [np.linalg.norm(np.subtract(c.current_center, centre)) for c in found]
         assert distance and min(distance) <= 5.0, (centre, comparison.changes)
@@ -125,11 +152,11 @@ def test_pipeline_reports_change_with_the_prior(pair: ChestCTPair, tmp_path: Pat
     for truth in pair.changes:
         if truth.status is TruthStatus.GROWN:
             change = nearest(truth.current.centre_mm)
-            assert change.status is ChangeStatus.ENLARGING  # type: ignore[attr-defined]
+            assert change.status is ChangeStatus.ENLARGING
             vdt = truth.doubling_time_days(pair.interval_days)
             assert _vdt_error(change, vdt, pair.interval_days) <= 0.15
         elif truth.status is TruthStatus.NEW:
-            assert nearest(truth.current.centre_mm).status is ChangeStatus.NEW  # type: ignore[attr-defined]
+            assert nearest(truth.current.centre_mm).status is ChangeStatus.NEW
     assert comparison.count(ChangeStatus.RESOLVED) == 1
     assert comparison.snapshots
     sr = encode(
@@ -139,4 +166,11 @@ def test_pipeline_reports_change_with_the_prior(pair: ChestCTPair, tmp_path: Pat
         outputs=["sr"],
     )[0]
     verify(sr, tmp_path, "SR-followup")
-    assert sr.PertinentOtherEvidenceSequence[0].StudyInstanceUID == prior.study_uid
+    evidence = sr.PertinentOtherEvidenceSequence[0]
+    assert evidence.StudyInstanceUID == prior.study_uid
+    referenced = {
+        str(item.ReferencedSOPInstanceUID)
+        for series in evidence.ReferencedSeriesSequence
+        for item in series.ReferencedSOPSequence
+    }
+    assert report_uid in referenced

@@ -5,11 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import highdicom as hd
+import numpy as np
 import pytest
 from pydicom.dataset import Dataset
 
 from dicomnode.results import Algorithm, Findings, RegionFinding, encode, geometry_from_datasets
-from dicomnode.results.changes import ChangeStatus, Comparison, InstanceRef, RegionChange
+from dicomnode.results.changes import (
+    ChangeSnapshot,
+    ChangeStatus,
+    Comparison,
+    InstanceRef,
+    RegionChange,
+)
+from dicomnode.results.common import EncodingContext
+from dicomnode.results.summary import PANEL, TILE, summary_lines
 
 from .dicom_check import verify, write
 from .sources import volume_series
@@ -113,3 +122,28 @@ def test_change_model_refuses_inconsistent_values() -> None:
     change = RegionChange("lung_nodule", "stable", "n", prior_volume_ml=0.2, current_volume_ml=0.1)
     assert change.doubling_time_days(100) is None  # shrinking: no doubling time
     assert change.volume_change_percent == pytest.approx(-50.0)
+
+
+def test_summary_shows_prior_beside_current(algorithm: Algorithm) -> None:
+    series = volume_series(key="summary-changes")
+    prior = np.zeros((40, 40), np.float32)
+    current = np.zeros((40, 40), np.float32)
+    current[15:25, 15:25] = 100.0  # a bright new finding, only in the current
+    comparison = Comparison(
+        "2.25.1",
+        "20240101",
+        180,
+        (RegionChange("lung_nodule", "new", "nodule 1", current_volume_ml=0.1),),
+        snapshots=(ChangeSnapshot("nodule 1: new", prior, current),),
+        total_prior_ml=0.0,
+        total_current_ml=0.1,
+    )
+    findings = Findings(kinds=("lung_nodule",), comparison=comparison)
+    (sc,) = encode(findings, series, algorithm=algorithm, outputs=["summary"], uid_root=ROOT)
+    pixels = sc.pixel_array
+    assert pixels.shape[1] >= 2 * TILE
+    band = pixels[PANEL : PANEL + TILE]  # the pair row under the key slices
+    left, right = band[:, :TILE].astype(int), band[:, TILE : 2 * TILE].astype(int)
+    assert right[TILE // 2, TILE // 2].sum() > left[TILE // 2, TILE // 2].sum() + 300
+    lines = summary_lines(findings, EncodingContext(algorithm, ROOT, 900, "k", ()))
+    assert any("180 days: 1 new" in line for line in lines)
