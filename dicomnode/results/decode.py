@@ -120,8 +120,15 @@ def _is_absent(group: hd.sr.MeasurementsAndQualitativeEvaluations) -> bool:
     return any(q.value == dn_codes.ABSENT for q in group.get_qualitative_evaluations())
 
 
+def _is_change(group: hd.sr.MeasurementsAndQualitativeEvaluations) -> bool:
+    """A group about the change since a prior study (:mod:`dicomnode.results.sr_changes`)."""
+    names = (dn_codes.CHANGE_SINCE_PRIOR, dn_codes.COMPARISON_DONE)
+    return any(q.name in names for q in group.get_qualitative_evaluations())
+
+
 def findings_from_sr(sr: Dataset) -> Findings:
-    """The findings an SR made by :func:`encode` reports (regions and classifications).
+    """The findings an SR made by :func:`encode` reports (regions and classifications; the
+    groups of the change since a prior study are not findings and are skipped).
 
     Parameters
     ----------
@@ -145,6 +152,7 @@ def findings_from_sr(sr: Dataset) -> Findings:
     masks = [
         _kind(g.finding_type) for g in volumetric if g.reference_type != codes.DCM.VolumeSurface
     ]
+    image_groups = [g for g in image_groups if not _is_change(g)]
     absent = [_kind(g.finding_type) for g in image_groups if _is_absent(g)]
     classes = [_classification(g) for g in image_groups if not _is_absent(g)]
     kinds = _unique([*absent, *(r.kind for r in regions), *masks, *(c.kind for c in classes)])

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from pydicom.dataset import Dataset
 
-from dicomnode.results import Algorithm, Findings, RegionFinding, encode, geometry_from_datasets
+from dicomnode.results import (
+    Algorithm,
+    Findings,
+    RegionFinding,
+    encode,
+    findings_from_sr,
+    geometry_from_datasets,
+)
 from dicomnode.results.changes import (
     ChangeSnapshot,
     ChangeStatus,
@@ -100,6 +107,9 @@ def test_changes_coded_and_prior_referenced(algorithm: Algorithm, tmp_path: Path
     assert _evaluation(summary, "122140") == "373066001"  # Yes
     assert "20240101" in _comment(summary)
     assert ChangeStatus.ENLARGING in {c.status for c in changes}
+    decoded = findings_from_sr(sr)  # a later follow-up reads this SR as its prior's
+    assert [r.tracking_id for r in decoded.regions] == ["nodule 1"]
+    assert not decoded.classifications
 
 
 def test_missing_prior_said_in_the_sr(algorithm: Algorithm, tmp_path: Path) -> None:
