@@ -34,6 +34,7 @@ from dicomnode.pipeline import (
     RunContext,
 )
 from dicomnode.results import FindingKind, Findings, Mask, RegionFinding
+from dicomnode.results.changes import Comparison, InstanceRef
 
 __all__ = ["ToyPipeline", "ToyPriorsPipeline"]
 
@@ -129,7 +130,9 @@ def write_runlog_path(root: Path) -> str:
 class ToyPriorsPipeline(ToyPipeline):
     """The toy, declaring that it uses priors: each run appends one JSON line to the file of
     option ``priorslog`` with what it got (prior study/series UIDs, study dates, file counts,
-    the note), then runs as the toy."""
+    the SOP Instance UIDs of the earlier reports, the note), then runs as the toy. When a
+    prior comes with earlier reports, its findings compare with that prior and reference the
+    reports (the SR's Pertinent Other Evidence)."""
 
     name = "toy_priors"
     uses_priors = True
@@ -149,6 +152,7 @@ class ToyPriorsPipeline(ToyPipeline):
                         "files": len(p.series.files),
                         "exist": all(f.is_file() for f in p.series.files),
                         "role": p.series.role,
+                        "reports": [str(_report_ref(r).sop_instance_uid) for r in p.reports],
                     }
                     for p in inputs.priors
                 ],
@@ -156,4 +160,25 @@ class ToyPriorsPipeline(ToyPipeline):
             }
             with open(path, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(line) + "\n")
-        return super().run(inputs, ctx)
+        result = super().run(inputs, ctx)
+        reported = [p for p in inputs.priors if p.reports]
+        if not reported:
+            return result
+        comparison = Comparison(
+            prior_study_uid=reported[0].series.study_uid,
+            prior_study_date=reported[0].study_date,
+            evidence=tuple(_report_ref(r) for r in reported[0].reports),
+        )
+        findings = dataclasses.replace(result.findings, comparison=comparison)
+        return dataclasses.replace(result, findings=findings)
+
+
+def _report_ref(path: Path) -> InstanceRef:
+    """The identity of an earlier report file."""
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    return InstanceRef(
+        str(ds.StudyInstanceUID),
+        str(ds.SeriesInstanceUID),
+        str(ds.SOPClassUID),
+        str(ds.SOPInstanceUID),
+    )

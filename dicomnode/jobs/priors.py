@@ -16,6 +16,13 @@ the instance count in the database is checked against it) or by C-GET. ``priors.
 bounds what is retrieved: a series whose estimated size (instances × a typical instance size
 of its modality) would exceed what is left is skipped.
 
+Then, for each chosen study, the node's own earlier SRs of it made by the job's pipeline are
+looked for at the same source (C-FIND SERIES, Modality SR; :mod:`dicomnode.jobs.prior_reports`),
+retrieved the same way, checked, and the newest that reports on a prior series becomes that
+prior's :attr:`~dicomnode.pipeline.contract.PriorInput.reports`: the pipeline may use its
+measurements instead of re-running on the prior. One ``priors.reports`` audit row per study
+says how many were listed, how many are ours and which is used.
+
 Retrieved series are :data:`~dicomnode.store.models.SeriesOrigin.PRIOR`: they complete like
 any series, but no route runs on them, so nothing of them is exported; retention keeps them
 under the store's policy. Every step is an audit row (``priors.*``); no log line carries a
@@ -28,7 +35,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -38,6 +45,13 @@ from sqlalchemy import func, select
 
 from dicomnode.config.schema import Config, RetrieveMethod, SourceConfig
 from dicomnode.errors import QueryFailed
+from dicomnode.jobs.prior_reports import (
+    Report,
+    may_be_ours,
+    newest_for,
+    read_report,
+    report_query,
+)
 from dicomnode.net.query import StudyFound, find, find_studies, peer_label
 from dicomnode.net.retrieve import Retrieval
 from dicomnode.pipeline.contract import PriorInput, SeriesInput
@@ -55,7 +69,7 @@ log = logging.getLogger(__name__)
 #: Seconds the database is polled, after a C-MOVE's final response, for its instances.
 _SETTLE_SECONDS = 5.0
 #: Typical bytes of one instance, by modality, to estimate a series' size before moving it.
-_TYPICAL_BYTES = {"CT": 530_000, "MR": 300_000, "PT": 70_000, "NM": 70_000}
+_TYPICAL_BYTES = {"CT": 530_000, "MR": 300_000, "PT": 70_000, "NM": 70_000, "SR": 100_000}
 _LARGE_IMAGES = {"MG": 30_000_000, "DX": 10_000_000, "CR": 10_000_000}
 _SERIES_KEYS = (
     "SeriesInstanceUID",
@@ -107,6 +121,16 @@ class _Progress:
             if not self.closed:
                 self.priors.append(prior)
 
+    def attach(self, series_uid: str, reports: tuple[Path, ...]) -> None:
+        """Give the prior of ``series_uid`` its ``reports``, unless closed."""
+        with self.lock:
+            if self.closed:
+                return
+            self.priors = [
+                replace(p, reports=reports) if p.series.series_uid == series_uid else p
+                for p in self.priors
+            ]
+
 
 @dataclass(frozen=True)
 class _Patient:
@@ -125,6 +149,7 @@ def gather_priors(
     store: Store | None = None,
     tick: Callable[[], object] | None = None,
     tick_seconds: float = 10.0,
+    pipeline: str | None = None,
 ) -> PriorsOutcome:
     """Find and retrieve the priors of the study of ``current``, within ``policy.timeout``.
 
@@ -146,11 +171,16 @@ def gather_priors(
         Where C-GET stores instances (made from ``config`` when needed and not given).
     tick : callable, optional
         Called every ``tick_seconds`` while waiting (the worker renews the job's lease).
+    pipeline : str, optional
+        Name of the job's pipeline (its ``Pipeline.name``, as our results carry it): our
+        earlier SRs of each prior made by it are retrieved too. None: none are looked for.
     """
     started = time.monotonic()
     progress = _Progress()
     retrieval = Retrieval(calling_ae=config.node.ae_title)
-    gatherer = _Gatherer(config, db, route, policy, current, store, retrieval, progress)
+    gatherer = _Gatherer(
+        config, db, route, policy, current, store, retrieval, progress, pipeline=pipeline
+    )
     thread = threading.Thread(target=gatherer.run, name="dicomnode-priors", daemon=True)
     thread.start()
     deadline = started + policy.timeout
@@ -192,6 +222,8 @@ class _Gatherer:
         store: Store | None,
         retrieval: Retrieval,
         progress: _Progress,
+        *,
+        pipeline: str | None = None,
     ):
         self.config, self.db, self.route, self.policy = config, db, route, policy
         self.current = current
@@ -201,6 +233,8 @@ class _Gatherer:
         self.progress = progress
         self.clauses = compile_when(policy.when, "priors.when")
         self.deadline = time.monotonic() + policy.timeout
+        #: The job's pipeline, whose earlier reports of the priors are looked for (if set).
+        self.pipeline = pipeline
 
     def audit(self, kind: AuditKind, source: str, detail: str, subject: str | None = None) -> None:
         """One audit row (never raises: the job runs whatever the audit does)."""
@@ -296,6 +330,10 @@ class _Gatherer:
                     self._use(name, source, study, identifier)
                 except QueryFailed as exc:
                     self._failed(name, f"prior not retrieved: source {name}: {exc.reason}")
+            if self.pipeline and any(
+                p.series.study_uid == study.study_uid for p in self.progress.priors
+            ):
+                self._reports(name, source, study, self.pipeline)
         return bool(self.progress.priors)
 
     def _failed(self, name: str, why: str) -> bool:
@@ -341,6 +379,18 @@ class _Gatherer:
     def _use(self, name: str, source: SourceConfig, study: StudyFound, identifier: Dataset) -> None:
         """Use one prior series: as stored, or retrieved now (within the byte budget)."""
         series_uid = str(identifier.SeriesInstanceUID)
+        if not self._fetch(name, source, study, identifier):
+            return
+        prior = self._prior(study, series_uid)
+        if prior is not None:
+            self.progress.add(prior)
+
+    def _fetch(
+        self, name: str, source: SourceConfig, study: StudyFound, identifier: Dataset
+    ) -> bool:
+        """Make sure the store holds one series of ``study``: already, or retrieved now
+        (within the byte budget); False when skipped for the budget."""
+        series_uid = str(identifier.SeriesInstanceUID)
         expected = _instances(identifier)
         held = self._held(series_uid)
         if held and (expected is None or held >= expected):
@@ -350,21 +400,72 @@ class _Gatherer:
                 f"series {series_uid}: already stored ({held} instances), used as is",
                 subject=study.study_uid,
             )
-        else:
-            modality = str(identifier.get("Modality") or "")
-            estimate = (expected or 1) * typical_instance_bytes(modality)
-            left = int(self.policy.max_bytes) - self.progress.bytes
-            if estimate > left:
-                self._failed(
-                    name,
-                    f"prior series skipped: about {estimate // 10**6} MB, above what is left "
-                    f"of priors.max_bytes ({max(left, 0) // 10**6} MB)",
-                )
-                return
-            self._retrieve(name, source, study, series_uid, expected)
-        prior = self._prior(study, series_uid)
-        if prior is not None:
-            self.progress.add(prior)
+            return True
+        modality = str(identifier.get("Modality") or "")
+        estimate = (expected or 1) * typical_instance_bytes(modality)
+        left = int(self.policy.max_bytes) - self.progress.bytes
+        if estimate > left:
+            self._failed(
+                name,
+                f"prior series skipped: about {estimate // 10**6} MB, above what is left "
+                f"of priors.max_bytes ({max(left, 0) // 10**6} MB)",
+            )
+            return False
+        self._retrieve(name, source, study, series_uid, expected)
+        return True
+
+    def _reports(self, name: str, source: SourceConfig, study: StudyFound, pipeline: str) -> None:
+        """Our earlier SRs of ``study`` made by ``pipeline``: found at ``source``, retrieved,
+        checked; the newest reporting on each prior series is attached to it. A failure here
+        only costs the reuse (the pipeline re-runs on the prior): audited, no note."""
+        try:
+            answers = find(
+                source,
+                report_query(study.study_uid),
+                calling_ae=self.config.node.ae_title,
+                timeout=self._remaining(),
+            )
+            listed = may_be_ours(answers, pipeline)
+            reports: list[Report] = []
+            for identifier in listed:
+                if self._fetch(name, source, study, identifier):
+                    reports.extend(
+                        self._our_reports(str(identifier.SeriesInstanceUID), study, pipeline)
+                    )
+        except QueryFailed as exc:
+            why = f"earlier reports not retrieved: source {name}: {exc.reason}"
+            self.audit(AuditKind.PRIORS_FAILED, name, why, subject=study.study_uid)
+            log.warning("prior reports failed", extra={"route": self.route, "reason": why})
+            return
+        used = []
+        for prior in [p for p in self.progress.priors if p.series.study_uid == study.study_uid]:
+            newest = newest_for(reports, prior.series.series_uid)
+            if newest is not None:
+                self.progress.attach(prior.series.series_uid, (newest.path,))
+                used.append(f"SR {newest.sop_instance_uid} for series {prior.series.series_uid}")
+        self.audit(
+            AuditKind.PRIORS_REPORTS,
+            name,
+            f"{len(listed)} SR series listed that may be {pipeline}'s, "
+            f"{len(reports)} reports of {pipeline} found"
+            + (f"; used: {', '.join(used)}" if used else "; none used"),
+            subject=study.study_uid,
+        )
+
+    def _our_reports(self, series_uid: str, study: StudyFound, pipeline: str) -> list[Report]:
+        """The stored instances of one SR series that are ``pipeline``'s reports of ``study``."""
+        with self.db.session() as session:
+            paths = session.scalars(
+                select(Instance.path)
+                .join(Series)
+                .where(Series.series_uid == series_uid)
+                .order_by(Instance.id)
+            ).all()
+        found = (
+            read_report(self.config.store_path / path, pipeline=pipeline, study_uid=study.study_uid)
+            for path in paths
+        )
+        return [report for report in found if report is not None]
 
     def _retrieve(
         self,

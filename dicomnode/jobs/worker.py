@@ -245,9 +245,10 @@ class Worker(threading.Thread):
         if spec is None or spec.priors is None:
             return request
         try:
-            uses = self.registry.get(job.pipeline).uses_priors
+            pipeline = self.registry.get(job.pipeline)
         except PipelineUnavailable:
             return request  # the child says so when it runs the job
+        uses = pipeline.uses_priors
         if not uses:
             log.info(
                 "route has a priors policy, its pipeline does not use priors: none retrieved",
@@ -262,6 +263,7 @@ class Worker(threading.Thread):
             current=request.inputs.series,
             tick=lambda: heartbeat(self.db, job, lease_seconds=self.config.workers.lease_seconds),
             tick_seconds=self.config.workers.heartbeat_seconds,
+            pipeline=pipeline.name,
         )
         inputs = dataclasses.replace(
             request.inputs, priors=outcome.priors, priors_note=outcome.note

@@ -117,6 +117,10 @@ class AuditKind(str, enum.Enum):
     #: Prior series were retrieved (C-MOVE or C-GET; ``subject``: the prior study;
     #: ``detail``: instances, bytes, seconds), or found already stored and used as they are.
     PRIORS_RETRIEVED = "priors.retrieved"
+    #: The node's own earlier SRs of a prior study were looked for at the source
+    #: (``subject``: the prior study; ``detail``: how many SR series were listed, how many
+    #: are reports of the job's pipeline, which one each prior series uses).
+    PRIORS_REPORTS = "priors.reports"
     #: A priors query or retrieval failed or ran past ``priors.timeout``: the job runs
     #: without (those) priors; ``detail`` says why.
     PRIORS_FAILED = "priors.failed"

@@ -10,6 +10,7 @@ import json
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 
 from dicomnode.demo.orthanc import Orthanc
 from dicomnode.demo.processes import free_port
+from dicomnode.results import Algorithm, FindingKind, Findings, encode
 from testkit import dicomgen
 from testkit.dicomgen import SeriesSpec
 from testkit.nodeproc import NodeProcess, storescu, wait_for
@@ -173,6 +175,7 @@ def _check_prior_used(setup: Setup, visits: dict[str, Visit], how: str) -> None:
             "files": 3,
             "exist": True,
             "role": "prior",
+            "reports": [],  # the source holds no SR of ours for it
         }
     ]
     jobs = wait_for(
@@ -218,12 +221,16 @@ def _check_prior_used(setup: Setup, visits: dict[str, Visit], how: str) -> None:
     )
     assert {study for study, _ in delivered} == {current.study_uid}
     assert len(setup.pacs.instances_of_study(prior.study_uid)) == 6  # as uploaded
-    # audited: asked, found, retrieved
+    # audited: asked, found, retrieved, our earlier reports looked for
     audit = node.query(
         "select kind, subject, detail from audit_events where kind like 'priors.%' order by id"
     )
     kinds = [kind for kind, _, _ in audit]
-    assert kinds == ["priors.requested", "priors.found", "priors.retrieved"], audit
+    assert kinds == ["priors.requested", "priors.found", "priors.retrieved", "priors.reports"]
+    assert audit[3][1] == prior.study_uid
+    assert audit[3][2] == (
+        "0 SR series listed that may be toy_priors's, 0 reports of toy_priors found; none used"
+    )
     assert "1 earlier studies within 2y, 1 chosen with 1 matching series" in audit[1][2]
     retrieved = audit[2][2]
     assert audit[2][1] == prior.study_uid and f"{how} 3 instances, 0 failed, 3 stored" in retrieved
@@ -239,16 +246,100 @@ def test_prior_by_c_get(got, visits):
     _check_prior_used(got, visits, "C-GET")
 
 
-def test_prior_already_stored_is_used_as_is(moved, visits):
-    node, prior = moved.node, visits["prior"]
+def _delivered(node: NodeProcess, study_uid: str) -> list[str]:
+    """SOP Instance UIDs of the node's results of ``study_uid`` delivered to the PACS."""
+    return [
+        uid
+        for uid, state in node.query(
+            "select r.sop_instance_uid, d.state from deliveries d join job_results r "
+            f"on r.id = d.result_id where r.study_uid = '{study_uid}'"
+        )
+        if state == "delivered"
+    ]
+
+
+def _evidence(pacs: Orthanc, study_uid: str) -> set[str]:
+    """SOP Instance UIDs in the Pertinent Other Evidence of the SRs of ``study_uid`` at the
+    PACS."""
+    found = set()
+    for item in pacs.instances_of_study(study_uid):
+        ds = pydicom.dcmread(BytesIO(pacs.file(item["ID"])))
+        for study in ds.get("PertinentOtherEvidenceSequence") or []:
+            for series in study.ReferencedSeriesSequence:
+                found |= {str(i.ReferencedSOPInstanceUID) for i in series.ReferencedSOPSequence}
+    return found
+
+
+def test_prior_already_stored_is_used_as_is_with_our_earlier_report(moved, visits):
+    """The prior CT was processed by the node earlier (its SR went to the PACS); the
+    follow-up uses the stored CT as it is, and retrieves and references our earlier SR."""
+    node, prior, current = moved.node, visits["prior"], visits["current"]
     _send(node, replace(prior, files=prior.files[:1]))  # the prior CT, received normally
     wait_for(lambda: len(_runs(moved.priorslog)) == 1, "its own job ran", timeout=20)
-    _send(node, visits["current"])
+    (earlier,) = wait_for(lambda: _delivered(node, prior.study_uid), "its SR at the PACS")
+    _send(node, current)
     runs = wait_for(lambda: (r := _runs(moved.priorslog)) and len(r) == 2 and r, "second job")
-    assert [p["series"] for p in runs[1]["priors"]] == [prior.specs[0].series_uid]
-    assert node.query("select distinct origin from series") == [("received",)]
-    (detail,) = node.query("select detail from audit_events where kind = 'priors.retrieved'")
-    assert detail[0].endswith("already stored (3 instances), used as is")
+    (used,) = runs[1]["priors"]
+    assert used["series"] == prior.specs[0].series_uid
+    assert used["reports"] == [earlier]
+    # the CT is used as stored; our SR came back as a prior (never routed)
+    origins = dict(node.query("select series_uid, origin from series"))
+    assert origins[prior.specs[0].series_uid] == "received"
+    assert sorted(origins.values()) == ["prior", "received", "received"]
+    details = [
+        d for (d,) in node.query("select detail from audit_events where kind = 'priors.retrieved'")
+    ]
+    assert details[0].endswith("already stored (3 instances), used as is")
+    assert "C-MOVE 1 instances, 0 failed, 1 stored" in details[1]
+    (reports,) = node.query("select detail from audit_events where kind = 'priors.reports'")
+    assert reports[0] == (
+        "1 SR series listed that may be toy_priors's, 1 reports of toy_priors found; "
+        f"used: SR {earlier} for series {prior.specs[0].series_uid}"
+    )
+    # the follow-up's SR at the PACS references our earlier SR
+    wait_for(lambda: _delivered(node, current.study_uid), "the follow-up's SR at the PACS")
+    assert earlier in _evidence(moved.pacs, current.study_uid)
+
+
+def _our_sr(files: list[Path], version: str, *, pipeline: str = "toy_priors", when: str) -> Path:
+    """An SR of the series of ``files`` as the node encodes them (``pipeline`` ``version``),
+    made at ``when`` (``YYYYMMDDhhmmss``)."""
+    sources = [pydicom.dcmread(p) for p in files]
+    findings = Findings(kinds=(FindingKind.LUNG_NODULE,))
+    (sr,) = encode(findings, sources, algorithm=Algorithm(pipeline, version), outputs=["sr"])
+    sr.ContentDate, sr.ContentTime = when[:8], when[8:]
+    path = files[0].parent.parent / f"sr-{pipeline}-{version}-{sources[0].Modality}.dcm"
+    sr.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.mark.parametrize("how", ["moved", "got"])
+def test_newest_of_our_reports_of_the_prior_series_is_used(request, visits, how):
+    """The PACS holds several SRs of the prior study: two of ours for the prior CT (the newer
+    is used), one of another pipeline (left out by its Series Description) and one of ours
+    for the prior MR (another series)."""
+    setup: Setup = request.getfixturevalue(how)
+    prior = visits["prior"]
+    ct, mr = prior.files
+    older = _our_sr(ct, "0.9", when="20240106080000")
+    newer = _our_sr(ct, "1.0", when="20240107080000")
+    other = _our_sr(ct, "1.0", pipeline="lung_nodule", when="20240108080000")
+    of_mr = _our_sr(mr, "1.0", when="20240108080000")
+    setup.pacs.upload([older, newer, other, of_mr])
+    _send(setup.node, visits["current"])
+    (run,) = wait_for(lambda: _runs(setup.priorslog), "the job ran", timeout=30)
+    (used,) = run["priors"]
+    assert used["series"] == prior.specs[0].series_uid
+    assert used["reports"] == [str(pydicom.dcmread(newer).SOPInstanceUID)]
+    (reports,) = setup.node.query("select detail from audit_events where kind = 'priors.reports'")
+    assert reports[0].startswith(
+        "3 SR series listed that may be toy_priors's, 3 reports of toy_priors found; used: SR"
+    )
+    # the other pipeline's SR was not retrieved
+    sr_series = {str(pydicom.dcmread(p).SeriesInstanceUID) for p in (older, newer, of_mr)}
+    stored = {uid for uid, origin in setup.node.query("select series_uid, origin from series")}
+    assert sr_series <= stored
+    assert str(pydicom.dcmread(other).SeriesInstanceUID) not in stored
 
 
 def _silent_listener() -> Iterator[int]:
