@@ -291,7 +291,7 @@ class Node:
             cfg.node,
             self.store,
             observer=self.metrics,
-            sources=cfg.sources,
+            sources=cfg.dicom_sources,
             on_signal=self.signalled,
             on_released=self._delivered if self.confirmer is not None else None,
         )
@@ -348,7 +348,7 @@ class Node:
         assert self.db is not None
         confirmer = Confirmer(
             self.db,
-            {name: cfg.sources[name] for name in names},
+            {name: cfg.dicom_sources[name] for name in names},
             calling_ae=cfg.node.ae_title,
             timeout=cfg.stability.confirm_timeout,
             on_complete=self.signalled,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from dicomnode import __version__
 from dicomnode.config import Config, default_config_text, load_config
+from dicomnode.config.schema import DicomwebSource
 from dicomnode.errors import ConfigError, DicomNodeError
 from dicomnode.terminal import printable
 
@@ -470,6 +471,9 @@ def _check_sources(config: Config, report: _Report) -> None:
     confirming = set(config.stability.confirm_with)
     for name, source in config.sources.items():
         what = f"source {name}"
+        if isinstance(source, DicomwebSource):
+            _check_dicomweb_source(what, source, report)
+            continue
         where = f"{source.ae_title}@{source.host}:{source.port}"
         use = " (confirm_with)" if name in confirming else ""
         try:
@@ -482,6 +486,22 @@ def _check_sources(config: Config, report: _Report) -> None:
             report(True, what, f"{where} answers C-ECHO{use}")
         else:
             print(f"WARN  {what}: {where} {problem}{use}; completion waits for the timers")
+
+
+def _check_dicomweb_source(what: str, source: DicomwebSource, report: _Report) -> None:
+    """A DICOMweb source answers a QIDO-RS ``GET /studies?limit=1``: OK, else a WARN line
+    (priors come without it); a ``ca`` file that is missing is a FAIL."""
+    from dicomnode.net.dicomweb import probe, source_label
+
+    where = source_label(source)
+    if source.ca is not None and not source.ca.is_file():
+        report(False, what, f"{where} ca {source.ca}: no such file")
+        return
+    problem = probe(source, timeout=10.0)
+    if problem is None:
+        report(True, what, f"{where} answers QIDO-RS")
+    else:
+        print(f"WARN  {what}: {where} {problem}; priors come without it")
 
 
 def _status(config: Config, *, as_json: bool, audit: int = 0) -> int:

@@ -233,6 +233,8 @@ def set_level(level: str) -> None:
     logging.getLogger("highdicom").setLevel(libraries)
     # uvicorn: "Started server process" and the like at INFO (with ANSI colour extras).
     logging.getLogger("uvicorn").setLevel(libraries)
+    # urllib3 logs each request's URL at DEBUG: a QIDO-RS URL carries the PatientID.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
     for handler in logging.getLogger().handlers:
         for found in handler.filters:
             if isinstance(found, _NoLibraryTracebacks):

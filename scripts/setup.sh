@@ -5,12 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real peers for the tests: dcmtk (storescu/storescp/echoscu), Orthanc (the PACS of the
-# end-to-end tests), dicom3tools (dciodvfy), a PostgreSQL server (multi-worker tests) and
+# end-to-end tests) with its DICOMweb plugin (QIDO-RS/WADO-RS priors), dicom3tools (dciodvfy), a PostgreSQL server (multi-worker tests) and
 # Debian's chromium with its chromedriver (the web app's browser test; selenium drives them,
 # nothing is downloaded at run time).
-APT_PACKAGES=(dcmtk orthanc dicom3tools postgresql systemd chromium chromium-driver)
+APT_PACKAGES=(dcmtk orthanc orthanc-dicomweb dicom3tools postgresql systemd chromium chromium-driver)
 missing=()
-for tool in /usr/bin/storescu /usr/bin/dciodvfy /usr/sbin/Orthanc /usr/bin/chromium /usr/bin/chromedriver; do
+for tool in /usr/bin/storescu /usr/bin/dciodvfy /usr/sbin/Orthanc /usr/share/orthanc/plugins/libOrthancDicomWeb.so /usr/bin/chromium /usr/bin/chromedriver; do
   [ -x "$tool" ] || missing+=("$tool")
 done
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(initdb)

@@ -32,7 +32,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from dicomnode.api.auth import Operator, change_access
-from dicomnode.api.stow_parts import MalformedBody, Part, PartSpooler, store_parts
+from dicomnode.api.stow_parts import MalformedBody, Part, PartSpooler, media_type, store_parts
 from dicomnode.store.audit import AuditKind
 from dicomnode.store.uids import uid_problem
 
@@ -55,13 +55,9 @@ router = APIRouter(tags=["dicomweb"])
 
 def _boundary(request: Request) -> bytes:
     """The boundary of a ``multipart/related`` body of DICOM parts; 415 or 400 otherwise."""
-    media, _, params = request.headers.get("content-type", "").partition(";")
-    if media.strip().lower() != "multipart/related":
+    media, options = media_type(request.headers.get("content-type", ""))
+    if media != "multipart/related":
         raise HTTPException(415, 'expected multipart/related; type="application/dicom"')
-    options: dict[str, str] = {}
-    for param in params.split(";"):
-        key, _, value = param.partition("=")
-        options[key.strip().lower()] = value.strip().strip('"')
     kind = options.get("type", "application/dicom").lower()
     if kind != "application/dicom":
         raise HTTPException(415, f"parts of type {kind[:64]!r} are not accepted")

@@ -29,6 +29,7 @@ from dicomnode.dimse import Status
 from dicomnode.errors import OutOfSpace
 from dicomnode.net.receive import Receiver
 from dicomnode.net.scp import ACCEPTED_TRANSFER_SYNTAXES
+from dicomnode.store.models import SeriesOrigin
 from dicomnode.store.uids import uid_problem
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "Part",
     "PartSpooler",
     "StowOutcome",
+    "media_type",
     "store_parts",
 ]
 
@@ -75,6 +77,17 @@ class FailureReason(enum.IntEnum):
 
 class MalformedBody(Exception):
     """The body is not a complete multipart/related message; the message says why."""
+
+
+def media_type(content_type: str) -> tuple[str, dict[str, str]]:
+    """The media type of a ``Content-Type`` value (lower case) and its parameters (names in
+    lower case, values unquoted)."""
+    media, _, params = content_type.partition(";")
+    options: dict[str, str] = {}
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        options[key.strip().lower()] = value.strip().strip('"')
+    return media.strip().lower(), options
 
 
 @dataclass
@@ -315,8 +328,17 @@ def _reference(sop_class: str, sop_instance: str, **extra: Any) -> Dataset:
     return item
 
 
-def store_parts(receiver: Receiver, parts: list[Part], peer: str, study: str | None) -> StowOutcome:
-    """Store each part that passed the spooling checks; account for the others."""
+def store_parts(
+    receiver: Receiver,
+    parts: list[Part],
+    peer: str,
+    study: str | None,
+    origin: SeriesOrigin = SeriesOrigin.RECEIVED,
+) -> StowOutcome:
+    """Store each part that passed the spooling checks; account for the others.
+
+    ``origin`` is ``prior`` for the parts of a WADO-RS response (priors the node retrieved).
+    """
     outcome = StowOutcome()
     for part in parts:
         if part.failure is None and part.path is not None:
@@ -326,6 +348,7 @@ def store_parts(receiver: Receiver, parts: list[Part], peer: str, study: str | N
                 sop_instance_uid=part.sop_instance_uid,
                 peer=peer,
                 study_uid=study,
+                origin=origin,
             )
             part.path = None  # consumed
             if received.result is not None:

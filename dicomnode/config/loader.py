@@ -14,9 +14,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from dicomnode.config.schema import (
+    AnySource,
     ClientTlsConfig,
     Config,
     DicomDestination,
+    DicomwebSource,
     HttpTlsConfig,
     TlsConfig,
 )
@@ -150,7 +152,21 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     }
     if destinations:
         updates["destinations"] = {**config.destinations, **destinations}
+    sources = {name: _resolve_source(source, base) for name, source in config.sources.items()}
+    if sources != config.sources:
+        updates["sources"] = sources
     return config.model_copy(update=updates) if updates else config
+
+
+def _resolve_source(source: AnySource, base: Path) -> AnySource:
+    """``source`` with its TLS files (DICOM) or ``ca`` (DICOMweb) relative to ``base``."""
+    if isinstance(source, DicomwebSource):
+        if source.ca is None or source.ca.is_absolute():
+            return source
+        return source.model_copy(update={"ca": (base / source.ca).resolve()})
+    if source.tls is None:
+        return source
+    return source.model_copy(update={"tls": _resolve_files(source.tls, base)})
 
 
 def _resolve_files(section: _Tls, base: Path) -> _Tls:
@@ -167,7 +183,7 @@ def _as_config_error(exc: ValidationError, source: str) -> ConfigError:
     """The first validation error as a one-line ConfigError (file, key path, expectation)."""
     err = exc.errors(include_url=False)[0]
     raw_loc = tuple(err["loc"])
-    if len(raw_loc) > 2 and raw_loc[0] == "destinations" and raw_loc[2] in _DESTINATION_KINDS:
+    if len(raw_loc) > 2 and raw_loc[0] in _KINDS and raw_loc[2] in _KINDS[str(raw_loc[0])]:
         raw_loc = raw_loc[:2] + raw_loc[3:]  # the discriminator's tag is no config key
     loc = [str(part) for part in raw_loc]
     key = _dotted(raw_loc)
@@ -185,7 +201,8 @@ def _as_config_error(exc: ValidationError, source: str) -> ConfigError:
     return ConfigError(message, source=source, key=key or None)
 
 
-_DESTINATION_KINDS = ("dicom", "stow")
+#: The discriminators' tags of the sections whose entries come in kinds.
+_KINDS = {"destinations": ("dicom", "stow"), "sources": ("dicom", "dicomweb")}
 #: Sections that map user-chosen names to models: the name is skipped when listing keys.
 _NAMED = ("destinations", "pipelines")
 

@@ -37,7 +37,9 @@ __all__ = [
     "Config",
     "DatabaseConfig",
     "HttpConfig",
+    "AnySource",
     "DestinationConfig",
+    "DicomwebSource",
     "DicomDestination",
     "ExportConfig",
     "PipelineConfig",
@@ -391,6 +393,40 @@ class SourceConfig(DicomPeerConfig):
     )
 
 
+class DicomwebSource(_Section):
+    """A DICOMweb server the node finds priors at (QIDO-RS) and retrieves them from (WADO-RS).
+
+    Requests go to ``url`` (the service's base URL, ``…/dicom-web``) with ``headers`` (an
+    ``Authorization`` header, for instance); an ``https`` server's certificate is always
+    checked, against ``ca`` when given, else against the system's CA certificates.
+    """
+
+    url: str = Field(pattern=r"^https?://", description="DICOMweb base URL (…/dicom-web)")
+    headers: dict[str, str] = Field(default_factory=dict)
+    ca: Path | None = Field(
+        None, description="CA certificate(s) (PEM) an https server's certificate chains to"
+    )
+
+
+def _kind_by_url(web: type[BaseModel], tag: str) -> Discriminator:
+    """The discriminator of a DICOM-or-DICOMweb entry: ``tag`` for an entry with a ``url``
+    (or a ``web`` model), else ``dicom``."""
+
+    def kind(value: object) -> str:
+        if isinstance(value, web) or (isinstance(value, dict) and "url" in value):
+            return tag
+        return "dicom"
+
+    return Discriminator(kind)
+
+
+#: A source: ``{ae_title, host, port}`` (C-FIND, C-MOVE/C-GET) or ``{url}`` (QIDO-RS, WADO-RS).
+AnySource = Annotated[
+    Annotated[SourceConfig, Tag("dicom")] | Annotated[DicomwebSource, Tag("dicomweb")],
+    _kind_by_url(DicomwebSource, "dicomweb"),
+]
+
+
 class StowDestination(_Section):
     """A DICOMweb server that receives results by STOW-RS."""
 
@@ -398,16 +434,10 @@ class StowDestination(_Section):
     headers: dict[str, str] = Field(default_factory=dict)
 
 
-def _destination_kind(value: object) -> str:
-    if isinstance(value, StowDestination) or (isinstance(value, dict) and "url" in value):
-        return "stow"
-    return "dicom"
-
-
 #: A destination: ``{ae_title, host, port}`` (C-STORE) or ``{url}`` (STOW-RS).
 DestinationConfig = Annotated[
     Annotated[DicomDestination, Tag("dicom")] | Annotated[StowDestination, Tag("stow")],
-    Discriminator(_destination_kind),
+    _kind_by_url(StowDestination, "stow"),
 ]
 
 
@@ -577,7 +607,7 @@ class Config(_Section):
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
-    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    sources: dict[str, AnySource] = Field(default_factory=dict)
     routes: list[RouteSpec] = Field(default_factory=list)
     pipelines: dict[str, PipelineConfig] = Field(default_factory=dict)
     http: HttpConfig = Field(default_factory=HttpConfig)
@@ -602,6 +632,13 @@ class Config(_Section):
             raise ValueError(
                 f"stability.confirm_with names {', '.join(map(repr, unknown))}, not in sources "
                 f"(known: {', '.join(sorted(self.sources)) or 'none'})"
+            )
+        web = [n for n in self.stability.confirm_with if n not in self.dicom_sources]
+        if web:
+            raise ValueError(
+                f"stability.confirm_with names {', '.join(map(repr, web))}, a DICOMweb source: "
+                "completion is confirmed by C-FIND only (name a DICOM source, with ae_title, "
+                "host and port)"
             )
         for route in self.routes:
             if route.priors is None:
@@ -640,6 +677,11 @@ class Config(_Section):
         """``name -> "package.module:Class"`` of the pipelines given a ``class`` (see
         :class:`dicomnode.pipeline.PipelineRegistry`, which loads them)."""
         return {name: s.class_path for name, s in self.pipelines.items() if s.class_path}
+
+    @property
+    def dicom_sources(self) -> dict[str, SourceConfig]:
+        """The DICOM ``sources`` (C-FIND, C-MOVE/C-GET, storage commitment), by name."""
+        return {n: s for n, s in self.sources.items() if isinstance(s, SourceConfig)}
 
     @property
     def store_path(self) -> Path:

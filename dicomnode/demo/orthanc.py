@@ -20,10 +20,12 @@ from typing import Any
 
 from dicomnode.demo.processes import free_port, stop_process
 
-__all__ = ["ORTHANC", "Orthanc"]
+__all__ = ["DICOMWEB_PLUGIN", "ORTHANC", "Orthanc"]
 
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 """Orthanc's executable (Debian's package installs it in /usr/sbin)."""
+DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+"""Orthanc's DICOMweb plugin (Debian's package ``orthanc-dicomweb``)."""
 
 
 @dataclass
@@ -37,6 +39,8 @@ class Orthanc:
     known_senders_only : bool
         Accept C-STOREs only from ``modalities`` (AE title and host checked); otherwise from
         anyone.
+    dicomweb : bool
+        Load the DICOMweb plugin (QIDO-RS, WADO-RS, STOW-RS at :attr:`dicomweb_url`).
     """
 
     root: Path
@@ -44,6 +48,7 @@ class Orthanc:
     ae_title: str = "ORTHANC"
     name: str = "dicomnode-pacs"
     known_senders_only: bool = False
+    dicomweb: bool = False
     http_port: int = 0
     dicom_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
@@ -52,6 +57,11 @@ class Orthanc:
     def log_path(self) -> Path:
         """Orthanc's log file."""
         return self.root / "orthanc.log"
+
+    @property
+    def dicomweb_url(self) -> str:
+        """Base URL of its DICOMweb service (with :attr:`dicomweb`)."""
+        return f"http://127.0.0.1:{self.http_port}/dicom-web"
 
     def start(self, timeout: float = 30) -> Orthanc:
         """Start and wait for the REST API; RuntimeError (naming the log) when it does not."""
@@ -74,7 +84,8 @@ class Orthanc:
             "DicomAlwaysAllowStore": not self.known_senders_only,
             "DicomCheckModalityHost": self.known_senders_only,
             "OverwriteInstances": True,
-            "Plugins": [],
+            "Plugins": [str(DICOMWEB_PLUGIN)] if self.dicomweb else [],
+            "DicomWeb": {"Enable": self.dicomweb, "Root": "/dicom-web/"},
             "DicomModalities": {
                 name: [aet, host, port] for name, (aet, host, port) in self.modalities.items()
             },

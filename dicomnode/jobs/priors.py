@@ -23,6 +23,12 @@ prior's :attr:`~dicomnode.pipeline.contract.PriorInput.reports`: the pipeline ma
 measurements instead of re-running on the prior. One ``priors.reports`` audit row per study
 says how many were listed, how many are ours and which is used.
 
+A DICOMweb source (``sources.<name>.url``) is asked the same questions by QIDO-RS (studies,
+then the series of each) and the chosen series are retrieved by WADO-RS
+(:mod:`dicomnode.net.dicomweb`): streamed to the store's spool and stored through the
+receivers' store path, marked prior; there ``priors.max_bytes`` also stops a response that
+grows beyond what is left of it (nothing of that series is stored).
+
 Retrieved series are :data:`~dicomnode.store.models.SeriesOrigin.PRIOR`: they complete like
 any series, but no route runs on them, so nothing of them is exported; retention keeps them
 under the store's policy. Every step is an audit row (``priors.*``); no log line carries a
@@ -43,7 +49,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from sqlalchemy import func, select
 
-from dicomnode.config.schema import Config, RetrieveMethod, SourceConfig
+from dicomnode.config.schema import AnySource, Config, DicomwebSource, RetrieveMethod
 from dicomnode.errors import QueryFailed
 from dicomnode.jobs.prior_reports import (
     Report,
@@ -52,8 +58,10 @@ from dicomnode.jobs.prior_reports import (
     read_report,
     report_query,
 )
+from dicomnode.net.dicomweb import DicomwebSearch, source_label
 from dicomnode.net.query import StudyFound, find, find_studies, peer_label
-from dicomnode.net.retrieve import Retrieval
+from dicomnode.net.receive import Receiver
+from dicomnode.net.retrieve import Moved, Retrieval
 from dicomnode.pipeline.contract import PriorInput, SeriesInput
 from dicomnode.routing import SeriesFacts, compile_when
 from dicomnode.routing.schema import SPECIAL_KEYS, PriorsPolicy
@@ -235,12 +243,13 @@ class _Gatherer:
         self.deadline = time.monotonic() + policy.timeout
         #: The job's pipeline, whose earlier reports of the priors are looked for (if set).
         self.pipeline = pipeline
+        self._webs: dict[str, DicomwebSearch] = {}
 
     def audit(self, kind: AuditKind, source: str, detail: str, subject: str | None = None) -> None:
         """One audit row (never raises: the job runs whatever the audit does)."""
         peer = source
         if source in self.config.sources:
-            peer = f"{source} {peer_label(self.config.sources[source])}"
+            peer = f"{source} {_label(self.config.sources[source])}"
         try:
             with self.db.session() as session:
                 record(
@@ -284,7 +293,7 @@ class _Gatherer:
         issuer = str(header.get("IssuerOfPatientID") or "").strip() or None
         return _Patient(patient_id, issuer, when)
 
-    def _from_source(self, name: str, source: SourceConfig, patient: _Patient) -> bool:
+    def _from_source(self, name: str, source: AnySource, patient: _Patient) -> bool:
         """Priors from one source; whether it gave some."""
         policy = self.policy
         start = patient.study_date - timedelta(days=policy.lookback_days)
@@ -294,19 +303,9 @@ class _Gatherer:
             name,
             f"route {self.route}: look-back {policy.lookback}, most recent {policy.most_recent}",
         )
-        calling = self.config.node.ae_title
         try:
             studies = [
-                s
-                for s in find_studies(
-                    source,
-                    patient.patient_id,
-                    issuer=patient.issuer,
-                    dates=dates,
-                    calling_ae=calling,
-                    timeout=self._remaining(),
-                )
-                if s.study_uid != self.study_uid
+                s for s in self._studies(source, patient, dates) if s.study_uid != self.study_uid
             ]
             chosen = self._choose(source, studies)
         except QueryFailed as exc:
@@ -336,6 +335,28 @@ class _Gatherer:
                 self._reports(name, source, study, self.pipeline)
         return bool(self.progress.priors)
 
+    def _studies(self, source: AnySource, patient: _Patient, dates: str) -> list[StudyFound]:
+        """The patient's studies at ``source`` within ``dates`` (C-FIND or QIDO-RS)."""
+        if isinstance(source, DicomwebSource):
+            return self._web(source).find_studies(
+                patient.patient_id, issuer=patient.issuer, dates=dates, timeout=self._remaining()
+            )
+        return find_studies(
+            source,
+            patient.patient_id,
+            issuer=patient.issuer,
+            dates=dates,
+            calling_ae=self.config.node.ae_title,
+            timeout=self._remaining(),
+        )
+
+    def _web(self, source: DicomwebSource) -> DicomwebSearch:
+        """The QIDO-RS/WADO-RS client of ``source`` (one per source, its connections kept),
+        cancelled with the C-MOVEs and C-GETs."""
+        if source.url not in self._webs:
+            self._webs[source.url] = DicomwebSearch(source, self.retrieval.cancelled)
+        return self._webs[source.url]
+
     def _failed(self, name: str, why: str) -> bool:
         if self.progress.note(why):
             self.audit(AuditKind.PRIORS_FAILED, name, why)
@@ -343,7 +364,7 @@ class _Gatherer:
         return False
 
     def _choose(
-        self, source: SourceConfig, studies: Sequence[StudyFound]
+        self, source: AnySource, studies: Sequence[StudyFound]
     ) -> list[tuple[StudyFound, list[Dataset]]]:
         """The most recent ``most_recent`` studies with matching series, and those series."""
         chosen: list[tuple[StudyFound, list[Dataset]]] = []
@@ -355,7 +376,7 @@ class _Gatherer:
                 chosen.append((study, found))
         return chosen
 
-    def _series(self, source: SourceConfig, study: StudyFound) -> list[Dataset]:
+    def _series(self, source: AnySource, study: StudyFound) -> list[Dataset]:
         query = Dataset()
         query.QueryRetrieveLevel = "SERIES"
         query.StudyInstanceUID = study.study_uid
@@ -364,6 +385,18 @@ class _Gatherer:
             setattr(query, key, None)
         if self.policy.modality:
             query.Modality = self.policy.modality
+        return self._find_series(source, query)
+
+    def _find_series(self, source: AnySource, query: Dataset) -> list[Dataset]:
+        """A SERIES-level search of one study: C-FIND with ``query``, or QIDO-RS with its
+        Modality as matching key and its empty keys as ``includefield``."""
+        if isinstance(source, DicomwebSource):
+            return self._web(source).find_series(
+                str(query.StudyInstanceUID),
+                keys=[e.keyword for e in query if e.keyword and e.VM == 0],
+                modality=str(query.get("Modality") or "") or None,
+                timeout=self._remaining(),
+            )
         return find(source, query, calling_ae=self.config.node.ae_title, timeout=self._remaining())
 
     def _matches(self, study: StudyFound, identifier: Dataset) -> bool:
@@ -376,7 +409,7 @@ class _Gatherer:
         facts = SeriesFacts(study.study_uid, series_uid, identifier, _instances(identifier) or 0)
         return all(clause.check(facts) is None for clause in self.clauses)
 
-    def _use(self, name: str, source: SourceConfig, study: StudyFound, identifier: Dataset) -> None:
+    def _use(self, name: str, source: AnySource, study: StudyFound, identifier: Dataset) -> None:
         """Use one prior series: as stored, or retrieved now (within the byte budget)."""
         series_uid = str(identifier.SeriesInstanceUID)
         if not self._fetch(name, source, study, identifier):
@@ -385,9 +418,7 @@ class _Gatherer:
         if prior is not None:
             self.progress.add(prior)
 
-    def _fetch(
-        self, name: str, source: SourceConfig, study: StudyFound, identifier: Dataset
-    ) -> bool:
+    def _fetch(self, name: str, source: AnySource, study: StudyFound, identifier: Dataset) -> bool:
         """Make sure the store holds one series of ``study``: already, or retrieved now
         (within the byte budget); False when skipped for the budget."""
         series_uid = str(identifier.SeriesInstanceUID)
@@ -411,20 +442,15 @@ class _Gatherer:
                 f"of priors.max_bytes ({max(left, 0) // 10**6} MB)",
             )
             return False
-        self._retrieve(name, source, study, series_uid, expected)
+        self._retrieve(name, source, study, series_uid, expected, left)
         return True
 
-    def _reports(self, name: str, source: SourceConfig, study: StudyFound, pipeline: str) -> None:
+    def _reports(self, name: str, source: AnySource, study: StudyFound, pipeline: str) -> None:
         """Our earlier SRs of ``study`` made by ``pipeline``: found at ``source``, retrieved,
         checked; the newest reporting on each prior series is attached to it. A failure here
         only costs the reuse (the pipeline re-runs on the prior): audited, no note."""
         try:
-            answers = find(
-                source,
-                report_query(study.study_uid),
-                calling_ae=self.config.node.ae_title,
-                timeout=self._remaining(),
-            )
+            answers = self._find_series(source, report_query(study.study_uid))
             listed = may_be_ours(answers, pipeline)
             reports: list[Report] = []
             for identifier in listed:
@@ -470,20 +496,31 @@ class _Gatherer:
     def _retrieve(
         self,
         name: str,
-        source: SourceConfig,
+        source: AnySource,
         study: StudyFound,
         series_uid: str,
         expected: int | None,
+        budget: int,
     ) -> None:
         started = time.monotonic()
-        if source.retrieve is RetrieveMethod.GET:
-            if self._store is None:
-                self._store = Store(
-                    self.config.store_path, self.db, min_free=int(self.config.storage.min_free)
-                )
-            moved = self.retrieval.get(
-                source, study.study_uid, series_uid, store=self._store, timeout=self._remaining()
+        if isinstance(source, DicomwebSource):
+            fetched = self._web(source).retrieve_series(
+                study.study_uid,
+                series_uid,
+                receiver=Receiver(self._the_store()),
+                max_bytes=budget,
+                timeout=self._remaining(),
             )
+            moved, how = Moved(fetched.stored, fetched.failed, 0), "WADO-RS"
+        elif source.retrieve is RetrieveMethod.GET:
+            moved = self.retrieval.get(
+                source,
+                study.study_uid,
+                series_uid,
+                store=self._the_store(),
+                timeout=self._remaining(),
+            )
+            how = "C-GET"
         else:
             moved = self.retrieval.move(
                 source,
@@ -492,6 +529,7 @@ class _Gatherer:
                 destination=self.config.node.ae_title,
                 timeout=self._remaining(),
             )
+            how = "C-MOVE"
         wanted = moved.completed + moved.warning
         settle = time.monotonic() + min(_SETTLE_SECONDS, self._remaining())
         held = self._held(series_uid)
@@ -501,7 +539,6 @@ class _Gatherer:
         size = self._bytes(series_uid)
         self.progress.bytes += size
         seconds = round(time.monotonic() - started, 3)
-        how = "C-GET" if source.retrieve is RetrieveMethod.GET else "C-MOVE"
         self.audit(
             AuditKind.PRIORS_RETRIEVED,
             name,
@@ -517,6 +554,14 @@ class _Gatherer:
             self.progress.note(
                 f"prior incomplete: source {name} sent {held} of {expected or wanted} instances"
             )
+
+    def _the_store(self) -> Store:
+        """The store C-GET and WADO-RS store priors in (made from the config when needed)."""
+        if self._store is None:
+            self._store = Store(
+                self.config.store_path, self.db, min_free=int(self.config.storage.min_free)
+            )
+        return self._store
 
     def _held(self, series_uid: str) -> int:
         with self.db.session() as session:
@@ -561,6 +606,11 @@ class _Gatherer:
             role="prior",
         )
         return PriorInput(series, study_date=study.study_date)
+
+
+def _label(source: AnySource) -> str:
+    """How audit rows name a source: ``AE@host:port`` or its DICOMweb URL."""
+    return source_label(source) if isinstance(source, DicomwebSource) else peer_label(source)
 
 
 def _instances(identifier: Dataset) -> int | None:

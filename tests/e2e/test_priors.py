@@ -1,6 +1,7 @@
 """Priors (issue 17): Orthanc holds earlier studies of the patient; the node receives the
-current study, finds the prior at Orthanc by C-FIND, retrieves it by C-MOVE (or C-GET) and
-hands it to a pipeline that uses priors. The prior is stored marked ``prior``: no route runs
+current study, finds the prior at Orthanc by C-FIND, retrieves it by C-MOVE (or C-GET; or,
+at Orthanc's DICOMweb plugin, by QIDO-RS and WADO-RS) and hands it to a pipeline that uses
+priors. The prior is stored marked ``prior``: no route runs
 on it, nothing of it is exported, and its retrieval is audited. A source that is down or
 silent delays the job by ``priors.timeout`` at most, and the job says why it has no prior."""
 
@@ -17,7 +18,7 @@ from typing import Any
 import pydicom
 import pytest
 
-from dicomnode.demo.orthanc import Orthanc
+from dicomnode.demo.orthanc import DICOMWEB_PLUGIN, Orthanc
 from dicomnode.demo.processes import free_port
 from dicomnode.results import Algorithm, FindingKind, Findings, encode
 from testkit import dicomgen
@@ -114,14 +115,22 @@ class Setup:
 def _start(
     tmp_path: Path, node_factory: Any, visits: dict[str, Visit], *, retrieve: str = "move"
 ) -> Iterator[Setup]:
-    pacs_port = free_port()
+    pacs_port, web_port = free_port(), free_port()
     config = _config(pacs_port, tmp_path)
-    config["sources"]["pacs"]["retrieve"] = retrieve
+    if retrieve == "wado":
+        config["sources"]["pacs"] = {
+            "url": f"http://127.0.0.1:{web_port}/dicom-web/",
+            "headers": {"X-Requested-By": "dicomnode-test"},
+        }
+    else:
+        config["sources"]["pacs"]["retrieve"] = retrieve
     node = node_factory(**config)
     pacs = Orthanc(
         tmp_path / "orthanc",
         modalities={"node": ("DICOMNODE", "127.0.0.1", node.port)},
         dicom_port=pacs_port,
+        http_port=web_port,
+        dicomweb=retrieve == "wado",
     )
     pacs.start()
     try:
@@ -141,6 +150,13 @@ def moved(tmp_path: Path, node_factory: Any, visits: dict[str, Visit]) -> Iterat
 @pytest.fixture
 def got(tmp_path: Path, node_factory: Any, visits: dict[str, Visit]) -> Iterator[Setup]:
     yield from _start(tmp_path, node_factory, visits, retrieve="get")
+
+
+@pytest.fixture
+def web(tmp_path: Path, node_factory: Any, visits: dict[str, Visit]) -> Iterator[Setup]:
+    if not DICOMWEB_PLUGIN.is_file():
+        pytest.skip(f"Orthanc's DICOMweb plugin is not installed ({DICOMWEB_PLUGIN})")
+    yield from _start(tmp_path, node_factory, visits, retrieve="wado")
 
 
 def _send(node: NodeProcess, visit: Visit) -> None:
@@ -246,6 +262,13 @@ def test_prior_by_c_get(got, visits):
     _check_prior_used(got, visits, "C-GET")
 
 
+def test_prior_by_qido_and_wado(web, visits):
+    _check_prior_used(web, visits, "WADO-RS")
+    # every priors step went to the DICOMweb source, named by its URL in the audit trail
+    peers = web.node.query("select distinct peer from audit_events where kind like 'priors.%'")
+    assert peers == [(f"pacs http://127.0.0.1:{web.pacs.http_port}/dicom-web/",)]
+
+
 def _delivered(node: NodeProcess, study_uid: str) -> list[str]:
     """SOP Instance UIDs of the node's results of ``study_uid`` delivered to the PACS."""
     return [
@@ -313,7 +336,7 @@ def _our_sr(files: list[Path], version: str, *, pipeline: str = "toy_priors", wh
     return path
 
 
-@pytest.mark.parametrize("how", ["moved", "got"])
+@pytest.mark.parametrize("how", ["moved", "got", "web"])
 def test_newest_of_our_reports_of_the_prior_series_is_used(request, visits, how):
     """The PACS holds several SRs of the prior study: two of ours for the prior CT (the newer
     is used), one of another pipeline (left out by its Series Description) and one of ours

@@ -97,6 +97,37 @@ def test_confirm_with_names_a_source():
     assert config.sources["pacs"].ae_title == "PACS1"
 
 
+def test_dicomweb_source_for_priors_but_not_for_confirm_with(tmp_path):
+    from dicomnode.config.schema import DicomwebSource, SourceConfig
+
+    sources = {
+        "pacs": {"ae_title": "PACS1", "host": "10.0.0.5", "port": 104},
+        "archive": {
+            "url": "https://archive.example.org/dicom-web",
+            "headers": {"Authorization": "Bearer abc"},
+            "ca": "archive-ca.pem",
+        },
+    }
+    route = {
+        "name": "chest",
+        "pipeline": "lung_nodule",
+        "when": {"Modality": "CT"},
+        "shadow": True,
+        "priors": {"from": ["archive", "pacs"]},
+    }
+    config = parse_config({"sources": sources, "routes": [route]}, base=tmp_path)
+    archive = config.sources["archive"]
+    assert isinstance(archive, DicomwebSource)
+    assert archive.headers == {"Authorization": "Bearer abc"}
+    assert archive.ca == tmp_path / "archive-ca.pem"  # relative to the config file
+    assert isinstance(config.sources["pacs"], SourceConfig)
+    assert list(config.dicom_sources) == ["pacs"]
+    with pytest.raises(ConfigError, match=r"confirm_with names 'archive', a DICOMweb source"):
+        parse_config({"sources": sources, "stability": {"confirm_with": ["pacs", "archive"]}})
+    with pytest.raises(ConfigError, match=r"sources\.archive\.url"):
+        parse_config({"sources": {"archive": {"url": "ftp://archive"}}})
+
+
 def test_relative_paths_are_relative_to_the_config_file(tmp_path):
     path = tmp_path / "etc" / "dicomnode.yaml"
     path.parent.mkdir()
