@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(dcmtk orthanc orthanc-dicomweb dicom3tools postgresql systemd chromium chromium-driver)
 missing=()
 for tool in /usr/bin/storescu /usr/bin/dciodvfy /usr/sbin/Orthanc /usr/share/orthanc/plugins/libOrthancDicomWeb.so /usr/bin/chromium /usr/bin/chromedriver; do
-  [ -x "$tool" ] || missing+=("$tool")
+  [ -e "$tool" ] || missing+=("$tool")
 done
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(initdb)
 command -v systemd-analyze >/dev/null || missing+=(systemd-analyze)
