@@ -49,6 +49,14 @@ __all__ = [
 MAX_PAGE = 500
 
 
+def _check_page(limit: int, offset: int) -> None:
+    """Refuse a page size outside 1 … MAX_PAGE or a negative offset."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be from 1 to {MAX_PAGE}, got {limit}")
+    if offset < 0:
+        raise ValueError(f"offset must be 0 or more, got {offset}")
+
+
 class Outcome(str, enum.Enum):
     """What became of a study, as the studies list says it."""
 
@@ -93,10 +101,7 @@ class StudyFilter:
     offset: int = 0
 
     def __post_init__(self) -> None:
-        if not 1 <= self.limit <= MAX_PAGE:
-            raise ValueError(f"limit must be from 1 to {MAX_PAGE}, got {self.limit}")
-        if self.offset < 0:
-            raise ValueError(f"offset must be 0 or more, got {self.offset}")
+        _check_page(self.limit, self.offset)
 
     @property
     def needs_identifiers(self) -> bool:
@@ -591,10 +596,7 @@ class AuditFilter:
     offset: int = 0
 
     def __post_init__(self) -> None:
-        if not 1 <= self.limit <= MAX_PAGE:
-            raise ValueError(f"limit must be from 1 to {MAX_PAGE}, got {self.limit}")
-        if self.offset < 0:
-            raise ValueError(f"offset must be 0 or more, got {self.offset}")
+        _check_page(self.limit, self.offset)
 
 
 @dataclass(frozen=True)
