@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from dicomnode.config.environment import expand_environment
 from dicomnode.config.schema import (
     AnySource,
     ClientTlsConfig,
@@ -77,6 +78,7 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> tuple[Config,
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError(f"{problem}{where}", source=str(path)) from None
+    data = expand_environment(data, source=str(path))
     return parse_config(data, source=str(path), base=path.parent), str(path)
 
 

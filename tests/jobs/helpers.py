@@ -2,23 +2,56 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from dicomnode.config import parse_config
 from dicomnode.config.schema import Config
-from dicomnode.jobs import RoutingHook
+from dicomnode.jobs import JobState, RoutingHook
 from dicomnode.jobs.checker import CheckResult
 from dicomnode.pipeline import InputRefused, PipelineInputs, PipelineRegistry, PipelineUnavailable
-from dicomnode.routing import compile_routes
+from dicomnode.routing import Priority, compile_routes
 from dicomnode.store.db import Database
 from dicomnode.store.ingest import Store
 from dicomnode.store.models import utcnow
 from dicomnode.store.stability import sweep
 
 TOY = "testkit.toy_pipeline:ToyPipeline"
+
+
+def job_row(
+    name: str,
+    *,
+    state: JobState = JobState.QUEUED,
+    run_after: datetime | None = None,
+    priority: Priority = Priority.ROUTINE,
+) -> dict[str, object]:
+    """Column values of a ``jobs`` row without inputs, for tests that insert rows directly."""
+    now = utcnow()
+    return dict(
+        key=hashlib.sha256(name.encode()).hexdigest(),
+        route=name,
+        pipeline="toy",
+        pipeline_version="1",
+        level="series",
+        study_uid="1.2.3",
+        subject=f"1.2.3.{len(name)}",
+        inputs="[]",
+        digest="0" * 64,
+        outputs="[]",
+        send_to="[]",
+        shadow=False,
+        state=state,
+        attempts=0,
+        max_attempts=3,
+        run_after=now if run_after is None else run_after,
+        priority=priority.rank,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def config(tmp: Path, url: str, **sections: Any) -> Config:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import urllib.request
 from datetime import timedelta
@@ -18,32 +17,12 @@ from dicomnode.store.ingest import Store
 from dicomnode.store.models import utcnow
 from testkit.nodeproc import TOY_PIPELINE, storescu, wait_for
 from testkit.seriesgen import specs, write_series
-from tests.jobs.helpers import complete_all, config, ingest
+from tests.jobs.helpers import complete_all, config, ingest, job_row
 
 
 def _row(name: str, priority: Priority, age_s: float, state: JobState) -> dict[str, object]:
-    now = utcnow()
-    return dict(
-        key=hashlib.sha256(name.encode()).hexdigest(),
-        route=name,
-        pipeline="toy",
-        pipeline_version="1",
-        level="series",
-        study_uid="1.2.3",
-        subject=f"1.2.3.{len(name)}",
-        inputs="[]",
-        digest="0" * 64,
-        outputs="[]",
-        send_to="[]",
-        shadow=False,
-        state=state,
-        attempts=0,
-        max_attempts=3,
-        run_after=now - timedelta(seconds=age_s),
-        priority=priority.rank,
-        created_at=now,
-        updated_at=now,
-    )
+    run_after = utcnow() - timedelta(seconds=age_s)
+    return job_row(name, state=state, run_after=run_after, priority=priority)
 
 
 def _add(db, name: str, priority: Priority, age_s: float, state=JobState.QUEUED) -> None:

@@ -128,6 +128,30 @@ def test_dicomweb_source_for_priors_but_not_for_confirm_with(tmp_path):
         parse_config({"sources": {"archive": {"url": "ftp://archive"}}})
 
 
+def test_values_take_environment_variables(tmp_path, monkeypatch):
+    path = tmp_path / "dicomnode.yaml"
+    path.write_text(
+        "http: {host: 0.0.0.0, token: '${TEST_TOKEN}'}\n"
+        "database: {url: 'postgresql+psycopg://node:${TEST_PW}@db/node'}\n"
+        "node: {ae_title: '$${LITERAL}'}\n"
+        "workers: {count: '${TEST_WORKERS}'}\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("TEST_TOKEN", "t" * 24)
+    monkeypatch.setenv("TEST_PW", "s3cret")
+    monkeypatch.setenv("TEST_WORKERS", "0")
+    config, _ = load_config(path)
+    assert config.http.token == "t" * 24
+    assert config.database_url == "postgresql+psycopg://node:s3cret@db/node"
+    assert config.node.ae_title == "${LITERAL}"
+    assert config.workers.count == 0
+    monkeypatch.delenv("TEST_PW")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.key == "database.url"
+    assert "environment variable TEST_PW is not set" in str(err.value)
+
+
 def test_relative_paths_are_relative_to_the_config_file(tmp_path):
     path = tmp_path / "etc" / "dicomnode.yaml"
     path.parent.mkdir()
