@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from dicomnode.pipeline import InputRefused, PipelineInputs, RunContext
 from dicomnode.results.changes import Comparison, interval_days
-from pipelines.brain_lesion.followup import compare_lesions
+from pipelines.brain_lesion.followup import Visit, compare_lesions
 from pipelines.brain_lesion.segmentation import Segmentation
 from pipelines.common.registration import (
     RegistrationError,
@@ -76,6 +76,10 @@ def follow_up(
         current.volume.affine(),
         transform,
         tracking_ids=[r.tracking_id for r in current.regions],
+        visits=(
+            Visit(before.volume.array, before.brain),
+            Visit(current.volume.array, current.brain),
+        ),
     )
     changes = [
         replace(c, prior_source=before.instance_at(c.prior_center)) if c.prior_center else c

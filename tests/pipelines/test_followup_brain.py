@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from dicomnode.pipeline import PipelineInputs, RunContext
 from dicomnode.pipeline.contract import PriorInput
@@ -17,7 +18,7 @@ from dicomnode.synthetic.followup import BrainMRPair, brain_mr_pair
 from dicomnode.synthetic.followup import ChangeStatus as TruthStatus
 from dicomnode.synthetic.mr import MRSequence
 from pipelines.brain_lesion import BrainLesionPipeline
-from pipelines.brain_lesion.followup import brain_mask_kji, compare_lesions
+from pipelines.brain_lesion.followup import Visit, brain_mask_kji, compare_lesions
 from pipelines.common.registration import refine_with_images, register_masks
 
 from ..results.dicom_check import verify
@@ -53,9 +54,68 @@ def test_counts_exact_on_truth_masks(pair: BrainMRPair) -> None:
         assert change.current_volume_ml == pytest.approx(truth_change.current.volume_ml)
 
 
+def test_paired_measurement_outweighs_segmentation_differences(pair: BrainMRPair) -> None:
+    """A prior segmentation that caught a third of one stable lesion and missed another
+    entirely makes the label comparison call them enlarging and new; measured on both FLAIRs
+    with one threshold they are stable, the grown lesion stays enlarging, the new ones new, and
+    the paired volumes lie within 25 % of the truth."""
+    before, after = pair.prior.volumes[MRSequence.FLAIR], pair.current.volumes[MRSequence.FLAIR]
+    a, b = pair.prior.geometry.affine(), pair.current.geometry.affine()
+    brain_before, brain_after = brain_mask_kji(before, a), brain_mask_kji(after, b)
+    transform = refine_with_images(
+        before, a, brain_before, after, b, register_masks(brain_before, a, brain_after, b)
+    )
+    stable = [n for n, c in enumerate(pair.changes, 1) if c.status is TruthStatus.STABLE]
+    assert len(stable) == 2
+    shrunk, missed = stable
+    labels = pair.prior.labels.copy()
+    labels[labels == missed] = 0
+    lesion = labels == shrunk
+    core = lesion & (ndimage.distance_transform_edt(lesion) >= 1.5)
+    assert 0 < core.sum() <= lesion.sum() / 3
+    labels[lesion & ~core] = 0
+    by_labels = compare_lesions(labels, a, pair.current.labels, b, transform)
+    assert by_labels[shrunk - 1].status is ChangeStatus.ENLARGING
+    assert by_labels[missed - 1].status is ChangeStatus.NEW
+    paired = compare_lesions(
+        labels,
+        a,
+        pair.current.labels,
+        b,
+        transform,
+        visits=(Visit(before, brain_before), Visit(after, brain_after)),
+    )
+    truth_status = {
+        TruthStatus.STABLE: ChangeStatus.STABLE,
+        TruthStatus.GROWN: ChangeStatus.ENLARGING,
+        TruthStatus.NEW: ChangeStatus.NEW,
+    }
+    assert [c.status for c in paired] == [truth_status[t.status] for t in pair.changes]
+    for truth, change in zip(pair.changes, paired, strict=True):
+        assert change.current_volume_ml == pytest.approx(truth.current.volume_ml, rel=0.25)
+        if truth.prior is not None:
+            assert change.prior_volume_ml == pytest.approx(truth.prior.volume_ml, rel=0.25)
+            assert change.prior_center is not None
+    # The mirror: a lesion the current segmentation missed has not resolved.
+    current = (pair.current.labels > 0) & (pair.current.labels != missed)
+    gone = compare_lesions(pair.prior.labels, a, current, b, transform)
+    assert [c.status for c in gone].count(ChangeStatus.RESOLVED) == 1
+    kept = compare_lesions(
+        pair.prior.labels,
+        a,
+        current,
+        b,
+        transform,
+        visits=(Visit(before, brain_before), Visit(after, brain_after)),
+    )
+    assert [c.status for c in kept].count(ChangeStatus.RESOLVED) == 0
+    assert [c.status for c in kept].count(ChangeStatus.STABLE) == len(stable)
+
+
 def test_pipeline_with_prior_shipped_model(pair: BrainMRPair, tmp_path: Path) -> None:
-    """The demo network on the pair: both new lesions flagged, the enlarged one enlarging;
-    the SR with the change groups passes dciodvfy."""
+    """The demo network on the pair: both new lesions flagged, the enlarged one enlarging,
+    counts exact (the paired measurement; the segmentations alone call a stable lesion
+    enlarging on some pairs); the SR with the change groups passes dciodvfy."""
     current = series_inputs(
         write_study(pair.current.datasets, tmp_path / "c"), pair.current.datasets
     )
@@ -81,6 +141,8 @@ def test_pipeline_with_prior_shipped_model(pair: BrainMRPair, tmp_path: Path) ->
         elif truth.status is TruthStatus.GROWN:
             assert nearest(truth.current.centre_mm) is ChangeStatus.ENLARGING
     assert comparison.count(ChangeStatus.NEW) == pair.count(TruthStatus.NEW)
+    assert comparison.count(ChangeStatus.ENLARGING) == pair.count(TruthStatus.GROWN)
+    assert comparison.count(ChangeStatus.RESOLVED) == 0
     sr = encode(
         result.findings,
         pair.current.datasets,
