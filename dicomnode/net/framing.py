@@ -20,7 +20,6 @@ import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
@@ -309,7 +308,6 @@ def install(
     sock = dul.socket
     assert sock is not None, "install() needs the association's socket"
     reader = PduReader(sock.recv, limits)
-    events: Any = dul.event_queue
 
     def read_pdu_data() -> None:
         try:
@@ -317,22 +315,22 @@ def install(
         except ProtocolViolation as exc:
             abort(sock.socket, exc.reason)
             on_violation(exc.detail)
-            events.put("Evt17")
+            dul.event_queue.put("Evt17")
             return
         except OSError as exc:
             log.info("connection failed mid-PDU: %s", type(exc).__name__)
-            events.put("Evt17")
+            dul.event_queue.put("Evt17")
             return
         if raw is None:
-            events.put("Evt17")
+            dul.event_queue.put("Evt17")
             return
         try:
             pdu, event = dul._decode_pdu(bytearray(raw))
         except Exception as exc:  # any malformed body: PS3.8 Evt19, the FSM aborts
             log.info("undecodable PDU type 0x%02X: %s", raw[0], type(exc).__name__)
-            events.put("Evt19")
+            dul.event_queue.put("Evt19")
             return
-        events.put(event)
+        dul.event_queue.put(event)
         dul._recv_pdu.put(pdu)
 
     fsm = dul.state_machine

@@ -33,7 +33,7 @@ from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
-from dicomnode.net import framing
+from dicomnode.net import eventloop, framing
 
 __all__ = [
     "MAX_WAITING",
@@ -75,6 +75,7 @@ class _GuardedRequestHandler(RequestHandler):
             calling = str(assoc.requestor.ae_title or "").strip() or "?"
             alert(f"{calling}@{self.client_address[0]}", detail)
 
+        eventloop.install(assoc)
         framing.install(assoc.dul, framing.FramingLimits(self.ae.maximum_pdu_size), violation)
         return assoc
 
