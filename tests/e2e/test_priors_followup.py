@@ -1,11 +1,14 @@
-"""The issue 17 round trip with the real lung pipeline: Orthanc holds the prior chest CT of a
-synthetic follow-up pair; the current CT is sent to the node, which finds the prior at Orthanc,
-retrieves it, compares, and sends its SR to Orthanc. The SR there reports the volume doubling
-times of the grown nodules within 15 % of the truth and flags the new and the resolved one."""
+"""The issue 17 round trips with the real pipelines and the demo weights: Orthanc holds the
+prior of a synthetic follow-up pair; the current study is sent to the node, which finds the
+prior at Orthanc, retrieves it, compares, and sends its SR to Orthanc. For the chest CT the SR
+there reports the volume doubling times of the grown nodules within 15 % of the truth and flags
+the new and the resolved one; for the brain FLAIR its new and enlarging lesions match the
+truth's counts exactly. One node and one Orthanc serve both."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -17,11 +20,13 @@ import pytest
 
 from dicomnode.demo.orthanc import Orthanc
 from dicomnode.results import findings_from_sr
+from dicomnode.results.codes import CHANGE_CODES
 from dicomnode.synthetic import write_study
-from dicomnode.synthetic.followup import ChangeStatus, ChestCTPair, chest_ct_pair
+from dicomnode.synthetic.followup import ChangeStatus, ChestCTPair, brain_mr_pair, chest_ct_pair
 from testkit.nodeproc import NodeProcess, free_port, storescu
 
 PAIR_SEED = 31  # the pair of tests/pipelines/test_followup_lung.py
+MR_PAIR_SEED = 41  # the pair of tests/pipelines/test_followup_brain.py
 WAIT_SECONDS = 400  # two detections on 2 CPU cores: about 90 s
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
 
@@ -41,7 +46,15 @@ def _config(pacs_port: int) -> dict[str, Any]:
                 "send_to": ["pacs"],
                 "outputs": ["sr"],
                 "priors": {"from": ["pacs"], "modality": "CT", "lookback": "5y", "timeout": 60},
-            }
+            },
+            {
+                "name": "brain-flair-follow-up",
+                "pipeline": "brain_lesion",
+                "when": {"Modality": "MR", "SeriesDescription": {"regex": "(?i)flair"}},
+                "send_to": ["pacs"],
+                "outputs": ["sr"],
+                "priors": {"from": ["pacs"], "modality": "MR", "lookback": "5y", "timeout": 60},
+            },
         ],
         "workers": {"count": 1, "device": "cpu", "poll_seconds": 0.2},
     }
@@ -68,34 +81,71 @@ def pair() -> ChestCTPair:
     return chest_ct_pair(PAIR_SEED)
 
 
-def test_sr_at_orthanc_reports_doubling_times_and_new_nodule(
-    pair: ChestCTPair, tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProcess, Orthanc]]:
+    """The node and Orthanc, its PACS and source of priors."""
+    tmp = tmp_path_factory.mktemp("followup")
     pacs_port = free_port()
-    node = NodeProcess(tmp_path / "node", _config(pacs_port))
+    node = NodeProcess(tmp / "node", _config(pacs_port))
     pacs = Orthanc(
-        tmp_path / "orthanc",
+        tmp / "orthanc",
         modalities={"node": ("DICOMNODE", "127.0.0.1", node.port)},
         dicom_port=pacs_port,
     )
     try:
         node.start(timeout=60)
         pacs.start()
-        pacs.upload(write_study(pair.prior.datasets, tmp_path / "prior"))
-        current = write_study(pair.current.datasets, tmp_path / "current")
-        sent = storescu(node.port, current, aet="MODALITY")
-        assert sent.returncode == 0, sent.stderr
-        study_uid = str(pair.current.datasets[0].StudyInstanceUID)
-        sr = _sr_at_orthanc(pacs, node, study_uid)
-        kinds = [
-            k for (k,) in node.query("select kind from audit_events where kind like 'priors.%'")
-        ]
-        assert "priors.retrieved" in kinds, kinds
+        yield node, pacs
     finally:
         pacs.stop()
         node.stop()
-    prior_uid = str(pair.prior.datasets[0].StudyInstanceUID)
-    assert sr.PertinentOtherEvidenceSequence[0].StudyInstanceUID == prior_uid
+
+
+def _round_trip(
+    peers: tuple[NodeProcess, Orthanc],
+    prior: list[pydicom.Dataset],
+    current: list[pydicom.Dataset],
+    tmp_path: Path,
+) -> pydicom.Dataset:
+    """Prior into Orthanc, current to the node: the node's SR for it, from Orthanc."""
+    node, pacs = peers
+    pacs.upload(write_study(prior, tmp_path / "prior"))
+    sent = storescu(node.port, write_study(current, tmp_path / "current"), aet="MODALITY")
+    assert sent.returncode == 0, sent.stderr
+    sr = _sr_at_orthanc(pacs, node, str(current[0].StudyInstanceUID))
+    kinds = [k for (k,) in node.query("select kind from audit_events where kind like 'priors.%'")]
+    assert "priors.retrieved" in kinds, kinds
+    assert sr.PertinentOtherEvidenceSequence[0].StudyInstanceUID == prior[0].StudyInstanceUID
+    return sr
+
+
+def _statuses(sr: pydicom.Dataset) -> list[str]:
+    """The CHANGE value (code) of each change group of ``sr``."""
+    report = hd.sr.Comprehensive3DSR.from_dataset(sr, copy=False).content
+    return [
+        str(q.value.value)
+        for g in report.get_image_measurement_groups()
+        if g.tracking_identifier.endswith("change")
+        for q in g.get_qualitative_evaluations()
+        if q.name.value == "CHANGE"
+    ]
+
+
+def test_mr_pair_new_and_enlarging_lesions_exact(
+    peers: tuple[NodeProcess, Orthanc], tmp_path: Path
+) -> None:
+    pair = brain_mr_pair(MR_PAIR_SEED)
+    sr = _round_trip(peers, pair.prior.datasets, pair.current.datasets, tmp_path)
+    found = _statuses(sr)
+    assert found.count(CHANGE_CODES["new"].value) == pair.count(ChangeStatus.NEW) == 2, found
+    assert found.count(CHANGE_CODES["enlarging"].value) == pair.count(ChangeStatus.GROWN), found
+    assert found.count(CHANGE_CODES["resolved"].value) == 0, found
+
+
+def test_sr_at_orthanc_reports_doubling_times_and_new_nodule(
+    pair: ChestCTPair, peers: tuple[NodeProcess, Orthanc], tmp_path: Path
+) -> None:
+    sr = _round_trip(peers, pair.prior.datasets, pair.current.datasets, tmp_path)
     centres = {r.tracking_id: np.asarray(r.center) for r in findings_from_sr(sr).regions}
     report = hd.sr.Comprehensive3DSR.from_dataset(sr, copy=False).content
     groups = {g.tracking_identifier: g for g in report.get_image_measurement_groups()}
