@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from dicomnode.api.metrics import NodeMetrics, StateCollector
+from dicomnode.api.metrics import NodeMetrics, ScpProcessCollector, StateCollector
 from dicomnode.api.stage_metrics import StageMetrics
 from dicomnode.audit.forward import AuditForwarder, result_lookup
 from dicomnode.config.loader import load_config
@@ -27,7 +27,9 @@ from dicomnode.jobs.retention import ResultFiles, study_busy
 from dicomnode.jobs.worker import WorkerPool, results_root
 from dicomnode.logs import set_level
 from dicomnode.net.confirm import Confirmer
-from dicomnode.net.scp import Delivery, StorageSCP, configure_pynetdicom
+from dicomnode.net.processes import ScpProcesses
+from dicomnode.net.receive import Receiver
+from dicomnode.net.scp import Delivery, DeliveryCallback, StorageSCP, configure_pynetdicom
 from dicomnode.notify.outbox import Outbox
 from dicomnode.notify.send import WebhookSender
 from dicomnode.pipeline.registry import PipelineRegistry, PipelineUnavailable
@@ -86,7 +88,11 @@ class Node:
         self.config_file = config_file
         self.db: Database | None = None
         self.store: Store | None = None
+        #: the SCP in this process (``node.processes: 1``), or its children (more)
         self.scp: StorageSCP | None = None
+        self.scp_processes: ScpProcesses | None = None
+        #: the store path of STOW-RS (the SCP's when it runs in this process)
+        self.receiver: Receiver | None = None
         self.workers: WorkerPool | None = None
         self.exporter: Exporter | None = None
         self.prober: Prober | None = None
@@ -163,11 +169,21 @@ class Node:
             "node started",
             extra={
                 "role": self.role.value,
-                "port": self.scp.port if self.scp else None,
+                "port": self.port,
+                "scp_processes": cfg.node.scp_processes if self.role is Role.SERVE else 0,
                 "workers": len(self.workers.workers),
                 "routes": len(cfg.routes),
             },
         )
+
+    @property
+    def port(self) -> int | None:
+        """The DICOM port listened on (None: not listening)."""
+        if self.scp is not None:
+            return self.scp.port
+        if self.scp_processes is not None:
+            return self.scp_processes.port
+        return None
 
     def _follow_stages(self) -> None:
         """Per-stage latency histograms on ``/metrics``: this process follows ``job_stages``
@@ -263,8 +279,7 @@ class Node:
         from dicomnode.api.server import HttpTlsError
 
         try:
-            receiver = self.scp.receiver if self.scp is not None else None
-            self.api = ApiServer(http, db, self.metrics, checks, receiver)
+            self.api = ApiServer(http, db, self.metrics, checks, self.receiver)
         except HttpTlsError as exc:
             raise StartupError(str(exc)) from None
         except OSError as exc:
@@ -287,19 +302,21 @@ class Node:
         if not cfg.node.allow:
             log.warning("node.allow is empty: any calling AE from any address may store")
         self.confirmer = self._confirmer(cfg)
-        self.scp = StorageSCP(
-            cfg.node,
-            self.store,
-            observer=self.metrics,
-            sources=cfg.dicom_sources,
-            on_signal=self.signalled,
-            on_released=self._delivered if self.confirmer is not None else None,
-        )
-        try:
-            self.scp.start()
-        except OSError as exc:
-            node = cfg.node
-            raise StartupError(f"DICOM port {node.port} on {node.host}: {exc.strerror}") from None
+        on_released = self._delivered if self.confirmer is not None else None
+        if cfg.node.scp_processes > 1:
+            self.scp_processes = ScpProcesses(
+                cfg,
+                cfg.node.scp_processes,
+                observer=self.metrics,
+                on_signal=self.signalled,
+                on_released=on_released,
+                store=self.store,
+            )
+            self.metrics.registry.register(ScpProcessCollector(self.scp_processes))
+            self.scp_processes.start()
+            self.receiver = Receiver(self.store, self.metrics)
+        else:
+            self._start_scp(cfg, on_released)
         interval = max(0.2, min(1.0, cfg.stability.series_seconds / 4))
         self._scheduler.add_job(
             self._sweep_stability,
@@ -309,9 +326,15 @@ class Node:
             max_instances=1,
             coalesce=True,
         )
-        self._scheduler.add_job(
-            self.scp.reap_spool, "interval", seconds=5, id="spool", max_instances=1, coalesce=True
-        )
+        if self.scp is not None:  # SCP processes reap their own (and theirs who died)
+            self._scheduler.add_job(
+                self.scp.reap_spool,
+                "interval",
+                seconds=5,
+                id="spool",
+                max_instances=1,
+                coalesce=True,
+            )
         self._scheduler.add_job(
             self._retention,
             "interval",
@@ -321,6 +344,24 @@ class Node:
             coalesce=True,
             next_run_time=utcnow(),
         )
+
+    def _start_scp(self, cfg: Config, on_released: DeliveryCallback | None) -> None:
+        """The SCP in this process (``node.processes: 1``)."""
+        assert self.store is not None
+        self.scp = StorageSCP(
+            cfg.node,
+            self.store,
+            observer=self.metrics,
+            sources=cfg.dicom_sources,
+            on_signal=self.signalled,
+            on_released=on_released,
+        )
+        self.receiver = self.scp.receiver
+        try:
+            self.scp.start()
+        except OSError as exc:
+            node = cfg.node
+            raise StartupError(f"DICOM port {node.port} on {node.host}: {exc.strerror}") from None
 
     def _warn_unused_priors(self, cfg: Config) -> None:
         """Say so when a route's ``priors`` policy names a pipeline that does not use priors
@@ -418,6 +459,8 @@ class Node:
             set_level(cfg.logging.level)
         if self.scp is not None:
             self.scp.config = cfg.node  # read afresh by each association request
+        if self.scp_processes is not None:
+            self.scp_processes.reload(cfg.node)
         if self.role is Role.SERVE:
             self._route(cfg, plan.routes)
         for part in (self.exporter, self.prober):
@@ -501,6 +544,8 @@ class Node:
             self.api.stop()
         if self.scp is not None:
             self.scp.stop()
+        if self.scp_processes is not None:
+            self.scp_processes.stop()
         if self.confirmer is not None:
             self.confirmer.stop()
         if self._scheduler is not None and self._scheduler.running:

@@ -10,13 +10,16 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter
-from prometheus_client.core import GaugeMetricFamily, SummaryMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from dicomnode.net.processes import ScpProcesses
 
 from dicomnode.jobs.models import CLAIMABLE, Delivery, DeliveryState, Job, JobState
 from dicomnode.net.receive import ScpObserver
@@ -25,7 +28,7 @@ from dicomnode.routing.schema import Priority
 from dicomnode.store.db import Database
 from dicomnode.store.models import CompletionState, Series
 
-__all__ = ["NodeMetrics", "StateCollector"]
+__all__ = ["NodeMetrics", "ScpProcessCollector", "StateCollector"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,29 @@ class NodeMetrics(ScpObserver):
 
     def security_alert(self) -> None:
         self.security_alerts.inc()
+
+
+class ScpProcessCollector(Collector):
+    """The SCP processes (``node.processes`` above 1): how many listen, by index with their
+    process id, and how many were restarted."""
+
+    def __init__(self, processes: ScpProcesses):
+        self.processes = processes
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        up = GaugeMetricFamily(
+            "dicomnode_scp_process_up",
+            "SCP processes: 1 listening, 0 down or restarting, by index and process id",
+            labels=["index", "pid"],
+        )
+        for child in self.processes.status():
+            up.add_metric([str(child.index), str(child.pid)], 1.0 if child.ready else 0.0)
+        yield up
+        yield CounterMetricFamily(
+            "dicomnode_scp_process_restarts",
+            "SCP processes restarted after they ended",
+            value=self.processes.restarts,
+        )
 
 
 class StateCollector(Collector):

@@ -146,6 +146,10 @@ class TlsConfig(_Section):
     ca: Path = Field(description="CA certificate(s) (PEM) that client certificates must chain to")
 
 
+#: ``node.processes`` by default: the number of cores, at most this.
+MAX_DEFAULT_PROCESSES = 8
+
+
 class NodeConfig(_Section):
     """The DICOM listener (SCP)."""
 
@@ -153,6 +157,16 @@ class NodeConfig(_Section):
     host: str = "0.0.0.0"
     port: int = Field(11112, ge=1, le=65535)
     max_associations: int = Field(16, ge=1, le=1000)
+    processes: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description=(
+            "SCP processes that accept associations on the one listening port, each with its "
+            "own pynetdicom AE and database connections (default: the number of cores, at "
+            f"most {MAX_DEFAULT_PROCESSES}); 1: the SCP runs in the node's own process"
+        ),
+    )
     max_associations_per_peer: int | None = Field(
         None,
         ge=1,
@@ -197,6 +211,14 @@ class NodeConfig(_Section):
         max_length=40,
         description="root of the UIDs of result objects (2.25: UUID-derived)",
     )
+
+    @property
+    def scp_processes(self) -> int:
+        """``processes``, or its default: the cores this process may use, at most
+        :data:`MAX_DEFAULT_PROCESSES`."""
+        if self.processes is not None:
+            return self.processes
+        return max(1, min(MAX_DEFAULT_PROCESSES, len(os.sched_getaffinity(0))))
 
     @property
     def per_peer_limit(self) -> int:

@@ -7,7 +7,8 @@ The node answers the N-ACTION with Success at once, then, in a thread of its own
    store with the listed SOP class; otherwise failed with a reason (0x0112 no such object
    instance, 0x0119 class/instance conflict). Instances still arriving (a modality sends the
    N-ACTION right after its last C-STORE, possibly while a parallel association is still
-   storing) are waited for, at most ``node.commitment_wait`` seconds, woken by each store;
+   storing) are waited for, at most ``node.commitment_wait`` seconds, woken by each store
+   of this process and looking again every :data:`LOOK_AGAIN` s (other SCP processes);
 2. completes at once (``completed_by: commitment``) each series whose listed instances are
    all committed, and their studies once every series of the study is complete, and hands
    that on to the node (routing, queuing) without waiting for the timer;
@@ -50,6 +51,7 @@ from dicomnode.store.audit import AuditKind
 from dicomnode.store.models import CompletionSignal
 
 __all__ = [
+    "LOOK_AGAIN",
     "STORAGE_COMMITMENT",
     "STORAGE_COMMITMENT_INSTANCE",
     "CommitmentRequest",
@@ -66,6 +68,9 @@ log = logging.getLogger(__name__)
 #: Storage Commitment Push Model SOP Class and its well-known SOP Instance.
 STORAGE_COMMITMENT = UID("1.2.840.10008.1.20.1")
 STORAGE_COMMITMENT_INSTANCE = UID("1.2.840.10008.1.20.1.1")
+#: Seconds between looks at the store while listed instances are awaited: an instance that
+#: another SCP process (``node.processes``) stores wakes no waiter here.
+LOOK_AGAIN = 0.5
 #: Event Type IDs of the N-EVENT-REPORT (PS3.4 J.3.3).
 EVENT_ALL_COMMITTED = 1
 EVENT_SOME_FAILED = 2
@@ -347,7 +352,9 @@ class CommitmentService:
             left = deadline - time.monotonic()
             if stored.keys() >= wanted or left <= 0:
                 break
-            self.ctx.arrivals.wait_past(seen, left)
+            # each store of this process wakes it; those of the node's other SCP processes
+            # are seen by looking again
+            self.ctx.arrivals.wait_past(seen, min(left, LOOK_AGAIN))
         return judge(request.references, stored)
 
     def _complete(self, verdict: Verdict) -> None:

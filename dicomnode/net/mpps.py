@@ -7,7 +7,9 @@ expected instance is stored, their series complete at once (``completed_by: mpps
 studies once every series of the study is complete, without waiting for the timer. COMPLETED
 may come before the last instances: each stored instance is then looked up in a dictionary of
 awaited UIDs (the C-STORE path does nothing more), and the last one settles the step.
-DISCONTINUED settles it without completing anything: the timers decide.
+DISCONTINUED settles it without completing anything: the timers decide. Instances that
+another SCP process of the node stores (``node.processes``) are not announced here: while a
+step waits, the store is looked at again every :data:`LOOK_AGAIN` seconds.
 
 Steps are kept in the ``mpps`` table; a COMPLETED step that was still waiting when the node
 stopped is watched again at start-up (:meth:`MppsService.resume`).
@@ -19,6 +21,7 @@ import enum
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
@@ -46,6 +49,8 @@ MPPS = UID("1.2.840.10008.3.1.2.3.3")
 #: COMPLETED steps older than this are not watched again at start-up (their instances are not
 #: coming any more; the timers completed what came).
 RESUME_WITHIN = timedelta(days=1)
+#: Seconds between looks at the store for awaited instances (stored by another process).
+LOOK_AGAIN = 1.0
 
 
 class StepStatus(str, enum.Enum):
@@ -89,6 +94,7 @@ class MppsService:
         self._missing: dict[str, set[str]] = {}
         #: expected instance -> the steps waiting for it.
         self._awaited: dict[str, set[str]] = {}
+        self._looking: threading.Thread | None = None
         ctx.arrivals.listen(self.stored)
 
     # -- pynetdicom event handlers (never raise) -------------------------------------------
@@ -235,9 +241,31 @@ class MppsService:
             self._forget(uid, found)
             if missing:
                 log.info("MPPS completed; waiting for instances", extra={"missing": len(missing)})
+                if self._looking is None:
+                    self._looking = threading.Thread(
+                        target=self._look_again, name="dicomnode-mpps-look", daemon=True
+                    )
+                    self._looking.start()
                 return
             del self._missing[uid]
         self._settle(uid)
+
+    def _look_again(self) -> None:
+        """While steps wait, find their instances that another process stored."""
+        while True:
+            time.sleep(LOOK_AGAIN)
+            with self._lock:
+                awaited = list(self._awaited)
+                if not awaited:
+                    self._looking = None
+                    return
+            try:
+                found = stored_instances(self.ctx.db, self.ctx.root, awaited)
+            except Exception:  # looked at again next time
+                log.exception("MPPS expected instances not looked up")
+                continue
+            for sop in found:
+                self.stored(sop)
 
     def _settle(self, uid: str) -> None:
         """Every expected instance of ``uid`` is stored: complete their series (and studies)."""

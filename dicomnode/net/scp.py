@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -36,6 +37,7 @@ from dicomnode.net.mpps import MPPS, MppsService
 from dicomnode.net.receive import Receiver, ScpObserver
 from dicomnode.net.server import GuardedServer, start_guarded_server
 from dicomnode.net.signals import Arrivals, OnSignal, SignalContext
+from dicomnode.net.slots import AssociationSlots, LimitReached
 from dicomnode.net.tls import server_context
 from dicomnode.store.audit import AuditKind
 from dicomnode.store.ingest import Store
@@ -140,6 +142,15 @@ class StorageSCP:
     on_released : DeliveryCallback, optional
         Told what each association stored once it is released (C-FIND confirmation against
         the source, :mod:`dicomnode.net.confirm`); not told about aborted associations.
+    slots : AssociationSlots, optional
+        The association limits' table, shared with the node's other SCP processes (one of
+        this SCP's own when not given).
+    listening : socket.socket, optional
+        A listening socket to accept on, bound by the parent of the node's SCP processes
+        (:mod:`dicomnode.net.processes`); when not given, ``config``'s address is bound.
+    spool_prefix : str
+        Names of this SCP's spool files start with it (its process's own, when several
+        processes share the spool folder).
     """
 
     def __init__(
@@ -151,6 +162,9 @@ class StorageSCP:
         sources: Mapping[str, SourceConfig] | None = None,
         on_signal: OnSignal = _ignore,
         on_released: DeliveryCallback | None = None,
+        slots: AssociationSlots | None = None,
+        listening: socket.socket | None = None,
+        spool_prefix: str = spool.SPOOL_PREFIX,
     ):
         self.config = config
         self.store = store
@@ -172,13 +186,15 @@ class StorageSCP:
         self._delivered_lock = threading.Lock()
         self._server: GuardedServer | None = None
         self._in_handler: set[str] = set()
-        self._admitted: dict[Association, str] = {}  # admitted association -> peer key
+        self.slots = slots or AssociationSlots()
+        self._listening = listening
+        self._admitted: dict[Association, int] = {}  # admitted association -> its slot
         self._admission = threading.Lock()
         #: Accepted associations that have not sent a whole DIMSE command yet, with the timer
         #: that aborts them at ``first_message_timeout``.
         self._silent: dict[Association, threading.Timer] = {}
         self.ae = self._make_ae()
-        self.spool = spool.SpoolFolder(store.incoming)
+        self.spool = spool.SpoolFolder(store.incoming, prefix=spool_prefix)
 
     def _make_ae(self) -> AE:
         cfg = self.config
@@ -204,13 +220,18 @@ class StorageSCP:
             raise RuntimeError("the SCP is not running")
         return int(self._server.server_address[1])
 
-    def start(self) -> None:
-        """Listen in background threads; returns once the socket is bound."""
+    def start(self, *, resume_mpps: bool = True) -> None:
+        """Listen in background threads; returns once the socket is bound.
+
+        ``resume_mpps``: watch again the MPPS steps that were waiting when the node stopped
+        (one of several SCP processes does, and one that restarts after a crash).
+        """
         # pynetdicom spools chunked data sets to temporary files: this AE's go to the store's
         # filesystem (the final rename is atomic), named so that the reaper knows them.
         spool.register(self.ae, self.spool)
         try:  # COMPLETED steps still waiting for instances when the node stopped
-            self.mpps.resume()
+            if resume_mpps:
+                self.mpps.resume()
         except Exception:  # the timers complete their series instead
             log.exception("MPPS steps not resumed")
         handlers: list[Any] = [
@@ -236,6 +257,7 @@ class StorageSCP:
             ssl_context=server_context(tls) if tls is not None else None,
             handshake_timeout=self.config.handshake_timeout,
             on_alert=self._security_alert,
+            listening=self._listening,
         )
         log.info(
             "listening",
@@ -258,6 +280,10 @@ class StorageSCP:
             self._server = None
         self.ae.shutdown()
         spool.unregister(self.ae)
+        with self._admission:
+            held, self._admitted = list(self._admitted.values()), {}
+        for slot in held:
+            self.slots.release(slot)
 
     # -- event handlers: none of them may raise ---------------------------------------------
 
@@ -291,17 +317,27 @@ class StorageSCP:
         """
         cfg = self.config
         with self._admission:
-            self._admitted = {
-                a: key
-                for a, key in self._admitted.items()
-                if a.is_alive() and not (a.is_released or a.is_aborted)
-            }
-            if len(self._admitted) >= cfg.max_associations:
-                return f"association limit of {cfg.max_associations} reached"
-            if sum(key == peer for key in self._admitted.values()) >= cfg.per_peer_limit:
-                return f"per-peer association limit of {cfg.per_peer_limit} reached"
-            self._admitted[assoc] = peer
+            ended = [a for a in self._admitted if not a.is_alive() or a.is_released or a.is_aborted]
+            for ended_assoc in ended:
+                self.slots.release(self._admitted.pop(ended_assoc))
+            try:
+                slot = self.slots.claim(
+                    peer, total=cfg.max_associations, per_peer=cfg.per_peer_limit
+                )
+            except LimitReached as exc:
+                return exc.reason
+            self._admitted[assoc] = slot
             return None
+
+    def _release(self, assoc: Association) -> None:
+        """``assoc`` has ended: its slot is free for the node's other associations."""
+        with self._admission:
+            slot = self._admitted.pop(assoc, None)
+        try:
+            if slot is not None:
+                self.slots.release(slot)
+        except OSError:  # the next admission of this process frees it
+            log.exception("association slot not released")
 
     def _on_requested(self, event: Any) -> None:
         try:
@@ -389,6 +425,7 @@ class StorageSCP:
 
     def _on_released(self, event: Any) -> None:
         """Tell ``on_released`` what the association stored (if anything)."""
+        self._release(event.assoc)
         try:
             with self._delivered_lock:
                 stored = self._delivered.pop(event.assoc, None)
@@ -407,6 +444,7 @@ class StorageSCP:
 
     def _on_ended(self, event: Any) -> None:
         """An aborted or closed association: forget what it stored (the timers decide)."""
+        self._release(event.assoc)
         with self._delivered_lock:
             self._delivered.pop(event.assoc, None)
 

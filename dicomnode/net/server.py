@@ -134,6 +134,11 @@ class GuardedServer(ThreadedAssociationServer):
         Connections that may wait for their first bytes at once; beyond it the one waiting
         longest is closed. This bounds the threads a flood costs while a real sender, whose
         request follows its connection within milliseconds, still gets through.
+    listening : socket.socket, optional
+        A socket already bound and listening (inherited from the parent of several SCP
+        processes, which all accept on it) instead of one bound to ``address``. It is made
+        non-blocking: when another process took the connection that woke this one, the
+        accept fails at once instead of blocking the server's loop.
     """
 
     # socketserver listens with a backlog of 5: a burst of connections fills it and the
@@ -155,7 +160,9 @@ class GuardedServer(ThreadedAssociationServer):
         handshake_timeout: float,
         on_alert: AlertCallback,
         max_waiting: int = MAX_WAITING,
+        listening: socket.socket | None = None,
     ):
+        self._listening = listening
         self.handshake_timeout = handshake_timeout
         self.on_alert = on_alert
         self.max_waiting = max_waiting
@@ -170,6 +177,17 @@ class GuardedServer(ThreadedAssociationServer):
             evt_handlers,
             request_handler=_GuardedRequestHandler,
         )
+
+    def server_bind(self) -> None:
+        """Bind ``address``, or take the inherited listening socket."""
+        if self._listening is None:
+            super().server_bind()
+            return
+        assert self.socket is not None
+        self.socket.close()
+        self.socket = self._listening
+        self.socket.setblocking(False)
+        self.server_address = self.socket.getsockname()
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         """Accept a connection; a TLS one is wrapped without handshaking (its thread does)."""
@@ -212,8 +230,10 @@ def start_guarded_server(
     ssl_context: ssl.SSLContext | None,
     handshake_timeout: float,
     on_alert: AlertCallback,
+    listening: socket.socket | None = None,
 ) -> GuardedServer:
-    """Bind and serve in a daemon thread, as ``ae.start_server(block=False)`` does."""
+    """Bind (or take ``listening``) and serve in a daemon thread, as
+    ``ae.start_server(block=False)`` does."""
     server = ae.make_server(
         address,
         evt_handlers=evt_handlers,
@@ -221,6 +241,7 @@ def start_guarded_server(
         server_class=GuardedServer,
         handshake_timeout=handshake_timeout,
         on_alert=on_alert,
+        listening=listening,
     )
     assert isinstance(server, GuardedServer)
     thread = threading.Thread(target=server.serve_forever, name="AcceptorServer", daemon=True)

@@ -46,16 +46,22 @@ class SpoolFolder:
     ----------
     directory : Path
         Where the files are created (on the store's filesystem).
+    prefix : str
+        Their names start with it: :data:`SPOOL_PREFIX`, followed by the process id where
+        several SCP processes share ``directory`` (each reaps only its own).
     """
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, *, prefix: str = SPOOL_PREFIX):
+        if not prefix.startswith(SPOOL_PREFIX):
+            raise ValueError(f"spool file prefix {prefix!r} must start with {SPOOL_PREFIX!r}")
         self.directory = directory
+        self.prefix = prefix
         self._files: dict[Association, list[IO[bytes]]] = {}
         self._lock = threading.Lock()
 
     def create(self, assoc: Association, **kwargs: Any) -> IO[bytes]:
         """A new spool file for ``assoc`` (``kwargs`` as pynetdicom passes them)."""
-        kwargs.update(dir=self.directory, prefix=SPOOL_PREFIX)
+        kwargs.update(dir=self.directory, prefix=self.prefix)
         spool: IO[bytes] = tempfile.NamedTemporaryFile(**kwargs)  # noqa: SIM115 (pynetdicom closes it)
         with self._lock:
             # a closed file is one that pynetdicom has handed to the handler and removed
@@ -97,7 +103,7 @@ class SpoolFolder:
         owned = self.owned()
         found: list[str] = []
         for entry in os.scandir(self.directory):
-            if not entry.name.startswith(SPOOL_PREFIX) or entry.name in owned:
+            if not entry.name.startswith(self.prefix) or entry.name in owned:
                 continue
             try:
                 if (

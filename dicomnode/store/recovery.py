@@ -27,10 +27,15 @@ from dicomnode.store.ingest import Store
 from dicomnode.store.models import Instance
 from dicomnode.store.uids import is_valid_uid
 
-__all__ = ["RecoveryReport", "recover", "sweep_incoming", "verify"]
+__all__ = ["RecoveryReport", "recover", "recover_interrupted", "sweep_incoming", "verify"]
 
 log = logging.getLogger(__name__)
 QUARANTINE = ".quarantine"
+#: Seconds a file must stay unindexed to count as left by a dead process (a live one renames
+#: a file into place and commits its row within milliseconds).
+SETTLE = 2.0
+#: Paths per ``IN (...)`` query.
+_CHUNK = 500
 
 
 @dataclass
@@ -119,6 +124,67 @@ def recover(store: Store) -> RecoveryReport:
             len(report.missing_files),
         )
     return report
+
+
+def recover_interrupted(store: Store, *, since: float, settle: float = SETTLE) -> RecoveryReport:
+    """Index the files a dead SCP process renamed into place but never committed, while the
+    node's other SCP processes go on storing.
+
+    Unlike :func:`recover` this leaves the spool and the superseded copies alone (live
+    processes use them) and looks only at series folders changed since ``since``; a file
+    counts as left behind when it is unindexed twice, ``settle`` seconds apart.
+
+    Parameters
+    ----------
+    store : Store
+        The store (this process's database connections).
+    since : float
+        When the dead process started (epoch seconds).
+    settle : float
+        Seconds between the two looks.
+    """
+    report = RecoveryReport()
+    first = _unindexed_since(store, since)
+    if not first:
+        return report
+    time.sleep(settle)
+    for rel in sorted(first & _unindexed_since(store, since)):
+        if _index_orphan(store, store.root / rel):
+            report.indexed += 1
+        else:
+            report.quarantined += 1
+    if report.indexed or report.quarantined:
+        log.warning(
+            "recovery after an SCP process ended: %d files indexed, %d quarantined",
+            report.indexed,
+            report.quarantined,
+        )
+    return report
+
+
+def _unindexed_since(store: Store, since: float) -> set[str]:
+    """Store files without a row in series folders changed since ``since`` (epoch s)."""
+    found: list[str] = []
+    for study in os.scandir(store.root):
+        if study.name.startswith(".") or not study.is_dir(follow_symlinks=False):
+            continue
+        for series in os.scandir(study.path):
+            try:
+                if not series.is_dir(follow_symlinks=False) or series.stat().st_mtime < since:
+                    continue
+                found += [
+                    f"{study.name}/{series.name}/{inst.name}"
+                    for inst in os.scandir(series.path)
+                    if inst.name.endswith(".dcm") and inst.is_file(follow_symlinks=False)
+                ]
+            except FileNotFoundError:  # removed meanwhile (retention)
+                continue
+    indexed: set[str] = set()
+    with store.db.session() as session:
+        for start in range(0, len(found), _CHUNK):
+            chunk = found[start : start + _CHUNK]
+            indexed.update(session.scalars(select(Instance.path).where(Instance.path.in_(chunk))))
+    return set(found) - indexed
 
 
 def _restore_superseded(store: Store) -> int:
