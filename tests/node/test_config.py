@@ -24,6 +24,13 @@ def test_no_config_gives_the_embedded_defaults(tmp_path, monkeypatch):
     assert config.store_path == tmp_path / "d" / "store"
 
 
+def test_scp_processes_default_to_the_cores_at_most_eight(monkeypatch):
+    for cores, expected in ((1, 1), (2, 2), (32, 8)):
+        monkeypatch.setattr("os.sched_getaffinity", lambda _pid, n=cores: set(range(n)))
+        assert Config().node.scp_processes == expected
+    assert parse_config({"node": {"processes": 12}}).node.scp_processes == 12
+
+
 def test_the_commented_default_file_means_the_defaults(tmp_path):
     data = yaml.safe_load(default_config_text())
     config = parse_config(data, base=tmp_path)
@@ -47,6 +54,8 @@ def test_the_commented_default_file_means_the_defaults(tmp_path):
             "unknown key",
         ),
         ({"node": {"commitment_wait": -1}}, "node.commitment_wait", "greater than or equal to 0"),
+        ({"node": {"processes": 0}}, "node.processes", "greater than or equal to 1"),
+        ({"node": {"processes": 65}}, "node.processes", "less than or equal to 64"),
         ({"storage": {"min_free": "lots"}}, "storage.min_free", "could not parse"),
         ({"stability": {"series_seconds": -1}}, "stability.series_seconds", "greater than 0"),
         ({"stability": {"series_seconds": 100}}, "stability", "study_seconds (90.0) must be"),
