@@ -20,7 +20,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,12 +69,19 @@ class DemoOptions:
         Use Orthanc as the receiving peer when it is installed.
     timeout : float
         Seconds to wait for all results after sending.
+    node_command : tuple of str
+        How to start ``dicomnode`` for the node (``serve -c CONFIG`` is appended); empty: this
+        Python's. ``{work}`` in it becomes the demo's temporary folder, which holds the config
+        and the data dir and is then open to every user: a node in a container (another
+        user) mounts it at the same path, e.g. ``buildah run --network host -v {work}:{work}
+        CONTAINER -- dicomnode`` (deploy/image/roundtrip.py).
     """
 
     out: Path | None = None
     keep: bool = False
     orthanc: bool = True
     timeout: float = 600.0
+    node_command: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.timeout <= 0:
@@ -90,12 +97,15 @@ class DemoNode:
         Temporary folder: config, data dir, node log.
     peer : Peer
         Where results go.
+    command : sequence of str
+        The ``dicomnode`` to start (default: this Python's); ``serve -c CONFIG`` is appended.
     """
 
     ae_title = "DICOMNODE"
 
-    def __init__(self, root: Path, peer: Peer):
+    def __init__(self, root: Path, peer: Peer, command: Sequence[str] = ()):
         self.root = root
+        self.command = list(command) or [sys.executable, "-m", "dicomnode.cli"]
         self.port = free_port()
         self.http_port = free_port()
         self.log_path = root / "node.log"
@@ -114,11 +124,11 @@ class DemoNode:
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         self._proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 90) -> None:
+    def start(self, timeout: float = 180) -> None:
         """Start and wait for ``/readyz``; :class:`DemoFailed` when it does not get ready."""
         with open(self.log_path, "ab") as log_file:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "dicomnode.cli", "serve", "-c", str(self.config_path)],
+                [*self.command, "serve", "-c", str(self.config_path)],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own group: stopped by us, in order, on Ctrl-C
@@ -342,7 +352,10 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> int:
     try:
         peer = _peer(options, work, say)
         say("peer", f"{peer.name} listening as {peer.ae_title} on 127.0.0.1:{peer.port}")
-        node = DemoNode(work, peer)
+        command = [part.replace("{work}", str(work)) for part in options.node_command]
+        if command:
+            work.chmod(0o777)  # the node may run as another user (a container's)
+        node = DemoNode(work, peer, command)
         node.start()
         interrupt.check()
         say("node", f"ready: DICOM 127.0.0.1:{node.port}, HTTP http://127.0.0.1:{node.http_port}/")

@@ -141,3 +141,26 @@ def test_ctrl_c_stops_the_node_and_exits_130(tmp_path):
         time.sleep(0.2)
     assert _processes_under(Path(env["TMPDIR"])) == []
     assert not list(Path(env["TMPDIR"]).glob("dicomnode-demo-*"))
+
+
+def test_the_node_runs_from_a_given_command_with_the_work_folder_open(tmp_path):
+    """deploy/image/roundtrip.py: the node from another command (a container's, in CI) that
+    gets ``{work}`` (to mount it) and a work folder another user can write to."""
+    env = _demo_env(tmp_path)
+    wrapper = 'echo "node command in {work}"; exec "$0" "$@"'
+    script = Path(__file__).resolve().parents[2] / "deploy" / "image" / "roundtrip.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--timeout", "1", "--"]
+        + ["sh", "-c", wrapper, sys.executable, "-m", "dicomnode.cli"],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 1, run.stderr
+    assert "node            ready" in run.stdout  # the wrapped node served
+    (kept,) = Path(env["TMPDIR"]).glob("dicomnode-demo-*")
+    assert f"node command in {kept}\n" in (kept / "node.log").read_text()
+    assert kept.stat().st_mode & 0o777 == 0o777
+    assert _processes_under(Path(env["TMPDIR"])) == []
