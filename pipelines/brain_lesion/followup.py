@@ -21,12 +21,10 @@ resampled onto the current grid (nearest neighbour) and compared lesion by lesio
 **Paired measurement.** Two independent segmentations of the same lesion differ by far more
 than the lesion changed (the demo network under-segments faint lesions by half, and not by the
 same half on both visits), so when both FLAIRs are given the change of each lesion is measured
-on both visits *with one rule*: each image is scaled by its brain's median (normal-appearing
-white matter dominates it), the lesion's peak is the mean of the two visits' 90th percentiles
-of that scaled intensity inside the lesion (the one visit's where only one segmentation has it),
-and on each visit the lesion is the voxels above
-half that peak's height over the median (full width at half maximum), connected to the lesion
-as either visit's segmentation placed it, within two voxels of it and inside the brain.
+on both visits *with one rule* (:mod:`pipelines.brain_lesion.halfmax`): the lesion's peak is
+the mean of the two visits' peaks (the one visit's where only one segmentation has it), and on
+each visit the lesion is the voxels above half that peak's height over normal brain, connected
+to the lesion as either visit's segmentation placed it.
 Longitudinal lesion tools do the same in spirit (a joint or difference analysis of both time
 points rather than two cross-sectional masks; e.g. Schmidt et al. 2019, LST longitudinal). A
 current lesion that overlaps no prior lesion is still new only when the prior image shows less
@@ -42,13 +40,13 @@ visits is reported too (from the segmentations).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
 from dicomnode.results import FindingKind
 from dicomnode.results.changes import ChangeStatus, RegionChange
+from pipelines.brain_lesion.halfmax import Visit, extent, half_max_level
 from pipelines.common.registration import RigidTransform
 
 __all__ = [
@@ -80,37 +78,6 @@ def resample_labels(
     return ndimage.affine_transform(
         labels, matrix[:3, :3], offset=matrix[:3, 3], output_shape=target_shape, order=0, cval=0
     )
-
-
-@dataclass(frozen=True)
-class Visit:
-    """One visit's FLAIR and brain, on the grid of its lesion labels.
-
-    Attributes
-    ----------
-    image : numpy.ndarray
-        The FLAIR, ``[slice, row, column]``.
-    brain : numpy.ndarray
-        Boolean skull-stripped brain, same grid.
-    """
-
-    image: np.ndarray
-    brain: np.ndarray
-
-    def scaled(self) -> np.ndarray:
-        """The image over its brain's median (1.0 is normal-appearing brain)."""
-        inside = self.image[self.brain]
-        median = float(np.median(inside)) if inside.size else 0.0
-        return np.asarray(self.image, np.float32) / (median if median > 0 else 1.0)
-
-
-def _fwhm_mask(scaled: np.ndarray, brain: np.ndarray, seed: np.ndarray, level: float) -> np.ndarray:
-    """Voxels above ``level`` connected to ``seed`` within two voxels of it, inside the brain."""
-    region = ndimage.binary_dilation(seed, iterations=2) & brain
-    above = region & (scaled > level)
-    labels, _ = ndimage.label(above, structure=np.ones((3, 3, 3), bool))
-    keep = np.unique(labels[seed & above])
-    return np.isin(labels, keep[keep > 0])
 
 
 def paired_volumes(
@@ -154,16 +121,11 @@ def paired_volumes(
         > 0
     )
     scaled_prior, scaled_current = prior.scaled(), current.scaled()
-    peaks = [
-        float(np.percentile(scaled[mask], 90))
-        for scaled, mask in ((scaled_prior, prior_mask), (scaled_current, current_mask))
-        if mask.any()
-    ]
-    if not peaks:
+    level = half_max_level([scaled_prior, scaled_current], [prior_mask, current_mask])
+    if level is None:
         return 0.0, 0.0
-    level = 1.0 + 0.5 * (float(np.mean(peaks)) - 1.0)
-    before = _fwhm_mask(scaled_prior, prior.brain, on_prior, level)
-    after = _fwhm_mask(scaled_current, current.brain, on_current, level)
+    before = extent(scaled_prior, prior.brain, on_prior, level)
+    after = extent(scaled_current, current.brain, on_current, level)
     return (
         float(before.sum()) * _voxel_mm3(prior_affine),
         float(after.sum()) * _voxel_mm3(current_affine),

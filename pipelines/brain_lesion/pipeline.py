@@ -152,7 +152,9 @@ class BrainLesionPipeline(BundlePipeline):
         """Read, check and segment the series (one per input channel)."""
         import torch
 
+        from pipelines.brain_lesion.halfmax import Visit, refine
         from pipelines.brain_lesion.model import build_inferer, prepare_masked
+        from pipelines.common.components import connected_components
 
         per_series = [read_datasets(s.files) for s in series]
         self._check_headers(per_series)  # before decoding; the runner's check() read only headers
@@ -175,29 +177,44 @@ class BrainLesionPipeline(BundlePipeline):
         prob = torch.sigmoid(logits.float())
         probability = grid.source_from_working(prob.cpu())
         brain = grid.source_from_working(torch.from_numpy(prepared.brain.astype(np.float32)))
-        mask = (probability > VOXEL_THRESHOLD) & (brain > 0.5)
-        min_mm = float(self.option("min_lesion_mm", 3.0, options))
-        regions, labels = _lesions(mask, probability, grid, min_mm)
+        min_voxels = _min_voxels(grid, float(self.option("min_lesion_mm", 3.0, options)))
+        found = np.asarray((probability > VOXEL_THRESHOLD) & (brain > 0.5))
+        mask = found
+        if len(volumes) == 1:  # a FLAIR: each lesion the network found at its half-max extent
+            found = connected_components(found, min_voxels=min_voxels)[0] > 0
+            mask = refine(Visit(volumes[0].array, np.asarray(brain > 0.5)), found)
+        regions, labels = _lesions(mask, found, probability, grid, min_voxels)
         scores = self.calibrated(np.asarray([r.score for r in regions], dtype=np.float64))
         point = self.operating_point(options, 0.5)
         regions, labels = _keep_scored(regions, scores, point, labels)
         return Segmentation(volumes[-1], regions, labels, np.asarray(brain > 0.5), *identity)
 
 
+def _min_voxels(grid: WorkingGrid, min_mm: float) -> int:
+    """Voxels of a ``min_mm`` sphere on the source grid, at least ``MIN_LESION_VOXELS``."""
+    voxel_ml = float(abs(np.linalg.det(grid.source_affine[:3, :3]))) / 1000.0
+    min_ml = np.pi / 6.0 * min_mm**3 / 1000.0
+    return max(MIN_LESION_VOXELS, int(np.ceil(min_ml / voxel_ml - 1e-9)))
+
+
 def _lesions(
-    mask: np.ndarray, probability: np.ndarray, grid: WorkingGrid, min_mm: float
+    mask: np.ndarray,
+    found: np.ndarray,
+    probability: np.ndarray,
+    grid: WorkingGrid,
+    min_voxels: int,
 ) -> tuple[list[RegionFinding], np.ndarray]:
-    """One region per connected component at least as big as a ``min_mm`` sphere (and
-    ``MIN_LESION_VOXELS``), scored with its mean voxel probability (raw); returns the regions
+    """One region per connected component of ``mask`` of at least ``min_voxels``, scored with
+    the mean probability (raw) of its voxels that the network ``found``; returns the regions
     and the label volume (0 outside, n on the region ``lesion n``)."""
     from pipelines.common.components import connected_components
 
     affine = grid.source_affine
     voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
-    min_ml = np.pi / 6.0 * min_mm**3 / 1000.0
-    min_voxels = max(MIN_LESION_VOXELS, int(np.ceil(min_ml / voxel_ml - 1e-9)))
     labels, components = connected_components(mask, min_voxels=min_voxels)
-    sums = np.bincount(labels.ravel(), weights=probability.ravel(), minlength=len(components) + 1)
+    inside = np.where(found, labels, 0).ravel()
+    sums = np.bincount(inside, weights=probability.ravel(), minlength=len(components) + 1)
+    counts = np.bincount(inside, minlength=len(components) + 1)
     regions = []
     for component in components:
         k, j, i = component.centroid
@@ -210,7 +227,9 @@ def _lesions(
                 centre.tolist(),
                 round(diameter, 2),
                 volume_ml=round(volume_ml, 4),
-                score=float(np.clip(sums[component.label] / component.voxels, 0.0, 1.0)),
+                score=float(
+                    np.clip(sums[component.label] / max(counts[component.label], 1), 0.0, 1.0)
+                ),
                 tracking_id=f"lesion {component.label}",
             )
         )
