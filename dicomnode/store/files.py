@@ -7,7 +7,15 @@ import os
 import shutil
 from pathlib import Path
 
-__all__ = ["durable_rename", "fsync_dir", "fsync_file", "free_bytes", "make_dirs", "sha256_of"]
+__all__ = [
+    "durable_rename",
+    "fsync_dir",
+    "fsync_file",
+    "free_bytes",
+    "make_dirs",
+    "rename",
+    "sha256_of",
+]
 
 _CHUNK = 1 << 20
 
@@ -47,9 +55,14 @@ def make_dirs(path: Path, root: Path) -> None:
         fsync_dir(directory.parent)
 
 
+def rename(src: Path, dst: Path) -> None:
+    """Atomically move ``src`` to ``dst``; durable once ``dst``'s directory is synced."""
+    os.replace(src, dst)
+
+
 def durable_rename(src: Path, dst: Path) -> None:
     """Atomically move ``src`` (already fsync'd) to ``dst`` and sync the target directory."""
-    os.replace(src, dst)
+    rename(src, dst)
     fsync_dir(dst.parent)
 
 

@@ -2,8 +2,8 @@
 
 Order of work for each instance (the caller answers Success only after :meth:`Store.ingest`
 returns): free-space check → header parse and structure check → UID checks → fsync of the
-spooled file → (under a per-UID lock) DB lookup → rename into place → directory fsync → DB
-commit. A failure at any step leaves no partial file: the spool file is removed and renames
+spooled file → (under a per-UID lock) DB lookup → rename into place → DB commit → directory
+fsync. A failure at any step leaves no partial file: the spool file is removed and renames
 made before a failed commit are undone.
 """
 
@@ -32,7 +32,7 @@ from pydicom.uid import (
     JPEGLSLossless,
     RLELossless,
 )
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -64,6 +64,20 @@ INCOMING = ".incoming"
 SUPERSEDED = ".superseded"
 _LOCK_STRIPES = 64
 _ID_CACHE = 4096
+
+
+#: The statements of every stored instance, built once (building one costs more than running
+#: it on SQLite): the lookup of its SOP Instance UID, its row, the bump of its series and study.
+_FIND_INSTANCE = select(Instance.id, Instance.sha256, Instance.path).where(
+    Instance.sop_instance_uid == bindparam("uid")
+)
+_INSERT_INSTANCE = insert(Instance)
+_BUMP = {
+    model: update(model)
+    .where(model.id == bindparam("row_id"), model.state == CompletionState.OPEN)
+    .values(last_received_at=bindparam("now"))
+    for model in (Series, Study)
+}
 
 
 class StoreOutcome(str, enum.Enum):
@@ -254,54 +268,21 @@ class Store:
         peer: str | None,
         origin: SeriesOrigin = SeriesOrigin.RECEIVED,
     ) -> StoreResult:
+        """Index ``rx`` and rename it into place in one transaction, then sync its directory.
+
+        The directory is synced after the commit, outside the transaction: on SQLite the
+        transaction holds the database's write lock, and concurrent associations queued behind
+        each other's fsync. The caller answers Success only after this returns, so an
+        acknowledged instance is still durable, file and name. A power loss between commit and
+        sync can leave a row whose file is gone, for an instance whose sender never heard
+        Success (the row itself is then rarely durable: SQLite commits with
+        ``synchronous=NORMAL``); re-sent, it replaces the missing file (:meth:`_supersede`).
+        """
         final = self.root / rx.rel
         undo: list[tuple[Path, Path]] = []  # renames made, to reverse if the commit fails
         try:
             with self.db.session() as session:
-                existing = session.execute(
-                    select(Instance.id, Instance.sha256, Instance.path).where(
-                        Instance.sop_instance_uid == rx.header.sop_instance_uid
-                    )
-                ).first()
-                if existing is not None and existing.path != rx.rel.as_posix():
-                    study, series = Path(existing.path).parts[:2]
-                    raise UidConflict(
-                        f"SOP Instance UID already stored in study {study} series {series}, "
-                        f"received in study {rx.header.study_uid} series {rx.header.series_uid}"
-                    )
-                if existing is not None and self._unchanged(
-                    existing.sha256, existing.path, rx, spool
-                ):
-                    return self._result(StoreOutcome.DUPLICATE, rx)
-                series_id = self._touch(session, rx.header, peer, origin)
-                files.make_dirs(final.parent, self.root)
-                values = {
-                    "series_id": series_id,
-                    "sop_class_uid": rx.header.sop_class_uid,
-                    "transfer_syntax_uid": rx.header.transfer_syntax_uid,
-                    "path": rx.rel.as_posix(),
-                    "size": rx.size,
-                    "sha256": rx.sha256,
-                    "calling_ae": calling_ae,
-                    "received_at": utcnow(),
-                }
-                outcome = StoreOutcome.STORED
-                if existing is not None:
-                    outcome = self._supersede(
-                        session, existing.path, existing.sha256, rx, peer, undo
-                    )
-                    session.execute(
-                        update(Instance).where(Instance.id == existing.id).values(**values)
-                    )
-                else:
-                    session.execute(
-                        insert(Instance).values(
-                            sop_instance_uid=rx.header.sop_instance_uid, **values
-                        )
-                    )
-                files.durable_rename(spool, final)
-                undo.append((final, spool))
-            return self._result(outcome, rx)
+                outcome = self._index(session, spool, rx, calling_ae, peer, origin, undo)
         except BaseException:
             for done, back in reversed(undo):
                 try:
@@ -310,6 +291,53 @@ class Store:
                     log.error("cannot undo a rename after a failed commit: %s", exc.strerror)
             self._ids.clear()  # the transaction may have created rows that are now gone
             raise
+        files.fsync_dir(final.parent)  # a duplicate's too: its row may predate this sync
+        return self._result(outcome, rx)
+
+    def _index(
+        self,
+        session: Session,
+        spool: Path,
+        rx: _Received,
+        calling_ae: str | None,
+        peer: str | None,
+        origin: SeriesOrigin,
+        undo: list[tuple[Path, Path]],
+    ) -> StoreOutcome:
+        """The transaction of :meth:`_commit`: rows, supersede, rename (recorded in ``undo``)."""
+        sql = session.connection()  # Core statements: no ORM unit of work per instance
+        existing = sql.execute(_FIND_INSTANCE, {"uid": rx.header.sop_instance_uid}).first()
+        if existing is not None and existing.path != rx.rel.as_posix():
+            study, series = Path(existing.path).parts[:2]
+            raise UidConflict(
+                f"SOP Instance UID already stored in study {study} series {series}, "
+                f"received in study {rx.header.study_uid} series {rx.header.series_uid}"
+            )
+        if existing is not None and self._unchanged(existing.sha256, existing.path, rx, spool):
+            return StoreOutcome.DUPLICATE
+        series_id = self._touch(session, rx.header, peer, origin)
+        final = self.root / rx.rel
+        files.make_dirs(final.parent, self.root)
+        values = {
+            "series_id": series_id,
+            "sop_class_uid": rx.header.sop_class_uid,
+            "transfer_syntax_uid": rx.header.transfer_syntax_uid,
+            "path": rx.rel.as_posix(),
+            "size": rx.size,
+            "sha256": rx.sha256,
+            "calling_ae": calling_ae,
+            "received_at": utcnow(),
+        }
+        outcome = StoreOutcome.STORED
+        if existing is not None:
+            outcome = self._supersede(session, existing.path, existing.sha256, rx, peer, undo)
+            sql.execute(update(Instance).where(Instance.id == existing.id).values(**values))
+        else:
+            values["sop_instance_uid"] = rx.header.sop_instance_uid
+            sql.execute(_INSERT_INSTANCE, values)
+        files.rename(spool, final)  # synced by _commit once the transaction has committed
+        undo.append((final, spool))
+        return outcome
 
     def _unchanged(self, sha256: str, path: str, rx: _Received, spool: Path) -> bool:
         """Whether a re-sent instance equals the stored one: same bytes, or same content.
@@ -390,11 +418,7 @@ class Store:
         session: Session, model: type[Series] | type[Study], row_id: int, now: datetime
     ) -> bool:
         """Move ``last_received_at`` of an open row; False when the row is not open."""
-        result = session.execute(
-            update(model)
-            .where(model.id == row_id, model.state == CompletionState.OPEN)
-            .values(last_received_at=now)
-        )
+        result = session.connection().execute(_BUMP[model], {"row_id": row_id, "now": now})
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def _reopen(

@@ -4,8 +4,10 @@ After a crash the store can hold: spool files of interrupted transfers (removed)
 renamed into place whose DB commit never happened (their sender got no Success; they are
 complete, fsync'd copies, so they are indexed), and the halves of an interrupted supersede: the
 acknowledged copy moved to ``.superseded`` while the row still names it, the unacknowledged new
-copy in its place (the acknowledged copy is put back). A DB row whose file is missing would be
-an acknowledged instance lost: it is reported, never silently dropped.
+copy in its place (the acknowledged copy is put back). A DB row whose file is missing is
+reported, never silently dropped: an acknowledged instance lost, or, after a power loss between
+an instance's commit and the sync of its directory, one whose sender never heard Success (a
+re-send replaces the missing file).
 """
 
 from __future__ import annotations

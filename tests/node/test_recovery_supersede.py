@@ -12,7 +12,8 @@ from dicomnode.store.ingest import Store
 from dicomnode.store.recovery import recover
 
 # Stores instance 0 with pixel ``value``; with ``crash``, dies (os._exit) right after the
-# received copy was renamed into place, before the transaction commits.
+# received copy was renamed into place (its directory synced only after the commit), before
+# the transaction commits.
 _CHILD = textwrap.dedent(
     """
     import os, sys
@@ -27,14 +28,14 @@ _CHILD = textwrap.dedent(
     ds = dicomgen.instance(dicomgen.study("supersede", [1])[0], 0, value=value)
     spool = store.incoming / "in.dcm"
     ds.save_as(spool, enforce_file_format=True)
-    rename = ingest.files.durable_rename
+    rename = ingest.files.rename
 
     def rename_then_die(src, dst):
         rename(src, dst)
         if crash and Path(src) == spool:
             os._exit(9)
 
-    ingest.files.durable_rename = rename_then_die
+    ingest.files.rename = rename_then_die
     store.ingest(spool, sop_class_uid=ds.SOPClassUID, sop_instance_uid=ds.SOPInstanceUID)
     """
 )

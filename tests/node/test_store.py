@@ -137,6 +137,42 @@ def test_failed_commit_undoes_the_rename(store):
     assert _ingest(store, ds).outcome is StoreOutcome.STORED
 
 
+def test_directory_sync_runs_after_the_commit_and_before_the_return(store, monkeypatch):
+    """The instance's directory is synced outside the transaction (on SQLite, outside the
+    write lock): a second instance commits while the first waits for its sync, and the first
+    returns (is answered) only once its sync is done."""
+    import threading
+
+    from dicomnode.store import files
+
+    first, second = dicomgen.instance(SPEC, 0), dicomgen.instance(SPEC, 1)
+    final_dir = store.root / SPEC.study_uid / SPEC.series_uid
+    in_sync, release = threading.Event(), threading.Event()
+    sync_dir = files.fsync_dir
+
+    def held_sync(path):
+        if path == final_dir and not in_sync.is_set():
+            in_sync.set()
+            assert release.wait(10)
+        sync_dir(path)
+
+    monkeypatch.setattr(files, "fsync_dir", held_sync)
+    results = []
+    worker = threading.Thread(target=lambda: results.append(_ingest(store, first, "a.dcm")))
+    worker.start()
+    try:
+        assert in_sync.wait(10)
+        with store.db.session() as s:  # the first row is committed before its sync
+            assert s.scalar(select(func.count()).select_from(Instance)) == 1
+        assert _ingest(store, second, "b.dcm").outcome is StoreOutcome.STORED
+        assert results == []  # not answered while its directory is not synced
+    finally:
+        release.set()
+        worker.join(10)
+    assert [r.outcome for r in results] == [StoreOutcome.STORED]
+    assert _count(store, Instance) == 2
+
+
 def test_recovery_indexes_complete_orphans_and_clears_the_spool(store):
     ds = dicomgen.instance(SPEC, 0)
     _ingest(store, ds)
