@@ -8,7 +8,12 @@ storescp has no fsync option; it is measured as shipped and with ``--exec-on-rec
 FILE" --exec-sync`` (an fsync per received file, the nearest to what the node does). The node
 fsyncs every file, its directory and the SQLite WAL before answering Success.
 
-Usage: ``python bench/ingest.py [--slices 300] [--repeat 3]``. Prints a table; exits 0.
+Each node is measured with each ``node.processes`` of ``--processes`` (default 1 and 2: the
+SCP in the node's process, and two SCP processes sharing the port), best of ``--repeat`` for
+four associations too.
+
+Usage: ``python bench/ingest.py [--slices 300] [--repeat 3] [--processes 1 2]``. Prints a
+table; exits 0.
 Targets (DESIGN/issue 2): ratio >= 0.8 single association; node peak RSS < 300 MB with 4
 concurrent series. A shortfall is reported, not asserted.
 """
@@ -123,9 +128,9 @@ def storescp_peer(work: Path, *, fsync: bool) -> Peer:
     return Peer("storescp" + (" +sync" if fsync else ""), start, port, reset)
 
 
-def node_peer(work: Path) -> Peer:
+def node_peer(work: Path, processes: int) -> Peer:
     port = free_port()
-    root = work / "node"
+    root = work / f"node-p{processes}"
     config = root / "dicomnode.yaml"
 
     def start() -> subprocess.Popen[bytes]:
@@ -134,7 +139,7 @@ def node_peer(work: Path) -> Peer:
             yaml.safe_dump(
                 {
                     "data_dir": str(root / "data"),
-                    "node": {"host": "127.0.0.1", "port": port},
+                    "node": {"host": "127.0.0.1", "port": port, "processes": processes},
                     "storage": {"min_free": "1GB"},
                     "stability": {"series_seconds": 3600, "study_seconds": 3600},
                     "logging": {"level": "WARNING"},
@@ -155,7 +160,7 @@ def node_peer(work: Path) -> Peer:
         if was_up:
             peer.up()
 
-    peer = Peer("dicomnode", start, port, reset)
+    peer = Peer(f"dicomnode p{processes}", start, port, reset)
     return peer
 
 
@@ -166,10 +171,30 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (a node's SCP processes and other children)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
+        except OSError:
+            continue
+        if stat and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="node.processes of each node measured (default: 1 2)",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dicomnode-bench-", dir=os.environ.get("BENCH_DIR")))
     try:
@@ -180,11 +205,12 @@ def main() -> int:
             f"generated 4 series of {args.slices} slices 512x512 ({size_mb:.0f} MB each) "
             f"in {time.perf_counter() - t0:.1f} s"
         )
-        peers = [node_peer(work), storescp_peer(work, fsync=False), storescp_peer(work, fsync=True)]
+        nodes = [node_peer(work, n) for n in args.processes]
+        peers = [*nodes, storescp_peer(work, fsync=False), storescp_peer(work, fsync=True)]
         for peer in peers:
             peer.up()
         try:
-            measure(args, dirs, peers, size_mb)
+            measure(args, dirs, peers, len(nodes), size_mb)
         finally:
             for peer in peers:
                 peer.down()
@@ -193,20 +219,25 @@ def main() -> int:
     return 0
 
 
-def measure(args: argparse.Namespace, dirs: list[Path], peers: list[Peer], size_mb: float) -> None:
-    """Time the sends and print the table."""
+def measure(
+    args: argparse.Namespace, dirs: list[Path], peers: list[Peer], nodes: int, size_mb: float
+) -> None:
+    """Time the sends and print the table (the first ``nodes`` peers are nodes)."""
     single: dict[str, float] = {p.name: float("inf") for p in peers}
     for _ in range(args.repeat):
         for peer in peers:  # alternate peers inside each repetition
             peer.reset()
             single[peer.name] = min(single[peer.name], send(peer.port, dirs[0]))
-    parallel: dict[str, float] = {}
-    for peer in peers:
-        peer.reset()
-        parallel[peer.name] = send_parallel(peer.port, dirs)
-    node = peers[0]
-    assert node.proc is not None
-    rss = peak_rss_mb(node.proc.pid)
+    parallel: dict[str, float] = {p.name: float("inf") for p in peers}
+    for _ in range(args.repeat):
+        for peer in peers:
+            peer.reset()
+            parallel[peer.name] = min(parallel[peer.name], send_parallel(peer.port, dirs))
+    rss: dict[str, float] = {}
+    for node in peers[:nodes]:
+        assert node.proc is not None
+        pids = [node.proc.pid, *children(node.proc.pid)]
+        rss[node.name] = max(peak_rss_mb(pid) for pid in pids)
     print()
     print(f"{'peer':<16} {'1 assoc inst/s':>15} {'MB/s':>7} {'4 assoc inst/s':>15} {'MB/s':>7}")
     for peer in peers:
@@ -217,12 +248,24 @@ def measure(args: argparse.Namespace, dirs: list[Path], peers: list[Peer], size_
             f"{four:>15.1f} {four * size_mb / args.slices:>7.1f}"
         )
     print()
-    for ref in peers[1:]:
+    for node in peers[:nodes]:
+        for ref in peers[nodes:]:
+            _ratio(node.name, ref.name, single, parallel)
         print(
-            f"ratio dicomnode/{ref.name}: 1 assoc {single[ref.name] / single['dicomnode']:.2f}, "
-            f"4 assoc {parallel[ref.name] / parallel['dicomnode']:.2f}"
+            f"{node.name}: 4 assoc / 1 assoc {4 * single[node.name] / parallel[node.name]:.2f}; "
+            f"peak RSS of its largest process (4 concurrent series): {rss[node.name]:.0f} MB "
+            "(target < 300 MB)"
         )
-    print(f"dicomnode peak RSS (4 concurrent series): {rss:.0f} MB (target < 300 MB)")
+    for node in peers[1:nodes]:
+        _ratio(node.name, peers[0].name, single, parallel)
+
+
+def _ratio(name: str, ref: str, single: dict[str, float], parallel: dict[str, float]) -> None:
+    """Print the throughput of ``name`` over that of ``ref`` (seconds: ref / name)."""
+    print(
+        f"ratio {name}/{ref}: 1 assoc {single[ref] / single[name]:.2f}, "
+        f"4 assoc {parallel[ref] / parallel[name]:.2f}"
+    )
 
 
 if __name__ == "__main__":

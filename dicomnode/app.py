@@ -310,6 +310,7 @@ class Node:
                 observer=self.metrics,
                 on_signal=self.signalled,
                 on_released=on_released,
+                audit=self.audit,
                 store=self.store,
             )
             self.metrics.registry.register(ScpProcessCollector(self.scp_processes))

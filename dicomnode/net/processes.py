@@ -12,8 +12,9 @@ guarded server (:mod:`dicomnode.net.server`) work unchanged in each child.
 What stays global across the children: the association limits (a shared table,
 :mod:`dicomnode.net.slots`); the allow-list (the same config in each, reloads sent to each);
 the audit trail, store and spool (the database and the filesystem; spool files are named by
-process). The parent keeps what must run once: the periodic sweeps, the C-FIND confirmation,
-routing of completions. Each child tells its parent, over its own socket pair
+process; audit messages for ``audit.syslog`` go through the parent's one forwarder). The
+parent keeps what must run once: the periodic sweeps, the C-FIND confirmation, routing of
+completions. Each child tells its parent, over its own socket pair
 (:class:`Channel`), what the parent's metrics, signals and confirmations need.
 
 A child that dies (crash, ``kill -9``) is restarted; what it acknowledged is on disk and
@@ -38,6 +39,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,7 @@ from dicomnode.net.signals import OnSignal
 from dicomnode.net.slots import AssociationSlots
 from dicomnode.net.spool import SPOOL_PREFIX
 from dicomnode.startup import StartupError
+from dicomnode.store.audit import AuditEntry, AuditSink
 from dicomnode.store.ingest import Store
 from dicomnode.store.recovery import recover_interrupted
 from dicomnode.store.stability import SweepResult
@@ -70,13 +73,14 @@ _OBSERVED = frozenset({"association", "stored", "store_failed", "security_alert"
 
 
 class Message(str, enum.Enum):
-    """What parent and children tell each other (the ``kind`` of a :class:`Channel` line)."""
+    """What parent and children tell each other (``message`` of a :class:`Channel` line)."""
 
     READY = "ready"  # child: listening
     FAILED = "failed"  # child: cannot start (``error``)
     OBSERVED = "observed"  # child: an ScpObserver event (``event`` and its arguments)
     SIGNALLED = "signalled"  # child: completions a signal made (``series``, ``studies``)
     RELEASED = "released"  # child: a released association stored (``peer``, ``studies``…)
+    AUDITED = "audited"  # child: a committed audit row for the syslog forwarder
     NODE_CONFIG = "node_config"  # parent: the reloaded ``node`` section (``config``)
 
 
@@ -99,9 +103,9 @@ class Channel:
         self._send = threading.Lock()
         self._buffer = b""
 
-    def send(self, kind: Message, **values: Any) -> bool:
+    def send(self, message: Message, /, **values: Any) -> bool:
         """Send one message; False when the other end is gone."""
-        line = json.dumps({"kind": kind.value, **values}, separators=(",", ":")) + "\n"
+        line = json.dumps({"message": message.value, **values}, separators=(",", ":")) + "\n"
         try:
             with self._send:
                 self.sock.sendall(line.encode())
@@ -164,6 +168,9 @@ class ScpProcesses:
         Told about completions a child's completion signal made.
     on_released : DeliveryCallback, optional
         Told what a child's released association stored (C-FIND confirmation).
+    audit : AuditSink, optional
+        Where the children's committed audit rows go (``audit.syslog``: the forwarder of this
+        process, so that the node has one connection, one Application Start and Stop).
     store : Store, optional
         The store, in this process: after a child died, the files it renamed into place
         but did not commit are indexed (:func:`~dicomnode.store.recovery.recover_interrupted`).
@@ -177,6 +184,7 @@ class ScpProcesses:
         observer: ScpObserver,
         on_signal: OnSignal,
         on_released: DeliveryCallback | None = None,
+        audit: AuditSink | None = None,
         store: Store | None = None,
     ):
         if count < 2:
@@ -186,6 +194,7 @@ class ScpProcesses:
         self.observer = observer
         self.on_signal = on_signal
         self.on_released = on_released
+        self.audit = audit
         self.store = store
         #: children restarted since the start
         self.restarts = 0
@@ -215,11 +224,16 @@ class ScpProcesses:
         """
         node = self.config.node
         family = socket.AF_INET6 if ":" in node.host else socket.AF_INET
+        # Bound here, listened on by the first child that is ready (GuardedServer's
+        # server_activate): until then a sender is refused, as by a node not started yet,
+        # instead of waiting in a backlog that nobody accepts from.
+        self._listening = socket.socket(family, socket.SOCK_STREAM)
         try:
-            self._listening = socket.create_server(
-                (node.host, node.port), family=family, backlog=socket.SOMAXCONN
-            )
+            self._listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._listening.bind((node.host, node.port))
         except OSError as exc:
+            self._listening.close()
+            self._listening = None
             raise StartupError(f"DICOM port {node.port} on {node.host}: {exc.strerror}") from None
         for index in range(self.count):
             self._spawn(index, resume=index == 0)
@@ -281,7 +295,9 @@ class ScpProcesses:
     def _supervise(self) -> None:
         """Read the children's messages; restart those that end (until :meth:`stop`)."""
         while not self._stopping.is_set():
-            for key, _ in self._selector.select(timeout=0.2):
+            # a child's end closes its channel and wakes this at once; the timeout only
+            # paces restarts that wait (and the look at the stop flag)
+            for key, _ in self._selector.select(timeout=0.2 if self._due else 1.0):
                 child: _Child = key.data
                 messages = child.channel.receive()
                 if messages is None:
@@ -299,7 +315,7 @@ class ScpProcesses:
 
     def _dispatch(self, child: _Child, message: dict[str, Any]) -> None:
         try:
-            kind = Message(message.pop("kind"))
+            kind = Message(message.pop("message"))
             if kind is Message.OBSERVED:
                 event = message.pop("event")
                 if event in _OBSERVED:
@@ -310,6 +326,8 @@ class ScpProcesses:
                 child.error = str(message.get("error"))
             elif kind is Message.SIGNALLED:
                 self.on_signal(SweepResult(series=message["series"], studies=message["studies"]))
+            elif kind is Message.AUDITED and self.audit is not None:
+                self.audit(AuditEntry(at=datetime.fromisoformat(message.pop("at")), **message))
             elif kind is Message.RELEASED and self.on_released is not None:
                 self.on_released(
                     Delivery(

@@ -146,7 +146,7 @@ class StorageSCP:
         The association limits' table, shared with the node's other SCP processes (one of
         this SCP's own when not given).
     listening : socket.socket, optional
-        A listening socket to accept on, bound by the parent of the node's SCP processes
+        A socket bound by the parent of the node's SCP processes, which all accept on it
         (:mod:`dicomnode.net.processes`); when not given, ``config``'s address is bound.
     spool_prefix : str
         Names of this SCP's spool files start with it (its process's own, when several

@@ -19,7 +19,6 @@ import socket
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any
 
 from dicomnode.config.schema import Config, NodeConfig
 from dicomnode.logs import setup_logging
@@ -28,7 +27,7 @@ from dicomnode.net.receive import ScpObserver
 from dicomnode.net.scp import Delivery, StorageSCP, configure_pynetdicom
 from dicomnode.net.slots import AssociationSlots
 from dicomnode.startup import first_line
-from dicomnode.store.audit import set_sink
+from dicomnode.store.audit import AuditEntry, set_sink
 from dicomnode.store.db import open_database
 from dicomnode.store.ingest import Store
 from dicomnode.store.stability import SweepResult
@@ -112,12 +111,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _start(config: Config, args: argparse.Namespace, channel: Channel) -> StorageSCP:
     db = open_database(config.database_url, migrate=False)
     store = Store(config.store_path, db, min_free=int(config.storage.min_free))
-    if config.audit.syslog is not None:
-        from dicomnode.audit.forward import AuditForwarder, result_lookup
+    if config.audit.syslog is not None:  # the parent's forwarder sends them
 
-        forwarder = AuditForwarder(config, lookup=result_lookup(db))
-        forwarder.start()
-        set_sink(forwarder)
+        def audited(entry: AuditEntry) -> None:
+            channel.send(
+                Message.AUDITED,
+                at=entry.at.isoformat(),
+                kind=entry.kind,
+                subject=entry.subject,
+                peer=entry.peer,
+                detail=entry.detail,
+            )
+
+        set_sink(audited)
 
     def signalled(done: SweepResult) -> None:
         if done.series or done.studies:
@@ -149,8 +155,7 @@ def _start(config: Config, args: argparse.Namespace, channel: Channel) -> Storag
 def _follow(channel: Channel, scp: StorageSCP, stop: threading.Event) -> None:
     """Apply what the parent sends; stop when it is gone."""
     for message in channel:
-        kind: Any = message.get("kind")
-        if kind == Message.NODE_CONFIG.value:
+        if message.get("message") == Message.NODE_CONFIG.value:
             scp.config = NodeConfig.model_validate(message["config"])
     stop.set()
 

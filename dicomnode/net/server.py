@@ -135,10 +135,11 @@ class GuardedServer(ThreadedAssociationServer):
         longest is closed. This bounds the threads a flood costs while a real sender, whose
         request follows its connection within milliseconds, still gets through.
     listening : socket.socket, optional
-        A socket already bound and listening (inherited from the parent of several SCP
-        processes, which all accept on it) instead of one bound to ``address``. It is made
-        non-blocking: when another process took the connection that woke this one, the
-        accept fails at once instead of blocking the server's loop.
+        A socket already bound (inherited from the parent of several SCP processes, which
+        all accept on it) instead of one bound to ``address``; the first process to be ready
+        starts listening on it. It is made non-blocking: when another process took the
+        connection that woke this one, the accept fails at once instead of blocking the
+        server's loop.
     """
 
     # socketserver listens with a backlog of 5: a burst of connections fills it and the
