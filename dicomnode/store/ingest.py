@@ -396,16 +396,19 @@ class Store:
         """Record an arrival in its series and study (creating or re-opening them).
 
         The ids of known series are cached, so the usual instance costs two UPDATEs; a
-        series or study that was complete is re-opened, with an audit row.
+        series or study that was complete is re-opened, with an audit row, also when this
+        process has not seen the series before (another SCP process received it, or the
+        node restarted).
         """
         assert header.series_uid and header.study_uid
         now = utcnow()
         ids = self._ids.get(header.series_uid)
         if ids is not None and ids[2] != header.study_uid:
             raise _series_conflict(header, ids[2])
-        if ids is None or not self._bump(session, Series, ids[0], now):
-            if ids is not None:
-                self._reopen(session, Series, ids[0], now, header.series_uid, peer)
+        if ids is None:  # new here: perhaps not in the database (another SCP process's)
+            ids = self._create(session, header, now, peer, origin)
+        if not self._bump(session, Series, ids[0], now):
+            self._reopen(session, Series, ids[0], now, header.series_uid, peer)
             ids = self._ids.get(header.series_uid) or self._create(
                 session, header, now, peer, origin
             )

@@ -1,14 +1,13 @@
 """``node.processes``: several SCP processes on one port, limits global, crashes recovered.
 
 Each test starts a node with two SCP processes and finds which process holds an association
-from ``/proc`` (the server end of its TCP connection), so that it can assert across processes.
+(:mod:`testkit.scp_processes`), so that it can assert across processes.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 from pynetdicom import AE
@@ -17,49 +16,10 @@ from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 from testkit import dicomgen
 from testkit.crash import acknowledged_files, instance_count, start_storescu, store_state, wait
 from testkit.nodeproc import storescu
+from testkit.scp_processes import elsewhere, holder_of, scp_processes
 from testkit.seriesgen import write_series
 
 _REJECTED_TRANSIENT, _SOURCE_PROVIDER_PRESENTATION, _LOCAL_LIMIT = 2, 3, 2
-
-
-def _children(parent: int) -> set[int]:
-    """Process ids of the SCP processes of the node ``parent``."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent and b"dicomnode.net.scp_child" in cmdline:
-            found.add(int(entry))
-    return found
-
-
-def _holder(node, client_port: int) -> int | None:
-    """The SCP process holding the server end of the connection from ``client_port``."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            local, remote = (int(a.rsplit(":", 1)[1], 16) for a in fields[1:3])
-            if local == node.port and remote == client_port:
-                inodes.add(f"socket:[{fields[9]}]")
-    for pid in _children(node.proc.pid):
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
-                    return pid
-            except OSError:
-                continue
-    return None
 
 
 def _associate(node, ae_title: str):
@@ -67,28 +27,6 @@ def _associate(node, ae_title: str):
     ae.add_requested_context(CTImageStorage)
     ae.acse_timeout = ae.network_timeout = ae.dimse_timeout = 10
     return ae.associate("127.0.0.1", node.port, ae_title="DICOMNODE")
-
-
-def _holder_of(node, assoc) -> int:
-    port = assoc.dul.socket.socket.getsockname()[1]
-    holder = None
-    deadline = time.monotonic() + 5
-    while holder is None and time.monotonic() < deadline:
-        holder = _holder(node, port)
-    assert holder is not None, "no SCP process holds the association"
-    return holder
-
-
-def _elsewhere(node, ae_title: str, than: int):
-    """An association of ``ae_title`` held by another SCP process than ``than``."""
-    for _ in range(40):
-        assoc = _associate(node, ae_title)
-        if assoc.is_established and _holder_of(node, assoc) != than:
-            return assoc
-        if assoc.is_established:
-            assoc.release()
-        time.sleep(0.05)  # the released slot is freed when the SCP has seen the release
-    raise AssertionError(f"no association of {ae_title} reached another SCP process")
 
 
 def _assert_local_limit(assoc) -> None:
@@ -112,11 +50,11 @@ def test_association_limits_count_the_associations_of_every_scp_process(node_fac
     node = node_factory(
         node={"processes": 2, "max_associations": 3, "max_associations_per_peer": 2}
     ).start()
-    assert len(_children(node.proc.pid)) == 2
+    assert len(scp_processes(node.proc.pid)) == 2
     first = _associate(node, "HOLDER")
     assert first.is_established
     # one association of HOLDER in each process: neither process alone is at a limit
-    second = _elsewhere(node, "HOLDER", than=_holder_of(node, first))
+    second = elsewhere(node, holder_of(node, first), lambda: _associate(node, "HOLDER"))
 
     _assert_local_limit(_associate(node, "HOLDER"))
     other = _associate(node, "OTHER")
@@ -149,7 +87,7 @@ def test_a_killed_scp_process_loses_nothing_acknowledged_and_is_replaced(node_fa
     files = write_series(spec, tmp_path / "series")
     sender = start_storescu(node.port, files)
     wait(lambda: instance_count(node, spec.series_uid) >= 20, "20 instances stored")
-    before = _children(node.proc.pid)
+    before = scp_processes(node.proc.pid)
     holders = {_holder_sending(node, pid) for pid in before} - {None}
     (victim,) = holders
     os.kill(victim, signal.SIGKILL)
@@ -158,8 +96,8 @@ def test_a_killed_scp_process_loses_nothing_acknowledged_and_is_replaced(node_fa
     assert 20 <= len(acked) < len(files), output[-2000:]
 
     # A new process takes the dead one's place, and the node goes on receiving.
-    wait(lambda: len(_children(node.proc.pid) - before) == 1, "a replacement", 30)
-    assert _children(node.proc.pid) & before == before - {victim}
+    wait(lambda: len(scp_processes(node.proc.pid) - before) == 1, "a replacement", 30)
+    assert scp_processes(node.proc.pid) & before == before - {victim}
     wait(lambda: store_state(node, acked).consistent, "a consistent store", 15)
     rest = storescu(node.port, [f for f in files if f not in acked])
     assert rest.returncode == 0, rest.stderr
@@ -167,7 +105,7 @@ def test_a_killed_scp_process_loses_nothing_acknowledged_and_is_replaced(node_fa
     assert store_state(node, []).consistent  # no orphans, rows without file, or spool
 
     # SIGTERM stops the node and every SCP process with it.
-    children = _children(node.proc.pid)
+    children = scp_processes(node.proc.pid)
     node.stop()
     assert node.proc.returncode == 0
     assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]

@@ -89,6 +89,23 @@ def test_changed_bytes_supersede_keeping_the_old_version(store):
     assert {"instance.superseded", "series.reopened"} <= kinds
 
 
+def test_a_late_arrival_reopens_a_complete_series_this_store_has_not_seen(store):
+    # two SCP processes: each its own Store (and id cache) on the one database
+    other = Store(store.root, store.db, min_free=0)
+    _ingest(other, dicomgen.instance(SPEC, 0))
+    with store.db.session() as s:
+        s.scalar(select(Series)).state = CompletionState.COMPLETE
+        s.scalar(select(Study)).state = CompletionState.COMPLETE
+        before = s.scalar(select(Series.last_received_at))
+    assert _ingest(store, dicomgen.instance(SPEC, 1)).outcome is StoreOutcome.STORED
+    with store.db.session() as s:
+        assert s.scalar(select(Series.state)) is CompletionState.OPEN
+        assert s.scalar(select(Study.state)) is CompletionState.OPEN
+        assert s.scalar(select(Series.last_received_at)) > before
+        kinds = list(s.scalars(select(AuditEvent.kind)))
+    assert kinds.count("series.reopened") == 1 and kinds.count("study.reopened") == 1
+
+
 def test_uid_mismatch_and_invalid_uids_are_refused(store):
     ds = dicomgen.instance(SPEC, 3)
     with pytest.raises(StoreRejected) as err:

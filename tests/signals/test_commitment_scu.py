@@ -15,6 +15,7 @@ from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 from dicomnode.net.commitment import STORAGE_COMMITMENT, STORAGE_COMMITMENT_INSTANCE
 from testkit import dicomgen
 from testkit.nodeproc import wait_for
+from testkit.scp_processes import elsewhere, holder_of
 
 
 def _reference(sop_class: str, sop_instance: str) -> Dataset:
@@ -138,8 +139,9 @@ def test_unknown_requester_that_closed_gets_nothing_and_the_node_goes_on(node_fa
 
 
 def test_instances_still_arriving_on_another_association_are_waited_for(node_factory):
+    # two SCP processes, the data association on the other one: no in-process wake-up
     node = node_factory(
-        node={"commitment_wait": 10},
+        node={"commitment_wait": 10, "processes": 2},
         stability={"series_seconds": 60, "study_seconds": 120},
     ).start()
     (spec,) = dicomgen.study("commit-parallel", [4])
@@ -151,8 +153,12 @@ def test_instances_still_arriving_on_another_association_are_waited_for(node_fac
         ae_title="DICOMNODE",
         evt_handlers=[(evt.EVT_N_EVENT_REPORT, reports.handle)],
     )
-    data = _requester(_Reports()).associate("127.0.0.1", node.port, ae_title="DICOMNODE")
-    assert control.is_established and data.is_established
+    assert control.is_established
+    data = elsewhere(
+        node,
+        holder_of(node, control),
+        lambda: _requester(_Reports()).associate("127.0.0.1", node.port, ae_title="DICOMNODE"),
+    )
     try:
         assert data.send_c_store(made[0]).Status == 0x0000
         request = Dataset()
