@@ -86,24 +86,39 @@ class SocketWaker:
     """Wait until a socket is readable or another thread calls :meth:`wake`.
 
     A non-blocking socket pair carries the wake-ups, so one :mod:`selectors` wait covers
-    both (portable: no ``eventfd``, no pipes on Windows). Call :meth:`close` when done.
+    both (portable: no ``eventfd``, no pipes on Windows). The waiting thread calls
+    :meth:`open` before its first look at what the wake-ups announce (until then
+    :meth:`wake` does nothing) and :meth:`close` when done: an association that never
+    starts holds no descriptors.
     """
 
     def __init__(self) -> None:
-        self._reader, self._writer = socket.socketpair()
-        self._reader.setblocking(False)
-        self._writer.setblocking(False)
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(self._reader, selectors.EVENT_READ)
+        self._reader: socket.socket | None = None
+        self._writer: socket.socket | None = None
+        self._selector: selectors.BaseSelector | None = None
         self._watched: Any = None
+
+    def open(self) -> None:
+        """Create the socket pair and the selector."""
+        reader, writer = socket.socketpair()
+        reader.setblocking(False)
+        writer.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(reader, selectors.EVENT_READ)
+        self._reader, self._writer = reader, writer
 
     def wake(self) -> None:
         """Make the current or next :meth:`wait` return (from any thread; never raises)."""
+        writer = self._writer
+        if writer is None:
+            return
         with contextlib.suppress(OSError):  # full (a wake-up is pending anyway) or closed
-            self._writer.send(b"\0")
+            writer.send(b"\0")
 
     def clear(self) -> None:
         """Forget the wake-ups so far (call before looking at what they announce)."""
+        if self._reader is None:
+            return
         with contextlib.suppress(OSError):
             while self._reader.recv(4096):
                 pass
@@ -118,10 +133,13 @@ class SocketWaker:
         timeout : float or None
             Seconds; ``None`` waits without a limit.
         """
+        if self._selector is None:
+            raise RuntimeError("SocketWaker.wait() before open()")
         self._watch(sock)
         self._selector.select(timeout)
 
     def _watch(self, sock: Any) -> None:
+        assert self._selector is not None
         if sock is self._watched:
             return
         if self._watched is not None:
@@ -136,10 +154,12 @@ class SocketWaker:
             self._watched = sock
 
     def close(self) -> None:
-        """Release the socket pair and the selector."""
-        self._selector.close()
-        self._reader.close()
-        self._writer.close()
+        """Release the socket pair and the selector (:meth:`wake` does nothing after)."""
+        reader, writer, selector = self._reader, self._writer, self._selector
+        self._reader = self._writer = self._selector = None
+        for closable in (selector, reader, writer):
+            if closable is not None:
+                closable.close()
 
 
 def _timeout(remaining: float | None) -> float:
@@ -199,10 +219,16 @@ def install(assoc: Association) -> None:
 
     def run() -> None:
         try:
+            waker.open()
+            body: Callable[..., None] = _run_dul
+        except OSError:  # out of descriptors: pynetdicom's own (polling) reactor still works
+            log.warning("no descriptors for an event-driven DUL; polling")
+            body = _run_polling_dul
+        try:
             if context is None:
-                _run_dul(dul, waker)
+                body(dul, waker)
             else:
-                context.run(_run_dul, dul, waker)
+                context.run(body, dul, waker)
         finally:
             ready.set()  # the association sees the DUL gone at once
             waker.close()
@@ -239,6 +265,11 @@ def _run_dul(dul: DULServiceProvider, waker: SocketWaker) -> None:
             waker.wait(sock, _timeout(_remaining(dul.artim_timer)))
             continue
         dul.state_machine.do_action(event)
+
+
+def _run_polling_dul(dul: DULServiceProvider, waker: SocketWaker) -> None:
+    """pynetdicom's own DUL reactor (``waker`` unused: it could not be opened)."""
+    DULServiceProvider.run_reactor(dul)
 
 
 def _abort_hard(dul: DULServiceProvider) -> None:

@@ -120,6 +120,8 @@ def test_notifying_queue_tells_each_put_and_adopts_in_order() -> None:
 
 def test_socket_waker_wakes_on_data_on_wake_and_on_timeout() -> None:
     waker = SocketWaker()
+    waker.wake()  # not open yet: nothing happens
+    waker.open()
     left, right = socket.socketpair()
     try:
         started = time.monotonic()
@@ -230,3 +232,23 @@ def test_idle_association_uses_no_cpu() -> None:
             srv.stop()
     assert used["event"] <= 0.011, used  # at most one clock tick
     assert used["event"] < used["polling"], used
+
+
+def test_out_of_descriptors_falls_back_to_polling(
+    server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_descriptors(self: SocketWaker) -> None:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(SocketWaker, "open", no_descriptors)
+    paths = dicomgen.write_series(
+        dicomgen.SeriesSpec(dicomgen.uid("study"), dicomgen.uid("fallback"), count=3), tmp_path
+    )
+    assoc = _associate(server.port)
+    acceptor = server.acceptor()
+    try:
+        assert [int(assoc.send_c_store(path).Status) for path in paths] == [0, 0, 0]
+    finally:
+        assoc.release()
+    _wait_for(lambda: not acceptor.is_alive() and not acceptor.dul.is_alive())
+    assert server.events == ["released"]
