@@ -197,6 +197,14 @@ class Confirmer:
             return Confirmation(None, SweepResult())
         source, listed = answer
         ours = self._stored_counts(study_uid)
+        log.debug(
+            "confirming",
+            extra={
+                "source": source,
+                "listed": {item.series_uid: item.instances for item in listed},
+                "stored": ours,
+            },
+        )
         equal: list[str] = []
         differing: list[str] = []
         for item in listed:

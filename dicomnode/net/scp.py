@@ -246,8 +246,8 @@ class StorageSCP:
             (evt.EVT_N_SET, self.mpps.on_set),
             (evt.EVT_PDU_RECV, self._on_pdu),
             (evt.EVT_RELEASED, self._on_released),
-            (evt.EVT_ABORTED, self._on_ended),
-            (evt.EVT_CONN_CLOSE, self._on_ended),
+            (evt.EVT_ABORTED, self._on_aborted),
+            (evt.EVT_CONN_CLOSE, self._on_closed),
         ]
         tls = self.config.tls
         self._server = start_guarded_server(
@@ -316,6 +316,9 @@ class StorageSCP:
         others by holding (or re-opening) associations.
         """
         cfg = self.config
+        with self._delivered_lock:  # ended without a release or an abort (see _on_closed)
+            for gone in [a for a in self._delivered if not a.is_alive()]:
+                del self._delivered[gone]
         with self._admission:
             ended = [a for a in self._admitted if not a.is_alive() or a.is_released or a.is_aborted]
             for ended_assoc in ended:
@@ -442,11 +445,19 @@ class StorageSCP:
             log.error("released-association handler failed (%s)", type(exc).__name__)
             log.debug("released-association handler failure", exc_info=True)
 
-    def _on_ended(self, event: Any) -> None:
-        """An aborted or closed association: forget what it stored (the timers decide)."""
+    def _on_aborted(self, event: Any) -> None:
+        """An aborted association: forget what it stored (the timers decide)."""
         self._release(event.assoc)
         with self._delivered_lock:
             self._delivered.pop(event.assoc, None)
+
+    def _on_closed(self, event: Any) -> None:
+        """The connection closed: the slot is free. What the association stored is left for
+        :meth:`_on_released`: a peer closes as soon as it has the A-RELEASE-RP, and the DUL
+        thread can see that close before the association thread has told its release.
+        Entries of associations that ended without a release or an abort are dropped by
+        :meth:`_admit`."""
+        self._release(event.assoc)
 
     def reap_spool(self, *, min_age: float = 5.0) -> int:
         """Remove spool files that no running transfer or handler owns; returns how many.
