@@ -55,7 +55,6 @@ __all__ = [
     "Visit",
     "brain_mask_kji",
     "compare_lesions",
-    "paired_volumes",
     "resample_labels",
 ]
 
@@ -80,56 +79,26 @@ def resample_labels(
     )
 
 
-def paired_volumes(
-    prior: Visit,
-    prior_mask: np.ndarray,
-    prior_affine: np.ndarray,
-    current: Visit,
-    current_mask: np.ndarray,
-    current_affine: np.ndarray,
-    transform: RigidTransform,
+def _paired(
+    visits: tuple[Visit, Visit],
+    lesion: tuple[np.ndarray, np.ndarray],
+    seed: tuple[np.ndarray, np.ndarray],
+    affines: tuple[np.ndarray, np.ndarray],
 ) -> tuple[float, float]:
-    """Volumes (mm³) of one lesion on both visits, measured with one threshold.
+    """Volumes (mm³) of one lesion on the prior and the current visit, with one threshold.
 
-    Parameters
-    ----------
-    prior, current : Visit
-        The two FLAIRs and brains.
-    prior_mask, current_mask : numpy.ndarray
-        The lesion as each visit's segmentation has it (either may be empty, not both).
-    prior_affine, current_affine : numpy.ndarray
-        4x4 (column, row, slice) index -> patient of each grid.
-    transform : RigidTransform
-        Prior -> current patient coordinates.
-
-    Returns
-    -------
-    tuple of float
-        ``(prior_mm3, current_mm3)``; see the module's docstring for the rule.
+    ``lesion`` is the lesion as each visit's segmentation has it (either may be empty, not
+    both); ``seed`` is where it lies on each grid, that segmentation or the other visit's
+    placed onto it (see the module's docstring for the rule).
     """
-    back = RigidTransform(np.linalg.inv(transform.matrix))
-    on_prior = prior_mask | (
-        resample_labels(
-            current_mask.astype(np.int32), current_affine, prior_mask.shape, prior_affine, back
-        )
-        > 0
-    )
-    on_current = current_mask | (
-        resample_labels(
-            prior_mask.astype(np.int32), prior_affine, current_mask.shape, current_affine, transform
-        )
-        > 0
-    )
-    scaled_prior, scaled_current = prior.scaled(), current.scaled()
-    level = half_max_level([scaled_prior, scaled_current], [prior_mask, current_mask])
+    level = half_max_level([v.scaled for v in visits], list(lesion))
     if level is None:
         return 0.0, 0.0
-    before = extent(scaled_prior, prior.brain, on_prior, level)
-    after = extent(scaled_current, current.brain, on_current, level)
-    return (
-        float(before.sum()) * _voxel_mm3(prior_affine),
-        float(after.sum()) * _voxel_mm3(current_affine),
+    before, after = (
+        extent(v.scaled, v.brain, s, level).sum() * _voxel_mm3(a)
+        for v, s, a in zip(visits, seed, affines, strict=True)
     )
+    return float(before), float(after)
 
 
 def _voxel_mm3(affine: np.ndarray) -> float:
@@ -190,6 +159,18 @@ def compare_lesions(
     prior_mm3 = np.bincount(prior.ravel(), minlength=n_prior + 1) * _voxel_mm3(prior_affine)
     current_mm3 = np.bincount(current.ravel(), minlength=n_current + 1) * _voxel_mm3(current_affine)
     moved = resample_labels(prior, prior_affine, current.shape, current_affine, transform)
+    back = (
+        resample_labels(
+            current,
+            current_affine,
+            prior.shape,
+            prior_affine,
+            RigidTransform(np.linalg.inv(transform.matrix)),
+        )
+        if visits is not None
+        else None
+    )
+    affines = (prior_affine, current_affine)
     prior_centres = _centres(prior, prior_affine, n_prior)
     current_centres = _centres(current, current_affine, n_current)
     seen: set[int] = set()
@@ -200,16 +181,10 @@ def compare_lesions(
         after = float(current_mm3[n])
         before = float(sum(prior_mm3[p] for p in overlap))
         new = not overlap
-        if visits is not None:
-            before, after = paired_volumes(
-                visits[0],
-                np.isin(prior, sorted(overlap)),
-                prior_affine,
-                visits[1],
-                current == n,
-                current_affine,
-                transform,
-            )
+        if visits is not None and back is not None:
+            ours = (np.isin(prior, sorted(overlap)), current == n)
+            seeds = (ours[0] | (back == n), ours[1] | np.isin(moved, sorted(overlap)))
+            before, after = _paired(visits, ours, seeds, affines)
             new = new and before < enlarging_min_mm3
         out.append(
             RegionChange(
@@ -237,15 +212,8 @@ def compare_lesions(
             continue
         before, after = float(prior_mm3[p]), 0.0
         if visits is not None:
-            before, after = paired_volumes(
-                visits[0],
-                prior == p,
-                prior_affine,
-                visits[1],
-                np.zeros(current.shape, bool),
-                current_affine,
-                transform,
-            )
+            ours = (prior == p, np.zeros(current.shape, bool))
+            before, after = _paired(visits, ours, (ours[0], moved == p), affines)
         gone = after < enlarging_min_mm3
         out.append(
             RegionChange(

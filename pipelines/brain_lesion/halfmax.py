@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import ndimage
@@ -38,8 +39,9 @@ class Visit:
     image: np.ndarray
     brain: np.ndarray
 
+    @cached_property
     def scaled(self) -> np.ndarray:
-        """The image over its brain's median (1.0 is normal-appearing brain)."""
+        """The image over its brain's median (1.0 is normal-appearing brain); computed once."""
         inside = self.image[self.brain]
         median = float(np.median(inside)) if inside.size else 0.0
         return np.asarray(self.image, np.float32) / (median if median > 0 else 1.0)
@@ -54,9 +56,19 @@ def half_max_level(scaled: Sequence[np.ndarray], masks: Sequence[np.ndarray]) ->
     return 1.0 + 0.5 * (float(np.mean(peaks)) - 1.0)
 
 
-def extent(scaled: np.ndarray, brain: np.ndarray, seed: np.ndarray, level: float) -> np.ndarray:
-    """Voxels above ``level`` connected to ``seed`` within :data:`GROWTH_VOXELS` of it, inside
-    the brain."""
+def _box(seed: np.ndarray) -> tuple[slice, ...] | None:
+    """The bounding box of ``seed`` with room to grow; None when it is empty."""
+    (box,) = ndimage.find_objects(seed.astype(np.int8)) or (None,)
+    return None if box is None else _padded(box)
+
+
+def _padded(box: tuple[slice, ...]) -> tuple[slice, ...]:
+    """``box`` widened by the growth and one voxel (clipped at 0; numpy clips the stop)."""
+    pad = GROWTH_VOXELS + 1
+    return tuple(slice(max(s.start - pad, 0), s.stop + pad) for s in box)
+
+
+def _grow(scaled: np.ndarray, brain: np.ndarray, seed: np.ndarray, level: float) -> np.ndarray:
     region = ndimage.binary_dilation(seed, iterations=GROWTH_VOXELS) & brain
     above = region & (scaled > level)
     labels, _ = ndimage.label(above, structure=np.ones((3, 3, 3), bool))
@@ -64,20 +76,28 @@ def extent(scaled: np.ndarray, brain: np.ndarray, seed: np.ndarray, level: float
     return np.isin(labels, keep[keep > 0])
 
 
+def extent(scaled: np.ndarray, brain: np.ndarray, seed: np.ndarray, level: float) -> np.ndarray:
+    """Voxels above ``level`` connected to ``seed`` within :data:`GROWTH_VOXELS` of it, inside
+    the brain (worked out in the seed's box)."""
+    out = np.zeros(seed.shape, bool)
+    box = _box(seed)
+    if box is not None:
+        out[box] = _grow(scaled[box], brain[box], seed[box], level)
+    return out
+
+
 def refine(visit: Visit, mask: np.ndarray) -> np.ndarray:
     """Each connected lesion of ``mask`` at its half-maximum extent on ``visit`` (a lesion
     with no voxel above its level keeps its mask)."""
-    scaled = visit.scaled()
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    scaled = visit.scaled
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
     out = np.zeros(mask.shape, bool)
     for n, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
-        pad = tuple(
-            slice(max(s.start - GROWTH_VOXELS - 1, 0), s.stop + GROWTH_VOXELS + 1) for s in box
-        )
+        pad = _padded(box)
         lesion = labels[pad] == n
         level = half_max_level([scaled[pad]], [lesion])
-        grown = extent(scaled[pad], visit.brain[pad], lesion, level) if level else lesion
+        grown = _grow(scaled[pad], visit.brain[pad], lesion, level) if level else lesion
         out[pad] |= grown if grown.any() else lesion
     return out
