@@ -32,7 +32,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, build_role
+from pynetdicom import AE, build_role, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse_messages import N_ACTION_RSP
 from pynetdicom.pdu_primitives import A_RELEASE
@@ -256,6 +256,9 @@ class CommitmentService:
             responded = threading.Event()
             with self._lock:
                 self._responding.setdefault(assoc, []).append(responded)
+            # bound here, not for every association: while a handler is bound to it, each
+            # C-STORE response is encoded by pynetdicom (:mod:`dicomnode.net.responses`)
+            assoc.bind(evt.EVT_DIMSE_SENT, self.on_sent)
             threading.Thread(
                 target=self._run,
                 args=(parsed, assoc, requester, peer, responded),
@@ -269,7 +272,8 @@ class CommitmentService:
             return self._refuse(peer, Status.PROCESSING_FAILURE, "unexpected error")
 
     def on_sent(self, event: Any) -> None:
-        """EVT_DIMSE_SENT: an N-ACTION response is on its way; its report may follow."""
+        """EVT_DIMSE_SENT (bound by :meth:`on_action`): an N-ACTION response is on its way;
+        its report may follow."""
         if not isinstance(event.message, N_ACTION_RSP):
             return
         with self._lock:

@@ -89,7 +89,9 @@ class SocketWaker:
     both (portable: no ``eventfd``, no pipes on Windows). The waiting thread calls
     :meth:`open` before its first look at what the wake-ups announce (until then
     :meth:`wake` does nothing) and :meth:`close` when done: an association that never
-    starts holds no descriptors.
+    starts holds no descriptors. A :meth:`wait` that a wake-up ended reads the wake-ups
+    pending (the caller looks at what they announce next); one that the socket or the
+    timeout ended leaves them to end the next.
     """
 
     def __init__(self) -> None:
@@ -115,14 +117,6 @@ class SocketWaker:
         with contextlib.suppress(OSError):  # full (a wake-up is pending anyway) or closed
             writer.send(b"\0")
 
-    def clear(self) -> None:
-        """Forget the wake-ups so far (call before looking at what they announce)."""
-        if self._reader is None:
-            return
-        with contextlib.suppress(OSError):
-            while self._reader.recv(4096):
-                pass
-
     def wait(self, sock: Any, timeout: float | None) -> None:
         """Block until ``sock`` is readable, :meth:`wake` is called, or ``timeout`` passes.
 
@@ -136,7 +130,16 @@ class SocketWaker:
         if self._selector is None:
             raise RuntimeError("SocketWaker.wait() before open()")
         self._watch(sock)
-        self._selector.select(timeout)
+        for key, _ in self._selector.select(timeout):
+            if key.fileobj is self._reader:
+                self._drain()
+
+    def _drain(self) -> None:
+        """Forget the wake-ups so far: the caller looks at what they announce next."""
+        assert self._reader is not None
+        with contextlib.suppress(OSError):
+            while self._reader.recv(4096):
+                pass
 
     def _watch(self, sock: Any) -> None:
         assert self._selector is not None
@@ -190,8 +193,13 @@ def install(assoc: Association) -> None:
     waker = SocketWaker()
     ready = threading.Event()  # the association reactor's wake-up
 
-    dul.event_queue = NotifyingQueue.adopt(dul.event_queue, waker.wake)
-    dul.to_provider_queue = NotifyingQueue.adopt(dul.to_provider_queue, waker.wake)
+    def wake_dul() -> None:
+        # the DUL thread's own puts need no wake-up: it looks at its queues before it waits
+        if threading.current_thread() is not dul:
+            waker.wake()
+
+    dul.event_queue = NotifyingQueue.adopt(dul.event_queue, wake_dul)
+    dul.to_provider_queue = NotifyingQueue.adopt(dul.to_provider_queue, wake_dul)
     dul.to_user_queue = NotifyingQueue.adopt(dul.to_user_queue, ready.set)
     assoc.dimse.msg_queue = NotifyingQueue.adopt(assoc.dimse.msg_queue, ready.set)
 
@@ -245,7 +253,6 @@ def _run_dul(dul: DULServiceProvider, waker: SocketWaker) -> None:
     dul._idle_timer.start()
     dul.assoc._dul_ready.set()
     while not dul._kill_thread:
-        waker.clear()
         if dul.artim_timer.expired:
             dul.event_queue.put("Evt18")
         try:
@@ -261,6 +268,8 @@ def _run_dul(dul: DULServiceProvider, waker: SocketWaker) -> None:
         try:
             event = dul.event_queue.get(block=False)
         except queue.Empty:
+            if not dul.to_provider_queue.empty():  # put by this thread (no wake-up)
+                continue
             sock = dul.socket.socket if dul.socket is not None else None
             waker.wait(sock, _timeout(_remaining(dul.artim_timer)))
             continue

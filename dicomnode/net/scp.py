@@ -241,7 +241,6 @@ class StorageSCP:
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_N_ACTION, self.commitment.on_action),
-            (evt.EVT_DIMSE_SENT, self.commitment.on_sent),
             (evt.EVT_N_CREATE, self.mpps.on_create),
             (evt.EVT_N_SET, self.mpps.on_set),
             (evt.EVT_PDU_RECV, self._on_pdu),
@@ -392,7 +391,8 @@ class StorageSCP:
         self._audit(AuditKind.ASSOCIATION_ACCEPTED, self._peer(event))
 
     def _on_pdu(self, event: Any) -> None:
-        """The first whole DIMSE command of an association stops its first-message timer."""
+        """The first whole DIMSE command of an association stops its first-message timer;
+        then this handler is unbound (pynetdicom builds an event for each PDU it reads)."""
         assoc = event.assoc
         if assoc not in self._silent or not isinstance(event.pdu, P_DATA_TF):
             return
@@ -403,6 +403,7 @@ class StorageSCP:
                     timer = self._silent.pop(assoc, None)
                 if timer is not None:
                     timer.cancel()
+                assoc.unbind(evt.EVT_PDU_RECV, self._on_pdu)
                 return
 
     def _first_message_due(self, assoc: Association) -> None:

@@ -28,6 +28,8 @@ from typing import IO, Any
 from pynetdicom import AE, dimse_messages
 from pynetdicom.association import Association
 
+from dicomnode.net import filemeta
+
 __all__ = ["SPOOL_PREFIX", "SpoolFolder", "install", "register", "unregister"]
 
 log = logging.getLogger(__name__)
@@ -152,10 +154,12 @@ _NAMED_TEMPORARY_FILE = tempfile.NamedTemporaryFile
 
 @functools.cache
 def install() -> None:
-    """Route pynetdicom's spool files through :func:`_spool_file` (once per process)."""
+    """Route pynetdicom's spool files through :func:`_spool_file`, and their File Meta
+    Information through :mod:`dicomnode.net.filemeta` (once per process)."""
     if dimse_messages.NamedTemporaryFile is not _NAMED_TEMPORARY_FILE:
         raise RuntimeError(
             "pynetdicom.dimse_messages.NamedTemporaryFile is not tempfile's: the pinned "
             "pynetdicom 3.0.4 is expected"
         )
     dimse_messages.NamedTemporaryFile = _spool_file  # type: ignore[assignment]
+    filemeta.install()

@@ -4,29 +4,24 @@ forgotten (its studies are left to the timers). In-process SCP, pynetdicom as th
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
-from dicomnode.config.schema import NodeConfig
-from dicomnode.net.scp import Delivery, StorageSCP, configure_pynetdicom
-from dicomnode.store.db import open_database
-from dicomnode.store.ingest import Store
+from dicomnode.net.scp import Delivery
 from testkit import dicomgen
-from testkit.nodeproc import free_port
+from testkit.inprocess import storage_scp
 
 
 @pytest.fixture
 def scp(tmp_path: Path):
-    configure_pynetdicom()
-    store = Store(
-        tmp_path / "store", open_database(f"sqlite:///{tmp_path / 'state.db'}"), min_free=0
-    )
     told: queue.Queue[Delivery] = queue.Queue()
-    node = StorageSCP(NodeConfig(host="127.0.0.1", port=free_port()), store, on_released=told.put)
+    node = storage_scp(tmp_path, on_released=told.put)
     node.start()
     yield node, told
     node.stop()
@@ -74,3 +69,36 @@ def test_aborted_association_is_forgotten_and_not_reported(scp):
     assoc.release()
     specs = _store(node.port, "after", [1], abort=False)
     assert told.get(timeout=5).studies == {specs[0].study_uid}  # the next report is this one
+
+
+def test_connection_closed_before_the_release_is_told_keeps_the_deliveries(tmp_path: Path):
+    """The peer closes as soon as it has the A-RELEASE-RP: the DUL thread can handle that
+    close (EVT_CONN_CLOSE) before the association thread tells the release (EVT_RELEASED).
+    Forced here: the release handler waits until the close handler has run."""
+    told: queue.Queue[Delivery] = queue.Queue()
+    node = storage_scp(tmp_path, on_released=told.put)
+    order: list[str] = []
+    closed = threading.Event()
+    on_closed, on_released = node._on_closed, node._on_released
+
+    def close_first(event: Any) -> None:
+        on_closed(event)
+        order.append("closed")
+        closed.set()
+
+    def release_after_close(event: Any) -> None:
+        closed.wait(10)
+        order.append("released")
+        on_released(event)
+
+    node._on_closed = close_first  # type: ignore[method-assign]
+    node._on_released = release_after_close  # type: ignore[method-assign]
+    node.start()
+    try:
+        specs = _store(node.port, "close-first", [2, 1], abort=False)
+        delivery = told.get(timeout=10)
+    finally:
+        node.stop()
+    assert order == ["closed", "released"]
+    assert delivery.studies == {specs[0].study_uid}
+    assert delivery.series == {spec.series_uid for spec in specs}

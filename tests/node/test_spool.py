@@ -12,22 +12,15 @@ import pytest
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
-from dicomnode.config.schema import NodeConfig
-from dicomnode.net.scp import StorageSCP, configure_pynetdicom
 from dicomnode.net.spool import SPOOL_PREFIX
-from dicomnode.store.db import open_database
-from dicomnode.store.ingest import Store
 from testkit import dicomgen
+from testkit.inprocess import storage_scp
 from testkit.nodeproc import free_port
 
 
 @pytest.fixture
 def scp(tmp_path: Path):
-    configure_pynetdicom()
-    store = Store(
-        tmp_path / "store", open_database(f"sqlite:///{tmp_path / 'state.db'}"), min_free=0
-    )
-    node = StorageSCP(NodeConfig(host="127.0.0.1", port=free_port()), store)
+    node = storage_scp(tmp_path)
     before = tempfile.gettempdir()
     node.start()
     assert tempfile.gettempdir() == before  # no process-wide state changed
