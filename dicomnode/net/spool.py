@@ -7,8 +7,9 @@ must know which association owns which file (the reaper removes the others, PITF
 mid-transfer leaks the file). Rather than change tempfile's default for the whole process,
 :func:`install` replaces the one name that pynetdicom's ``dimse_messages`` module calls: for an
 association of an AE registered with :func:`register`, the file is created in that AE's
-:class:`SpoolFolder`, named ``SPOOL_PREFIX…``, and recorded against the association; every
-other caller gets ``NamedTemporaryFile`` unchanged.
+:class:`SpoolFolder` (a :class:`SpoolFile`: unbuffered, without tempfile's wrapper), named
+``SPOOL_PREFIX…``, and recorded against the association; every other caller gets
+``NamedTemporaryFile`` unchanged.
 
 pynetdicom decodes DIMSE messages on the association's DUL thread (its ``assoc`` attribute
 names the association), which is how the factory knows whose file it creates.
@@ -16,7 +17,10 @@ names the association), which is how the factory knows whose file it creates.
 
 from __future__ import annotations
 
+import errno
 import functools
+import io
+import itertools
 import logging
 import os
 import tempfile
@@ -30,7 +34,7 @@ from pynetdicom.association import Association
 
 from dicomnode.net import filemeta
 
-__all__ = ["SPOOL_PREFIX", "SpoolFolder", "install", "register", "unregister"]
+__all__ = ["SPOOL_PREFIX", "SpoolFile", "SpoolFolder", "install", "register", "unregister"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,48 @@ SPOOL_PREFIX = "scp-"
 
 _folders: weakref.WeakKeyDictionary[AE, SpoolFolder] = weakref.WeakKeyDictionary()
 _folders_lock = threading.Lock()
+
+
+class SpoolFile(io.FileIO):
+    """A new, unbuffered file: what pynetdicom uses of a ``NamedTemporaryFile(delete=False)``.
+
+    Created exclusively (``O_EXCL``), readable and writable by the owner only, as tempfile
+    creates its files; ``name`` is its path as a string. Each write goes to the file at once
+    (pynetdicom writes a whole PDV at a time and flushes after each).
+    """
+
+    _serial = itertools.count()
+
+    @classmethod
+    def create(cls, directory: Path, prefix: str, suffix: str = "") -> SpoolFile:
+        """A new file in ``directory`` named ``prefix<serial>-<random><suffix>``."""
+        while True:
+            name = f"{prefix}{next(cls._serial)}-{os.urandom(4).hex()}{suffix}"
+            try:
+                return cls(str(directory / name), "xb", opener=_owner_only)
+            except FileExistsError:
+                continue
+
+    def write(self, data: Any) -> int:
+        """Write all of ``data`` (a raw write may write less), or raise (ENOSPC...)."""
+        with memoryview(data) as view:
+            total = done = view.nbytes
+            with view.cast("B") as left:
+                while done:
+                    written = super().write(left[total - done :])
+                    if not written:
+                        raise OSError(errno.EIO, "the spool file took no bytes")
+                    done -= written
+        return total
+
+    @property
+    def file(self) -> SpoolFile:
+        """The file itself (pynetdicom flushes ``file``; unbuffered, there is nothing to)."""
+        return self
+
+
+def _owner_only(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
 
 
 class SpoolFolder:
@@ -62,9 +108,21 @@ class SpoolFolder:
         self._lock = threading.Lock()
 
     def create(self, assoc: Association, **kwargs: Any) -> IO[bytes]:
-        """A new spool file for ``assoc`` (``kwargs`` as pynetdicom passes them)."""
-        kwargs.update(dir=self.directory, prefix=self.prefix)
-        spool: IO[bytes] = tempfile.NamedTemporaryFile(**kwargs)  # noqa: SIM115 (pynetdicom closes it)
+        """A new spool file for ``assoc`` (``kwargs`` as pynetdicom passes them).
+
+        pynetdicom asks for ``NamedTemporaryFile(delete=False, mode="wb", suffix=".dcm")``
+        and uses ``write``, ``file.flush``, ``name`` and ``close``: a :class:`SpoolFile`
+        does that without tempfile's wrapper (a new function for each method looked up)
+        and random names; any other request gets a ``NamedTemporaryFile``.
+        """
+        spool: IO[bytes]
+        if kwargs.keys() <= {"delete", "mode", "suffix"} and (
+            kwargs.get("delete") is False and kwargs.get("mode") == "wb"
+        ):
+            spool = SpoolFile.create(self.directory, self.prefix, kwargs.get("suffix", ""))
+        else:
+            kwargs.update(dir=self.directory, prefix=self.prefix)
+            spool = tempfile.NamedTemporaryFile(**kwargs)  # noqa: SIM115 (pynetdicom closes it)
         with self._lock:
             # a closed file is one that pynetdicom has handed to the handler and removed
             kept = [f for f in self._files.get(assoc, []) if not f.closed]

@@ -17,8 +17,6 @@ __all__ = [
     "sha256_of",
 ]
 
-_CHUNK = 1 << 20
-
 
 def fsync_file(path: Path) -> None:
     """Flush a file's data and metadata to stable storage."""
@@ -67,14 +65,10 @@ def durable_rename(src: Path, dst: Path) -> None:
 
 
 def sha256_of(path: Path) -> tuple[str, int]:
-    """SHA-256 hex digest and size of a file, read in chunks."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
+    """SHA-256 hex digest and size of a file, read in chunks into one reused buffer."""
+    with open(path, "rb", buffering=0) as fh:
+        digest = hashlib.file_digest(fh, "sha256")
+        return digest.hexdigest(), fh.tell()
 
 
 def free_bytes(path: Path) -> int:

@@ -22,7 +22,7 @@ from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 from pynetdicom.transport import AssociationSocket
 
 from dicomnode.errors import ProtocolViolation
-from dicomnode.net.framing import FramingLimits, PduReader, check_header
+from dicomnode.net.framing import FramingLimits, PduReader, check_header, socket_reader
 from testkit import dicomgen
 from testkit.fuzzing import profile
 from testkit.hostile import (
@@ -75,18 +75,20 @@ any_pdu = st.one_of(plausible, plausible, st.tuples(pdu_types, lengths))
 
 
 class _CountingSocket:
-    """pynetdicom's ``AssociationSocket.recv`` on one end of a socket pair, counting reads."""
+    """The node's reader of a pynetdicom ``AssociationSocket`` (:func:`socket_reader`) on one
+    end of a socket pair, counting reads."""
 
     def __init__(self, sock: socket.socket):
-        self._assoc = AssociationSocket(Association(AE(), "acceptor"), client_socket=sock)
+        assoc = AssociationSocket(Association(AE(), "acceptor"), client_socket=sock)
+        self._recv_into = socket_reader(assoc)
         self.requested: list[int] = []
         self.consumed = 0
 
-    def recv(self, n: int) -> bytearray:
-        self.requested.append(n)
-        data = self._assoc.recv(n)
-        self.consumed += len(data)
-        return data
+    def recv_into(self, view: memoryview) -> int:
+        self.requested.append(len(view))
+        count = self._recv_into(view)
+        self.consumed += count
+        return count
 
 
 def _send_in_segments(sock: socket.socket, stream: bytes, cuts: list[int]) -> None:
@@ -117,7 +119,7 @@ def _read_all(state: str, pdus: list[tuple[int, int]], cuts: list[int]) -> str:
     )
     writer.start()
     counting = _CountingSocket(reader_end)
-    reader = PduReader(counting.recv, LIMITS)
+    reader = PduReader(counting.recv_into, LIMITS)
     read: list[bytes] = []
     violation = None
     try:

@@ -4,6 +4,7 @@ to its own (in-process SCP, next to a foreign pynetdicom SCP in the same process
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
-from dicomnode.net.spool import SPOOL_PREFIX
+from dicomnode.net.spool import SPOOL_PREFIX, SpoolFile
 from testkit import dicomgen
 from testkit.inprocess import storage_scp
 from testkit.nodeproc import free_port
@@ -86,3 +87,23 @@ def test_reaper_removes_only_stale_spool_files_of_pynetdicom(scp):
     assert sorted(p.name for p in incoming.iterdir()) == sorted(
         ["scp-fresh.dcm", "recover-1.2.3.dcm", "notes.txt", "dicomnode-job1-abc"]
     )
+
+
+def test_spool_file_is_new_private_and_takes_every_byte(tmp_path: Path) -> None:
+    old_umask = os.umask(0o022)
+    try:
+        first = SpoolFile.create(tmp_path, SPOOL_PREFIX, ".dcm")
+        second = SpoolFile.create(tmp_path, SPOOL_PREFIX, ".dcm")
+    finally:
+        os.umask(old_umask)
+    names = [Path(first.name).name, Path(second.name).name]
+    assert names[0] != names[1]
+    assert all(n.startswith(SPOOL_PREFIX) and n.endswith(".dcm") for n in names)
+    assert stat.S_IMODE(os.stat(first.name).st_mode) == 0o600
+    payload = bytes(range(256)) * 4096  # 1 MiB, in one write as pynetdicom does with a PDV
+    assert first.write(b"\x00" * 128) + first.write(memoryview(payload)) == 128 + len(payload)
+    first.file.flush()  # what pynetdicom calls after each write
+    first.close()
+    second.close()
+    assert Path(first.name).read_bytes() == b"\x00" * 128 + payload
+    assert first.closed

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from dicomnode.errors import OutOfSpace, StoreRejected
+from dicomnode.store import files
 from dicomnode.store.ingest import Store, StoreOutcome
 from dicomnode.store.models import AuditEvent, CompletionState, Instance, Series, Study
 from dicomnode.store.recovery import recover, verify
@@ -207,3 +208,11 @@ def test_recovery_indexes_complete_orphans_and_clears_the_spool(store):
     target.unlink()
     assert recover(store).missing_files == [target.relative_to(store.root).as_posix()]
     assert _count(store, Instance) == 2
+
+
+@pytest.mark.parametrize("size", [0, 1, 262_143, 262_144, 262_145, 1_000_003])
+def test_sha256_of_hashes_every_byte(tmp_path: Path, size: int) -> None:
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    assert files.sha256_of(path) == (hashlib.sha256(data).hexdigest(), size)
