@@ -27,6 +27,7 @@ if str(ROOT) not in sys.path:  # the node harness of the tests
 
 from testkit import dicomgen  # noqa: E402
 from testkit.crash import (  # noqa: E402
+    SentCache,
     acknowledged_files,
     send_with_kills,
     store_state,
@@ -68,7 +69,7 @@ def run(tmp: Path, rounds: int, instances: int, seed: int) -> int:
         },
     )
     started = time.monotonic()
-    sent: dict = {}
+    sent = SentCache()
     try:
         done = send_with_kills(
             node, files, spec.series_uid, kills=rounds, rng=random.Random(seed), sent=sent

@@ -9,7 +9,8 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -227,6 +228,16 @@ class NodeProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def running(root: Path, overrides: dict[str, Any] | None = None) -> Iterator[NodeProcess]:
+    """A started node in ``root``, killed on the way out (the node a module's tests share)."""
+    node = NodeProcess(root, overrides or {})
+    try:
+        yield node.start()
+    finally:
+        node.kill()
 
 
 def storescu(

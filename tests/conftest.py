@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from testkit.nodeproc import NodeProcess
+from testkit.nodeproc import NodeProcess, running
 
 
 @pytest.fixture
@@ -24,6 +24,16 @@ def node_factory(tmp_path: Path) -> Iterator[Any]:
     yield make
     for node in started:
         node.kill()
+
+
+@pytest.fixture(scope="module")
+def shared_node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One node started for a whole module, on the module's ``SHARED_NODE`` config overrides
+    (default: none). Its tests must not need a fresh node: each looks at what the node gained
+    while it ran (:class:`testkit.since.Since`)."""
+    overrides = getattr(request.module, "SHARED_NODE", {})
+    with running(tmp_path_factory.mktemp("shared") / "node", overrides) as node:
+        yield node
 
 
 @pytest.fixture(scope="session")

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
+from dicomnode.jobs.report import job_rows
+from dicomnode.store.db import open_database
 from testkit.nodeproc import free_port, storescu, wait_for
 from testkit.seriesgen import specs, write_series
 from tests.export.peers import StatusSCP, Storescp
 
 TOY = "testkit.toy_pipeline:ToyPipeline"
+T = TypeVar("T")
 
 
 def node_config(pacs_port: int, **extra):
@@ -56,6 +61,25 @@ def jobs(node, *args):
     return json.loads(out.stdout)
 
 
+def wait_jobs(
+    node, ready: Callable[[list[dict[str, Any]]], T], what: str, *, state: str | None = None
+) -> T:
+    """Wait until ``ready`` holds on the rows of ``dicomnode jobs --json``, then return what it
+    returns on the CLI's own output.
+
+    The polls read the rows in this process with the function the CLI prints (a ``dicomnode``
+    process per poll costs a second or more); the CLI answers once, when they hold.
+    """
+    db = open_database(f"sqlite:///{node.db_path}", migrate=False)
+    try:
+        wait_for(lambda: ready(job_rows(db, state=state)), what=what)
+    finally:
+        db.dispose()
+    value = ready(jobs(node, *(("--state", state) if state else ())))
+    assert value, f"{what}: not so in the output of dicomnode jobs"
+    return value
+
+
 def send(node, tmp_path: Path, name: str, **kwargs) -> None:
     (spec,) = specs(name, 1)
     files = write_series(spec, tmp_path / f"in-{name}", **kwargs)
@@ -73,20 +97,20 @@ def test_destination_down_then_up_gets_every_result_exactly_once(node_factory, t
     try:
         send(node, tmp_path, "down-a", value=0)
         send(node, tmp_path, "down-b", value=5)
-        pending = wait_for(
-            lambda: (
-                [j for j in jobs(node) if j["deliveries"]["pending"] == 3]
-                if len(jobs(node)) == 2
-                else None
+        pending = wait_jobs(
+            node,
+            lambda rows: (
+                [j for j in rows if j["deliveries"]["pending"] == 3] if len(rows) == 2 else None
             ),
-            what="results waiting for the destination",
+            "results waiting for the destination",
         )
         assert len(pending) >= 1
         time.sleep(1.5)  # a few failed attempts against the closed port
         pacs.start()
-        done = wait_for(
-            lambda: all(j["deliveries"]["delivered"] == 3 for j in jobs(node)) and jobs(node),
-            what="all delivered",
+        done = wait_jobs(
+            node,
+            lambda rows: all(j["deliveries"]["delivered"] == 3 for j in rows) and rows,
+            "all delivered",
         )
         assert [j["state"] for j in done] == ["succeeded", "succeeded"]
         time.sleep(1.0)  # nothing more arrives
@@ -101,8 +125,8 @@ def test_failure_status_dead_after_limit_then_retry_delivers(node_factory, tmp_p
     try:
         node = node_factory(**node_config(scp.port, export={"max_attempts": 3})).start()
         send(node, tmp_path, "a700", value=5)
-        (job,) = wait_for(
-            lambda: [j for j in jobs(node) if j["deliveries"]["dead"] == 3], what="dead"
+        (job,) = wait_jobs(
+            node, lambda rows: [j for j in rows if j["deliveries"]["dead"] == 3], "dead"
         )
         assert len(scp.received) == 9  # 3 results × 3 attempts
         table = node.cli("jobs")
@@ -114,13 +138,14 @@ def test_failure_status_dead_after_limit_then_retry_delivers(node_factory, tmp_p
         scp.status = 0x0000
         out = node.cli("retry", str(job["id"]))
         assert out.returncode == 0 and "3 dead deliveries queued again" in out.stdout
-        wait_for(lambda: jobs(node)[0]["deliveries"]["delivered"] == 3, what="delivered")
+        wait_jobs(node, lambda rows: rows[0]["deliveries"]["delivered"] == 3, "delivered")
         assert len(scp.received) == 12
         scp.status = 0xA900  # does not match the SOP class: dead at once, no retry
         send(node, tmp_path, "a900", value=5)
-        wait_for(
-            lambda: len(jobs(node)) == 2 and jobs(node)[1]["deliveries"]["dead"] == 3,
-            what="dead at once",
+        wait_jobs(
+            node,
+            lambda rows: len(rows) == 2 and rows[1]["deliveries"]["dead"] == 3,
+            "dead at once",
         )
         assert len(scp.received) == 15
         assert node.cli("retry", "4711").returncode == 1
@@ -139,22 +164,25 @@ def test_kill_9_between_completion_and_delivery_finishes_once_after_restart(node
         assert job["state"] == "running" and sum(job["deliveries"].values()) == 0
         pacs.start()
         node.start()
-        wait_for(lambda: jobs(node)[0]["deliveries"]["delivered"] == 3, what="delivered")
-        (job,) = jobs(node)
+        (job,) = wait_jobs(
+            node, lambda rows: rows[0]["deliveries"]["delivered"] == 3 and rows, "delivered"
+        )
         assert job["state"] == "succeeded" and job["attempts"] == 2
         # and once more: killed after success, before delivery (destination down)
         pacs.stop()
         send(node, tmp_path, "crash2", value=5)
-        wait_for(
-            lambda: len(jobs(node)) == 2 and jobs(node)[1]["deliveries"]["pending"] == 3,
-            what="second job waiting for delivery",
+        wait_jobs(
+            node,
+            lambda rows: len(rows) == 2 and rows[1]["deliveries"]["pending"] == 3,
+            "second job waiting for delivery",
         )
         node.kill()
         pacs.start()
         node.start()
-        wait_for(
-            lambda: all(j["deliveries"]["delivered"] == 3 for j in jobs(node)),
-            what="both delivered",
+        wait_jobs(
+            node,
+            lambda rows: all(j["deliveries"]["delivered"] == 3 for j in rows),
+            "both delivered",
         )
         time.sleep(1.0)
         assert len(pacs.files()) == 6
@@ -167,7 +195,7 @@ def test_refusal_by_the_pipeline_check_is_shown_and_nothing_is_sent(node_factory
     try:
         node = node_factory(**node_config(scp.port)).start()
         send(node, tmp_path, "refuse", value=5, description="TOY:refuse")
-        (job,) = wait_for(lambda: jobs(node, "--state", "refused"), what="refused job")
+        (job,) = wait_jobs(node, lambda rows: rows, "refused job", state="refused")
         assert job["error"] == "refused by toy: series asked to be refused (TOY:refuse)"
         assert job["attempts"] == 0 and sum(job["deliveries"].values()) == 0
         assert scp.received == []

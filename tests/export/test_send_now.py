@@ -14,7 +14,7 @@ from dicomnode.store.models import utcnow
 from testkit.nodeproc import storescu, wait_for
 from testkit.seriesgen import specs, write_series
 from tests.export.peers import StatusSCP
-from tests.export.test_delivery import jobs, node_config, send
+from tests.export.test_delivery import jobs, node_config, send, wait_jobs
 
 TOKEN = "send-now-token-for-tests-0123456789"
 #: Export timings of a node whose failed deliveries wait 10 minutes.
@@ -44,8 +44,7 @@ def _get(node, path: str) -> list[dict]:
 def _backing_off(node, pending: int) -> list[dict]:
     """The jobs once ``pending`` deliveries failed and wait about 10 minutes."""
 
-    def ready() -> list[dict] | None:
-        rows = jobs(node)
+    def ready(rows: list[dict]) -> list[dict] | None:
         waiting = sum(r["deliveries"]["pending"] for r in rows)
         nexts = [r["next_attempt_at"] for r in rows if r["next_attempt_at"]]
         late = utcnow() + timedelta(seconds=500)
@@ -53,7 +52,7 @@ def _backing_off(node, pending: int) -> list[dict]:
             return rows
         return None
 
-    return wait_for(ready, what=f"{pending} deliveries backing off")
+    return wait_jobs(node, ready, f"{pending} deliveries backing off")
 
 
 def test_a_destination_that_comes_back_gets_its_deliveries_within_seconds(node_factory, tmp_path):
@@ -80,9 +79,7 @@ def test_a_destination_that_comes_back_gets_its_deliveries_within_seconds(node_f
         assert node.log_text().count("Association request failed") == 1
         scp.start()
         started = time.monotonic()
-        wait_for(
-            lambda: jobs(node)[0]["deliveries"]["delivered"] == 3, what="delivered", timeout=30
-        )
+        wait_jobs(node, lambda rows: rows[0]["deliveries"]["delivered"] == 3, "delivered")
         elapsed = time.monotonic() - started
         assert elapsed < 10, f"{elapsed:.1f} s after the destination came back"
         assert len(scp.received) == 3
@@ -142,7 +139,7 @@ def test_send_now_skips_the_backoff_by_cli_and_api(node_factory, tmp_path):
         # and retrying job 1 says that its inputs changed and which job covers them now
         changed = write_series(ct, tmp_path / "again", value=9)[:1]
         assert storescu(node.port, changed).returncode == 0
-        wait_for(lambda: len(jobs(node)) == 2, what="the re-run job")
+        wait_jobs(node, lambda rows: len(rows) == 2, "the re-run job")
         out = node.cli("retry", str(job["id"]))
         assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
         assert f"job {job['id']}: its input series changed since it was queued" in out.stderr

@@ -1,4 +1,4 @@
-"""kill -9 of the node 20 times during the ingest of one 300-instance series, then during its job.
+"""kill -9 of the node 20 times during the ingest of one 150-instance series, then during its job.
 
 After every restart: every instance storescu saw answered with Success has its row and a file
 with the row's sha256 and the sent dataset; files on disk and rows match one to one; the spool
@@ -14,6 +14,7 @@ import time
 
 from testkit import dicomgen
 from testkit.crash import (
+    SentCache,
     acknowledged_files,
     instance_count,
     send_with_kills,
@@ -25,11 +26,16 @@ from testkit.seriesgen import write_series
 
 KILLS = 20
 JOB_KILLS = 2
+#: Instances of the series, and how many new ones arrive before each kill during ingest: the
+#: rounds take at most 100 (20 x 5), so storescu is always cut short (a restart costs seconds,
+#: an instance milliseconds: the count buys no extra assertion).
+INSTANCES = 150
+NEW_PER_ROUND = (1, 5)
 TOY = "testkit.toy_pipeline:ToyPipeline"
 
 
 def test_20_kills_during_ingest_lose_nothing_and_the_job_runs_once(node_factory, tmp_path):
-    (spec,) = dicomgen.study("crash-many", [300])
+    (spec,) = dicomgen.study("crash-many", [INSTANCES])
     files = write_series(spec, tmp_path / "series")
     runlog = tmp_path / "runs.log"
     sections = dict(
@@ -42,16 +48,22 @@ def test_20_kills_during_ingest_lose_nothing_and_the_job_runs_once(node_factory,
             "backoff_seconds": 0,
             "max_attempts": 10,
         },
-        pipelines={"toy": {"class": TOY, "runlog": str(runlog), "sleep": 3}},
+        pipelines={"toy": {"class": TOY, "runlog": str(runlog), "sleep": 1.5}},
         routes=[{"name": "ct-toy", "pipeline": "toy", "when": {"Modality": "CT"}, "shadow": True}],
         logging={"level": "WARNING"},
     )
     # A long quiet period first: the series must not complete between kills.
     node = node_factory(stability={"series_seconds": 60, "study_seconds": 60}, **sections)
     started = time.monotonic()
-    sent: dict = {}
+    sent = SentCache()
     done = send_with_kills(
-        node, files, spec.series_uid, kills=KILLS, rng=random.Random(20), sent=sent
+        node,
+        files,
+        spec.series_uid,
+        kills=KILLS,
+        rng=random.Random(20),
+        new=NEW_PER_ROUND,
+        sent=sent,
     )
     assert done.rounds == KILLS
     assert all(n > 0 for n in done.new_per_round), done.new_per_round

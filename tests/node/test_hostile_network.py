@@ -19,16 +19,12 @@ from testkit.hostile import (
     wait_closed,
 )
 from testkit.nodeproc import DCMTK_ENV, ECHOSCU, echo, storescu
+from testkit.since import Since
 
 
 def _alerts(node, *, expect: int = 0) -> list[tuple[str, str]]:
     """The security alerts, waiting (up to 10 s) until there are at least ``expect``."""
-    deadline = time.monotonic() + 10
-    while True:
-        rows = node.query("select peer, detail from audit_events where kind='security.alert'")
-        if len(rows) >= expect or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.05)
+    return Since.everything(node).audit("security.alert", expect=expect)
 
 
 def _associate(node, ae_title: str = "PDUSCU", *, max_pdu: int = 16384):

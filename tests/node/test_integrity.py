@@ -1,7 +1,8 @@
 """Integrity at ingest, over the wire: broken pixel data, UID conflicts, mislabelled encodings.
 
 Each case checks the C-STORE status and the bytes on disk: a refused instance leaves nothing,
-and a good copy is never replaced by a broken one.
+and a good copy is never replaced by a broken one. The cases share one node; each sends its own
+study and checks what the node gained meanwhile (``shared_node``, :class:`testkit.since.Since`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pydicom.uid import (
 
 from testkit import dicomgen
 from testkit.scu import send_raw, write_as_is
+from testkit.since import Since
 
 REFUSED = 0xC000
 CONFLICT = 0xA900
@@ -44,8 +46,12 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _alerts(node) -> list[tuple[str, str]]:
-    return node.query("select peer, detail from audit_events where kind='security.alert'")
+def _alerts(node: Since) -> list[tuple[str, str]]:
+    return node.rows("audit_events", "peer, detail", "kind = 'security.alert'")
+
+
+def _superseded(node: Since) -> int:
+    return node.count("audit_events", "kind = 'instance.superseded'")
 
 
 @pytest.mark.parametrize(
@@ -56,16 +62,16 @@ def _alerts(node) -> list[tuple[str, str]]:
         ("exact", 32 * 32 * 2, 0x0000),
     ],
 )
-def test_native_pixel_data_must_match_the_header(node_factory, tmp_path, name, pixel_bytes, status):
-    node = node_factory().start()
+def test_native_pixel_data_must_match_the_header(shared_node, tmp_path, name, pixel_bytes, status):
+    node = Since(shared_node)
     path = _file(tmp_path, name, PixelData=bytes(pixel_bytes))
     assert send_raw(node.port, [path]) == [status]
     assert len(node.stored_files()) == (1 if status == 0 else 0)
-    assert node.query("select count(*) from instances") == [(1 if status == 0 else 0,)]
+    assert node.count("instances") == (1 if status == 0 else 0)
 
 
-def test_odd_length_pixel_data_may_carry_its_pad_byte(node_factory, tmp_path):
-    node = node_factory().start()
+def test_odd_length_pixel_data_may_carry_its_pad_byte(shared_node, tmp_path):
+    node = Since(shared_node)
     ds = dicomgen.instance(_spec("odd"), 0)
     ds.Rows, ds.Columns, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 3, 3, 8, 8, 7
     ds.PixelRepresentation = 0
@@ -73,8 +79,8 @@ def test_odd_length_pixel_data_may_carry_its_pad_byte(node_factory, tmp_path):
     assert send_raw(node.port, [write_as_is(ds, tmp_path / "odd.dcm")]) == [0]
 
 
-def test_a_broken_resend_never_replaces_a_good_copy(node_factory, tmp_path):
-    node = node_factory().start()
+def test_a_broken_resend_never_replaces_a_good_copy(shared_node, tmp_path):
+    node = Since(shared_node)
     good = _file(tmp_path, "resend")
     assert send_raw(node.port, [good]) == [0]
     (stored,) = node.stored_files()
@@ -83,13 +89,11 @@ def test_a_broken_resend_never_replaces_a_good_copy(node_factory, tmp_path):
     broken = broken.rename(tmp_path / "broken.dcm")
     assert send_raw(node.port, [broken]) == [REFUSED]
     assert node.stored_files() == [stored] and _sha(stored) == before
-    assert node.query("select count(*) from audit_events where kind='instance.superseded'") == [
-        (0,)
-    ]
+    assert _superseded(node) == 0
 
 
-def test_same_sop_instance_under_another_series_is_refused(node_factory, tmp_path):
-    node = node_factory().start()
+def test_same_sop_instance_under_another_series_is_refused(shared_node, tmp_path):
+    node = Since(shared_node)
     first = dicomgen.instance(_spec("conflict-a"), 0, sop_uid="2.25.4242")
     second = dicomgen.instance(_spec("conflict-b"), 0, sop_uid="2.25.4242")
     paths = [write_as_is(first, tmp_path / "a.dcm"), write_as_is(second, tmp_path / "b.dcm")]
@@ -105,8 +109,8 @@ def test_same_sop_instance_under_another_series_is_refused(node_factory, tmp_pat
     assert second.SeriesInstanceUID in detail
 
 
-def test_same_series_under_another_study_is_refused(node_factory, tmp_path):
-    node = node_factory().start()
+def test_same_series_under_another_study_is_refused(shared_node, tmp_path):
+    node = Since(shared_node)
     spec = _spec("moved")
     first = dicomgen.instance(spec, 0)
     second = dicomgen.instance(spec, 1)
@@ -114,7 +118,7 @@ def test_same_series_under_another_study_is_refused(node_factory, tmp_path):
     paths = [write_as_is(first, tmp_path / "1.dcm"), write_as_is(second, tmp_path / "2.dcm")]
     assert send_raw(node.port, paths) == [0, CONFLICT]
     assert len(node.stored_files()) == 1
-    assert node.query("select count(*) from studies") == [(1,)]
+    assert node.count("studies") == 1
     ((_, detail),) = _alerts(node)
     assert f"Series Instance UID {spec.series_uid} already stored in study" in detail
 
@@ -136,8 +140,8 @@ def _relabelled(ds, path: Path, *, encoded_as: str, labelled_as: str) -> Path:
     return path
 
 
-def test_implicit_bytes_on_an_explicit_context_are_refused(node_factory, tmp_path):
-    node = node_factory().start()
+def test_implicit_bytes_on_an_explicit_context_are_refused(shared_node, tmp_path):
+    node = Since(shared_node)
     ds = dicomgen.instance(_spec("implicit"), 0)
     path = _relabelled(
         ds,
@@ -150,8 +154,8 @@ def test_implicit_bytes_on_an_explicit_context_are_refused(node_factory, tmp_pat
     assert "implicit VR data set on an explicit VR transfer syntax" in node.log_text()
 
 
-def test_native_pixels_on_a_jpeg_context_are_refused(node_factory, tmp_path):
-    node = node_factory().start()
+def test_native_pixels_on_a_jpeg_context_are_refused(shared_node, tmp_path):
+    node = Since(shared_node)
     ds = dicomgen.instance(_spec("jpeg"), 0)
     path = _relabelled(
         ds, tmp_path / "jpeg.dcm", encoded_as=ExplicitVRLittleEndian, labelled_as=JPEGBaseline8Bit
@@ -171,9 +175,9 @@ def _compressed(ds, path: Path, syntax: str) -> Path:
 
 @pytest.mark.parametrize("syntax", [RLELossless, JPEGLSLossless], ids=["rle", "jpeg-ls"])
 def test_a_lossless_resend_is_a_duplicate_and_a_changed_one_supersedes(
-    node_factory, tmp_path, syntax
+    shared_node, tmp_path, syntax
 ):
-    node = node_factory().start()
+    node = Since(shared_node)
     ds = dicomgen.instance(_spec(f"lossless-{syntax}"), 0, value=7)
     ds.PixelRepresentation, ds.PixelData = 0, np.arange(32 * 32, dtype=np.uint16).tobytes()
     native = write_as_is(ds, tmp_path / "native.dcm")
@@ -185,16 +189,12 @@ def test_a_lossless_resend_is_a_duplicate_and_a_changed_one_supersedes(
     assert send_raw(node.port, [same], syntaxes=(syntax,)) == [0]
     # the same image in another lossless syntax: a duplicate, the stored copy untouched
     assert node.stored_files() == [stored] and _sha(stored) == before
-    assert node.query("select count(*) from audit_events where kind='instance.superseded'") == [
-        (0,)
-    ]
+    assert _superseded(node) == 0
     changed = copy.deepcopy(ds)
     pixels = np.arange(32 * 32, dtype=np.uint16)
     pixels[5] += 1
     changed.PixelData = pixels.tobytes()
     changed_path = _compressed(changed, tmp_path / "changed.dcm", syntax)
     assert send_raw(node.port, [changed_path], syntaxes=(syntax,)) == [0]
-    assert node.query("select count(*) from audit_events where kind='instance.superseded'") == [
-        (1,)
-    ]
+    assert _superseded(node) == 1
     assert dcmread(node.stored_files()[0]).file_meta.TransferSyntaxUID == syntax

@@ -32,9 +32,12 @@ from testkit.hostile import (
     read_until_closed,
     vm_kb,
 )
-from testkit.nodeproc import echo
+from testkit.nodeproc import NodeProcess, echo
+from testkit.since import Since
 
 MiB = 2**20
+#: The node the attack cases share (``shared_node``): it offers a maximum PDU of 16 KiB.
+SHARED_NODE = {"node": {"max_pdu": 16384}}
 LIMITS = FramingLimits(max_pdata=16384, max_control=4096)
 # PS3.8 Table 9-10, written out independently of the module: what a peer may send.
 MAY_SEND = {
@@ -195,13 +198,9 @@ def test_header_rules_name_what_is_wrong():
 # -- over the wire -------------------------------------------------------------------------
 
 
-def _alerts(node, *, expect: int, timeout: float = 10) -> list[tuple[str, str]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = node.query("select peer, detail from audit_events where kind='security.alert'")
-        if len(rows) >= expect or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.05)
+def _alerts(node: NodeProcess | Since, *, expect: int) -> list[tuple[str, str]]:
+    view = node if isinstance(node, Since) else Since.everything(node)
+    return view.audit("security.alert", expect=expect)
 
 
 def _unknown_then_huge_pdata(port: int) -> tuple[int, bytes]:
@@ -250,8 +249,8 @@ def test_unknown_pdu_then_huge_p_data_is_aborted_before_any_body(node_factory, t
     ],
     ids=["p-data-first", "second-request", "long-release"],
 )
-def test_unexpected_pdus_are_aborted_unread(node_factory, prelude, attack, reason, detail):
-    node = node_factory(node={"max_pdu": 16384}).start()
+def test_unexpected_pdus_are_aborted_unread(shared_node, prelude, attack, reason, detail):
+    node = Since(shared_node)
     with socket.create_connection(("127.0.0.1", node.port), timeout=10) as raw:
         if prelude:
             raw.sendall(associate_rq("RAWSCU"))

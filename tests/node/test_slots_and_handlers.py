@@ -1,6 +1,8 @@
 """Slot holding and total handlers: what a peer can send gets a status, an alert or an abort.
 
-Each test runs a real node and talks to it over loopback, with pynetdicom or raw PDUs.
+Each test runs a real node and talks to it over loopback, with pynetdicom or raw PDUs. The
+tests of the total handlers share one node on the defaults; each checks what the node recorded
+and logged meanwhile (:class:`testkit.since.Since`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
 from testkit import dicomgen
 from testkit.hostile import associate_rq, pdu_header, read_until_closed
-from testkit.nodeproc import echo
+from testkit.nodeproc import NodeProcess, echo
+from testkit.since import Since
 
 
 def _associate(node, ae_title: str, *, called: str = "DICOMNODE"):
@@ -25,13 +28,10 @@ def _associate(node, ae_title: str, *, called: str = "DICOMNODE"):
     return ae.associate("127.0.0.1", node.port, ae_title=called)
 
 
-def _audit(node, kind: str, *, expect: int = 0, timeout: float = 10) -> list[tuple[str, str]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = node.query(f"select peer, detail from audit_events where kind='{kind}' order by id")
-        if len(rows) >= expect or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.05)
+def _audit(node: NodeProcess | Since, kind: str, *, expect: int = 0) -> list[tuple[str, str]]:
+    """Audit rows of ``kind`` (of a :class:`Since`: those recorded since it began)."""
+    view = node if isinstance(node, Since) else Since.everything(node)
+    return view.audit(kind, expect=expect)
 
 
 def _store_one(assoc, name: str) -> int:
@@ -108,13 +108,13 @@ def test_an_association_that_spoke_is_not_aborted_by_the_first_message_timer(nod
 # -- total handlers ------------------------------------------------------------------------
 
 
-def _assert_no_traceback(node) -> None:
+def _assert_no_traceback(node: Since) -> None:
     log = node.log_text()
     assert "Traceback" not in log and '"exception"' not in log, log[-3000:]
 
 
-def test_c_store_without_a_data_set_gets_a_status(node_factory):
-    node = node_factory().start()
+def test_c_store_without_a_data_set_gets_a_status(shared_node):
+    node = Since(shared_node)
     assoc = _associate(node, "NODATA")
     assert assoc.is_established
     request = C_STORE()
@@ -139,8 +139,8 @@ def test_c_store_without_a_data_set_gets_a_status(node_factory):
 
 
 @pytest.mark.parametrize("service", ["N-ACTION", "N-CREATE", "N-GET"])
-def test_normalized_requests_on_a_storage_context_get_a_status(node_factory, service):
-    node = node_factory().start()
+def test_normalized_requests_on_a_storage_context_get_a_status(shared_node, service):
+    node = Since(shared_node)
     assoc = _associate(node, "NSERVICE")
     assoc.dimse_timeout = 3
     uid = "1.2.826.0.1.3680043.9.3811.99.2"
@@ -171,8 +171,8 @@ def test_normalized_requests_on_a_storage_context_get_a_status(node_factory, ser
     ],
     ids=["nul", "control", "backslash", "non-ascii"],
 )
-def test_invalid_ae_titles_are_one_alert_and_one_line(node_factory, calling, shown):
-    node = node_factory().start()
+def test_invalid_ae_titles_are_one_alert_and_one_line(shared_node, calling, shown):
+    node = Since(shared_node)
     request = bytearray(associate_rq("PLACEHOLDER"))
     request[26:42] = calling.ljust(16, b" ")  # the calling AE title field (PS3.8 9.3.2)
     with socket.create_connection(("127.0.0.1", node.port), timeout=10) as raw:
@@ -190,8 +190,8 @@ def test_invalid_ae_titles_are_one_alert_and_one_line(node_factory, calling, sho
     _assert_no_traceback(node)
 
 
-def test_wrong_called_ae_alert_names_both_titles(node_factory):
-    node = node_factory().start()
+def test_wrong_called_ae_alert_names_both_titles(shared_node):
+    node = Since(shared_node)
     assoc = _associate(node, "MODALITY1", called="OTHERNODE")
     assert assoc.is_rejected
     assert assoc.acceptor.primitive.result_source == 0x01
@@ -201,9 +201,9 @@ def test_wrong_called_ae_alert_names_both_titles(node_factory):
     assert "'OTHERNODE'" in detail and "'DICOMNODE'" in detail and "'MODALITY1'" in detail
 
 
-def test_pynetdicom_tracebacks_stay_out_of_the_log(node_factory):
+def test_pynetdicom_tracebacks_stay_out_of_the_log(shared_node):
     """A DIMSE command that does not decode: pynetdicom logs an exception; one line remains."""
-    node = node_factory().start()
+    node = Since(shared_node)
     with socket.create_connection(("127.0.0.1", node.port), timeout=10) as raw:
         raw.sendall(associate_rq("GARBLED"))
         accept = raw.recv(6)

@@ -17,7 +17,9 @@ from testkit.seriesgen import write_series
 from testkit.toy_pipeline import write_runlog_path
 
 TOY = "testkit.toy_pipeline:ToyPipeline"
-CHECK_SLEEP = 20
+#: Seconds the slow check sleeps: longer than the test's half second plus a store that must
+#: take under one, with room to spare (the test waits for the job after it).
+CHECK_SLEEP = 5
 
 
 def _node(node_factory, runlog: str) -> NodeProcess:
