@@ -29,6 +29,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
+from dicomnode.net.peer import no_delay
 from dicomnode.synthetic import brain_mr, chest_ct, mammography
 from testkit.scu import lenient_pydicom
 
@@ -338,6 +339,7 @@ def send_file(port: int, item: CorpusFile, *, ae_title: str = "CORPUSSCU") -> Se
         if not assoc.is_established:
             offered = UID(item.transfer_syntax).name
             return SendOutcome(None, f"association rejected (offered {offered} only)")
+        no_delay(assoc)  # PITFALLS: Nagle
         try:
             if not assoc.accepted_contexts:
                 return SendOutcome(None, "presentation context refused (transfer syntax)")

@@ -12,6 +12,8 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, _config
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage  # type: ignore[attr-defined]
 
+from dicomnode.net.peer import no_delay
+
 __all__ = ["associate_as", "lenient_pydicom", "send_raw", "write_as_is"]
 
 
@@ -61,6 +63,7 @@ def send_raw(
     with lenient_pydicom():
         assoc = ae.associate("127.0.0.1", port, ae_title="DICOMNODE")
         assert assoc.is_established
+        no_delay(assoc)  # PITFALLS: Nagle holds each request after the first for ~45 ms
         try:
             for path in paths:
                 status = assoc.send_c_store(path)

@@ -1,4 +1,7 @@
-"""Hostile peers on the network: oversized PDUs, connection floods, association limits."""
+"""Hostile peers on the network: oversized PDUs, connection floods, association limits.
+
+The cases on the default config share one node (``shared_node``, :class:`testkit.since.Since`).
+"""
 
 from __future__ import annotations
 
@@ -23,8 +26,10 @@ from testkit.since import Since
 
 
 def _alerts(node, *, expect: int = 0) -> list[tuple[str, str]]:
-    """The security alerts, waiting (up to 10 s) until there are at least ``expect``."""
-    return Since.everything(node).audit("security.alert", expect=expect)
+    """The security alerts (of a :class:`Since`: those since it began), waiting (up to 10 s)
+    until there are at least ``expect``."""
+    view = node if isinstance(node, Since) else Since.everything(node)
+    return view.audit("security.alert", expect=expect)
 
 
 def _associate(node, ae_title: str = "PDUSCU", *, max_pdu: int = 16384):
@@ -60,8 +65,8 @@ def test_p_data_over_the_offered_maximum_is_aborted(node_factory):
     assert echo(node.port)
 
 
-def test_oversized_association_request_is_aborted_before_reading_it(node_factory):
-    node = node_factory().start()
+def test_oversized_association_request_is_aborted_before_reading_it(shared_node):
+    node = Since(shared_node)
     with socket.create_connection(("127.0.0.1", node.port), timeout=10) as raw:
         sent = push_oversized_pdu(raw, pdu_type=0x01, declared=100 * 2**20)
         assert sent < 32 * 2**20
@@ -71,8 +76,8 @@ def test_oversized_association_request_is_aborted_before_reading_it(node_factory
     assert echo(node.port)
 
 
-def test_abort_pdu_is_sent_before_closing(node_factory):
-    node = node_factory().start()
+def test_abort_pdu_is_sent_before_closing(shared_node):
+    node = Since(shared_node)
     with socket.create_connection(("127.0.0.1", node.port), timeout=10) as raw:
         raw.sendall(struct.pack(">BBL", 0x01, 0, 2**31))
         reply = raw.recv(10)

@@ -19,6 +19,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage  # type: ignore[attr-defined]
 
+from dicomnode.net.peer import no_delay
 from testkit import dicomgen
 from testkit.fuzzing import FAILURE_RANGES
 from testkit.malformed import Malformed, corpus
@@ -36,6 +37,7 @@ def _associate(port: int) -> Association:
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = _TIMEOUT
     assoc = ae.associate("127.0.0.1", port, ae_title="DICOMNODE")
     assert assoc.is_established
+    no_delay(assoc)  # PITFALLS: Nagle holds each request after the first for ~45 ms
     return assoc
 
 

@@ -1,4 +1,7 @@
-"""Real peers (dcmtk echoscu/storescu and a pynetdicom SCU) against a node subprocess."""
+"""Real peers (dcmtk echoscu/storescu and a pynetdicom SCU) against a node subprocess.
+
+The cases that only negotiate share one node on the defaults (``shared_node``).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from pydicom import dcmread
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
+from dicomnode.net.peer import no_delay
 from testkit import dicomgen
 from testkit.nodeproc import DCMTK_ENV, ECHOSCU, echo, storescu
 
@@ -18,8 +22,8 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_echoscu_gets_success(node_factory):
-    node = node_factory().start()
+def test_echoscu_gets_success(shared_node):
+    node = shared_node
     out = subprocess.run(
         [ECHOSCU, "-aec", "DICOMNODE", "127.0.0.1", str(node.port)],
         env=DCMTK_ENV,
@@ -46,6 +50,7 @@ def test_study_over_several_associations_resent_twice_is_stored_once(node_factor
         ae.add_requested_context(CTImageStorage)
         assoc = ae.associate("127.0.0.1", node.port, ae_title="DICOMNODE")
         assert assoc.is_established
+        no_delay(assoc)  # PITFALLS: Nagle holds each request after the first for ~45 ms
         for path in all_files:
             status = assoc.send_c_store(dcmread(path))
             assert status.Status == 0x0000
@@ -142,10 +147,10 @@ def test_unknown_ae_and_wrong_address_are_rejected(node_factory, tmp_path):
     assert "Association Rejected" in result.stdout + result.stderr
 
 
-def test_deflated_transfer_syntax_is_refused_at_negotiation(node_factory):
+def test_deflated_transfer_syntax_is_refused_at_negotiation(shared_node):
     from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
-    node = node_factory().start()
+    node = shared_node
     ae = AE(ae_title="PYSCU")
     ae.add_requested_context(CTImageStorage, [DeflatedExplicitVRLittleEndian])
     ae.add_requested_context(CTImageStorage, [ExplicitVRLittleEndian])
