@@ -105,7 +105,10 @@ def test_destination_down_then_up_gets_every_result_exactly_once(node_factory, t
             "results waiting for the destination",
         )
         assert len(pending) >= 1
-        time.sleep(1.5)  # a few failed attempts against the closed port
+        wait_for(  # a few failed attempts against the closed port
+            lambda: node.query("select min(attempts) from deliveries")[0][0] >= 2,
+            what="every delivery tried twice",
+        )
         pacs.start()
         done = wait_jobs(
             node,
