@@ -30,6 +30,15 @@ class Since:
         self._ids = {table: 0 if from_empty else self._last_id(table) for table in TABLES}
         self._log = 0 if from_empty else len(node.log_text())
 
+    @property
+    def store(self) -> Path:
+        """The node's store (its spool ``.incoming`` is empty between cases, shared or not)."""
+        return self.node.store
+
+    @property
+    def root(self) -> Path:
+        return self.node.root
+
     @classmethod
     def everything(cls, node: NodeProcess) -> Since:
         """A view of all that ``node`` holds (as if it began empty)."""

@@ -1,11 +1,15 @@
-"""DICOM TLS (PS3.15 B.12) on the listener: TLS 1.2+, mutual authentication, no blocking peers."""
+"""DICOM TLS (PS3.15 B.12) on the listener: TLS 1.2+, mutual authentication, no blocking peers.
+
+The cases on the default handshake timeout share one TLS node; each checks what the node stored
+and recorded while it ran (:class:`testkit.since.Since`).
+"""
 
 from __future__ import annotations
 
 import socket
 import ssl
 import subprocess
-import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,11 +21,12 @@ from testkit import dicomgen
 from testkit.hostile import is_open, open_idle
 from testkit.nodeproc import DCMTK_ENV, STORESCU, NodeProcess, echo
 from testkit.pki import Pki, make_pki
+from testkit.since import Since
 
 
-@pytest.fixture
-def pki(tmp_path: Path) -> Pki:
-    return make_pki(tmp_path / "pki")
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def _client_context(pki: Pki, *, cert: Path | None) -> ssl.SSLContext:
@@ -34,7 +39,28 @@ def _tls_node(node_factory, pki: Pki, **node: object) -> NodeProcess:
     return proc.start()
 
 
-def _store(node: NodeProcess, context: ssl.SSLContext, ae_title: str, count: int = 3) -> bool:
+@pytest.fixture(scope="module")
+def shared_tls(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    """The TLS node of the cases that need no other setting."""
+    node = NodeProcess(
+        tmp_path_factory.mktemp("tls") / "node", {"node": {"tls": pki.server_config()}}
+    )
+    node.tls = (_client_context(pki, cert=pki.client_pem), "localhost")
+    try:
+        yield node.start()
+    finally:
+        node.kill()
+
+
+@pytest.fixture
+def tls_node(shared_tls: NodeProcess) -> Since:
+    """The shared TLS node, as one case sees it: what it gains from now on."""
+    return Since(shared_tls)
+
+
+def _store(
+    node: NodeProcess | Since, context: ssl.SSLContext, ae_title: str, count: int = 3
+) -> bool:
     """Store a small series over TLS; True when every instance got Success."""
     ae = AE(ae_title=ae_title)
     ae.add_requested_context(CTImageStorage)
@@ -50,17 +76,12 @@ def _store(node: NodeProcess, context: ssl.SSLContext, ae_title: str, count: int
     return statuses == [0] * count
 
 
-def _alerts(node: NodeProcess, expect: int) -> list[str]:
-    deadline = time.monotonic() + 10
-    while True:
-        rows = node.query("select detail from audit_events where kind='security.alert'")
-        if len(rows) >= expect or time.monotonic() > deadline:
-            return [detail for (detail,) in rows]
-        time.sleep(0.05)
+def _alerts(node: Since, expect: int) -> list[str]:
+    return [detail for _, detail in node.audit("security.alert", expect=expect)]
 
 
-def test_mutually_authenticated_peers_store(node_factory, pki, tmp_path):
-    node = _tls_node(node_factory, pki)
+def test_mutually_authenticated_peers_store(tls_node, pki, tmp_path):
+    node = tls_node
     assert _store(node, _client_context(pki, cert=pki.client_pem), "TLSSCU")
     # dcmtk as the sender, with its default BCP 195 profile.
     spec = dicomgen.study("dcmtk-tls", [4])[0]
@@ -76,19 +97,19 @@ def test_mutually_authenticated_peers_store(node_factory, pki, tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (result.stdout + result.stderr).count("Received Store Response (Success)") == 4
-    assert node.query("select count(*) from instances") == [(7,)]
+    assert node.count("instances") == 7
     assert _alerts(node, 0) == []
-    assert "ok    tls: cert" in node.cli("check").stdout
+    assert "ok    tls: cert" in node.node.cli("check").stdout
 
 
-def test_missing_or_untrusted_client_certificate_is_refused(node_factory, pki):
-    node = _tls_node(node_factory, pki)
+def test_missing_or_untrusted_client_certificate_is_refused(tls_node, pki):
+    node = tls_node
     assert not _store(node, _client_context(pki, cert=None), "NOCERT")
     stranger = trustme.CA().issue_cert("stranger.example.org")
     stranger_pem = pki.ca_file.parent / "stranger.pem"
     stranger.private_key_and_cert_chain_pem.write_to_path(str(stranger_pem))
     assert not _store(node, _client_context(pki, cert=stranger_pem), "STRANGER")
-    assert node.query("select count(*) from instances") == [(0,)]
+    assert node.count("instances") == 0
     alerts = _alerts(node, 2)
     assert len(alerts) == 2
     assert all(a.startswith("TLS handshake refused") for a in alerts), alerts
@@ -97,8 +118,8 @@ def test_missing_or_untrusted_client_certificate_is_refused(node_factory, pki):
 
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
-def test_tls_before_1_2_is_refused(node_factory, pki, version):
-    node = _tls_node(node_factory, pki)
+def test_tls_before_1_2_is_refused(tls_node, pki, version):
+    node = tls_node
     context = _client_context(pki, cert=pki.client_pem)
     context.minimum_version = context.maximum_version = version
     context.set_ciphers("DEFAULT:@SECLEVEL=0")  # let the client offer the old protocol
@@ -112,8 +133,8 @@ def test_tls_before_1_2_is_refused(node_factory, pki, version):
     assert alert.startswith("TLS handshake refused") and "PROTOCOL" in alert.upper(), alert
 
 
-def test_plain_dicom_to_the_tls_port_is_refused(node_factory, pki):
-    node = _tls_node(node_factory, pki)
+def test_plain_dicom_to_the_tls_port_is_refused(tls_node):
+    node = tls_node
     assert not echo(node.port)
     (alert,) = _alerts(node, 1)
     assert alert.startswith("TLS handshake refused")
