@@ -64,20 +64,18 @@ def jobs(node, *args):
 def wait_jobs(
     node, ready: Callable[[list[dict[str, Any]]], T], what: str, *, state: str | None = None
 ) -> T:
-    """Wait until ``ready`` holds on the rows of ``dicomnode jobs --json``, then return what it
-    returns on the CLI's own output.
+    """Wait until ``ready`` holds on the output of ``dicomnode jobs --json``; what it returns.
 
-    The polls read the rows in this process with the function the CLI prints (a ``dicomnode``
-    process per poll costs a second or more); the CLI answers once, when they hold.
+    The rows are polled in this process first, with the function the CLI prints (a
+    ``dicomnode`` process per poll costs a second or more); then the CLI, until it agrees
+    (mostly at once; a delivery in flight can make it differ for a moment).
     """
     db = open_database(f"sqlite:///{node.db_path}", migrate=False)
     try:
         wait_for(lambda: ready(job_rows(db, state=state)), what=what)
     finally:
         db.dispose()
-    value = ready(jobs(node, *(("--state", state) if state else ())))
-    assert value, f"{what}: not so in the output of dicomnode jobs"
-    return value
+    return wait_for(lambda: ready(jobs(node, *(("--state", state) if state else ()))), what)
 
 
 def send(node, tmp_path: Path, name: str, **kwargs) -> None:
