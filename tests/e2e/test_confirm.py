@@ -15,6 +15,7 @@ from dicomnode.demo.orthanc import Orthanc
 from dicomnode.demo.processes import free_port
 from testkit import dicomgen
 from testkit.nodeproc import TOY_PIPELINE, NodeProcess, storescu, wait_for
+from testkit.orthanc import discard
 from testkit.seriesgen import write_series
 
 #: The timers a confirmation has to beat by far.
@@ -50,7 +51,7 @@ def pacs(tmp_path: Path, study: Study) -> Iterator[Orthanc]:
         orthanc.upload([p for files in study[1] for p in files])
         yield orthanc
     finally:
-        orthanc.stop()
+        discard(orthanc)
 
 
 def _send(node: NodeProcess, files: list[Path]) -> datetime:

@@ -22,6 +22,7 @@ from dicomnode.store.db import Database
 from dicomnode.store.ingest import Store
 from dicomnode.store.models import Instance, Series
 from testkit import dicomgen
+from testkit.orthanc import discard
 from testkit.seriesgen import write_series
 
 pytestmark = pytest.mark.skipif(
@@ -35,7 +36,7 @@ def pacs(tmp_path: Path) -> Iterator[Orthanc]:
     try:
         yield orthanc
     finally:
-        orthanc.stop()
+        discard(orthanc)
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from dicomnode.demo.orthanc import Orthanc
 from dicomnode.results import Laterality, findings_from_sr
 from dicomnode.synthetic import brain_mr, chest_ct, mammography, write_study
 from testkit.nodeproc import NodeProcess, free_port
+from testkit.orthanc import discard
 
 DCIODVFY = shutil.which("dciodvfy", path="/usr/bin") or shutil.which("dciodvfy")
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
@@ -156,7 +157,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
                 sent.files.append(path)
         yield Scenario(node, pacs, studies, jobs)
     finally:
-        pacs.stop()
+        discard(pacs)
         node.stop()
 
 

@@ -9,6 +9,7 @@ from pydicom import dcmread
 
 from dicomnode.demo.orthanc import Orthanc
 from testkit import dicomgen
+from testkit.orthanc import discard
 
 
 @pytest.fixture
@@ -18,7 +19,7 @@ def orthanc_and_node(node_factory, tmp_path):
     node.start()
     pacs.start()
     yield pacs, node
-    pacs.stop()
+    discard(pacs)
 
 
 def test_orthanc_send_to_node_stores_every_instance(orthanc_and_node, tmp_path):

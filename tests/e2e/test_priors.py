@@ -24,6 +24,7 @@ from dicomnode.results import Algorithm, FindingKind, Findings, encode
 from testkit import dicomgen
 from testkit.dicomgen import SeriesSpec
 from testkit.nodeproc import NodeProcess, storescu, wait_for
+from testkit.orthanc import discard
 from testkit.seriesgen import write_series
 
 TOY_PRIORS = "testkit.toy_pipeline:ToyPriorsPipeline"
@@ -139,7 +140,7 @@ def _start(
         node.start()
         yield Setup(node, pacs, tmp_path / "priors.jsonl")
     finally:
-        pacs.stop()
+        discard(pacs)
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from dicomnode.results.codes import CHANGE_CODES
 from dicomnode.synthetic import write_study
 from dicomnode.synthetic.followup import ChangeStatus, ChestCTPair, brain_mr_pair, chest_ct_pair
 from testkit.nodeproc import NodeProcess, free_port, storescu
+from testkit.orthanc import discard
 
 PAIR_SEED = 31  # the pair of tests/pipelines/test_followup_lung.py
 MR_PAIR_SEED = 41  # the pair of tests/pipelines/test_followup_brain.py
@@ -97,7 +98,7 @@ def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProces
         pacs.start()
         yield node, pacs
     finally:
-        pacs.stop()
+        discard(pacs)
         node.stop()
 
 

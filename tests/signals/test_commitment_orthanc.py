@@ -11,6 +11,7 @@ from dicomnode.demo.orthanc import Orthanc
 from dicomnode.demo.processes import free_port
 from testkit import dicomgen
 from testkit.nodeproc import TOY_PIPELINE, wait_for
+from testkit.orthanc import discard
 
 
 def _at(value: str) -> datetime:
@@ -38,7 +39,7 @@ def orthanc_and_node(node_factory, tmp_path):
     node.start()
     pacs.start()
     yield pacs, node
-    pacs.stop()
+    discard(pacs)
 
 
 def test_orthanc_storage_commitment_completes_the_study_at_once(orthanc_and_node, tmp_path):
