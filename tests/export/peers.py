@@ -4,14 +4,13 @@ C-STORE status the test chooses."""
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dicomnode.demo.processes import stop_process
-from testkit.nodeproc import DCMTK_ENV, free_port
+from testkit.nodeproc import DCMTK_ENV, free_port, wait_listening
 
 STORESCP = "/usr/bin/storescp"
 
@@ -26,23 +25,26 @@ class Storescp:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Storescp:
+        """Start it and wait until it accepts connections."""
         self.out.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [
-                STORESCP,
-                "--fork",
-                "+uf",
-                "-aet",
-                self.ae_title,
-                "-od",
-                str(self.out),
-                str(self.port),
-            ],
-            env=DCMTK_ENV,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        time.sleep(0.3)
+        log = self.out.with_name(f"{self.out.name}-storescp.log")
+        with log.open("ab") as handle:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [
+                    STORESCP,
+                    "--fork",
+                    "+uf",
+                    "-aet",
+                    self.ae_title,
+                    "-od",
+                    str(self.out),
+                    str(self.port),
+                ],
+                env=DCMTK_ENV,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+            )
+        wait_listening(self.proc, self.port, 10, log)
         return self
 
     def files(self) -> list[Path]:
