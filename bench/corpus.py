@@ -19,9 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from testkit.corpus import PIPELINES, mutated_cases, pydicom_cases
-from testkit.corpusrun import PYTHON_WORDS, node_config, partial_files, run_corpus
-from testkit.nodeproc import NodeProcess
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # testkit, run from anywhere
+
+from testkit.corpus import PIPELINES, mutated_cases, pydicom_cases  # noqa: E402
+from testkit.corpusrun import PYTHON_WORDS, node_config, partial_files, run_corpus  # noqa: E402
+from testkit.nodeproc import NodeProcess  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
