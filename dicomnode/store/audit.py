@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Connection, insert
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session, SessionTransaction
 
 from dicomnode.store.models import AuditEvent, utcnow
 
-__all__ = ["AuditEntry", "AuditKind", "AuditSink", "record", "set_sink"]
+__all__ = ["AuditEntry", "AuditKind", "AuditSink", "forward", "record", "record_core", "set_sink"]
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +49,27 @@ def set_sink(sink: AuditSink | None) -> None:
     _sink = sink
 
 
-@sa_event.listens_for(Session, "after_commit")
-def _forward_committed(session: Session) -> None:
-    pending: list[AuditEntry] | None = session.info.pop(_PENDING, None)
+def forward(entries: Iterable[AuditEntry]) -> None:
+    """Hand committed audit rows to the sink of :func:`set_sink`; never raises for the sink.
+
+    :func:`record` does this itself when its session commits; callers of :func:`record_core`
+    call it once their transaction has committed.
+    """
     sink = _sink
-    if not pending or sink is None:
+    if sink is None:
         return
-    for entry in pending:
+    for entry in entries:
         try:
             sink(entry)
         except Exception:  # the audit sink must never fail a commit
             log.exception("audit sink failed")
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _forward_committed(session: Session) -> None:
+    pending: list[AuditEntry] | None = session.info.pop(_PENDING, None)
+    if pending:
+        forward(pending)
 
 
 @sa_event.listens_for(Session, "after_soft_rollback")
@@ -175,3 +186,28 @@ def record(
     if _sink is not None:
         _pend(session, event)
     return event
+
+
+_INSERT = insert(AuditEvent)
+
+
+def record_core(
+    connection: Connection,
+    kind: enum.Enum,
+    *,
+    subject: str | None = None,
+    peer: str | None = None,
+    detail: str | None = None,
+) -> AuditEntry:
+    """Insert an audit row on a Core ``connection``, in its transaction (see :func:`record`).
+
+    For paths that run without an ORM session (the store's per-instance transaction): the
+    row is written with the change it describes, and the caller passes the returned entry to
+    :func:`forward` once the transaction has committed (never when it rolled back).
+    """
+    entry = AuditEntry(utcnow(), str(kind.value), subject, peer, detail)
+    connection.execute(
+        _INSERT,
+        {"at": entry.at, "kind": entry.kind, "subject": subject, "peer": peer, "detail": detail},
+    )
+    return entry

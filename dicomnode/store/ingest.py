@@ -14,7 +14,7 @@ import errno
 import logging
 import threading
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -32,16 +32,15 @@ from pydicom.uid import (
     JPEGLSLossless,
     RLELossless,
 )
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from dicomnode.dimse import Status
 from dicomnode.errors import OutOfSpace, StoreRejected
 from dicomnode.store import files
-from dicomnode.store.audit import AuditKind, record
+from dicomnode.store.audit import AuditEntry, AuditKind, forward, record, record_core
 from dicomnode.store.db import Database
 from dicomnode.store.inspect import ReceivedHeader, read_header
 from dicomnode.store.models import (
@@ -68,6 +67,8 @@ _ID_CACHE = 4096
 
 #: The statements of every stored instance, built once (building one costs more than running
 #: it on SQLite): the lookup of its SOP Instance UID, its row, the bump of its series and study.
+#: They run on a Core connection: the ORM's session and unit of work cost more per instance
+#: than the four statements and the commit together.
 _FIND_INSTANCE = select(Instance.id, Instance.sha256, Instance.path).where(
     Instance.sop_instance_uid == bindparam("uid")
 )
@@ -118,6 +119,22 @@ class _Received:
     sha256: str
     size: int
     rel: Path
+
+
+@dataclass
+class _Transaction:
+    """One instance's transaction: its connection, the audit rows it wrote (forwarded once
+    it commits) and the renames it made (reversed when it does not)."""
+
+    sql: Connection
+    audited: list[AuditEntry] = field(default_factory=list)
+    undo: list[tuple[Path, Path]] = field(default_factory=list)
+
+    def audit(
+        self, kind: AuditKind, subject: str | None, peer: str | None, detail: str | None = None
+    ) -> None:
+        """Write an audit row in this transaction."""
+        self.audited.append(record_core(self.sql, kind, subject=subject, peer=peer, detail=detail))
 
 
 class Store:
@@ -279,33 +296,35 @@ class Store:
         ``synchronous=NORMAL``); re-sent, it replaces the missing file (:meth:`_supersede`).
         """
         final = self.root / rx.rel
-        undo: list[tuple[Path, Path]] = []  # renames made, to reverse if the commit fails
+        tx: _Transaction | None = None
         try:
-            with self.db.session() as session:
-                outcome = self._index(session, spool, rx, calling_ae, peer, origin, undo)
+            with self.db.engine.begin() as sql:
+                tx = _Transaction(sql)
+                outcome = self._index(tx, spool, rx, calling_ae, peer, origin)
         except BaseException:
-            for done, back in reversed(undo):
+            for done, back in reversed(tx.undo if tx else []):
                 try:
                     files.durable_rename(done, back)
                 except OSError as exc:
                     log.error("cannot undo a rename after a failed commit: %s", exc.strerror)
             self._ids.clear()  # the transaction may have created rows that are now gone
             raise
+        assert tx is not None  # the transaction committed
+        forward(tx.audited)
         files.fsync_dir(final.parent)  # a duplicate's too: its row may predate this sync
         return self._result(outcome, rx)
 
     def _index(
         self,
-        session: Session,
+        tx: _Transaction,
         spool: Path,
         rx: _Received,
         calling_ae: str | None,
         peer: str | None,
         origin: SeriesOrigin,
-        undo: list[tuple[Path, Path]],
     ) -> StoreOutcome:
-        """The transaction of :meth:`_commit`: rows, supersede, rename (recorded in ``undo``)."""
-        sql = session.connection()  # Core statements: no ORM unit of work per instance
+        """The transaction of :meth:`_commit`: rows, supersede, rename (recorded in ``tx``)."""
+        sql = tx.sql
         existing = sql.execute(_FIND_INSTANCE, {"uid": rx.header.sop_instance_uid}).first()
         if existing is not None and existing.path != rx.rel.as_posix():
             study, series = Path(existing.path).parts[:2]
@@ -315,7 +334,7 @@ class Store:
             )
         if existing is not None and self._unchanged(existing.sha256, existing.path, rx, spool):
             return StoreOutcome.DUPLICATE
-        series_id = self._touch(session, rx.header, peer, origin)
+        series_id = self._touch(tx, rx.header, peer, origin)
         final = self.root / rx.rel
         files.make_dirs(final.parent, self.root)
         values = {
@@ -330,13 +349,13 @@ class Store:
         }
         outcome = StoreOutcome.STORED
         if existing is not None:
-            outcome = self._supersede(session, existing.path, existing.sha256, rx, peer, undo)
+            outcome = self._supersede(tx, existing.path, existing.sha256, rx, peer)
             sql.execute(update(Instance).where(Instance.id == existing.id).values(**values))
         else:
             values["sop_instance_uid"] = rx.header.sop_instance_uid
             sql.execute(_INSERT_INSTANCE, values)
         files.rename(spool, final)  # synced by _commit once the transaction has committed
-        undo.append((final, spool))
+        tx.undo.append((final, spool))
         return outcome
 
     def _unchanged(self, sha256: str, path: str, rx: _Received, spool: Path) -> bool:
@@ -354,41 +373,33 @@ class Store:
         return same_content(old, spool)
 
     def _supersede(
-        self,
-        session: Session,
-        old_path: str,
-        old_sha256: str,
-        rx: _Received,
-        peer: str | None,
-        undo: list[tuple[Path, Path]],
+        self, tx: _Transaction, old_path: str, old_sha256: str, rx: _Received, peer: str | None
     ) -> StoreOutcome:
         old = self.root / old_path
         if not old.is_file():
-            record(
-                session,
+            tx.audit(
                 AuditKind.INSTANCE_RECOVERED,
-                subject=rx.header.sop_instance_uid,
-                peer=peer,
-                detail="indexed file was missing; replaced by the received copy",
+                rx.header.sop_instance_uid,
+                peer,
+                "indexed file was missing; replaced by the received copy",
             )
             return StoreOutcome.STORED
         stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
         kept = self.superseded / Path(old_path).with_suffix(f".{stamp}.dcm")
         files.make_dirs(kept.parent, self.superseded)
         files.durable_rename(old, kept)
-        undo.append((kept, old))
-        record(
-            session,
+        tx.undo.append((kept, old))
+        tx.audit(
             AuditKind.INSTANCE_SUPERSEDED,
-            subject=rx.header.sop_instance_uid,
-            peer=peer,
-            detail=f"old sha256 {old_sha256} kept as {kept.relative_to(self.root)}",
+            rx.header.sop_instance_uid,
+            peer,
+            f"old sha256 {old_sha256} kept as {kept.relative_to(self.root)}",
         )
         return StoreOutcome.SUPERSEDED
 
     def _touch(
         self,
-        session: Session,
+        tx: _Transaction,
         header: ReceivedHeader,
         peer: str | None,
         origin: SeriesOrigin = SeriesOrigin.RECEIVED,
@@ -406,47 +417,45 @@ class Store:
         if ids is not None and ids[2] != header.study_uid:
             raise _series_conflict(header, ids[2])
         if ids is None:  # new here: perhaps not in the database (another SCP process's)
-            ids = self._create(session, header, now, peer, origin)
-        if not self._bump(session, Series, ids[0], now):
-            self._reopen(session, Series, ids[0], now, header.series_uid, peer)
-            ids = self._ids.get(header.series_uid) or self._create(
-                session, header, now, peer, origin
-            )
-        if not self._bump(session, Study, ids[1], now):
-            self._reopen(session, Study, ids[1], now, header.study_uid, peer)
+            ids = self._create(tx, header, now, peer, origin)
+        if not self._bump(tx.sql, Series, ids[0], now):
+            self._reopen(tx, Series, ids[0], now, header.series_uid, peer)
+            ids = self._ids.get(header.series_uid) or self._create(tx, header, now, peer, origin)
+        if not self._bump(tx.sql, Study, ids[1], now):
+            self._reopen(tx, Study, ids[1], now, header.study_uid, peer)
         return ids[0]
 
     @staticmethod
     def _bump(
-        session: Session, model: type[Series] | type[Study], row_id: int, now: datetime
+        sql: Connection, model: type[Series] | type[Study], row_id: int, now: datetime
     ) -> bool:
         """Move ``last_received_at`` of an open row; False when the row is not open."""
-        result = session.connection().execute(_BUMP[model], {"row_id": row_id, "now": now})
+        result = sql.execute(_BUMP[model], {"row_id": row_id, "now": now})
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def _reopen(
         self,
-        session: Session,
+        tx: _Transaction,
         model: type[Series] | type[Study],
         row_id: int,
         now: datetime,
         uid: str,
         peer: str | None,
     ) -> None:
-        result = session.execute(
+        result = tx.sql.execute(
             update(model)
             .where(model.id == row_id, model.state == CompletionState.COMPLETE)
             .values(state=CompletionState.OPEN, last_received_at=now)
         )
         if result.rowcount:  # type: ignore[attr-defined]
             kind = AuditKind.SERIES_REOPENED if model is Series else AuditKind.STUDY_REOPENED
-            record(session, kind, subject=uid, peer=peer)
+            tx.audit(kind, uid, peer)
         else:  # the row is gone (retention): look it up afresh
             self._ids.clear()
 
     def _create(
         self,
-        session: Session,
+        tx: _Transaction,
         header: ReceivedHeader,
         now: datetime,
         peer: str | None,
@@ -460,7 +469,7 @@ class Store:
             The series exists under another study.
         """
         _insert_ignore(
-            session,
+            tx.sql,
             Study,
             study_uid=header.study_uid,
             first_received_at=now,
@@ -468,9 +477,9 @@ class Store:
             state=CompletionState.OPEN,
             completions=0,
         )
-        study_id = session.scalar(select(Study.id).where(Study.study_uid == header.study_uid))
+        study_id = tx.sql.scalar(select(Study.id).where(Study.study_uid == header.study_uid))
         created = _insert_ignore(
-            session,
+            tx.sql,
             Series,
             series_uid=header.series_uid,
             study_id=study_id,
@@ -483,7 +492,7 @@ class Store:
             completions=0,
             origin=origin.value,
         )
-        row = session.execute(
+        row = tx.sql.execute(
             select(Series.id, Series.study_id, Study.study_uid)
             .join(Study, Study.id == Series.study_id)
             .where(Series.series_uid == header.series_uid)
@@ -491,13 +500,11 @@ class Store:
         if row.study_uid != header.study_uid:
             raise _series_conflict(header, row.study_uid)
         if created:
-            record(
-                session,
+            tx.audit(
                 AuditKind.SERIES_RECEIVED,
-                subject=header.series_uid,
-                peer=peer,
-                detail=f"study {header.study_uid}"
-                + (" (prior)" if origin is SeriesOrigin.PRIOR else ""),
+                header.series_uid,
+                peer,
+                f"study {header.study_uid}" + (" (prior)" if origin is SeriesOrigin.PRIOR else ""),
             )
         ids = (int(row.id), int(row.study_id), str(row.study_uid))
         if len(self._ids) >= _ID_CACHE:
@@ -588,9 +595,8 @@ def _same_image(first: Dataset, second: Dataset) -> bool:
     return bool(np.array_equal(first.pixel_array, second.pixel_array))
 
 
-def _insert_ignore(session: Session, model: type[Study] | type[Series], **values: object) -> bool:
+def _insert_ignore(sql: Connection, model: type[Study] | type[Series], **values: object) -> bool:
     """INSERT … ON CONFLICT DO NOTHING on the model's unique UID; whether a row was added."""
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    result = session.execute(insert(model).values(**values).on_conflict_do_nothing())
+    insert = pg_insert if sql.dialect.name == "postgresql" else sqlite_insert
+    result = sql.execute(insert(model).values(**values).on_conflict_do_nothing())
     return bool(result.rowcount)  # type: ignore[attr-defined]
