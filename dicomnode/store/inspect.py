@@ -1,14 +1,17 @@
 """Read what the store needs from a received file, and check the file is whole.
 
-Only the header is parsed. Pixel data is never decoded nor read into memory: its element (and
-any encapsulated fragments) is walked by seeking, to check that every declared length fits in
-the file. pydicom alone is lenient here: it returns a truncated dataset without complaint.
+Only the header is parsed: by :func:`dicomnode.store.prefix.read_prefix` in the common case
+(explicit VR little endian, a flat header), else by pydicom, with the same results. Pixel
+data is never decoded nor read into memory: its element (and any encapsulated fragments) is
+walked by seeking, to check that every declared length fits in the file. pydicom alone is
+lenient here: it returns a truncated dataset without complaint.
 """
 
 from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -16,22 +19,25 @@ from typing import BinaryIO
 from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.valuerep import VR
+from pydicom.uid import UID
 
 from dicomnode.dimse import Status
 from dicomnode.errors import StoreRejected
+from dicomnode.store.prefix import LONG_VRS, VRS, read_prefix
 
 __all__ = ["ReceivedHeader", "read_header"]
 
 _PIXEL_DATA = 0x7FE00010
 _PIXEL_TAGS = {_PIXEL_DATA, 0x7FE00008, 0x7FE00009}
-_VRS = {vr.value.encode() for vr in VR if len(vr.value) == 2}
-_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR"}
-_LONG_VRS |= {b"UT", b"UV"}
 _UNDEFINED = 0xFFFFFFFF
 _ITEM = 0xFFFEE000
 _SEQ_DELIM = 0xFFFEE0DD
 _IS_MIN, _IS_MAX = -(2**31), 2**31 - 1
+
+#: How a value is looked up by keyword: as text (stripped of spaces and NULs) or as an IS or
+#: US number (``None`` when absent, empty or out of range).
+_Text = Callable[[str], str | None]
+_Int = Callable[[str], int | None]
 
 
 @dataclass(frozen=True)
@@ -59,36 +65,63 @@ def read_header(path: Path) -> ReceivedHeader:
     size = os.path.getsize(path)
     try:
         with open(path, "rb") as fh:
-            ds = dcmread(fh, stop_before_pixels=True, defer_size=4096)
-            _check_lengths(ds, size)
-            _check_stop(ds, fh.tell())
-            meta = ds.file_meta
-            syntax = meta.TransferSyntaxUID
-            little = syntax.is_little_endian
-            implicit = syntax.is_implicit_VR
-            tail = fh.tell()
-            _check_encoding(fh, implicit=implicit)
-            fh.seek(tail)
-            pixel_length = _walk_tail(fh, size, little=little, implicit=implicit)
-            _check_pixel_data(ds, pixel_length, encapsulated=syntax.is_encapsulated)
-            transfer_syntax = str(syntax)
-            header = ReceivedHeader(
-                sop_class_uid=_text(ds, "SOPClassUID"),
-                sop_instance_uid=_text(ds, "SOPInstanceUID"),
-                study_uid=_text(ds, "StudyInstanceUID"),
-                series_uid=_text(ds, "SeriesInstanceUID"),
-                transfer_syntax_uid=transfer_syntax,
-                modality=_text(ds, "Modality"),
-                series_number=_int(ds, "SeriesNumber"),
-                series_description=(_text(ds, "SeriesDescription") or None),
+            prefix = read_prefix(fh, size)
+            if prefix is None:
+                fh.seek(0)
+                return _read_with_pydicom(fh, size)
+            fh.seek(prefix.end)
+            pixel_length = _walk_tail(fh, size, little=True, implicit=False)
+            text, number = prefix.texts.get, prefix.numbers.get
+            _check_pixel_data(
+                pixel_length,
+                lambda: _native_length(text, number),
+                encapsulated=UID(prefix.transfer_syntax_uid).is_encapsulated,
             )
+            return _header(prefix.transfer_syntax_uid, text, number)
     except StoreRejected:
         raise
     except Exception as exc:  # pydicom raises many kinds on hostile input; none may escape
         raise StoreRejected(
             Status.CANNOT_UNDERSTAND, f"unparseable dataset: {type(exc).__name__}"
         ) from None
-    return header
+
+
+def _read_with_pydicom(fh: BinaryIO, size: int) -> ReceivedHeader:
+    """:func:`read_header` of any file, by pydicom (``fh`` at its start)."""
+    ds = dcmread(fh, stop_before_pixels=True, defer_size=4096)
+    _check_lengths(ds, size)
+    _check_stop(ds, fh.tell())
+    syntax = ds.file_meta.TransferSyntaxUID
+    little = syntax.is_little_endian
+    implicit = syntax.is_implicit_VR
+    tail = fh.tell()
+    _check_encoding(fh, implicit=implicit)
+    fh.seek(tail)
+    pixel_length = _walk_tail(fh, size, little=little, implicit=implicit)
+
+    def text(keyword: str) -> str | None:
+        return _text(ds, keyword)
+
+    def number(keyword: str) -> int | None:
+        return _int(ds, keyword)
+
+    _check_pixel_data(
+        pixel_length, lambda: _native_length(text, number), encapsulated=syntax.is_encapsulated
+    )
+    return _header(str(syntax), text, number)
+
+
+def _header(transfer_syntax: str, text: _Text, number: _Int) -> ReceivedHeader:
+    return ReceivedHeader(
+        sop_class_uid=text("SOPClassUID"),
+        sop_instance_uid=text("SOPInstanceUID"),
+        study_uid=text("StudyInstanceUID"),
+        series_uid=text("SeriesInstanceUID"),
+        transfer_syntax_uid=transfer_syntax,
+        modality=text("Modality"),
+        series_number=number("SeriesNumber"),
+        series_description=(text("SeriesDescription") or None),
+    )
 
 
 def _text(ds: Dataset, keyword: str) -> str | None:
@@ -181,7 +214,7 @@ def _check_encoding(fh: BinaryIO, *, implicit: bool) -> None:
     first = fh.read(8)
     if len(first) < 8:
         return  # an empty data set: read_header's own checks speak for it
-    looks_explicit = first[4:6] in _VRS
+    looks_explicit = first[4:6] in VRS
     if implicit and looks_explicit:
         raise StoreRejected(
             Status.CANNOT_UNDERSTAND, "explicit VR data set on an implicit VR transfer syntax"
@@ -192,9 +225,14 @@ def _check_encoding(fh: BinaryIO, *, implicit: bool) -> None:
         )
 
 
-def _check_pixel_data(ds: Dataset, length: int | None, *, encapsulated: bool) -> None:
+def _check_pixel_data(
+    length: int | None, native_length: Callable[[], int | None], *, encapsulated: bool
+) -> None:
     """Pixel Data must be encapsulated exactly when the transfer syntax compresses, and native
-    pixel data must be as long as the header says (PS3.5 8.1.1; one pad byte allowed)."""
+    pixel data must be as long as the header says (PS3.5 8.1.1; one pad byte allowed).
+
+    ``native_length`` is asked only for native pixel data (pydicom decodes values lazily).
+    """
     if length is None:
         return
     if encapsulated != (length == _UNDEFINED):
@@ -206,7 +244,7 @@ def _check_pixel_data(ds: Dataset, length: int | None, *, encapsulated: bool) ->
         )
     if encapsulated:
         return
-    expected = _native_length(ds)
+    expected = native_length()
     if expected is not None and length not in (expected, expected + (expected & 1)):
         raise StoreRejected(
             Status.CANNOT_UNDERSTAND,
@@ -214,16 +252,16 @@ def _check_pixel_data(ds: Dataset, length: int | None, *, encapsulated: bool) ->
         )
 
 
-def _native_length(ds: Dataset) -> int | None:
+def _native_length(text: _Text, number: _Int) -> int | None:
     """Rows × Columns × samples × frames × BitsAllocated / 8, or ``None`` when not declared."""
-    rows, columns, bits = _int(ds, "Rows"), _int(ds, "Columns"), _int(ds, "BitsAllocated")
+    rows, columns, bits = number("Rows"), number("Columns"), number("BitsAllocated")
     if not rows or not columns or not bits or rows < 0 or columns < 0 or bits < 0:
         return None
-    samples = _int(ds, "SamplesPerPixel") or 1
-    frames = _int(ds, "NumberOfFrames") or 1
+    samples = number("SamplesPerPixel") or 1
+    frames = number("NumberOfFrames") or 1
     if samples < 0 or frames < 0:
         return None
-    if _text(ds, "PhotometricInterpretation") == "YBR_FULL_422":
+    if text("PhotometricInterpretation") == "YBR_FULL_422":
         samples = 2  # two chroma samples shared by each pair of pixels (PS3.3 C.7.6.3.1.2)
     bits_total = rows * columns * samples * frames * bits
     return (bits_total + 7) // 8
@@ -239,7 +277,7 @@ def _element_header(fh: BinaryIO, order: str, implicit: bool) -> tuple[int, int]
         (length,) = struct.unpack(order + "L", raw[4:])
         return tag, length
     vr = raw[4:6]
-    if vr in _LONG_VRS:
+    if vr in LONG_VRS:
         more = fh.read(4)
         if len(more) < 4:
             raise StoreRejected(Status.CANNOT_UNDERSTAND, "truncated dataset (element header)")
