@@ -64,6 +64,7 @@ _INTS = {
     0x00280011: ("Columns", b"US"),
     0x00280100: ("BitsAllocated", b"US"),
 }
+_WANTED = frozenset({*_TEXTS, *_INTS, _CHARSET})
 _UIDS = frozenset({"SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"})
 _MAX_VALUE = 1024
 #: Printable ASCII but the backslash (a value delimiter), and NUL (padding): every character
@@ -137,7 +138,7 @@ def _parse(buffer: bytes, size: int) -> Prefix | None:
         end = value_at + length
         if length == _UNDEFINED or end > len(buffer):
             return None
-        if not _take(tag, vr, buffer[value_at:end], texts, numbers):
+        if tag in _WANTED and not _take(tag, vr, buffer[value_at:end], texts, numbers):
             return None
         position, last = end, tag
     if not texts.keys() >= _UIDS:
@@ -183,7 +184,7 @@ def _element(buffer: bytes, position: int) -> tuple[int, bytes, int, int] | None
 def _take(
     tag: int, vr: bytes, raw: bytes, texts: dict[str, str], numbers: dict[str, int | None]
 ) -> bool:
-    """Record ``raw`` when the store needs it; False when it is not plain enough to read here."""
+    """Record ``raw`` (of a tag in ``_WANTED``); False when it is not plain enough to read here."""
     if tag in _TEXTS:
         keyword, wanted = _TEXTS[tag]
         value = _text(raw) if vr == wanted else None
