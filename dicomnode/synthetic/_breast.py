@@ -47,7 +47,8 @@ class MassPlacement:
     """A mass in breast coordinates, fractions of the breast size.
 
     ``d``: distance from the chest wall / depth; ``m``: offset in the CC view / half height;
-    ``s``: offset in the MLO view / half height; ``diameter_mm``.
+    ``s``: offset in the MLO view / half height; ``diameter_mm``; ``dome``: exponent of the
+    profile across the mass (see :class:`MammoVariation`).
     """
 
     d: float
@@ -56,6 +57,7 @@ class MassPlacement:
     diameter_mm: float
     shape: MassShape | None = None
     contrast: float = 1.0
+    dome: float = 0.0
 
 
 @dataclass
@@ -159,9 +161,10 @@ def render_view(
     coarse = _smooth_field(rng, shape, 6.0 / spacing)
     propensity = coarse + 0.5 * fine + 1.8 * (1 - radius) - 1.2 * (u < 0.08 * breast.depth)
     if variation is not None and variation.texture is not BreastTexture.SMOOTH:
-        propensity = texture_propensity(variation.texture, rng, shape, spacing, radius) - 1.2 * (
-            u < 0.08 * breast.depth
-        )
+        nipple = (u / breast.depth, (v - centre) / half)
+        propensity = texture_propensity(
+            variation.texture, rng, shape, spacing, radius, nipple
+        ) - 1.2 * (u < 0.08 * breast.depth)
     dense = np.zeros(shape, bool)
     weight = np.zeros(shape, np.float32)
     if fraction > 0 and tissue.any():
@@ -209,7 +212,8 @@ def _mass_profile(
     spacing: float,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """A lobulated round mass with a soft edge, as an additive float image."""
+    """A lobulated round mass with a soft edge, as an additive float image (a shaped mass is
+    thickest at its centre as its ``dome`` says)."""
     point = mass_point(view, placement, breast, shape, spacing)
     rows = np.arange(shape[0], dtype=np.float32)[:, None] - np.float32(point.row)
     columns = np.arange(shape[1], dtype=np.float32)[None, :] - np.float32(point.column)
@@ -221,4 +225,6 @@ def _mass_profile(
     else:
         distance = mass_outline(placement.shape, rows, columns, radius_px, rng)
     edge = np.clip((1 - distance) * radius_px / 1.5 + 0.5, 0, 1)
+    if placement.dome > 0:
+        edge = edge * np.clip(1 - distance**2, 0, 1) ** np.float32(placement.dome)
     return (_MASS * placement.contrast * edge).astype(np.float32)

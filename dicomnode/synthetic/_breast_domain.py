@@ -34,6 +34,7 @@ class BreastTexture(enum.StrEnum):
     NODULAR = "nodular"
     FIBROUS = "fibrous"
     PATCHY = "patchy"
+    DUCTAL = "ductal"
 
 
 class MassShape(enum.StrEnum):
@@ -64,6 +65,10 @@ class MammoVariation:
         Shapes drawn from, one per mass.
     mass_contrast : tuple of float
         Range of the mass signal relative to the original (0.25: faint, 1.2: conspicuous).
+    mass_dome : tuple of float
+        Range of the exponent ``q`` of the mass profile ``(1 - d²)^q`` (``d``: distance from the
+        centre over the radius): 0 is a plate of even thickness, 0.5 the projection of a sphere
+        (a real mass is a lump, thickest at its centre); one drawn per mass.
     calcification_clusters : dict of str to int
         Number of calcification clusters (distractors, not masses) per laterality.
     pectoral_scale : float
@@ -84,6 +89,7 @@ class MammoVariation:
     dense_gain: float = 1.0
     mass_shapes: tuple[MassShape, ...] = (MassShape.ROUND,)
     mass_contrast: tuple[float, float] = (1.0, 1.0)
+    mass_dome: tuple[float, float] = (0.0, 0.0)
     calcification_clusters: tuple[int, int] = (0, 0)
     pectoral_scale: float = 1.0
     skin_line: bool = False
@@ -111,6 +117,8 @@ class MammoVariation:
             raise ValueError(
                 f"mass_contrast must be an increasing positive pair: {self.mass_contrast}"
             )
+        if not 0 <= self.mass_dome[0] <= self.mass_dome[1] <= 1:
+            raise ValueError(f"mass_dome must be an increasing pair in [0, 1]: {self.mass_dome}")
         if min(self.calcification_clusters) < 0:
             raise ValueError(
                 f"calcification_clusters must be >= 0, got {self.calcification_clusters}"
@@ -139,8 +147,18 @@ def texture_propensity(
     shape: tuple[int, int],
     spacing: float,
     radius: np.ndarray,
+    nipple: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Where dense tissue forms first, for a non-smooth texture model (higher: denser)."""
+    """Where dense tissue forms first, for a non-smooth texture model (higher: denser).
+
+    ``nipple``: per pixel, the distance from the chest wall over the breast's depth and the
+    offset from the nipple line over its half height (both broadcastable to ``shape``); the
+    ductal model needs it.
+    """
+    if texture is BreastTexture.DUCTAL:
+        if nipple is None:
+            raise ValueError("the ductal texture needs the nipple coordinates")
+        return _ductal(rng, shape, spacing, radius, *nipple)
     if texture is BreastTexture.NODULAR:
         blobs = anisotropic_field(rng, shape, 2.5 / spacing, 2.5 / spacing)
         return blobs + 0.8 * (1 - radius)
@@ -155,6 +173,40 @@ def texture_propensity(
     if texture is BreastTexture.PATCHY:
         return anisotropic_field(rng, shape, 12 / spacing, 12 / spacing) + 0.6 * (1 - radius)
     raise ValueError(f"texture_propensity does not model {texture}")
+
+
+def _ductal(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    spacing: float,
+    radius: np.ndarray,
+    depth: np.ndarray,
+    offset: np.ndarray,
+) -> np.ndarray:
+    """Lobes drained by ducts that converge on the nipple: a field smooth along each ray from
+    the nipple and varying across rays (so strands narrow towards the nipple), with lobules."""
+    toward = np.float32(1.0) - depth
+    angle = np.arctan2(offset, toward)  # about -pi/2..pi/2 inside the breast
+    reach = np.hypot(toward, offset)
+    across, along = 512, 64
+    polar = anisotropic_field(
+        rng, (across, along), float(rng.uniform(3.0, 10.0)), float(rng.uniform(3.0, 10.0))
+    )
+    rays = ndimage.map_coordinates(
+        polar,
+        [
+            np.broadcast_to((angle + np.pi) / (2 * np.pi) * (across - 1), shape),
+            np.broadcast_to(np.clip(reach / 1.5, 0, 1) * (along - 1), shape),
+        ],
+        order=1,
+        mode="grid-wrap",
+    )
+    lobules = anisotropic_field(rng, shape, 2.0 / spacing, 2.0 / spacing)
+    return (
+        rays.astype(np.float32)
+        + float(rng.uniform(0.3, 0.8)) * lobules
+        + float(rng.uniform(0.6, 1.4)) * (1 - radius)
+    )
 
 
 def mass_outline(

@@ -258,6 +258,7 @@ def _vary_layout(
                 placement,
                 shape=variation.mass_shapes[int(rng.integers(len(variation.mass_shapes)))],
                 contrast=float(rng.uniform(*variation.mass_contrast)),
+                dome=float(rng.uniform(*variation.mass_dome)),
             )
             for placement in side_placements
         ]

@@ -2,7 +2,8 @@
 
 Training data for the mammography model: detector (matrix, pixel spacing, bits stored,
 MONOCHROME1/2, noise, exposure curve, VOI LUT), breast (size, outline, density class, texture
-model, pectoral size, skin line) and findings (masses round to spiculated, faint to conspicuous;
+model, among them ducts converging on the nipple, pectoral size, skin line) and findings (masses
+5 mm to up to 40 mm, round to spiculated, faint to conspicuous, of even thickness to domed;
 calcification clusters as distractors).
 """
 
@@ -60,6 +61,7 @@ def draw_mammography(seed: int, *, mass_probability: float = 0.5) -> Mammography
         dense_gain=float(rng.uniform(0.6, 1.3)),
         mass_shapes=tuple(shapes),
         mass_contrast=(low, low + float(rng.uniform(0.0, 0.5))),
+        mass_dome=(0.0, float(rng.uniform(0.0, 0.8))),
         calcification_clusters=(0, clusters),
         pectoral_scale=float(rng.uniform(0.7, 1.4)),
         skin_line=bool(rng.random() < 0.5),
@@ -71,7 +73,7 @@ def draw_mammography(seed: int, *, mass_probability: float = 0.5) -> Mammography
         shape=(rows, columns),
         pixel_spacing_mm=float(rng.uniform(200.0, 300.0)) / rows,
         mass_probability=mass_probability,
-        diameter_range_mm=(5.0, float(rng.uniform(12.0, 30.0))),
+        diameter_range_mm=(5.0, float(rng.uniform(12.0, 40.0))),
         bits_stored=int(rng.choice([12, 14, 16])),
         photometric=str(rng.choice(["MONOCHROME1", "MONOCHROME2"])),
         noise=float(rng.uniform(10.0, 40.0)),

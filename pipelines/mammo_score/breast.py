@@ -3,16 +3,23 @@
 Works on an image already in MONOCHROME2 sense (dense tissue bright) with the chest wall on the
 left (:func:`pipelines.mammo_score.model.view_tensor` turns it so).
 
-- *Breast*: pixels above Otsu's threshold between the background and the breast (the background
-  of a FOR PRESENTATION image is the darkest part), the largest component (labels, markers,
+- *Breast*: pixels clearly above the background, the largest component (labels, markers,
   skin folds and other blobs in the background are separate components: the threshold is taken
-  again without them, so that they change nothing), holes filled.
+  again without them, so that they change nothing), holes filled. The background of a FOR
+  PRESENTATION image is the unattenuated exposure, flat and the darkest part: its level is the
+  2nd percentile of the image, and the breast starts a fifth of the way from it to Otsu's
+  threshold. Otsu's threshold alone splits a breast with dark fat and bright glands between the
+  two classes of tissue: the fatty periphery, a quarter of such a breast, would be lost (and
+  with it the breast's size, which the share of dense tissue is relative to).
 - *Pectoral muscle* (MLO only): the bright triangle at the top of the chest wall. Its
   intensity is read on the top rows (where the breast region is the muscle alone); the pixels
   of that intensity give, per row, a run from the chest wall; the edge is the line from the
   muscle's top width with the median slope of those runs, kept only if it narrows downwards.
-- *Normalisation*: percentiles of the breast without the pectoral muscle map to [0, 1]
-  (clipped); the background is 0.
+- *Normalisation*: the 1st and 99th percentiles of the breast without the pectoral muscle map
+  to 0.1 and 1; the breast is clipped to [0.1, 1.5], the background is 0. The floor keeps the
+  fattiest tissue apart from the background (density is the share of dense tissue in the whole
+  breast, fat included); the headroom keeps what is brighter than the parenchyma (a mass in a
+  dense breast, calcifications) brighter, instead of clipping it onto the parenchyma.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from scipy import ndimage
 
 from pipelines.common.masks import largest_components, otsu
 
-__all__ = ["BreastRegions", "breast_regions", "normalise_breast"]
+__all__ = ["BREAST_CEILING", "BREAST_FLOOR", "BreastRegions", "breast_regions", "normalise_breast"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,12 @@ def _pectoral(image: np.ndarray, breast: np.ndarray) -> np.ndarray:
     return breast & (np.arange(columns)[None, :] < edge[:, None])
 
 
+def _above_background(values: np.ndarray) -> float:
+    """The level above which a pixel of ``values`` is not the (flat, darkest) background."""
+    level = float(np.percentile(values, 2))
+    return level + 0.2 * (otsu(values) - level)
+
+
 def breast_regions(image: np.ndarray, *, mlo: bool) -> BreastRegions:
     """The breast and (on MLO) the pectoral muscle of one view.
 
@@ -104,27 +117,34 @@ def breast_regions(image: np.ndarray, *, mlo: bool) -> BreastRegions:
     if float(image.max()) <= float(image.min()):
         empty = np.zeros(image.shape, bool)
         return BreastRegions(empty, empty)
-    candidate = image > otsu(image.ravel())
+    candidate = image > _above_background(image.ravel())
     breast = largest_components(candidate, 1)[0]
     others = candidate & ~breast
     if others.any():
         # Bright blobs beside the breast (markers, skin folds) must not move its threshold:
         # it is taken again without them.
         keep = ~ndimage.binary_dilation(others, iterations=2)
-        breast = largest_components((image > otsu(image[keep])) & keep, 1)[0]
+        breast = largest_components((image > _above_background(image[keep])) & keep, 1)[0]
     breast = np.asarray(ndimage.binary_fill_holes(breast))
     pectoral = _pectoral(image, breast) if mlo else np.zeros(image.shape, bool)
     return BreastRegions(breast, pectoral)
+
+
+BREAST_FLOOR, BREAST_CEILING = 0.1, 1.5
+"""The value of the breast's ``lower`` percentile, and the highest value of the breast (its
+``upper`` percentile is 1)."""
 
 
 def normalise_breast(
     image: np.ndarray, regions: BreastRegions, *, lower: float = 1.0, upper: float = 99.0
 ) -> np.ndarray:
     """Map the ``lower``/``upper`` percentiles of the breast tissue (pectoral excluded) to
-    0/1, clipped; the background is 0."""
+    :data:`BREAST_FLOOR` / 1, clipped to [:data:`BREAST_FLOOR`, :data:`BREAST_CEILING`]; the
+    background is 0."""
     tissue = regions.tissue if regions.tissue.any() else regions.breast
     if not tissue.any():
         return np.zeros(image.shape, np.float32)
     low, high = np.percentile(image[tissue], [lower, upper])
-    scaled = np.clip((image - low) / max(float(high - low), 1e-6), 0.0, 1.0)
+    unit = (image - low) / max(float(high - low), 1e-6)
+    scaled = np.clip(BREAST_FLOOR + (1 - BREAST_FLOOR) * unit, BREAST_FLOOR, BREAST_CEILING)
     return np.where(regions.breast, scaled, 0.0).astype(np.float32)

@@ -52,8 +52,9 @@ def view_tensor(ds: Dataset, pixels: np.ndarray, bundle: Bundle) -> torch.Tensor
 
     After the resize (area) to the network's size, the breast and on MLO the pectoral muscle
     are found (:mod:`pipelines.mammo_score.breast`) and the image is normalised by percentiles
-    of the breast without the muscle, the background set to 0: a marker, a skin fold or any
-    other blob outside the breast does not reach the network. The view is not cropped to the
+    of the breast without the muscle (the breast in [0.1, 1.5], its 99th percentile at 1), the
+    background set to 0: a marker, a skin fold or any other blob outside the breast does not
+    reach the network. The view is not cropped to the
     breast: the network sees the breast at the scale of the detector (its size is part of the
     picture), and a crop would change the aspect ratio per view.
     """

@@ -125,3 +125,20 @@ def test_breast_mask_leaves_out_the_background_and_finds_the_pectoral_muscle(
         assert 0.03 < regions.pectoral.sum() / regions.breast.sum() < 0.3
         tissue = np.median(pixels[regions.tissue])
         assert np.median(pixels[regions.pectoral]) > 1.3 * tissue
+
+
+def test_breast_mask_keeps_dark_fat_beside_bright_glands() -> None:
+    # A fatty periphery much darker than the glands: Otsu's threshold alone falls between the
+    # two tissues and would drop the fat.
+    rows, columns = np.mgrid[0:200, 0:160].astype(np.float32)
+    radius = np.hypot(columns / 120, (rows - 100) / 80)
+    image = np.where(radius < 1, 0.25, 0.03).astype(np.float32)
+    glands = radius < 0.75
+    image[glands] = 0.55
+    image += np.random.default_rng(0).normal(0, 0.005, image.shape).astype(np.float32)
+    regions = breast_regions(image, mlo=False)
+    assert regions.breast[radius < 0.97].all()
+    assert not regions.breast[radius > 1.03].any()
+    normalised = normalise_breast(image, regions)
+    fat, dense = np.median(normalised[~glands & regions.breast]), np.median(normalised[glands])
+    assert 0 < fat < dense  # the fat stays apart from the background (0)
