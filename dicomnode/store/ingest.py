@@ -1,10 +1,17 @@
 """The durable store: a received file becomes ``<root>/<Study>/<Series>/<SOP>.dcm`` plus DB rows.
 
 Order of work for each instance (the caller answers Success only after :meth:`Store.ingest`
-returns): free-space check → header parse and structure check → UID checks → fsync of the
-spooled file → (under a per-UID lock) DB lookup → rename into place → DB commit → directory
-fsync. A failure at any step leaves no partial file: the spool file is removed and renames
-made before a failed commit are undone.
+returns): free-space check → header parse and structure check → UID checks → then, under a
+per-UID lock, one of two orders:
+
+- a new instance on ext4 (one flush, :meth:`Store._store_new`): rename into place, never over
+  a file, marked with its content's SHA-256 → fsync of the file (its data and, on ext4, its
+  name) → DB commit;
+- anything else (other filesystems, re-sent or superseding instances): fsync of the spooled
+  file → DB lookup → rename into place → DB commit → directory fsync.
+
+A failure at any step leaves no partial file: the spool file is removed and renames made
+before a failed commit are undone.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import enum
 import errno
 import logging
+import os
 import threading
 import zlib
 from dataclasses import dataclass, field
@@ -162,6 +170,9 @@ class Store:
         root.mkdir(parents=True, exist_ok=True)
         self.incoming.mkdir(exist_ok=True)
         self.superseded.mkdir(exist_ok=True)
+        #: Whether a new instance is stored with one flush (:meth:`_store_new`): where its
+        #: file's fsync also makes its new name durable (ext4).
+        self.one_flush = files.names_with_fsync(root)
 
     def forget_ids(self) -> None:
         """Drop cached series/study ids (after rows were deleted, e.g. by retention)."""
@@ -216,8 +227,13 @@ class Store:
                     Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                     f"dataset StudyInstanceUID is not the request's study {study_uid}",
                 )
-            files.fsync_file(spool)
             lock = self._locks[zlib.crc32(sop_instance_uid.encode()) % _LOCK_STRIPES]
+            if self.one_flush:
+                with lock:
+                    stored = self._store_new(spool, received, calling_ae, peer, origin)
+                if stored is not None:
+                    return stored
+            files.fsync_file(spool)
             with lock:
                 return self._commit(spool, received, calling_ae, peer, origin)
         except UidConflict as exc:
@@ -277,6 +293,69 @@ class Store:
         sha, size = files.sha256_of(spool)
         return _Received(header=header, sha256=sha, size=size, rel=rel)
 
+    def _store_new(
+        self,
+        spool: Path,
+        rx: _Received,
+        calling_ae: str | None,
+        peer: str | None,
+        origin: SeriesOrigin,
+    ) -> StoreResult | None:
+        """Store a new instance with one flush; None when it is not new (its file or its row
+        exists), with ``spool`` as it was, for :meth:`_commit`.
+
+        The spool file is renamed into place, never over a file, marked with its content's
+        SHA-256 (:func:`files.rename_new`), then fsync'd: on ext4 that one flush makes its data
+        and its new name durable (:func:`files.names_with_fsync`, which cites the kernel's
+        documentation). Its row is committed only after that, so every row names a complete
+        file, and Success follows the commit: an acknowledged instance is on disk, file and
+        name, as with :meth:`_commit`'s two flushes. A power loss before the fsync returned
+        can leave the name with torn content (ext4 orders no data before names), for an
+        instance without a row whose sender never heard Success: recovery indexes such a
+        file only when its content still hashes to the recorded value
+        (:mod:`dicomnode.store.recovery`). A kill -9 leaves the page cache whole: the file is
+        complete and indexed at recovery, as a rename before a commit always was.
+        """
+        final = self.root / rx.rel
+        files.make_dirs(final.parent, self.root)
+        if not files.rename_new(spool, final, rx.sha256):
+            return None
+        try:
+            files.fsync_file(final)
+            with self.db.engine.begin() as sql:
+                tx = _Transaction(sql)
+                if sql.execute(_FIND_INSTANCE, {"uid": rx.header.sop_instance_uid}).first():
+                    raise _NotNew
+                values = self._values(rx, self._touch(tx, rx.header, peer, origin), calling_ae)
+                sql.execute(_INSERT_INSTANCE, values)
+                if not final.is_file():  # its study was moved away by retention meanwhile
+                    raise _NotNew
+        except _NotNew:
+            self._ids.clear()  # the transaction may have created rows that are now gone
+            files.rename(final, spool)
+            return None
+        except BaseException:
+            self._ids.clear()
+            self._drop_unindexed(final, rx)
+            raise
+        forward(tx.audited)
+        return self._result(StoreOutcome.STORED, rx)
+
+    def _drop_unindexed(self, final: Path, rx: _Received) -> None:
+        """Remove a file :meth:`_store_new` put in place when its commit failed, unless a row
+        names it after all (recovery of a dead SCP process indexed it meanwhile); when the
+        database cannot tell, the file stays for recovery (which checks its content hash)."""
+        try:
+            with self.db.engine.connect() as sql:
+                row = sql.execute(_FIND_INSTANCE, {"uid": rx.header.sop_instance_uid}).first()
+        except SQLAlchemyError:
+            return
+        if row is None or (row.path, row.sha256) != (rx.rel.as_posix(), rx.sha256):
+            try:
+                os.unlink(final)
+            except OSError as exc:
+                log.error("cannot remove a file after a failed commit: %s", exc.strerror)
+
     def _commit(
         self,
         spool: Path,
@@ -334,10 +413,25 @@ class Store:
             )
         if existing is not None and self._unchanged(existing.sha256, existing.path, rx, spool):
             return StoreOutcome.DUPLICATE
-        series_id = self._touch(tx, rx.header, peer, origin)
+        values = self._values(rx, self._touch(tx, rx.header, peer, origin), calling_ae)
         final = self.root / rx.rel
         files.make_dirs(final.parent, self.root)
-        values = {
+        outcome = StoreOutcome.STORED
+        if existing is not None:
+            del values["sop_instance_uid"]
+            outcome = self._supersede(tx, existing.path, existing.sha256, rx, peer)
+            sql.execute(update(Instance).where(Instance.id == existing.id).values(**values))
+        else:
+            sql.execute(_INSERT_INSTANCE, values)
+        files.rename(spool, final)  # synced by _commit once the transaction has committed
+        tx.undo.append((final, spool))
+        return outcome
+
+    @staticmethod
+    def _values(rx: _Received, series_id: int, calling_ae: str | None) -> dict[str, object]:
+        """The instance row of ``rx``."""
+        return {
+            "sop_instance_uid": rx.header.sop_instance_uid,
             "series_id": series_id,
             "sop_class_uid": rx.header.sop_class_uid,
             "transfer_syntax_uid": rx.header.transfer_syntax_uid,
@@ -347,16 +441,6 @@ class Store:
             "calling_ae": calling_ae,
             "received_at": utcnow(),
         }
-        outcome = StoreOutcome.STORED
-        if existing is not None:
-            outcome = self._supersede(tx, existing.path, existing.sha256, rx, peer)
-            sql.execute(update(Instance).where(Instance.id == existing.id).values(**values))
-        else:
-            values["sop_instance_uid"] = rx.header.sop_instance_uid
-            sql.execute(_INSERT_INSTANCE, values)
-        files.rename(spool, final)  # synced by _commit once the transaction has committed
-        tx.undo.append((final, spool))
-        return outcome
 
     def _unchanged(self, sha256: str, path: str, rx: _Received, spool: Path) -> bool:
         """Whether a re-sent instance equals the stored one: same bytes, or same content.
@@ -521,6 +605,10 @@ class Store:
             path=self.root / rx.rel,
             size=rx.size,
         )
+
+
+class _NotNew(Exception):
+    """Raised inside :meth:`Store._store_new`'s transaction: the instance is not new there."""
 
 
 def _series_conflict(header: ReceivedHeader, stored_study: str) -> UidConflict:

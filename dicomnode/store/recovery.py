@@ -1,13 +1,20 @@
 """Start-up recovery and consistency checks of the store against the database.
 
 After a crash the store can hold: spool files of interrupted transfers (removed), files
-renamed into place whose DB commit never happened (their sender got no Success; they are
-complete, fsync'd copies, so they are indexed), and the halves of an interrupted supersede: the
-acknowledged copy moved to ``.superseded`` while the row still names it, the unacknowledged new
-copy in its place (the acknowledged copy is put back). A DB row whose file is missing is
-reported, never silently dropped: an acknowledged instance lost, or, after a power loss between
-an instance's commit and the sync of its directory, one whose sender never heard Success (a
-re-send replaces the missing file).
+renamed into place whose DB commit never happened (their sender got no Success; indexed when
+complete, below), and the halves of an interrupted supersede: the acknowledged copy moved to
+``.superseded`` while the row still names it, the unacknowledged new copy in its place (the
+acknowledged copy is put back). A DB row whose file is missing is reported, never silently
+dropped: an acknowledged instance lost, or, after a power loss between an instance's commit and
+the sync of its directory, one whose sender never heard Success (a re-send replaces the
+missing file).
+
+A file renamed into place without a row is indexed only when it is known complete: renamed
+after its fsync (the two-flush order, no mark), or marked with the SHA-256 its content had
+before the rename (the one-flush order on ext4, :meth:`Store._store_new`, where a power loss
+before the fsync returned can leave the name with torn content) and hashing to it still. A
+marked file whose content differs is quarantined, never indexed: its sender never heard
+Success.
 """
 
 from __future__ import annotations
@@ -230,6 +237,13 @@ def _index_orphan(store: Store, path: Path) -> bool:
     """Index a complete file left by a crash between rename and commit (or quarantine it)."""
     sop_uid = path.stem
     if not is_valid_uid(sop_uid):
+        return _quarantine(store, path)
+    mark = files.content_mark(path)
+    if mark is not None and files.sha256_of(path)[0] != mark:
+        log.error(
+            "a file named before its fsync has torn content (power loss); quarantined",
+            extra={"path": str(path)},
+        )
         return _quarantine(store, path)
     spool = store.incoming / f"recover-{sop_uid}.dcm"
     try:

@@ -156,13 +156,13 @@ def test_failed_commit_undoes_the_rename(store):
 
 
 def test_directory_sync_runs_after_the_commit_and_before_the_return(store, monkeypatch):
-    """The instance's directory is synced outside the transaction (on SQLite, outside the
-    write lock): a second instance commits while the first waits for its sync, and the first
-    returns (is answered) only once its sync is done."""
+    """In the two-flush order (filesystems other than ext4), the instance's directory is synced
+    outside the transaction (on SQLite, outside the write lock): a second instance commits
+    while the first waits for its sync, and the first returns (is answered) only once its
+    sync is done."""
     import threading
 
-    from dicomnode.store import files
-
+    store.one_flush = False
     first, second = dicomgen.instance(SPEC, 0), dicomgen.instance(SPEC, 1)
     final_dir = store.root / SPEC.study_uid / SPEC.series_uid
     in_sync, release = threading.Event(), threading.Event()
@@ -216,3 +216,86 @@ def test_sha256_of_hashes_every_byte(tmp_path: Path, size: int) -> None:
     path = tmp_path / "f"
     path.write_bytes(data)
     assert files.sha256_of(path) == (hashlib.sha256(data).hexdigest(), size)
+
+
+def _final(store: Store, ds) -> Path:
+    return store.root / SPEC.study_uid / SPEC.series_uid / f"{ds.SOPInstanceUID}.dcm"
+
+
+@pytest.mark.parametrize("one_flush", [True, False])
+def test_flushes_before_success_new_instance(store, monkeypatch, one_flush):
+    """On ext4 a new instance costs one flush, its file's, after its rename and before its row;
+    elsewhere two: the spool file's, then the directory's after the commit."""
+    if one_flush and not store.one_flush:
+        pytest.skip("the store's filesystem is not ext4")
+    store.one_flush = one_flush
+    _ingest(store, dicomgen.instance(SPEC, 0), "a.dcm")  # creates (and syncs) the folders
+    ds = dicomgen.instance(SPEC, 1)
+    final = _final(store, ds)
+    flushes: list[tuple[str, Path, int]] = []
+    file_sync, dir_sync = files.fsync_file, files.fsync_dir
+
+    def on_file(path: Path) -> None:
+        flushes.append(("file", path, _count(store, Instance)))
+        file_sync(path)
+
+    def on_dir(path: Path) -> None:
+        flushes.append(("dir", path, _count(store, Instance)))
+        dir_sync(path)
+
+    monkeypatch.setattr(files, "fsync_file", on_file)
+    monkeypatch.setattr(files, "fsync_dir", on_dir)
+    result = _ingest(store, ds, "b.dcm")
+    assert result.outcome is StoreOutcome.STORED and final.is_file()
+    sha = hashlib.sha256(final.read_bytes()).hexdigest()
+    if one_flush:
+        assert flushes == [("file", final, 1)]  # renamed first, indexed after the flush
+        assert files.content_mark(final) == sha
+    else:
+        assert flushes == [("file", store.incoming / "b.dcm", 1), ("dir", final.parent, 2)]
+        assert files.content_mark(final) is None
+    with store.db.session() as s:
+        assert s.scalar(select(Instance.sha256).where(Instance.path.like(f"%{final.name}"))) == sha
+
+
+def test_one_flush_never_replaces_a_file_it_finds_in_place(store):
+    """A file already at a new instance's path (another SCP process's, or one a crash left
+    without a row) is not replaced by the one-flush rename: the two-flush order decides."""
+    if not store.one_flush:
+        pytest.skip("the store's filesystem is not ext4")
+    ds = dicomgen.instance(SPEC, 0)
+    final = _final(store, ds)
+    final.parent.mkdir(parents=True)
+    final.write_bytes(b"left in place")
+    spool = _spool(store, ds)
+    sent = spool.read_bytes()
+    assert not files.rename_new(spool, final, "0" * 64)
+    assert final.read_bytes() == b"left in place" and spool.read_bytes() == sent
+    result = store.ingest(spool, sop_class_uid=ds.SOPClassUID, sop_instance_uid=ds.SOPInstanceUID)
+    assert result.outcome is StoreOutcome.STORED and final.read_bytes() == sent
+    # the ingest's own try marked the file with its hash: a mark is always the content's
+    assert files.content_mark(final) == hashlib.sha256(sent).hexdigest()
+
+
+def test_recovery_quarantines_a_marked_orphan_whose_content_is_torn(store):
+    """A file renamed into place with its content's hash before the fsync that a power loss
+    interrupted: its content may be torn, and it is indexed only when it still hashes right."""
+    whole, torn = dicomgen.instance(SPEC, 0), dicomgen.instance(SPEC, 1)
+    for ds in (whole, torn):
+        spool = _spool(store, ds, f"{ds.SOPInstanceUID}.dcm")
+        final = _final(store, ds)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        assert files.rename_new(spool, final, files.sha256_of(spool)[0])
+    torn_path = _final(store, torn)
+    data = torn_path.read_bytes()
+    torn_path.write_bytes(data[: len(data) // 2] + bytes(len(data) - len(data) // 2))
+    report = recover(store)
+    assert (report.indexed, report.quarantined) == (1, 1)
+    with store.db.session() as s:
+        assert list(s.scalars(select(Instance.path))) == [
+            _final(store, whole).relative_to(store.root).as_posix()
+        ]
+    assert not torn_path.exists()
+    assert list((store.root / ".quarantine").rglob("*.dcm")) == [
+        store.root / ".quarantine" / torn_path.relative_to(store.root)
+    ]
