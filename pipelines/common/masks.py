@@ -29,7 +29,8 @@ _FAR = 1e6
 
 def otsu(values: np.ndarray, bins: int = 256) -> float:
     """Otsu's threshold of ``values``: the histogram split with the largest between-class
-    variance."""
+    variance; where a gap with no values makes several splits equal, the middle of the gap
+    (the first split would sit on the darker class's upper tail)."""
     counts, edges = np.histogram(values, bins=bins)
     centres = (edges[:-1] + edges[1:]) / 2
     weight = np.cumsum(counts).astype(float)
@@ -37,7 +38,11 @@ def otsu(values: np.ndarray, bins: int = 256) -> float:
     mean = np.cumsum(counts * centres)
     with np.errstate(divide="ignore", invalid="ignore"):
         between = (mean[-1] * weight / total - mean) ** 2 / (weight * (total - weight))
-    return float(centres[int(np.nanargmax(between[:-1]))])
+    between = np.nan_to_num(between[:-1], nan=-1.0)
+    best = np.flatnonzero(between >= between.max() * (1 - 1e-9))
+    breaks = np.flatnonzero(np.diff(best) > 1)  # the equal splits of one gap are consecutive
+    gap = best[: breaks[0] + 1] if breaks.size else best
+    return float((centres[gap[0]] + centres[gap[-1]]) / 2)
 
 
 def plane_spacing(spacing: Sequence[float], normal_axis: int) -> tuple[float, ...]:

@@ -54,7 +54,7 @@ class MammoScorePipeline(BundlePipeline):
     """
 
     name: ClassVar[str] = "mammo_score"
-    version: ClassVar[str] = "0.1.0"
+    version: ClassVar[str] = "0.2.0"
     level: ClassVar[PipelineLevel] = PipelineLevel.STUDY
     default_outputs: ClassVar[tuple[str, ...]] = ("sr", "summary")
     bundle_name: ClassVar[str] = "mammo_classification"

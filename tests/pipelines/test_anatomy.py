@@ -11,6 +11,7 @@ from dicomnode.synthetic import BrainTissue, brain_mr, chest_ct, mammography
 from pipelines.brain_lesion.skullstrip import brain_mask, correct_bias
 from pipelines.common.dicomio import decode_pixels, volume_from_datasets
 from pipelines.common.grid import WorkingGrid, resize, to_working_grid
+from pipelines.common.masks import otsu
 from pipelines.lung_nodule.lungs import lung_mask
 from pipelines.mammo_score.breast import breast_regions, normalise_breast
 
@@ -142,3 +143,63 @@ def test_breast_mask_keeps_dark_fat_beside_bright_glands() -> None:
     normalised = normalise_breast(image, regions)
     fat, dense = np.median(normalised[~glands & regions.breast]), np.median(normalised[glands])
     assert 0 < fat < dense  # the fat stays apart from the background (0)
+
+
+def _mlo(*, top_row: int, glands: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A 300 x 240 MLO-like view, chest wall on the left, and its true pectoral muscle.
+
+    The breast's outline starts ``top_row`` rows below the image's top and clips the muscle
+    there; the muscle brightens downwards (thicker) and narrows to its apex at 60 % of the rows;
+    ``glands`` is the brightness of the parenchyma, 0.45 (fatty: 0.25) up to the muscle's own.
+    """
+    rng = np.random.default_rng(seed)
+    rows, columns = np.mgrid[0:300, 0:240].astype(np.float32)
+    radius = np.hypot(columns / 200, (rows - 160) / (160 - 0.6 * top_row))
+    breast = (radius < 1) & (rows >= top_row)
+    muscle = breast & (columns < 75 * (1 - rows / 180))
+    thickness = np.sqrt(np.clip(1 - radius**2, 0, 1))
+    image = np.where(breast, 0.25 + 0.1 * thickness, 0.02).astype(np.float32)
+    blobs = np.asarray(
+        torch.nn.functional.interpolate(
+            torch.from_numpy(rng.random((1, 1, 30, 24), np.float32)),
+            size=(300, 240),
+            mode="bilinear",
+        )[0, 0]
+    )
+    image = np.where(breast & (blobs > 0.55), glands, image)
+    image = np.where(muscle, 0.55 + 0.2 * rows / 180, image)
+    image += rng.normal(0, 0.01, image.shape).astype(np.float32)
+    return image, muscle
+
+
+@pytest.mark.parametrize(
+    ("top_row", "glands"), [(0, 0.45), (30, 0.45), (30, 0.6), (0, 0.6)], ids=str
+)
+def test_pectoral_muscle_found_when_clipped_at_the_top_and_beside_dense_tissue(
+    top_row: int, glands: float
+) -> None:
+    # What the first detector missed on half of an independent family's MLOs: the muscle
+    # brightening downwards, clipped by the breast's outline at the top, dense tissue beside it.
+    for seed in range(3):
+        image, muscle = _mlo(top_row=top_row, glands=glands, seed=seed)
+        found = breast_regions(image, mlo=True).pectoral
+        overlap = (found & muscle).sum() / (found | muscle).sum()
+        assert overlap > 0.85, (seed, overlap)
+
+
+def test_no_pectoral_muscle_is_invented_on_an_mlo_without_one() -> None:
+    for seed in range(3):
+        image, muscle = _mlo(top_row=0, glands=0.45, seed=seed)
+        image[muscle] = 0.3  # the muscle out of the field: fat at the chest wall
+        assert not breast_regions(image, mlo=True).pectoral.any()
+
+
+def test_otsu_splits_a_gap_in_the_middle() -> None:
+    # Nothing between a dark and a bright class: every split in the gap is as good; the first
+    # of them sat on the dark class's upper tail (a breast mask let half the background in).
+    rng = np.random.default_rng(0)
+    dark, bright = rng.normal(0.02, 0.004, 4000), rng.normal(0.5, 0.01, 6000)
+    threshold = otsu(np.concatenate([dark, bright]))
+    assert abs(threshold - (dark.max() + bright.min()) / 2) < 0.01
+    # Without a gap it is Otsu's split, unchanged.
+    assert abs(otsu(np.concatenate([rng.normal(0, 1, 5000), rng.normal(6, 1, 5000)])) - 3) < 0.3
