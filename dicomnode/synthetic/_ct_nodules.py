@@ -218,18 +218,22 @@ def _against_wall(
 
 
 def _on_vessel(rng: np.random.Generator, scene: _Scene, radius: float) -> Vec3 | None:
-    """A centre at ``0.8 * radius`` from the axis of a random vessel of at least 1.2 mm radius."""
+    """A centre beside a random vessel of at least 1.2 mm radius, touching it: from the vessel
+    running through the nodule (``0.5 * radius`` from its axis) to the vessel abutting it (the
+    nodule's edge reaches 0.2 of the vessel's radius into the vessel)."""
     candidates = [tube for tube in scene.vessels if tube.end_radius_mm >= 1.2]
     if not candidates:
         return None
     tube = candidates[int(rng.integers(len(candidates)))]
     start, end = np.asarray(tube.start), np.asarray(tube.end)
     axis = end - start
-    on_axis = start + axis * float(rng.uniform(0.2, 0.8))
+    along = float(rng.uniform(0.2, 0.8))
+    on_axis = start + axis * along
     side = rng.normal(size=3)
     side -= axis * (side @ axis) / max(float(axis @ axis), 1e-9)
     side /= max(float(np.linalg.norm(side)), 1e-9)
-    centre = on_axis + side * 0.8 * radius
+    vessel = tube.start_radius_mm + along * (tube.end_radius_mm - tube.start_radius_mm)
+    centre = on_axis + side * float(rng.uniform(0.5 * radius, radius + 0.8 * vessel))
     return (float(centre[0]), float(centre[1]), float(centre[2]))
 
 

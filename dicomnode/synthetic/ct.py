@@ -9,6 +9,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from dicomnode.synthetic._chest import TISSUE_HU, ChestPhantom, Tissue, lung_texture_fields
+from dicomnode.synthetic._ct_airways import Airway, airway_tree, paint_airway
 from dicomnode.synthetic._ct_nodules import NoduleMix, NoduleSpec, nodule_truth, random_nodules
 from dicomnode.synthetic._ct_scanner import (
     PixelConvention,
@@ -80,6 +81,8 @@ class ChestCT:
         The image in HU (the stored pixels after rescale), int16, indexed ``[k, j, i]``.
     vessels : list of Tube
         The pulmonary vessel segments (painted inside the lungs only); empty without vessels.
+    airways : list of Airway
+        Trachea, main bronchi and the bronchi beside the arteries; empty without airways.
     """
 
     datasets: list[Dataset]
@@ -87,6 +90,7 @@ class ChestCT:
     geometry: VolumeGeometry
     volume: np.ndarray
     vessels: list[Tube] = field(default_factory=list)
+    airways: list[Airway] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,7 @@ def chest_ct(
     lung_scale: float = 1.0,
     diaphragm_shift_mm: float = 0.0,
     vessels: bool = False,
+    airways: bool = False,
     mix: NoduleMix | None = None,
     pose: RigidPose | None = None,
     days_later: int = 0,
@@ -178,6 +183,9 @@ def chest_ct(
         Raises (positive) or lowers the lung bases.
     vessels : bool
         Paint branching pulmonary vessel trees (+40 HU) inside the lungs.
+    airways : bool
+        Paint the trachea, the main bronchi and a bronchus (air lumen, soft-tissue wall)
+        beside each larger artery (:mod:`dicomnode.synthetic._ct_airways`).
     mix : NoduleMix, optional
         Probabilities of ground-glass, lobulated, spiculated, juxtapleural and juxtavascular
         random nodules; default none of them.
@@ -197,6 +205,7 @@ def chest_ct(
     )
     phantom = _phantom(geometry, body_scale, body_aspect, lung_scale, diaphragm_shift_mm)
     tubes = vessel_tree(rng_for(seed, "ct", "vessels"), phantom) if vessels else []
+    bronchi = airway_tree(rng_for(seed, "ct", "airways"), phantom, tubes) if airways else []
     if nodules is None:
         lo, hi = diameter_range_mm
         if not 3.0 <= lo <= hi <= 30.0:
@@ -227,14 +236,14 @@ def chest_ct(
         padding,
         partial_volume,
     )
-    volume = _render(seed, phantom, geometry, bodies, tubes, scanner, pose)
+    volume = _render(seed, phantom, geometry, bodies, (tubes, bronchi), scanner, pose)
     datasets = _datasets(seed, volume, geometry, scanner, days_later)
     if pose is not None:
         truth = [
             nodule_truth(replace(spec, centre_mm=pose.apply(spec.centre_mm)), geometry)
             for spec in nodules
         ]
-    return ChestCT(datasets, truth, geometry, volume, tubes)
+    return ChestCT(datasets, truth, geometry, volume, tubes, bronchi)
 
 
 CHEST_CENTRE_MM = (0.0, 0.0, -150.0)
@@ -321,12 +330,13 @@ def _render(
     phantom: ChestPhantom,
     geometry: VolumeGeometry,
     bodies: list[NoduleBody],
-    tubes: list[Tube],
+    tubes: tuple[list[Tube], list[Airway]],
     scanner: _Scanner,
     pose: RigidPose | None = None,
 ) -> np.ndarray:
-    """Render the volume slice by slice (vectorised in-plane) and return int16 HU; with a
-    ``pose``, the noise-free image is moved by it before the kernel and the noise."""
+    """Render the volume slice by slice (vectorised in-plane) and return int16 HU; ``tubes``
+    are the vessels and the airways; with a ``pose``, the noise-free image is moved by it
+    before the kernel and the noise."""
     x, y, z = axis_coordinates(geometry)
     xs, ys = x[None, :].astype(np.float32), y[:, None].astype(np.float32)
     fields = lung_texture_fields(rng_for(seed, "ct", "texture"), xs, ys)
@@ -367,7 +377,7 @@ def _plane(
     axes: tuple[np.ndarray, np.ndarray, float],
     fields: tuple[list[np.ndarray], list[np.ndarray], np.ndarray],
     bodies: list[NoduleBody],
-    tubes: list[Tube],
+    tubes: tuple[list[Tube], list[Airway]],
     ramp: float,
 ) -> np.ndarray:
     """The noise-free HU of the plane at height ``axes[2]``."""
@@ -381,10 +391,13 @@ def _plane(
     )
     lung = labels == Tissue.LUNG
     hu[lung] += np.asarray(texture, np.float32)[lung]
-    if tubes:
+    vessels, airways = tubes
+    if vessels or airways:
         inside = lung.astype(np.float32)
-        for tube in tubes:
+        for tube in vessels:
             paint_tube(hu, tube, BLOOD_HU, axes, ramp, inside)
+        for airway in airways:
+            paint_airway(hu, airway, axes, ramp, inside)
     for body in bodies:
         for centre, radius in body.balls:
             paint_ball(hu, centre, radius, body.outer_hu, axes, ramp)

@@ -3,7 +3,8 @@
 Training on :func:`random_chest_ct` instead of one fixed phantom makes a detector learn nodules
 rather than the generator: kernels and noise textures, HU calibration, pixel conventions,
 slice thickness (with partial volume), field of view and matrix, body and lung shape,
-diaphragm height, nodule kinds, margins and attachments, and vessel trees as distractors.
+diaphragm height, nodule kinds, margins and attachments, and vessel trees and airways (every
+real chest CT has them) as distractors.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class ChestCTDraw:
     vessels: bool
     n_nodules: int
     part_solid_probability: float = 0.25
+    airways: bool = True
     diameter_range_mm: tuple[float, float] = (4.0, 26.0)
 
     def chest_ct_kwargs(self) -> dict[str, Any]:
@@ -72,7 +74,7 @@ def draw_chest_ct(seed: int) -> ChestCTDraw:
     matrix 256–512, slice thickness 0.625–5 mm (spacing = thickness, partial volume), z coverage
     220–320 mm within a render budget; kernel none/soft/standard/sharp, noise 6–30 HU, HU offset
     ±20, signed/offset/unsigned pixels, padding outside the scan circle half the time; vessels
-    nine times in ten, 1–4 nodules of 4–26 mm.
+    nine times in ten, airways always, 1–4 nodules of 4–26 mm.
     """
     rng = rng_for(seed, "ct", "domain")
     body_scale = float(rng.uniform(0.82, 1.08))

@@ -1,8 +1,9 @@
 """Train the demo RetinaNet of ``models/lung_nodule_ct_detection`` on synthetic chest CTs.
 
 The CTs come from :func:`dicomnode.synthetic.randomize.random_chest_ct`: every scanner, anatomy
-and nodule family is drawn per study, with vessel trees as distractors. A quarter of the patches
-are hard negatives centred on vessel bifurcations in the lungs.
+and nodule family is drawn per study, with vessel trees and airways as distractors. A quarter of
+the patches are hard negatives centred on vessel bifurcations and on airways (bronchial rings,
+the carina).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class Case:
     boxes : numpy.ndarray
         Nodule boxes (xyzxyz, working voxels).
     vessels : numpy.ndarray
-        ``(n, 3)`` vessel bifurcations inside the lungs (working voxels): hard-negative centres.
+        ``(n, 3)`` vessel ends and airways (working voxels): hard-negative centres.
     """
 
     image: torch.Tensor
@@ -56,20 +57,28 @@ def make_case(seed: int, bundle_path: Path) -> Case:
     centres = grid.from_patient(np.asarray([n.centre_mm for n in ct.nodules]))
     radii = np.asarray([[n.diameter_mm / 2] for n in ct.nodules]) / np.asarray(grid.spacing)
     boxes = np.concatenate([centres - radii, centres + radii], axis=1)
-    branch_points = _bifurcations_in_lung(ct)
+    branch_points = _distractors_in_lung(ct)
     vessels = grid.from_patient(branch_points) if len(branch_points) else np.zeros((0, 3))
     return Case(image=image, boxes=boxes.astype(np.float32), vessels=vessels)
 
 
-def _bifurcations_in_lung(ct: ChestCT) -> np.ndarray:
-    """Tube ends that lie in the image on a painted vessel (HU above the lung's)."""
-    points = []
-    for tube in ct.vessels:
-        i, j, k = (round(v) for v in ct.geometry.patient_to_index(*tube.end))
-        inside = all(0 <= a < n for a, n in zip((k, j, i), ct.volume.shape, strict=True))
-        if inside and ct.volume[k, j, i] > _VESSEL_HU:
-            points.append(tube.end)
+def _distractors_in_lung(ct: ChestCT) -> np.ndarray:
+    """Hard-negative centres in the image: vessel ends on a painted vessel (HU above the
+    lung's) and the ends and middles of the airways (bronchial rings, the carina)."""
+    points = [tube.end for tube in ct.vessels if _painted(ct, tube.end, _VESSEL_HU)]
+    for airway in ct.airways:
+        start, end = np.asarray(airway.lumen.start), np.asarray(airway.lumen.end)
+        for point in (start, (start + end) / 2, end):
+            if _painted(ct, point, None):
+                points.append(tuple(point))
     return np.asarray(points, float).reshape(-1, 3)
+
+
+def _painted(ct: ChestCT, point, above_hu: float | None) -> bool:
+    """Whether ``point`` (patient mm) lies in the image (and above ``above_hu`` there)."""
+    i, j, k = (round(v) for v in ct.geometry.patient_to_index(*point))
+    inside = all(0 <= a < n for a, n in zip((k, j, i), ct.volume.shape, strict=True))
+    return inside and (above_hu is None or bool(ct.volume[k, j, i] > above_hu))
 
 
 def _patch(
