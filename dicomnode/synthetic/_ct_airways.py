@@ -89,15 +89,15 @@ def airway_tree(
         if artery.start_radius_mm < _MIN_ARTERY_MM:
             continue
         start, end = np.asarray(artery.start), np.asarray(artery.end)
-        side = np.cross(end - start, reference)
-        norm = float(np.linalg.norm(side))
+        across = np.cross(end - start, reference)
+        norm = float(np.linalg.norm(across))
         if norm < 1e-6:
             continue
         lumen_start = ratio * artery.start_radius_mm
         lumen_end = ratio * artery.end_radius_mm
         wall = _wall_mm(lumen_end)
         gap = artery.start_radius_mm + lumen_start + wall + float(rng.uniform(0.3, 1.5))
-        offset = side / norm * gap
+        offset = across / norm * gap
         out.append(Airway(_tube(start + offset, end + offset, lumen_start, lumen_end), wall, True))
     return out
 

@@ -153,3 +153,38 @@ def test_spiculated_nodule_reaches_beyond_its_diameter() -> None:
     # same seed, same noise: the difference is what the spicules add outside the smooth ball
     added = spiculated.volume.astype(np.int32) - smooth.volume
     assert (added[shell] > 60).sum() >= 5
+
+
+def _hu_at(ct: object, point: tuple[float, float, float]) -> float | None:
+    """HU of the voxel nearest ``point`` (patient mm), None outside the volume."""
+    i, j, k = (round(v) for v in ct.geometry.patient_to_index(*point))  # type: ignore[attr-defined]
+    volume = ct.volume  # type: ignore[attr-defined]
+    if not all(0 <= a < n for a, n in zip((k, j, i), volume.shape, strict=True)):
+        return None
+    return float(volume[k, j, i])
+
+
+def test_airways_are_air_tubes_beside_the_arteries() -> None:
+    plain = chest_ct(9, shape=(160, 160, 24), n_nodules=0, vessels=True)
+    ct = chest_ct(9, shape=(160, 160, 24), n_nodules=0, vessels=True, airways=True)
+    assert ct.airways and not plain.airways
+    trachea = ct.airways[0].lumen
+    middle = tuple((np.asarray(trachea.start) + np.asarray(trachea.end)) / 2)
+    below_apex = [
+        (ct_hu, plain_hu)
+        for point in (middle, trachea.end)
+        if (ct_hu := _hu_at(ct, point)) is not None and (plain_hu := _hu_at(plain, point))
+    ]
+    assert below_apex and all(hu < -900 < plain_hu for hu, plain_hu in below_apex)
+    # the middles of the largest intrapulmonary bronchi in the lungs: air, darker than the lung
+    bronchi = sorted((a for a in ct.airways if a.in_lung), key=lambda a: -a.lumen.end_radius_mm)
+    middles = [tuple((np.asarray(a.lumen.start) + np.asarray(a.lumen.end)) / 2) for a in bronchi]
+    pairs = [
+        (hu, base)
+        for point in middles[:8]
+        if (hu := _hu_at(ct, point)) is not None
+        and (base := _hu_at(plain, point)) is not None
+        and -950 < base < -700
+    ]
+    assert len(pairs) >= 3
+    assert np.median([hu for hu, _ in pairs]) < np.median([base for _, base in pairs]) - 60
