@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dicomnode.synthetic._chest import ChestPhantom
-from dicomnode.synthetic._ct_shapes import Tube, paint_tube
+from dicomnode.synthetic._ct_shapes import CENTRAL_VESSEL_MM, Tube, paint_tube
 
 __all__ = ["AIR_HU", "WALL_HU", "Airway", "airway_tree", "paint_airway"]
 
@@ -64,7 +64,8 @@ def _wall_mm(lumen_radius: float) -> float:
 def airway_tree(
     rng: np.random.Generator, phantom: ChestPhantom, arteries: list[Tube]
 ) -> list[Airway]:
-    """Trachea, main bronchi and a bronchus beside every artery of at least 1.4 mm radius.
+    """Trachea, main bronchi and a bronchus beside every artery of 1.4 mm radius up to the
+    hilar trunks.
 
     ``arteries`` is the vessel tree of :func:`~dicomnode.synthetic._ct_shapes.vessel_tree`
     (empty: trachea and main bronchi only).
@@ -86,8 +87,8 @@ def airway_tree(
         out.append(Airway(_tube(carina, hilum, main_r, 0.85 * main_r), 0.3 * main_r, False))
     reference = rng.normal(size=3)
     for artery in arteries:
-        if artery.start_radius_mm < _MIN_ARTERY_MM:
-            continue
+        if not _MIN_ARTERY_MM <= artery.start_radius_mm < CENTRAL_VESSEL_MM:
+            continue  # the hilar trunks have the main bronchi beside them
         start, end = np.asarray(artery.start), np.asarray(artery.end)
         across = np.cross(end - start, reference)
         norm = float(np.linalg.norm(across))

@@ -15,6 +15,7 @@ from dicomnode.synthetic.truth import Nodule, NoduleKind, NoduleMargin
 
 __all__ = [
     "BLOOD_HU",
+    "CENTRAL_VESSEL_MM",
     "NoduleBody",
     "Tube",
     "nodule_body",
@@ -159,20 +160,81 @@ def paint_tube(
     patch += weight * (np.float32(value) - patch)
 
 
+CENTRAL_VESSEL_MM = 5.0
+"""Radius from which a vessel is a central (hilar) one: the hilar trunks start above it, the
+lobar branches of :func:`vessel_tree` at 3-4.5 mm."""
+
+
 def vessel_tree(rng: np.random.Generator, phantom: ChestPhantom) -> list[Tube]:
-    """Branching, tapering pulmonary vessels from each hilum (painted inside the lungs only)."""
+    """Branching, tapering pulmonary vessels from each hilum (painted inside the lungs only),
+    then each side's hilar trunks (:func:`_hilar_trunks`)."""
     tubes: list[Tube] = []
     scale = np.asarray([phantom.scale, phantom.scale * phantom.aspect, 1.0])
     z_hilum = phantom.lung_bottom_mm + 0.5 * (phantom.lung_top_mm - phantom.lung_bottom_mm)
+    hila = []
     for side in (-1.0, 1.0):
         hilum = np.asarray([side * 45.0 * phantom.scale, -5.0 * scale[1], z_hilum])
+        hila.append((side, hilum))
         for _ in range(int(rng.integers(6, 10))):
             direction = _unit(rng)
             direction[0] = side * (abs(direction[0]) + 0.4)
             direction /= np.linalg.norm(direction)
             length = float(rng.uniform(40.0, 65.0)) * phantom.lung_scale
             _branch(rng, tubes, hilum, direction, float(rng.uniform(3.0, 4.5)), length, 4, scale)
+    for side, hilum in hila:
+        _hilar_trunks(rng, tubes, side, hilum, phantom, scale)
     return tubes
+
+
+def _hilar_trunks(
+    rng: np.random.Generator,
+    tubes: list[Tube],
+    side: float,
+    hilum: np.ndarray,
+    phantom: ChestPhantom,
+    scale: np.ndarray,
+) -> None:
+    """The large central vessels of one lung, the brightest tubes of a chest CT.
+
+    Adult anatomy: the right and left pulmonary arteries run from the mediastinum into the
+    hilum at 11-17 mm diameter (main trunk under 29 mm), the interlobar (descending) artery
+    goes on caudally and laterally at 9-16 mm, and the inferior pulmonary vein, 10-14 mm,
+    runs from the lower lobe medially and forwards to the left atrium. Inside the lung mask
+    they are large bright tubes beside the hilum, which a detector must not take for nodules.
+    """
+    s = phantom.scale
+    radius = float(rng.uniform(5.5, 8.5))
+    mediastinum = np.asarray(
+        [
+            side * float(rng.uniform(12.0, 20.0)) * s,
+            float(rng.uniform(-15.0, 5.0)) * scale[1],
+            hilum[2] + float(rng.uniform(5.0, 20.0)),
+        ]
+    )
+    tubes.append(Tube(_vec(mediastinum), _vec(hilum), radius, 0.85 * radius))
+    down = np.asarray([side * float(rng.uniform(0.2, 0.5)), float(rng.uniform(0.0, 0.4)), -1.0])
+    down /= np.linalg.norm(down)
+    length = float(rng.uniform(25.0, 45.0)) * phantom.lung_scale
+    _branch(rng, tubes, hilum, down, 0.75 * radius, length, 3, scale)
+    vein = float(rng.uniform(5.0, 7.0))
+    lower_lobe = np.asarray(
+        [
+            side * float(rng.uniform(40.0, 55.0)) * s,
+            float(rng.uniform(-5.0, 15.0)) * scale[1],
+            hilum[2] - float(rng.uniform(15.0, 35.0)),
+        ]
+    )
+    atrium = np.asarray(
+        [
+            side * float(rng.uniform(10.0, 18.0)) * s,
+            float(rng.uniform(-25.0, -10.0)) * scale[1],
+            hilum[2] - float(rng.uniform(10.0, 25.0)),
+        ]
+    )
+    tubes.append(Tube(_vec(lower_lobe), _vec(atrium), 0.8 * vein, vein))
+    outwards = np.asarray([side * 1.0, float(rng.uniform(0.0, 0.5)), float(rng.uniform(-0.5, 0.2))])
+    outwards /= np.linalg.norm(outwards)
+    _branch(rng, tubes, lower_lobe, outwards, 0.6 * vein, 30.0 * phantom.lung_scale, 3, scale)
 
 
 def _branch(

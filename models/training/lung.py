@@ -2,8 +2,8 @@
 
 The CTs come from :func:`dicomnode.synthetic.randomize.random_chest_ct`: every scanner, anatomy
 and nodule family is drawn per study, with vessel trees and airways as distractors. A quarter of
-the patches are hard negatives centred on vessel bifurcations and on airways (bronchial rings,
-the carina).
+the patches are hard negatives: a third of them on the hilar trunks (the large central arteries
+and veins), the rest on vessel bifurcations and on airways (bronchial rings, the carina).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 
 from dicomnode.pipeline.bundle import load_bundle
 from dicomnode.synthetic import ChestCT
+from dicomnode.synthetic._ct_shapes import CENTRAL_VESSEL_MM
 from dicomnode.synthetic.randomize import draw_chest_ct, random_chest_ct
 from models.training.common import TRAIN_SEED_BASE, Budget, LossLog, finish
 from pipelines.common.dicomio import volume_from_datasets
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 
 _VESSEL_HU = -200
 _PATCH_KINDS = ("positive", "positive", "vessel", "random")
+_CENTRAL_SHARE = 1 / 3
+"""Share of the hard-negative patches centred on a hilar trunk (a few points per CT among
+hundreds of bifurcations and airways)."""
 
 
 @dataclass
@@ -41,11 +45,14 @@ class Case:
         Nodule boxes (xyzxyz, working voxels).
     vessels : numpy.ndarray
         ``(n, 3)`` vessel ends and airways (working voxels): hard-negative centres.
+    central : numpy.ndarray
+        ``(m, 3)`` points along the hilar trunks inside the lungs (working voxels).
     """
 
     image: torch.Tensor
     boxes: np.ndarray
     vessels: np.ndarray
+    central: np.ndarray
 
 
 def make_case(seed: int, bundle_path: Path) -> Case:
@@ -59,7 +66,9 @@ def make_case(seed: int, bundle_path: Path) -> Case:
     boxes = np.concatenate([centres - radii, centres + radii], axis=1)
     branch_points = _distractors_in_lung(ct)
     vessels = grid.from_patient(branch_points) if len(branch_points) else np.zeros((0, 3))
-    return Case(image=image, boxes=boxes.astype(np.float32), vessels=vessels)
+    trunk_points = _central_in_lung(ct)
+    central = grid.from_patient(trunk_points) if len(trunk_points) else np.zeros((0, 3))
+    return Case(image=image, boxes=boxes.astype(np.float32), vessels=vessels, central=central)
 
 
 def _distractors_in_lung(ct: ChestCT) -> np.ndarray:
@@ -71,6 +80,21 @@ def _distractors_in_lung(ct: ChestCT) -> np.ndarray:
         for point in (start, (start + end) / 2, end):
             if _painted(ct, point, None):
                 points.append(tuple(point))
+    return np.asarray(points, float).reshape(-1, 3)
+
+
+def _central_in_lung(ct: ChestCT) -> np.ndarray:
+    """Points at a quarter, half, three quarters and the end of every hilar trunk that lie on
+    a painted vessel (the part inside the lungs)."""
+    points = []
+    for tube in ct.vessels:
+        if tube.start_radius_mm < CENTRAL_VESSEL_MM:
+            continue
+        start, end = np.asarray(tube.start), np.asarray(tube.end)
+        for t in (0.25, 0.5, 0.75, 1.0):
+            point = tuple(start + t * (end - start))
+            if _painted(ct, point, _VESSEL_HU):
+                points.append(point)
     return np.asarray(points, float).reshape(-1, 3)
 
 
@@ -91,9 +115,9 @@ def _patch(
         centre = (box[:3] + box[3:]) / 2 + rng.uniform(-0.35, 0.35, 3) * size
         start = np.round(centre - size / 2).astype(int)
     elif kind == "vessel" and len(case.vessels):
-        centre = (
-            case.vessels[int(rng.integers(len(case.vessels)))] + rng.uniform(-0.2, 0.2, 3) * size
-        )
+        central = len(case.central) and rng.random() < _CENTRAL_SHARE
+        points = case.central if central else case.vessels
+        centre = points[int(rng.integers(len(points)))] + rng.uniform(-0.2, 0.2, 3) * size
         start = np.round(centre - size / 2).astype(int)
     else:
         start = np.asarray(

@@ -12,6 +12,7 @@ from dicomnode.synthetic import (
     NoduleSpec,
     chest_ct,
 )
+from dicomnode.synthetic._ct_shapes import CENTRAL_VESSEL_MM
 from dicomnode.synthetic.common import axis_coordinates
 from dicomnode.synthetic.randomize import draw_chest_ct, random_chest_ct
 
@@ -188,3 +189,23 @@ def test_airways_are_air_tubes_beside_the_arteries() -> None:
     ]
     assert len(pairs) >= 3
     assert np.median([hu for hu, _ in pairs]) < np.median([base for _, base in pairs]) - 60
+
+
+def test_hilar_trunks_are_the_largest_vessels_and_bright_in_the_lungs() -> None:
+    ct = chest_ct(9, shape=(160, 160, 24), n_nodules=0, vessels=True)
+    trunks = [t for t in ct.vessels if t.start_radius_mm >= CENTRAL_VESSEL_MM]
+    lobar = [t for t in ct.vessels if t.start_radius_mm < CENTRAL_VESSEL_MM]
+    # an artery into each hilum and a vein out of each lower lobe, wider than any branch
+    assert sum(t.end[0] < 0 for t in trunks) >= 2 and sum(t.end[0] > 0 for t in trunks) >= 2
+    assert min(max(t.start_radius_mm, t.end_radius_mm) for t in trunks) > max(
+        t.start_radius_mm for t in lobar
+    )
+    # where a trunk runs through the lung it is painted as blood, not left as lung
+    along = [
+        hu
+        for t in trunks
+        for f in (0.25, 0.5, 0.75)
+        if (hu := _hu_at(ct, tuple(np.asarray(t.start) + f * np.subtract(t.end, t.start))))
+        is not None
+    ]
+    assert along and max(along) > -200
