@@ -9,20 +9,27 @@ type, and only then is the body read, exactly. A PDU that fails the check is nev
 peer gets an A-ABORT and the connection is closed.
 
 :func:`check_header` is the pure rule (what may come next); :class:`PduReader` applies it to a
-socket; :func:`install` puts a reader in place of the DUL's own read.
+socket; :func:`install` puts a reader in place of the DUL's own read, and returns the poll that
+the event-driven DUL (:mod:`dicomnode.net.eventloop`) calls instead of a readiness check per
+PDU. A well-formed P-DATA-TF is decoded by :func:`decode_p_data` into views of the bytes read,
+not copies; anything else by pynetdicom.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import select
 import socket
+import ssl
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pynetdicom import evt
 from pynetdicom.dul import DULServiceProvider
-from pynetdicom.pdu import A_ABORT_RQ
+from pynetdicom.pdu import A_ABORT_RQ, P_DATA_TF
+from pynetdicom.pdu_items import PresentationDataValueItem
 from pynetdicom.transport import AssociationSocket
 
 from dicomnode.errors import ProtocolViolation
@@ -38,7 +45,9 @@ __all__ = [
     "abort",
     "check_ae_titles",
     "check_header",
+    "decode_p_data",
     "install",
+    "socket_poller",
     "socket_reader",
 ]
 
@@ -250,10 +259,19 @@ class PduReader:
         0 only when the connection closed (:meth:`socket.socket.recv_into`).
     limits : FramingLimits
         The longest bodies accepted.
+    poll_into : callable, optional
+        ``recv_into`` that never waits: it raises :class:`BlockingIOError` when nothing has
+        arrived (:func:`socket_poller`). Needed by :meth:`poll` only.
     """
 
-    def __init__(self, recv_into: Callable[[memoryview], int], limits: FramingLimits):
+    def __init__(
+        self,
+        recv_into: Callable[[memoryview], int],
+        limits: FramingLimits,
+        poll_into: Callable[[memoryview], int] | None = None,
+    ):
         self._recv_into = recv_into
+        self._poll_into = poll_into
         self.limits = limits
         self.closed = False
 
@@ -279,11 +297,39 @@ class PduReader:
         OSError
             The connection failed.
         """
+        return self._read(state, None)
+
+    def poll(self, state: str) -> bytearray | None:
+        """:meth:`read`, if the next PDU has begun to arrive.
+
+        The one system call that finds out whether anything arrived also reads the first
+        bytes of the header (where a readiness check and then a read would take two); the
+        rest of the PDU is then read as :meth:`read` does.
+
+        Raises
+        ------
+        BlockingIOError
+            Nothing has arrived (nothing was read; the reader stays open).
+        ProtocolViolation, OSError
+            As :meth:`read`.
+        """
+        if self._poll_into is None:
+            raise RuntimeError("PduReader.poll() needs poll_into")
+        return self._read(state, self._poll_into)
+
+    def _read(self, state: str, first: Callable[[memoryview], int] | None) -> bytearray | None:
         if self.closed:
             return None
-        self.closed = True
         header = bytearray(HEADER_LENGTH)
-        if not self._fill(memoryview(header)):
+        view = memoryview(header)
+        if first is not None:
+            count = first(view)  # BlockingIOError: nothing read, still open
+            if not count:
+                self.closed = True
+                return None
+            view = view[count:]
+        self.closed = True
+        if not self._fill(view):
             return None
         checked = check_header(state, header, self.limits)
         pdu = bytearray(HEADER_LENGTH + checked.length)
@@ -296,6 +342,43 @@ class PduReader:
         return pdu
 
 
+_PDV_LENGTH = struct.Struct(">L")
+
+
+def decode_p_data(pdu: bytearray) -> P_DATA_TF | None:
+    """A whole P-DATA-TF PDU decoded without copying its data, or ``None`` if malformed.
+
+    pynetdicom's ``P_DATA_TF.decode`` takes ``bytes`` (a copy of the PDU) and slices each
+    presentation data value out of it (a second copy; a third when its DIMSE layer drops
+    the message control header with ``value[1:]``). Here each value is a
+    :class:`memoryview` of ``pdu`` itself, which everything downstream reads as it reads
+    ``bytes`` (indexing, slicing, ``len``, writes). A PDU whose items do not tile its body
+    exactly (an item shorter than its context ID and control header, one running past the
+    end, trailing bytes) gives ``None``: pynetdicom's own decoder then decides, so malformed
+    input meets the same checks as before.
+    """
+    view = memoryview(pdu)
+    end = len(pdu)
+    offset = HEADER_LENGTH
+    items = []
+    while offset < end:
+        if end - offset < 6:
+            return None
+        (length,) = _PDV_LENGTH.unpack_from(pdu, offset)
+        if length < 2 or offset + 4 + length > end:
+            return None
+        item = PresentationDataValueItem()
+        item.presentation_context_id = pdu[offset + 4]
+        item.presentation_data_value = view[offset + 5 : offset + 4 + length]  # type: ignore[assignment]
+        items.append(item)
+        offset += 4 + length
+    if not items:
+        return None
+    decoded = P_DATA_TF()
+    decoded.presentation_data_value_items = items
+    return decoded
+
+
 def socket_reader(sock: AssociationSocket) -> Callable[[memoryview], int]:
     """``recv_into`` on the connection of pynetdicom's ``sock`` (plain or TLS)."""
 
@@ -306,6 +389,30 @@ def socket_reader(sock: AssociationSocket) -> Callable[[memoryview], int]:
         return connection.recv_into(view)
 
     return recv_into
+
+
+def socket_poller(sock: AssociationSocket) -> Callable[[memoryview], int]:
+    """``recv_into`` on the connection of ``sock`` that raises :class:`BlockingIOError`
+    instead of waiting when nothing has arrived.
+
+    A plain blocking socket reads with ``MSG_DONTWAIT`` (one system call). A TLS connection,
+    or one with a timeout (where Python would wait before reading), is asked first, as
+    pynetdicom's ``AssociationSocket.ready`` does: TLS records already decrypted, then a
+    zero-timeout ``select``.
+    """
+
+    def poll_into(view: memoryview) -> int:
+        connection = sock.socket
+        if connection is None:
+            raise ConnectionResetError("the association's socket is closed")
+        if isinstance(connection, ssl.SSLSocket) or connection.gettimeout() is not None:
+            pending = isinstance(connection, ssl.SSLSocket) and connection.pending() > 0
+            if not pending and not select.select([connection], [], [], 0)[0]:
+                raise BlockingIOError("nothing has arrived")
+            return connection.recv_into(view)
+        return connection.recv_into(view, 0, socket.MSG_DONTWAIT)
+
+    return poll_into
 
 
 def abort(sock: socket.socket | None, reason: int) -> None:
@@ -324,7 +431,7 @@ def abort(sock: socket.socket | None, reason: int) -> None:
 
 def install(
     dul: DULServiceProvider, limits: FramingLimits, on_violation: Callable[[str], None]
-) -> PduReader:
+) -> Callable[[], bool]:
     """Read the DUL's PDUs through a :class:`PduReader` (before the association starts).
 
     pynetdicom's DUL calls ``_read_pdu_data()`` whenever its socket is readable; this replaces
@@ -332,34 +439,63 @@ def install(
     ``_recv_pdu``) on top of checked framing. A violation sends an A-ABORT, closes the
     connection, calls ``on_violation`` with one line and ends the association as a closed
     transport (Evt17) does. Decoding failures are logged in one line, never a traceback.
+
+    Returns
+    -------
+    callable
+        ``poll_pdu()``: the same read, if the next PDU has begun to arrive, without a
+        separate readiness check (:meth:`PduReader.poll`); ``True`` when it queued an event
+        (a PDU, or the end of the connection), ``False`` when nothing had arrived. For
+        :func:`dicomnode.net.eventloop.install`.
     """
     sock = dul.socket
     assert sock is not None, "install() needs the association's socket"
-    reader = PduReader(socket_reader(sock), limits)
+    reader = PduReader(socket_reader(sock), limits, poll_into=socket_poller(sock))
 
-    def read_pdu_data() -> None:
+    def receive(poll: bool) -> bool:
         try:
-            raw = reader.read(dul.state_machine.current_state)
+            state = dul.state_machine.current_state
+            raw = reader.poll(state) if poll else reader.read(state)
+        except BlockingIOError:
+            return False
         except ProtocolViolation as exc:
             abort(sock.socket, exc.reason)
             on_violation(exc.detail)
             dul.event_queue.put("Evt17")
-            return
+            return True
         except OSError as exc:
             log.info("connection failed mid-PDU: %s", type(exc).__name__)
             dul.event_queue.put("Evt17")
-            return
+            return True
         if raw is None:
             dul.event_queue.put("Evt17")
-            return
+            return True
+        assoc = dul.assoc
+        if raw[0] == PduType.P_DATA_TF and not assoc.get_handlers(evt.EVT_DATA_RECV):
+            # the raw bytes are for EVT_DATA_RECV handlers: with none, no copy is needed
+            data = decode_p_data(raw)
+            if data is not None:
+                evt.trigger(assoc, evt.EVT_PDU_RECV, {"pdu": data})
+                dul.event_queue.put("Evt10")  # P-DATA-TF PDU received (PS3.8 Table 9-10)
+                dul._recv_pdu.put(data)
+                return True
         try:
             pdu, event = dul._decode_pdu(raw)
         except Exception as exc:  # any malformed body: PS3.8 Evt19, the FSM aborts
             log.info("undecodable PDU type 0x%02X: %s", raw[0], type(exc).__name__)
             dul.event_queue.put("Evt19")
-            return
+            return True
         dul.event_queue.put(event)
         dul._recv_pdu.put(pdu)
+        return True
+
+    def read_pdu_data() -> None:
+        receive(poll=False)
+
+    def poll_pdu() -> bool:
+        if sock.socket is None or not sock._is_connected:
+            return False  # closed: AssociationSocket.close() has queued Evt17 (as ready())
+        return receive(poll=True)
 
     fsm = dul.state_machine
     do_action = fsm.do_action
@@ -381,4 +517,4 @@ def install(
 
     dul._read_pdu_data = read_pdu_data  # type: ignore[method-assign]
     fsm.do_action = guarded_action  # type: ignore[method-assign]
-    return reader
+    return poll_pdu

@@ -96,9 +96,9 @@ class _GuardedRequestHandler(RequestHandler):
             calling = str(assoc.requestor.ae_title or "").strip() or "?"
             alert(f"{calling}@{self.client_address[0]}", detail)
 
-        eventloop.install(assoc)
+        limits = framing.FramingLimits(self.ae.maximum_pdu_size)
+        eventloop.install(assoc, framing.install(assoc.dul, limits, violation))
         responses.install(assoc)
-        framing.install(assoc.dul, framing.FramingLimits(self.ae.maximum_pdu_size), violation)
         return assoc
 
     def _handshake(self, sock: socket.socket) -> bool:

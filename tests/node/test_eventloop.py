@@ -21,8 +21,9 @@ import pytest
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
-from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
+from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
+from dicomnode.net import framing
 from dicomnode.net.eventloop import NotifyingQueue, SocketWaker, install
 from testkit import dicomgen
 
@@ -31,6 +32,16 @@ class _EventDrivenHandler(RequestHandler):
     def _create_association(self) -> Association:
         assoc = super()._create_association()
         install(assoc)
+        return assoc
+
+
+class _FramedHandler(RequestHandler):
+    """As the node does: the DUL polls for PDUs through the framing layer's reader."""
+
+    def _create_association(self) -> Association:
+        assoc = super()._create_association()
+        limits = framing.FramingLimits(self.ae.maximum_pdu_size or 16384)
+        install(assoc, framing.install(assoc.dul, limits, lambda detail: None))
         return assoc
 
 
@@ -87,9 +98,10 @@ class _Server:
         self.server.shutdown()
 
 
-@pytest.fixture
-def server() -> Iterator[_Server]:
-    srv = _Server(_EventDrivenHandler)
+@pytest.fixture(params=[_EventDrivenHandler, _FramedHandler], ids=["ready", "poll_pdu"])
+def server(request: pytest.FixtureRequest) -> Iterator[_Server]:
+    """The DUL looking for PDUs with pynetdicom's check, or with the framing layer's poll."""
+    srv = _Server(request.param)
     yield srv
     srv.stop()
 
@@ -161,6 +173,40 @@ def test_stores_and_echoes_then_release(server: _Server, tmp_path: Path) -> None
     assert server.events == ["released"]
 
 
+def test_poll_pdu_replaces_the_readiness_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the framing layer's poll the DUL never asks pynetdicom whether the socket is
+    readable (a zero-timeout ``select`` before each PDU); without it, it asks each turn."""
+    checks = 0
+    ready = AssociationSocket.ready
+
+    def counted(self: AssociationSocket) -> bool:
+        nonlocal checks
+        checks += self.assoc.is_acceptor  # the requestor here is pynetdicom's, polling
+        return bool(ready.fget(self))  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(AssociationSocket, "ready", property(counted))
+    paths = dicomgen.write_series(
+        dicomgen.SeriesSpec(dicomgen.uid("study"), dicomgen.uid("poll"), count=5), tmp_path
+    )
+    counted_by: dict[str, int] = {}
+    for name, handler in (("ready", _EventDrivenHandler), ("poll_pdu", _FramedHandler)):
+        checks = 0
+        srv = _Server(handler)
+        try:
+            assoc = _associate(srv.port)
+            acceptor = srv.acceptor()
+            assert [int(assoc.send_c_store(path).Status) for path in paths] == [0] * 5
+            counted_by[name] = checks  # in Sta13, after the release, both use pynetdicom's
+            assoc.release()
+            _wait_for(lambda a=acceptor: not a.dul.is_alive())  # type: ignore[misc]
+        finally:
+            srv.stop()
+    assert counted_by["ready"] >= 10, counted_by  # one per PDU at least: 5 commands, 5 data sets
+    assert counted_by["poll_pdu"] == 0, counted_by
+
+
 def test_peer_abort_ends_the_association(server: _Server) -> None:
     assoc = _associate(server.port)
     acceptor = server.acceptor()
@@ -178,8 +224,9 @@ def test_local_abort_from_another_thread(server: _Server) -> None:
     _wait_for(lambda: not acceptor.is_alive() and not acceptor.dul.is_alive(), timeout=5)
 
 
-def test_network_timeout_still_fires() -> None:
-    srv = _Server(_EventDrivenHandler, network_timeout=0.5)
+@pytest.mark.parametrize("handler", [_EventDrivenHandler, _FramedHandler])
+def test_network_timeout_still_fires(handler: type[RequestHandler]) -> None:
+    srv = _Server(handler, network_timeout=0.5)
     try:
         assoc = _associate(srv.port)
         took = _wait_for(lambda: assoc.is_aborted, timeout=10)

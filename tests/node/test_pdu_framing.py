@@ -18,11 +18,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pynetdicom import AE
 from pynetdicom.association import Association
+from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 from pynetdicom.transport import AssociationSocket
 
 from dicomnode.errors import ProtocolViolation
-from dicomnode.net.framing import FramingLimits, PduReader, check_header, socket_reader
+from dicomnode.net.framing import (
+    FramingLimits,
+    PduReader,
+    check_header,
+    decode_p_data,
+    socket_poller,
+    socket_reader,
+)
 from testkit import dicomgen
 from testkit.fuzzing import profile
 from testkit.hostile import (
@@ -178,6 +186,96 @@ def test_framing_never_reads_a_refused_body_and_never_desynchronises():
     assert (
         sum(n for ending, n in endings.items() if ending not in ("violation", "closed after 0")) > 0
     )
+
+
+def _pynetdicom_items(pdu: bytes) -> list[tuple[int, bytes]] | None:
+    """pynetdicom's own decoding of a P-DATA-TF PDU, or ``None`` where it raises."""
+    decoded = P_DATA_TF()
+    try:
+        decoded.decode(pdu)
+    except Exception:
+        return None
+    return [
+        (int(item.presentation_context_id), bytes(item.presentation_data_value or b""))
+        for item in decoded.presentation_data_value_items
+    ]
+
+
+@st.composite
+def _p_data_pdus(draw) -> tuple[bytearray, bool]:
+    """A P-DATA-TF PDU: well-formed items (context ID, control header, data), or the same
+    with its bytes cut, grown or an item length rewritten. Returns (PDU, well-formed)."""
+    body = bytearray()
+    for _ in range(draw(st.integers(1, 4))):
+        value = bytes([draw(st.integers(0, 3))]) + draw(st.binary(max_size=300))
+        body += (1 + len(value)).to_bytes(4, "big") + bytes([draw(st.integers(1, 255))]) + value
+    damage = draw(st.sampled_from(["none", "cut", "grow", "length"]))
+    if damage == "cut":
+        del body[draw(st.integers(0, len(body) - 1)) :]
+    elif damage == "grow":
+        body += draw(st.binary(min_size=1, max_size=8))
+    elif damage == "length":
+        body[0:4] = draw(st.integers(0, 2**32 - 1)).to_bytes(4, "big")
+    return bytearray(pdu_header(0x04, len(body)) + body), damage == "none"
+
+
+def test_p_data_decoded_without_copies_as_pynetdicom_decodes_it():
+    outcomes: Counter[str] = Counter()
+
+    @profile()
+    @given(_p_data_pdus())
+    def one(case: tuple[bytearray, bool]) -> None:
+        pdu, well_formed = case
+        expected = _pynetdicom_items(bytes(pdu))
+        decoded = decode_p_data(pdu)
+        if decoded is None:  # left to pynetdicom, which then decides as before
+            assert not well_formed
+            outcomes["left to pynetdicom"] += 1
+            return
+        items = decoded.presentation_data_value_items
+        assert [
+            (item.presentation_context_id, bytes(item.presentation_data_value)) for item in items
+        ] == expected
+        for item in items:  # views of the PDU as read, not copies
+            assert isinstance(item.presentation_data_value, memoryview)
+            assert item.presentation_data_value.obj is pdu
+        assert decoded.to_primitive().presentation_data_value_list == [
+            (item.presentation_context_id, item.presentation_data_value) for item in items
+        ]
+        outcomes["decoded"] += 1
+
+    one()
+    assert outcomes["decoded"] > 0 and outcomes["left to pynetdicom"] > 0, outcomes
+
+
+def _poller_pair(timeout: float | None) -> tuple[PduReader, socket.socket, socket.socket]:
+    reader_end, writer_end = socket.socketpair()
+    reader_end.settimeout(timeout)
+    assoc = AssociationSocket(Association(AE(), "acceptor"), client_socket=reader_end)
+    return PduReader(socket_reader(assoc), LIMITS, socket_poller(assoc)), reader_end, writer_end
+
+
+@pytest.mark.parametrize("timeout", [None, 5.0], ids=["blocking", "with-timeout"])
+def test_poll_reads_a_pdu_only_once_it_has_begun_to_arrive(timeout):
+    """``poll`` never waits for a PDU to begin (not even on a socket with a timeout, where a
+    plain read would wait for it), reads it whole once it has, and reports the close."""
+    reader, reader_end, writer_end = _poller_pair(timeout)
+    try:
+        started = time.monotonic()
+        with pytest.raises(BlockingIOError):
+            reader.poll("Sta6")
+        assert time.monotonic() - started < 1
+        release = pdu_header(0x05, 4) + b"\0\0\0\0"
+        writer_end.sendall(release[:3])  # half a header: the rest follows
+        threading.Timer(0.05, writer_end.sendall, [release[3:]]).start()
+        assert reader.poll("Sta6") == release
+        with pytest.raises(BlockingIOError):
+            reader.poll("Sta6")
+        writer_end.close()
+        assert reader.poll("Sta6") is None
+    finally:
+        reader_end.close()
+        writer_end.close()
 
 
 def test_header_rules_name_what_is_wrong():
