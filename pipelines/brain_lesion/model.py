@@ -18,7 +18,12 @@ from monai.transforms import NormalizeIntensity
 from dicomnode.pipeline import InputRefused
 from dicomnode.pipeline.bundle import Bundle
 from pipelines.brain_lesion.channels import input_roles, lesion_channel
-from pipelines.brain_lesion.skullstrip import brain_mask, correct_bias, scale_percentiles
+from pipelines.brain_lesion.skullstrip import (
+    brain_mask,
+    correct_bias,
+    drop_extracerebral_fat,
+    scale_percentiles,
+)
 from pipelines.common.dicomio import Volume
 from pipelines.common.grid import WorkingGrid, to_working_grid
 
@@ -89,8 +94,9 @@ def _normalise(image: np.ndarray, brain: np.ndarray, bundle: Bundle) -> np.ndarr
 
 
 def prepare_masked(volumes: Sequence[Volume], bundle: Bundle, device: str = "cpu") -> Prepared:
-    """Orient and resample the channel volumes, strip the skull, correct the bias field and
-    normalise inside the brain (see :mod:`pipelines.brain_lesion.skullstrip`)."""
+    """Orient and resample the channel volumes, strip the skull, correct the bias field, drop
+    the extracerebral fat and normalise inside the brain (see
+    :mod:`pipelines.brain_lesion.skullstrip`)."""
     _same_grid(volumes)
     orientation = (bundle.transform_args("Orientationd") or {}).get("axcodes", "RAS")
     spacing = (bundle.transform_args("Spacingd") or {}).get("pixdim")
@@ -103,12 +109,9 @@ def prepare_masked(volumes: Sequence[Volume], bundle: Bundle, device: str = "cpu
     assert grid is not None
     roles = input_roles(bundle.metadata)
     mask = brain_mask(channels[_mask_channel(roles)], grid.spacing).brain
-    image = np.stack(
-        [
-            _normalise(correct_bias(channel, mask, grid.spacing), mask, bundle)
-            for channel in channels
-        ]
-    )
+    corrected = [correct_bias(channel, mask, grid.spacing) for channel in channels]
+    mask = drop_extracerebral_fat(corrected[_mask_channel(roles)], mask, grid.spacing)
+    image = np.stack([_normalise(channel, mask, bundle) for channel in corrected])
     return Prepared(torch.from_numpy(image).float().to(device), grid, mask)
 
 

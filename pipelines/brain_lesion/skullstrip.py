@@ -12,6 +12,12 @@ sagittal, coronal or oblique-ish acquisition is stripped like an axial one; ever
    inside the head's outline.
 3. *Bias field*: the brain's intensity smoothed with a Gaussian of ``bias_sigma_mm`` by
    normalised convolution (brain voxels only) is divided out.
+4. *Extracerebral fat*: where the orbits, the skull base or the scalp lie against the brain
+   with no dark bridge between them, step 2 keeps their fat. Fat is not nulled on FLAIR and is
+   the brightest tissue of a head; the brain's surface is a dark CSF rim. Bright tissue that
+   reaches the mask's outer rim is therefore fat (or scalp), not parenchyma: it is dropped
+   (:func:`drop_extracerebral_fat`). A white-matter lesion, even a juxtacortical one, is
+   separated from that rim by cortex and CSF, both darker than the fat threshold.
 """
 
 from __future__ import annotations
@@ -27,7 +33,14 @@ from scipy import ndimage
 from dicomnode.pipeline import InputRefused
 from pipelines.common.masks import dilate, erode, fill_holes, largest_components, otsu
 
-__all__ = ["BrainMask", "brain_mask", "correct_bias", "scale_percentiles"]
+__all__ = [
+    "BrainMask",
+    "brain_mask",
+    "correct_bias",
+    "drop_extracerebral_fat",
+    "scale_percentiles",
+    "white_matter_level",
+]
 
 _AXIAL = 2
 """The working grid's head-feet axis (RAS / LPS: the third)."""
@@ -171,3 +184,61 @@ def scale_percentiles(
     if clip:
         scaled = np.clip(scaled, min(b_min, b_max), max(b_min, b_max))
     return np.where(brain, scaled, 0.0).astype(np.float32)
+
+
+def white_matter_level(image: np.ndarray, brain: np.ndarray, bins: int = 200) -> float:
+    """The main mode of the brain's histogram: white matter, the largest tissue of a FLAIR
+    brain (robust to lesions, cortex, CSF and fat, which shift a percentile)."""
+    values = image[brain]
+    low, high = np.percentile(values, [1.0, 99.5])
+    counts, edges = np.histogram(values, bins=bins, range=(float(low), float(high)))
+    peak = int(np.argmax(ndimage.gaussian_filter1d(counts.astype(np.float64), 2.0)))
+    return float(0.5 * (edges[peak] + edges[peak + 1]))
+
+
+def drop_extracerebral_fat(
+    image: np.ndarray,
+    brain: np.ndarray,
+    spacing: Sequence[float],
+    *,
+    fat_ratio: float = 1.5,
+    rim_mm: float = 2.0,
+    margin_mm: float = 1.5,
+) -> np.ndarray:
+    """The brain mask without the fat that skull stripping kept at its edge.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``[X, Y, Z]`` bias-corrected FLAIR (working grid).
+    brain : numpy.ndarray
+        Boolean brain mask from :func:`brain_mask`.
+    spacing : sequence of float
+        Voxel size in mm per axis.
+    fat_ratio : float
+        Fat threshold over the white-matter level (:func:`white_matter_level`). On FLAIR grey
+        matter is 1.1-1.3x white matter and orbital or subcutaneous fat 1.5-2.5x: 1.5 keeps
+        every cortex. Lesions reach it as well; what tells fat apart is where it lies.
+    rim_mm : float
+        The mask's outer rim (the CSF margin :func:`brain_mask` adds, ``rim_mm`` there): a
+        bright region (26-connected, lightly smoothed) reaching into it is extracerebral.
+    margin_mm : float
+        The removed fat grown by this much inside the mask (its partial-volume edge).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask, ``brain`` less the extracerebral fat.
+    """
+    if not brain.any():
+        return brain.copy()
+    level = white_matter_level(image, brain)
+    sigma = [0.75 / float(s) for s in spacing]  # about a voxel: noise, not anatomy
+    bright = brain & (ndimage.gaussian_filter(image, sigma) > fat_ratio * level)
+    rim = brain & ~erode(brain, rim_mm, spacing)
+    labels, count = ndimage.label(bright, np.ones((3, 3, 3), bool))
+    if count == 0:
+        return brain.copy()
+    touching = np.unique(labels[rim & bright])
+    fat = np.isin(labels, touching[touching > 0])
+    return brain & ~dilate(fat, margin_mm, spacing)
