@@ -39,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         "--steps", type=int, help="optimiser steps per model instead of the wall-clock budget"
     )
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--init", type=Path, help="brain only: fine-tune from these weights")
     args = parser.parse_args(argv)
+    if args.init is not None and args.model != "brain":
+        parser.error("--init applies to the brain model only")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -47,12 +50,18 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         minutes = args.minutes if args.minutes is not None else MINUTES[name]
         if name == "lung":
-            from models.training.lung import train
+            from models.training.lung import train as train_lung
+
+            result = train_lung(BUNDLES[name], minutes, steps=args.steps)
         elif name == "brain":
-            from models.training.brain import train
+            from models.training.brain import train as train_brain
+
+            result = train_brain(BUNDLES[name], minutes, steps=args.steps, init=args.init)
         else:
-            from models.training.mammo import train
-        print(json.dumps(train(BUNDLES[name], minutes, steps=args.steps)))
+            from models.training.mammo import train as train_mammo
+
+            result = train_mammo(BUNDLES[name], minutes, steps=args.steps)
+        print(json.dumps(result))
     return 0
 
 

@@ -34,6 +34,7 @@ from dicomnode.synthetic.mg import (
 )
 from dicomnode.synthetic.mr import (
     MR_IMAGE_STORAGE,
+    BrainAnatomy,
     BrainMR,
     BrainTissue,
     FlairVariation,
@@ -44,7 +45,12 @@ from dicomnode.synthetic.mr import (
     brats_study,
 )
 from dicomnode.synthetic.random_mg import MammographyDraw, draw_mammography, random_mammography
-from dicomnode.synthetic.random_mr import BrainMRDraw, draw_brain_mr, random_brain_mr
+from dicomnode.synthetic.random_mr import (
+    BrainMRDraw,
+    draw_brain_anatomy,
+    draw_brain_mr,
+    random_brain_mr,
+)
 from dicomnode.synthetic.randomize import ChestCTDraw, draw_chest_ct, random_chest_ct
 from dicomnode.synthetic.truth import (
     DensityClass,
@@ -66,6 +72,7 @@ __all__ = [
     "CT_IMAGE_STORAGE",
     "MG_FOR_PRESENTATION_STORAGE",
     "MR_IMAGE_STORAGE",
+    "BrainAnatomy",
     "BrainMR",
     "BrainMRDraw",
     "BrainTissue",
@@ -101,6 +108,7 @@ __all__ = [
     "brats_study",
     "chest_ct",
     "draw_chest_ct",
+    "draw_brain_anatomy",
     "draw_brain_mr",
     "draw_mammography",
     "mammography",

@@ -11,6 +11,7 @@ import numpy as np
 from dicomnode.synthetic.truth import Lesion, VolumeGeometry
 
 __all__ = [
+    "BrainAnatomy",
     "BrainTissue",
     "MRSequence",
     "brain_labels",
@@ -62,8 +63,95 @@ def _ellipsoid(
     )
 
 
+@dataclass(frozen=True)
+class BrainAnatomy:
+    """The shape of one brain; the defaults are the original phantom's.
+
+    Parameters
+    ----------
+    aspect : tuple of float
+        Left-right, front-back and head-foot stretch of the whole head (cephalic index).
+    rotation_deg : tuple of float
+        Rotation of the head about the left-right, front-back and head-foot axes (degrees): how
+        the patient lies in the coil, independent of the acquisition plane.
+    brain_extent : float
+        Outer surface of the grey matter in units of the brain's ellipsoid (0.93); smaller
+        leaves a wider subarachnoid CSF space (atrophy).
+    white_extent : float
+        Outer surface of the white matter in the same units (0.8); ``brain_extent -
+        white_extent`` is the cortex.
+    fold_depth : float
+        Relative depth of the gyral folding of the white-matter surface (0.06).
+    fold_wavelength : float
+        Size factor of the gyri (1: about 25-30 mm from gyrus to gyrus).
+    fold_phase : tuple of float
+        Phase of the folding pattern along each axis (radians).
+    ventricle_size : tuple of float
+        Width, length and height of the lateral ventricles relative to the original.
+    ventricle_asymmetry : float
+        Relative size difference of the right and left lateral ventricles.
+    horns : float
+        Size of the frontal and occipital horns relative to the ventricle body (0: none).
+    white_heterogeneity : float
+        Peak relative amplitude of a smooth, low-frequency variation of the white matter's FLAIR
+        signal (0: uniform white matter).
+    """
+
+    aspect: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    rotation_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    brain_extent: float = 0.93
+    white_extent: float = 0.8
+    fold_depth: float = 0.06
+    fold_wavelength: float = 1.0
+    fold_phase: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    ventricle_size: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    ventricle_asymmetry: float = 0.0
+    horns: float = 0.0
+    white_heterogeneity: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.5 <= self.white_extent < self.brain_extent <= 1.0:
+            raise ValueError(
+                "need 0.5 <= white_extent < brain_extent <= 1, got "
+                f"{self.white_extent}, {self.brain_extent}"
+            )
+        if not 0 <= self.white_heterogeneity <= 0.3:
+            raise ValueError(
+                f"white_heterogeneity must lie in [0, 0.3], got {self.white_heterogeneity}"
+            )
+        if min(*self.aspect, *self.ventricle_size, self.fold_wavelength) <= 0:
+            raise ValueError("aspect, ventricle_size and fold_wavelength must be positive")
+
+    def head_frame(
+        self, x: np.ndarray, y: np.ndarray, z: np.ndarray, scale: float, centre_z: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Head-frame coordinates (mm, unit head) of patient coordinates: moved to the head's
+        centre, turned by :attr:`rotation_deg`, divided by ``scale`` and :attr:`aspect`."""
+        points = [x / scale, y / scale, (z - centre_z) / scale]
+        if any(self.rotation_deg):
+            matrix = _rotation(self.rotation_deg)
+            points = [sum(matrix[r, c] * points[c] for c in range(3)) for r in range(3)]
+        if self.aspect != (1.0, 1.0, 1.0):
+            points = [p / np.float32(a) for p, a in zip(points, self.aspect, strict=True)]
+        return points[0], points[1], points[2]
+
+
+def _rotation(degrees: tuple[float, float, float]) -> np.ndarray:
+    """Rotation matrix of successive rotations about x, y and z (float32)."""
+    ax, ay, az = np.radians(degrees)
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    return (rz @ ry @ rx).astype(np.float32)
+
+
 def brain_labels(
-    x: np.ndarray, y: np.ndarray, z: np.ndarray, scale: float, centre_z: float
+    x: np.ndarray,
+    y: np.ndarray,
+    z: np.ndarray,
+    scale: float,
+    centre_z: float,
+    anatomy: BrainAnatomy | None = None,
 ) -> np.ndarray:
     """Label the grid spanned by broadcastable coordinate arrays (mm) with :class:`BrainTissue`.
 
@@ -75,20 +163,36 @@ def brain_labels(
         Size factor (1.0: a 150 mm × 190 mm head).
     centre_z : float
         z of the centre of the head.
+    anatomy : BrainAnatomy, optional
+        Shape of the brain (None: the original phantom's).
     """
-    xs, ys, zs = x / scale, y / scale, (z - centre_z) / scale
+    shape = anatomy or BrainAnatomy()
+    xs, ys, zs = shape.head_frame(x, y, z, scale, centre_z)
     labels = np.zeros(np.broadcast_shapes(xs.shape, ys.shape, zs.shape), np.uint8)
     origin = (0.0, 0.0, 0.0)
     labels[_ellipsoid(xs, ys, zs, origin, (75, 95, 90)) < 1] = BrainTissue.SCALP
     labels[_ellipsoid(xs, ys, zs, origin, (70, 90, 85)) < 1] = BrainTissue.SKULL
     brain = _ellipsoid(xs, ys, zs, (0, 2, -3), (63, 83, 76))
     labels[brain < 1] = BrainTissue.CSF
-    labels[brain < 0.93**2] = BrainTissue.GREY_MATTER
-    folds = 1 + 0.06 * np.sin(xs / 4.0) * np.sin(ys / 5.0) * np.cos(zs / 4.5)
-    labels[brain * folds**2 < 0.8**2] = BrainTissue.WHITE_MATTER
+    labels[brain < shape.brain_extent**2] = BrainTissue.GREY_MATTER
+    wave = shape.fold_wavelength
+    phase = shape.fold_phase
+    folds = 1 + shape.fold_depth * np.sin(xs / (4.0 * wave) + phase[0]) * np.sin(
+        ys / (5.0 * wave) + phase[1]
+    ) * np.cos(zs / (4.5 * wave) + phase[2])
+    labels[brain * folds**2 < shape.white_extent**2] = BrainTissue.WHITE_MATTER
+    width, length, height = shape.ventricle_size
     for side in (-1.0, 1.0):
-        ventricle = _ellipsoid(xs, ys, zs, (9 * side, -5, 8), (6, 22, 11))
+        size = 1 + side * shape.ventricle_asymmetry / 2
+        axes = (6 * width * size, 22 * length * size, 11 * height * size)
+        centre = (side * (3 + 6 * width * size), -5, 8)
+        ventricle = _ellipsoid(xs, ys, zs, centre, axes)
         labels[ventricle < 1] = BrainTissue.CSF
+        if shape.horns:  # frontal horn (forward, down) and occipital horn (back, out)
+            for offset, spread in ((-22.0, 0.0), (20.0, 5.0)):
+                horn_centre = (centre[0] + side * spread, -5 + offset * length, 4)
+                horn_axes = tuple(a * shape.horns for a in (axes[0], 10.0 * length, axes[2]))
+                labels[_ellipsoid(xs, ys, zs, horn_centre, horn_axes) < 1] = BrainTissue.CSF
     return labels
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from dicomnode.synthetic._brain import BrainTissue, _blur, _ellipsoid, _lesion
+from dicomnode.synthetic._brain import BrainAnatomy, BrainTissue, _blur, _ellipsoid, _lesion
 from dicomnode.synthetic.truth import Lesion, VolumeGeometry
 
 __all__ = [
@@ -90,6 +90,8 @@ class FlairVariation:
     rescale_slope : float
         RescaleSlope written; stored values are divided by it so that the rescaled values keep
         the range set by ``max_value``.
+    anatomy : BrainAnatomy, optional
+        Shape of the head and brain, and the white matter's heterogeneity (None: the original).
     """
 
     bias_range: float = 0.0
@@ -103,6 +105,7 @@ class FlairVariation:
     tilt_deg: float = 0.0
     max_value: int = 4095
     rescale_slope: float = 1.0
+    anatomy: BrainAnatomy | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "orientation", Orientation(self.orientation))
@@ -204,10 +207,10 @@ def add_fat(
     coordinates: tuple[np.ndarray, np.ndarray, np.ndarray],
     scale: float,
     centre_z: float,
+    anatomy: BrainAnatomy | None = None,
 ) -> None:
     """Label scalp fat (outer scalp), orbital fat and skull-base fat as FAT, in place."""
-    x, y, z = coordinates
-    xs, ys, zs = x / scale, y / scale, (z - centre_z) / scale
+    xs, ys, zs = (anatomy or BrainAnatomy()).head_frame(*coordinates, scale, centre_z)
     extracranial = (tissue == BrainTissue.SCALP) | (tissue == BrainTissue.SKULL)
     scalp_fat = (tissue == BrainTissue.SCALP) & (
         _ellipsoid(xs, ys, zs, (0, 0, 0), (73.0, 93.0, 88.0)) < 1
@@ -335,9 +338,29 @@ def _bias_field(
     return 1 + np.float32(half_range) * unit
 
 
+def _white_matter_field(
+    rng: np.random.Generator, tissue: np.ndarray, geometry: VolumeGeometry, amplitude: float
+) -> np.ndarray:
+    """Multiplicative field on the white matter (and the lesions in it), 1 elsewhere.
+
+    Normal white matter is not uniform on FLAIR: the corticospinal tracts, the posterior
+    periventricular white matter and the frontal caps are a few to about ten percent brighter
+    than the rest, in regions of one to a few centimetres. Smoothed noise (8-16 mm Gaussian)
+    scaled to a peak of ``amplitude`` gives such regions at random places.
+    """
+    spacing = np.asarray((geometry.slice_spacing_mm, *geometry.pixel_spacing_mm))
+    sigma = float(rng.uniform(8.0, 16.0)) / spacing
+    noise = rng.normal(size=tissue.shape).astype(np.float32)
+    field = ndimage.gaussian_filter(noise, sigma, mode="nearest")
+    field /= np.float32(max(float(np.abs(field).max()), 1e-6))
+    inside = (tissue == BrainTissue.WHITE_MATTER) | (tissue == BrainTissue.LESION)
+    return np.where(inside, 1 + np.float32(amplitude) * field, np.float32(1))
+
+
 def render_varied_flair(
     tissue: np.ndarray,
     labels: np.ndarray,
+    geometry: VolumeGeometry,
     coordinates: tuple[np.ndarray, np.ndarray, np.ndarray],
     texture: np.ndarray,
     signal_table: tuple[float, ...],
@@ -352,6 +375,9 @@ def render_varied_flair(
         for label in range(1, int(labels.max()) + 1):
             contrast = float(rng.uniform(*variation.lesion_contrast))
             signal[labels == label] = _WHITE_FLAIR_SIGNAL * (1 + contrast)
+    if variation.anatomy is not None and variation.anatomy.white_heterogeneity:
+        amplitude = variation.anatomy.white_heterogeneity
+        signal *= _white_matter_field(rng, tissue, geometry, amplitude)
     signal = _blur(_blur(signal * texture, 1), 2)
     if variation.bias_range:
         signal *= _bias_field(rng, coordinates, variation.bias_range)

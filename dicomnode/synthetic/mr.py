@@ -11,6 +11,7 @@ from pydicom.dataset import Dataset
 
 from dicomnode.synthetic._brain import (
     _SIGNAL,
+    BrainAnatomy,
     BrainTissue,
     LesionSpec,
     MRSequence,
@@ -47,6 +48,7 @@ from dicomnode.synthetic.truth import Lesion, VolumeGeometry
 
 __all__ = [
     "MR_IMAGE_STORAGE",
+    "BrainAnatomy",
     "BrainMR",
     "BrainTissue",
     "FlairVariation",
@@ -346,9 +348,10 @@ def _varied_phantom(
     geometry = grid.geometry(variation)
     coordinates = voxel_coordinates(geometry)
     scale = grid.head_scale * variation.head_scale
-    tissue = brain_labels(*coordinates, scale=scale, centre_z=_HEAD_CENTRE_Z)
+    anatomy = variation.anatomy
+    tissue = brain_labels(*coordinates, scale=scale, centre_z=_HEAD_CENTRE_Z, anatomy=anatomy)
     if variation.fat:
-        add_fat(tissue, coordinates, scale, _HEAD_CENTRE_Z)
+        add_fat(tissue, coordinates, scale, _HEAD_CENTRE_Z, anatomy)
     labels, lesions = place_varied_lesions(
         rng_for(seed, "mr", "lesions"), tissue, geometry, coordinates, n_lesions, radii, variation
     )
@@ -356,6 +359,7 @@ def _varied_phantom(
     volume = render_varied_flair(
         tissue,
         labels,
+        geometry,
         coordinates,
         texture,
         _SIGNAL[MRSequence.FLAIR],

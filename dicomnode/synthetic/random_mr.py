@@ -1,19 +1,24 @@
 """Domain-randomised FLAIR studies: every family of :func:`brain_mr` drawn per seed.
 
 Training data for the brain lesion model: scanner (stored range, RescaleSlope, noise), geometry
-(plane, oblique tilt, matrix, spacing, stacking order), anatomy (head size, scalp/orbit/skull-base
-fat) and lesions (count, size, contrast, site, confluence, irregularity, bias field).
+(plane, oblique tilt, matrix, spacing, stacking order), anatomy (head size, shape and position,
+ventricles, cortex, folding, white-matter extent and heterogeneity, scalp/orbit/skull-base fat)
+and lesions (count, size, contrast, site, confluence, irregularity, bias field).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
+
+from dicomnode.synthetic._brain import BrainAnatomy
 from dicomnode.synthetic._brain_domain import FlairVariation, LesionPlacement, Orientation
 from dicomnode.synthetic.common import rng_for
 from dicomnode.synthetic.mr import BrainMR, brain_mr
 
-__all__ = ["BrainMRDraw", "draw_brain_mr", "random_brain_mr"]
+__all__ = ["BrainMRDraw", "draw_brain_anatomy", "draw_brain_mr", "random_brain_mr"]
 
 _MAX_VALUES = (1000, 2000, 4095, 4000, 30000)
 
@@ -79,6 +84,7 @@ def draw_brain_mr(seed: int, *, max_voxels: int = 6_000_000) -> BrainMRDraw:
         tilt_deg=tilt,
         max_value=int(rng.choice(_MAX_VALUES)),
         rescale_slope=1.0 if rng.random() < 0.7 else round(float(rng.uniform(0.5, 4.0)), 3),
+        anatomy=draw_brain_anatomy(rng_for(seed, "random", "mr", "anatomy")),
     )
     return BrainMRDraw(
         shape=(side, side, slices),
@@ -89,6 +95,42 @@ def draw_brain_mr(seed: int, *, max_voxels: int = 6_000_000) -> BrainMRDraw:
         noise=float(rng.uniform(4.0, 25.0)),
         reverse_order=bool(rng.random() < 0.3),
         variation=variation,
+    )
+
+
+def draw_brain_anatomy(rng: np.random.Generator) -> BrainAnatomy:
+    """Draw the shape of one brain, within what adult FLAIR shows.
+
+    Head shape: cephalic index about 70-90 (each axis +-8 %); head position in the coil: nodding
+    up to +-15 degrees, rolled +-8, turned +-10. Atrophy: sulcal CSF widened (grey-matter surface
+    0.86-0.95 of the brain's ellipsoid) and lateral ventricles from slit-like to about twice as
+    wide (Evans index about 0.2 to over 0.3), with frontal and occipital horns and a mild
+    left-right asymmetry. Cortex and folding: grey-matter band 0.07-0.16 of the radius, gyri
+    0.7-1.4x the original size and folds half to over twice as deep. White matter: smooth
+    regions up to 12 % brighter or darker (corticospinal tracts, periventricular caps), the size
+    of a faint lesion's contrast, so that "slightly brighter white matter" is seen as normal.
+    """
+    outer = float(rng.uniform(0.86, 0.95))
+    return BrainAnatomy(
+        aspect=tuple(float(v) for v in rng.uniform(0.92, 1.08, 3)),  # type: ignore[arg-type]
+        rotation_deg=(
+            float(rng.uniform(-15, 15)),
+            float(rng.uniform(-8, 8)),
+            float(rng.uniform(-10, 10)),
+        ),
+        brain_extent=outer,
+        white_extent=outer - float(rng.uniform(0.07, 0.16)),
+        fold_depth=float(rng.uniform(0.03, 0.14)),
+        fold_wavelength=float(rng.uniform(0.7, 1.4)),
+        fold_phase=tuple(float(v) for v in rng.uniform(0, 2 * math.pi, 3)),  # type: ignore[arg-type]
+        ventricle_size=(
+            float(rng.uniform(0.6, 2.0)),
+            float(rng.uniform(0.85, 1.25)),
+            float(rng.uniform(0.7, 1.5)),
+        ),
+        ventricle_asymmetry=float(rng.uniform(-0.2, 0.2)),
+        horns=float(rng.uniform(0.4, 1.0)) if rng.random() < 0.7 else 0.0,
+        white_heterogeneity=float(rng.uniform(0.0, 0.12)),
     )
 
 

@@ -12,8 +12,9 @@ import torch
 from monai.losses import DiceFocalLoss
 
 from dicomnode.pipeline.bundle import load_bundle
-from dicomnode.synthetic import BrainTissue, brain_mr
-from dicomnode.synthetic.random_mr import random_brain_mr
+from dicomnode.synthetic import BrainTissue, FlairVariation, brain_mr
+from dicomnode.synthetic.common import rng_for
+from dicomnode.synthetic.random_mr import draw_brain_anatomy, random_brain_mr
 from models.training.common import TRAIN_SEED_BASE, Budget, LossLog, finish
 from pipelines.brain_lesion.model import prepare
 from pipelines.common.dicomio import volume_from_datasets
@@ -25,17 +26,24 @@ _PLAIN_SHAPES = ((128, 128, 64), (160, 160, 80), (192, 192, 96))
 
 #: Voxel cap of a generated study (the draw thickens slices above it); bounds generation time.
 MAX_VOXELS = 3_000_000
-#: Share of patches centred on a lesion, and on fat (hard negatives: bright, not lesions).
-LESION_PATCHES, FAT_PATCHES = 0.6, 0.2
+#: Share of patches centred on a lesion, on fat (hard negatives: bright, not lesions) and on
+#: white matter (hard negatives: its brighter regions, of a faint lesion's contrast, are normal).
+LESION_PATCHES, FAT_PATCHES, WHITE_PATCHES = 0.55, 0.15, 0.15
+#: Every how many white-matter voxels one is kept as a patch centre (bounds the memory).
+_WHITE_STRIDE = 37
+#: Share of lesion patches whose lesions are faded toward the surrounding brain, and the faintest
+#: contrast (lesion mean over the patch's brain median, minus 1) a fade may leave.
+FADE_SHARE, FAINTEST = 0.5, 0.15
 
 
 @dataclass
 class Case:
-    """One FLAIR study in the working grid with its lesion mask and its fat voxels."""
+    """One FLAIR study in the working grid with its lesion mask, fat and white-matter voxels."""
 
     image: torch.Tensor
     label: torch.Tensor
     fat: torch.Tensor
+    white: torch.Tensor
 
 
 def _to_working(grid: WorkingGrid, mask: np.ndarray) -> torch.Tensor:
@@ -47,7 +55,9 @@ def _to_working(grid: WorkingGrid, mask: np.ndarray) -> torch.Tensor:
 def make_case(seed: int, bundle_path: Path) -> Case:
     """Generate a FLAIR study and prepare it through the pipeline's reader: odd seeds
     domain-randomised, even seeds the plain generator with conspicuous lesions (on randomised
-    data alone the network sat at "all background" for the whole CPU budget)."""
+    data alone the network sat at "all background" for the whole CPU budget); both with an
+    anatomy drawn per study (:func:`draw_brain_anatomy`), so that the network does not learn
+    one brain's shape as the context of a lesion."""
     bundle = load_bundle(bundle_path)
     if seed % 2:
         mr = random_brain_mr(seed, max_voxels=MAX_VOXELS)
@@ -59,6 +69,7 @@ def make_case(seed: int, bundle_path: Path) -> Case:
             n_lesions=int(rng.integers(1, 6)),
             radius_range_mm=(2.5, 9.0),
             noise=float(rng.uniform(6, 20)),
+            variation=FlairVariation(anatomy=draw_brain_anatomy(rng_for(seed, "train", "anatomy"))),
         )
     series = next(iter(mr.series.values()))
     volume = volume_from_datasets(series)
@@ -70,7 +81,9 @@ def make_case(seed: int, bundle_path: Path) -> Case:
     order = [slot[uid] for uid in volume.geometry.sop_instance_uids]
     label = _to_working(grid, mr.lesion_mask[order])
     fat = torch.nonzero(_to_working(grid, (mr.tissue == BrainTissue.FAT)[order]))
-    return Case(image=image, label=label[None].float(), fat=fat)
+    white = _to_working(grid, (mr.tissue == BrainTissue.WHITE_MATTER)[order])
+    centres = torch.nonzero(white)[::_WHITE_STRIDE].clone()
+    return Case(image=image, label=label[None].float(), fat=fat, white=centres)
 
 
 def _patch(case: Case, size: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
@@ -82,6 +95,9 @@ def _patch(case: Case, size: np.ndarray, rng: np.random.Generator) -> tuple[torc
         start = centre - size // 2 + rng.integers(-size // 4, size // 4 + 1)
     elif len(case.fat) and draw < LESION_PATCHES + FAT_PATCHES:
         centre = case.fat[int(rng.integers(len(case.fat)))].numpy()
+        start = centre - size // 2 + rng.integers(-size // 4, size // 4 + 1)
+    elif len(case.white) and draw < LESION_PATCHES + FAT_PATCHES + WHITE_PATCHES:
+        centre = case.white[int(rng.integers(len(case.white)))].numpy()
         start = centre - size // 2 + rng.integers(-size // 4, size // 4 + 1)
     else:
         start = np.asarray(
@@ -99,25 +115,64 @@ def _patch(case: Case, size: np.ndarray, rng: np.random.Generator) -> tuple[torc
     return tuple(out)
 
 
+def fade_lesions(
+    image: torch.Tensor, label: torch.Tensor, rng: np.random.Generator
+) -> torch.Tensor:
+    """The patch with its lesions' contrast over the surrounding brain scaled down at random.
+
+    FLAIR lesions range from barely above white matter to several times brighter, and the
+    generators draw few faint ones. Blending each labelled voxel toward the patch's brain
+    median (soft at the edges) keeps the lesion's shape and texture and gives the network faint
+    versions of every lesion; the contrast left is drawn between :data:`FAINTEST` and the
+    original. Patches without lesions, or lesions already at most that faint, are unchanged.
+    """
+    inside = label[0] > 0.5
+    brain = (image[0] > 0.02) & ~inside
+    if not inside.any() or int(brain.sum()) < 100:
+        return image
+    background = float(image[0][brain].median())
+    contrast = float(image[0][inside].mean()) / max(background, 1e-3) - 1.0
+    if contrast <= FAINTEST:
+        return image
+    scale = float(rng.uniform(FAINTEST, contrast)) / contrast
+    weight = torch.nn.functional.avg_pool3d(label[None], 3, stride=1, padding=1)[0]
+    excess = (image - background).clamp(min=0.0)
+    return image - (1.0 - scale) * excess * weight
+
+
 def train(
-    bundle_path: Path, minutes: float, steps: int | None = None, cases: int = 48, batch: int = 4
+    bundle_path: Path,
+    minutes: float,
+    steps: int | None = None,
+    cases: int = 48,
+    batch: int = 4,
+    init: Path | None = None,
 ) -> dict:
-    """Train for ``minutes`` of wall time (or ``steps``); returns what to record in the metadata."""
+    """Train for ``minutes`` of wall time (or ``steps``); returns what to record in the metadata.
+
+    ``init``: weights to start from (a fine-tune) instead of a random initialisation.
+    """
     started = time.monotonic()
     bundle = load_bundle(bundle_path)
     base = TRAIN_SEED_BASE["brain"]
     pool = [make_case(base + i, bundle_path) for i in range(cases)]
     log.info("brain: %d cases prepared in %.0f s", cases, time.monotonic() - started)
     network = bundle.build("network_def")
+    if init is not None:
+        network.load_state_dict(torch.load(init, map_location="cpu", weights_only=True))
+        log.info("brain: starting from %s", init)
     network.train()
     loss_fn = DiceFocalLoss(sigmoid=True, batch=True, smooth_nr=1e-4, smooth_dr=1e-4)
     optimizer = torch.optim.AdamW(network.parameters(), lr=2e-3, weight_decay=1e-5)
-    budget = Budget(minutes * 60, lr=1.5e-3, steps=steps)
+    budget = Budget(minutes * 60, lr=1.5e-3 if init is None else 5e-4, steps=steps)
     size = np.asarray(bundle.get("train_patch_size", [64, 64, 64]))
     rng = np.random.default_rng(base)
     history = LossLog("brain")
     while not budget.done:
         items = [_patch(pool[int(rng.integers(len(pool)))], size, rng) for _ in range(batch)]
+        items = [
+            (fade_lesions(i, lab, rng) if rng.random() < FADE_SHARE else i, lab) for i, lab in items
+        ]
         image = torch.stack([i for i, _ in items])
         label = torch.stack([lab for _, lab in items])
         if rng.random() < 0.5:
@@ -136,5 +191,6 @@ def train(
         started=started,
         seeds=f"{base}..{base + cases - 1}",
         batch=batch,
+        init=str(init) if init else None,
         patch=size.tolist(),
     )
