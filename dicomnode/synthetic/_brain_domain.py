@@ -346,14 +346,18 @@ def _white_matter_field(
     Normal white matter is not uniform on FLAIR: the corticospinal tracts, the posterior
     periventricular white matter and the frontal caps are a few to about ten percent brighter
     than the rest, in regions of one to a few centimetres. Smoothed noise (8-16 mm Gaussian)
-    scaled to a peak of ``amplitude`` gives such regions at random places.
+    with 2.5 standard deviations (inside the white matter) scaled to ``amplitude``, clipped
+    there, gives such regions at random places.
     """
     spacing = np.asarray((geometry.slice_spacing_mm, *geometry.pixel_spacing_mm))
     sigma = float(rng.uniform(8.0, 16.0)) / spacing
     noise = rng.normal(size=tissue.shape).astype(np.float32)
     field = ndimage.gaussian_filter(noise, sigma, mode="nearest")
-    field /= np.float32(max(float(np.abs(field).max()), 1e-6))
     inside = (tissue == BrainTissue.WHITE_MATTER) | (tissue == BrainTissue.LESION)
+    if not inside.any():
+        return np.ones(tissue.shape, np.float32)
+    field /= np.float32(max(2.5 * float(field[inside].std()), 1e-6))
+    np.clip(field, -1, 1, out=field)
     return np.where(inside, 1 + np.float32(amplitude) * field, np.float32(1))
 
 

@@ -7,11 +7,13 @@ import pytest
 from scipy import ndimage
 
 from dicomnode.synthetic import (
+    BrainAnatomy,
     BrainMR,
     BrainTissue,
     FlairVariation,
     Orientation,
     brain_mr,
+    draw_brain_anatomy,
     draw_brain_mr,
     random_brain_mr,
 )
@@ -102,10 +104,63 @@ def test_random_brain_mr_is_deterministic_and_varied() -> None:
     assert len({d.variation.lesion_contrast for d in draws}) == 16
 
 
+def _head(seed: int, anatomy: BrainAnatomy | None = None, noise: float = 12.0) -> BrainMR:
+    variation = FlairVariation(anatomy=anatomy)
+    return brain_mr(seed, n_lesions=0, noise=noise, variation=variation, **_SMALL)  # type: ignore[arg-type]
+
+
+def _count(study: BrainMR, tissue: BrainTissue) -> int:
+    return int(np.count_nonzero(study.tissue == tissue))
+
+
+def test_default_anatomy_is_the_original_brain() -> None:
+    plain, same = _head(8), _head(8, BrainAnatomy())
+    assert np.array_equal(plain.tissue, same.tissue)
+    assert np.array_equal(_flair(plain), _flair(same))
+
+
+def test_anatomy_shapes_ventricles_cortex_and_head() -> None:
+    csf, white = BrainTissue.CSF, BrainTissue.WHITE_MATTER
+    plain = _head(9)
+    atrophy = _head(9, BrainAnatomy(ventricle_size=(2.0, 1.2, 1.4), horns=1.0, brain_extent=0.88))
+    assert _count(atrophy, csf) > 1.3 * _count(plain, csf)
+    assert _count(_head(9, BrainAnatomy(white_extent=0.7)), white) < 0.8 * _count(plain, white)
+
+    def asymmetry(study: BrainMR) -> float:  # share of scalp voxels without a left-right mirror
+        scalp = study.tissue[20] == BrainTissue.SCALP
+        return float(np.count_nonzero(scalp != scalp[:, ::-1]) / np.count_nonzero(scalp))
+
+    turned = _head(9, BrainAnatomy(rotation_deg=(0.0, 0.0, 20.0)))
+    assert asymmetry(turned) > 0.3 > 0.05 > asymmetry(plain)
+
+
+def test_white_matter_heterogeneity_is_smooth_and_bounded() -> None:
+    plain, varied = _head(10, noise=0.0), _head(10, BrainAnatomy(white_heterogeneity=0.1), 0.0)
+    assert np.array_equal(varied.tissue, plain.tissue)
+    deep = ndimage.binary_erosion(plain.tissue == BrainTissue.WHITE_MATTER, iterations=2)
+    ratio = _flair(varied)[deep] / _flair(plain)[deep]
+    assert 0.88 < ratio.min() < 0.97 and 1.03 < ratio.max() < 1.12
+    grey = ndimage.binary_erosion(plain.tissue == BrainTissue.GREY_MATTER, iterations=2)
+    assert np.array_equal(_flair(varied)[grey], _flair(plain)[grey])
+
+
+def test_random_anatomy_is_drawn_per_study() -> None:
+    anatomies = [draw_brain_mr(seed).variation.anatomy for seed in range(8)]
+    assert all(a is not None for a in anatomies)
+    assert len({a.ventricle_size for a in anatomies if a is not None}) == 8
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # every draw is a valid anatomy
+        drawn = draw_brain_anatomy(rng)
+        assert drawn.white_extent < drawn.brain_extent
+        assert 0 <= drawn.white_heterogeneity <= 0.12
+
+
 def test_variation_is_validated() -> None:
     with pytest.raises(ValueError, match="bias_range"):
         FlairVariation(bias_range=1.5)
     with pytest.raises(ValueError, match="tilt_deg"):
         FlairVariation(tilt_deg=40)
+    with pytest.raises(ValueError, match="white_extent"):
+        BrainAnatomy(white_extent=0.95, brain_extent=0.9)
     with pytest.raises(ValueError, match="FLAIR-only"):
         brain_mr(1, shape=(32, 32, 8), sequences=("T1",), variation=FlairVariation())
