@@ -34,6 +34,8 @@ _WHITE_STRIDE = 37
 #: Share of lesion patches whose lesions are faded toward the surrounding brain, and the faintest
 #: contrast (lesion mean over the patch's brain median, minus 1) a fade may leave.
 FADE_SHARE, FAINTEST = 0.5, 0.15
+#: Share of patches seen through a thicker slice, and the slice thicknesses drawn (mm).
+THICK_SHARE, THICKNESS_MM = 0.5, (1.5, 6.0)
 
 
 @dataclass
@@ -140,6 +142,42 @@ def fade_lesions(
     return image - (1.0 - scale) * excess * weight
 
 
+def slice_profile(thickness_mm: float, voxel_mm: float) -> np.ndarray:
+    """Weights of a rectangular slice profile ``thickness_mm`` wide on voxels of ``voxel_mm``:
+    each voxel's overlap with the slab, summing to 1."""
+    reach = int(np.ceil(thickness_mm / voxel_mm / 2.0 - 0.5))
+    centres = np.arange(-reach, reach + 1) * voxel_mm
+    low = np.maximum(centres - voxel_mm / 2, -thickness_mm / 2)
+    high = np.minimum(centres + voxel_mm / 2, thickness_mm / 2)
+    weights = np.clip(high - low, 0.0, None)
+    return weights / weights.sum()
+
+
+def thicken_slices(image: torch.Tensor, rng: np.random.Generator, voxel_mm: float) -> torch.Tensor:
+    """The patch as a thicker 2-D slice would show it: averaged along one axis over a slab.
+
+    A 2-D FLAIR slice integrates the signal over its thickness (3-6 mm clinically): a lesion
+    smaller than the slab keeps its extent in the slice but loses contrast to the tissue around
+    it (partial volume). The studies' own slices are drawn without a slab profile (each slice
+    is sampled at its centre), so a small lesion keeps its full contrast however thick the
+    slices. Here the brain (input 0 outside it) is averaged along a random axis (the slice
+    direction is unknown on the working grid) over a slab drawn from :data:`THICKNESS_MM`.
+    """
+    kernel = slice_profile(float(rng.uniform(*THICKNESS_MM)), voxel_mm)
+    if kernel.size == 1:
+        return image
+    axis = int(rng.integers(1, image.ndim))
+    shape = [1] * image.ndim
+    shape[axis] = kernel.size
+    weights = torch.from_numpy(kernel.astype(np.float32)).reshape(shape[1:])[None, None]
+    brain = (image != 0).float()
+    padding = [0, 0, 0]
+    padding[axis - 1] = kernel.size // 2
+    total = torch.nn.functional.conv3d(image[None], weights, padding=padding)[0]
+    share = torch.nn.functional.conv3d(brain[None], weights, padding=padding)[0]
+    return torch.where(brain > 0, total / share.clamp(min=1e-3), image)
+
+
 def train(
     bundle_path: Path,
     minutes: float,
@@ -166,12 +204,17 @@ def train(
     optimizer = torch.optim.AdamW(network.parameters(), lr=2e-3, weight_decay=1e-5)
     budget = Budget(minutes * 60, lr=1.5e-3 if init is None else 5e-4, steps=steps)
     size = np.asarray(bundle.get("train_patch_size", [64, 64, 64]))
+    voxel = float(min((bundle.transform_args("Spacingd") or {}).get("pixdim", [1.5])))
     rng = np.random.default_rng(base)
     history = LossLog("brain")
     while not budget.done:
         items = [_patch(pool[int(rng.integers(len(pool)))], size, rng) for _ in range(batch)]
         items = [
             (fade_lesions(i, lab, rng) if rng.random() < FADE_SHARE else i, lab) for i, lab in items
+        ]
+        items = [
+            (thicken_slices(i, rng, voxel) if rng.random() < THICK_SHARE else i, lab)
+            for i, lab in items
         ]
         image = torch.stack([i for i, _ in items])
         label = torch.stack([lab for _, lab in items])
