@@ -76,7 +76,7 @@ class BrainLesionPipeline(BundlePipeline):
     """
 
     name: ClassVar[str] = "brain_lesion"
-    version: ClassVar[str] = "0.1.0"
+    version: ClassVar[str] = "0.2.0"
     level: ClassVar[PipelineLevel] = PipelineLevel.SERIES
     bundle_name: ClassVar[str] = "brain_flair_segmentation"
     uses_priors: ClassVar[bool] = True

@@ -8,7 +8,7 @@ import torch
 
 from dicomnode.pipeline import InputRefused
 from dicomnode.synthetic import BrainTissue, brain_mr, chest_ct, mammography
-from pipelines.brain_lesion.skullstrip import brain_mask, correct_bias
+from pipelines.brain_lesion.skullstrip import brain_mask, correct_bias, drop_extracerebral_fat
 from pipelines.common.dicomio import decode_pixels, volume_from_datasets
 from pipelines.common.grid import WorkingGrid, resize, to_working_grid
 from pipelines.common.masks import otsu
@@ -95,6 +95,32 @@ def test_brain_mask_and_bias_correction_tolerate_a_strong_bias_field(
     corrected = correct_bias(biased, brain, grid.spacing)
     assert spread(corrected[white]) < 0.5 * spread(biased[white])
     assert spread(corrected[white]) < 1.5 * spread(image[white])
+
+
+def test_fat_against_the_brain_leaves_the_mask_and_lesions_stay(
+    flair: tuple[np.ndarray, WorkingGrid, np.ndarray],
+) -> None:
+    # Orbital fat lying against the brain with no dark bridge between them (skull stripping
+    # keeps it): a bright blob astride the mask's edge, as bright as the brightest lesion.
+    image, grid, tissue = flair
+    brain = brain_mask(image, grid.spacing).brain
+    untouched = drop_extracerebral_fat(image, brain, grid.spacing)
+    assert brain[tissue == BrainTissue.GREY_MATTER].mean() > 0.99
+    assert (brain & ~untouched).sum() < 0.01 * brain.sum()
+    assert untouched[tissue == BrainTissue.LESION].all()
+    edge = brain & ~np.roll(brain, -4, axis=1)  # the front edge (anterior: -y in RAS)
+    edge[:, :, : image.shape[2] // 2] = False
+    centre = np.argwhere(edge)[len(np.argwhere(edge)) // 2]
+    index = np.indices(image.shape)
+    distance = np.sqrt(
+        sum(((index[a] - centre[a]) * grid.spacing[a]) ** 2 for a in range(3))  # mm
+    )
+    fat = (distance < 7.0) & (tissue != BrainTissue.LESION)
+    bright = float(np.max(image[tissue == BrainTissue.LESION]))
+    with_fat = np.where(fat, bright, image).astype(np.float32)
+    kept = drop_extracerebral_fat(with_fat, brain | fat, grid.spacing)
+    assert kept[fat].mean() < 0.05
+    assert kept[tissue == BrainTissue.LESION].all()
 
 
 @pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])

@@ -1,0 +1,32 @@
+"""The brain trainer's partial-volume augmentation (``models/training/brain.py``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.training.brain import slice_profile, thicken_slices
+
+
+@pytest.mark.parametrize("thickness", [1.5, 2.0, 3.0, 4.5, 6.0])
+def test_slice_profile_covers_the_slab(thickness: float) -> None:
+    weights = slice_profile(thickness, 1.5)
+    assert weights.sum() == pytest.approx(1.0)
+    assert np.allclose(weights, weights[::-1])
+    # Each voxel wholly inside the slab weighs voxel / thickness; the slab is covered.
+    assert weights.max() == pytest.approx(min(1.0, 1.5 / thickness))
+    assert thickness <= weights.size * 1.5 < thickness + 3.0
+
+
+def test_thicker_slices_fade_a_small_lesion_not_the_brain() -> None:
+    image = torch.zeros(1, 24, 24, 24)
+    image[0, 2:22, 2:22, 2:22] = 0.7  # brain; 0 outside, as the pipeline's input
+    image[0, 11:13, 11:13, 11:13] = 1.4  # a 3 mm lesion, twice the brain
+    seen = [thicken_slices(image, np.random.default_rng(seed), 1.5) for seed in range(8)]
+    for out in seen:
+        assert torch.all(out[image == 0] == 0)
+        assert torch.allclose(out[0, 4:8, 4:8, 4:8], image[0, 4:8, 4:8, 4:8])
+        assert float(out[0, 2, 2, 2]) == pytest.approx(0.7)  # the brain's edge keeps its level
+        assert float(out[0, 11:13, 11:13, 11:13].mean()) <= 1.4 + 1e-6
+    assert min(float(out[0, 11:13, 11:13, 11:13].mean()) for out in seen) < 1.2
