@@ -39,10 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         "--steps", type=int, help="optimiser steps per model instead of the wall-clock budget"
     )
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--init", type=Path, help="brain only: fine-tune from these weights")
+    parser.add_argument("--init", type=Path, help="lung or brain: fine-tune from these weights")
     args = parser.parse_args(argv)
-    if args.init is not None and args.model != "brain":
-        parser.error("--init applies to the brain model only")
+    if args.init is not None and args.model not in ("lung", "brain"):
+        parser.error("--init applies to the lung and brain models only")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "lung":
             from models.training.lung import train as train_lung
 
-            result = train_lung(BUNDLES[name], minutes, steps=args.steps)
+            result = train_lung(BUNDLES[name], minutes, steps=args.steps, init=args.init)
         elif name == "brain":
             from models.training.brain import train as train_brain
 

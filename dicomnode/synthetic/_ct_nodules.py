@@ -65,6 +65,9 @@ class NoduleMix:
         Probability that a random nodule is pure ground-glass, lobulated, spiculated.
     juxtapleural, juxtavascular : float
         Probability that a random nodule touches the chest wall, a vessel (needs vessels).
+    log_sizes : bool
+        Draw diameters uniformly on a log scale (as many 4-8 mm nodules as 13-26 mm ones, as in
+        screening, where most nodules are small) instead of uniformly in mm.
     """
 
     ground_glass: float = 0.0
@@ -72,6 +75,7 @@ class NoduleMix:
     spiculated: float = 0.0
     juxtapleural: float = 0.0
     juxtavascular: float = 0.0
+    log_sizes: bool = False
 
     def __post_init__(self) -> None:
         for name in ("ground_glass", "lobulated", "spiculated", "juxtapleural", "juxtavascular"):
@@ -113,7 +117,11 @@ def random_nodules(
     for _ in range(count):
         attachment = _draw_attachment(family, mix, bool(vessels))
         for _attempt in range(500):
-            diameter = float(rng.uniform(*diameter_range))
+            diameter = (
+                float(np.exp(rng.uniform(*np.log(diameter_range))))
+                if mix.log_sizes
+                else float(rng.uniform(*diameter_range))
+            )
             centre = _place(rng, scene, diameter / 2, attachment, specs)
             if centre is not None:
                 kind = _draw_kind(rng, family, part_solid_probability, mix)

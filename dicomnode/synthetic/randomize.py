@@ -24,7 +24,12 @@ _THICKNESSES_MM = (0.625, 1.0, 1.25, 2.0, 2.5, 3.0, 5.0)
 _PLANE_BUDGET = 60_000_000
 """Most rendered pixels per study (matrix² × slices × sub-planes): ~0.1 s per million."""
 _MIX = NoduleMix(
-    ground_glass=0.2, lobulated=0.25, spiculated=0.2, juxtapleural=0.2, juxtavascular=0.2
+    ground_glass=0.2,
+    lobulated=0.25,
+    spiculated=0.2,
+    juxtapleural=0.2,
+    juxtavascular=0.2,
+    log_sizes=True,
 )
 
 
@@ -74,7 +79,8 @@ def draw_chest_ct(seed: int) -> ChestCTDraw:
     matrix 256–512, slice thickness 0.625–5 mm (spacing = thickness, partial volume), z coverage
     220–320 mm within a render budget; kernel none/soft/standard/sharp, noise 6–30 HU, HU offset
     ±20, signed/offset/unsigned pixels, padding outside the scan circle half the time; vessels
-    nine times in ten, airways always, 1–4 nodules of 4–26 mm.
+    nine times in ten, airways always, 2–6 nodules of 4–26 mm drawn on a log scale (most
+    screening nodules are small).
     """
     rng = rng_for(seed, "ct", "domain")
     body_scale = float(rng.uniform(0.82, 1.08))
@@ -103,7 +109,7 @@ def draw_chest_ct(seed: int) -> ChestCTDraw:
         lung_scale=round(float(rng.uniform(0.85, 1.1)), 3),
         diaphragm_shift_mm=round(float(rng.uniform(-10.0, 30.0)), 1),
         vessels=bool(rng.random() < 0.9),
-        n_nodules=int(rng.integers(1, 5)),
+        n_nodules=int(rng.integers(2, 7)),
     )
 
 

@@ -143,9 +143,18 @@ def _patch(
 
 
 def train(
-    bundle_path: Path, minutes: float, steps: int | None = None, cases: int = 36, batch: int = 4
+    bundle_path: Path,
+    minutes: float,
+    steps: int | None = None,
+    cases: int = 48,
+    batch: int = 4,
+    init: Path | None = None,
 ) -> dict:
-    """Train for ``minutes`` of wall time (or ``steps``); returns what to record in the metadata."""
+    """Train for ``minutes`` of wall time (or ``steps``); returns what to record in the metadata.
+
+    ``init``: weights to start from (a fine-tune, at a quarter of the learning rate) instead of
+    a random initialisation.
+    """
     started = time.monotonic()
     bundle = load_bundle(bundle_path)
     base = TRAIN_SEED_BASE["lung"]
@@ -153,6 +162,9 @@ def train(
     prepared = time.monotonic() - started
     log.info("lung: %d randomised cases prepared in %.0f s", cases, prepared)
     network = bundle.build("network_def")
+    if init is not None:
+        network.load_state_dict(torch.load(init, map_location="cpu", weights_only=True))
+        log.info("lung: starting from %s", init)
     detector = build_detector(bundle, "cpu", network=network)
     detector.set_atss_matcher(num_candidates=4, center_in_gt=False)
     detector.set_hard_negative_sampler(
@@ -160,7 +172,7 @@ def train(
     )
     detector.train()
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-3, weight_decay=1e-4)
-    budget = Budget(minutes * 60, lr=2e-3, steps=steps)
+    budget = Budget(minutes * 60, lr=2e-3 if init is None else 5e-4, steps=steps)
     size = np.asarray(bundle.get("train_patch_size", [96, 96, 48]))
     rng = np.random.default_rng(base)
     history = LossLog("lung")
@@ -189,4 +201,5 @@ def train(
         data_seconds=round(prepared, 1),
         batch=batch,
         patch=size.tolist(),
+        init=str(init) if init else None,
     )
