@@ -146,7 +146,7 @@ def train(
     bundle_path: Path,
     minutes: float,
     steps: int | None = None,
-    cases: int = 48,
+    cases: int = 64,
     batch: int = 4,
     init: Path | None = None,
 ) -> dict:
