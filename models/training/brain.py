@@ -15,7 +15,14 @@ from dicomnode.pipeline.bundle import load_bundle
 from dicomnode.synthetic import BrainTissue, FlairVariation, brain_mr
 from dicomnode.synthetic.common import rng_for
 from dicomnode.synthetic.random_mr import draw_brain_anatomy, random_brain_mr
-from models.training.common import TRAIN_SEED_BASE, Budget, LossLog, finish
+from models.training.common import (
+    FINE_TUNE_LR,
+    TRAIN_SEED_BASE,
+    Budget,
+    LossLog,
+    finish,
+    start_from,
+)
 from pipelines.brain_lesion.model import prepare
 from pipelines.common.dicomio import volume_from_datasets
 from pipelines.common.grid import WorkingGrid, resize
@@ -196,13 +203,11 @@ def train(
     pool = [make_case(base + i, bundle_path) for i in range(cases)]
     log.info("brain: %d cases prepared in %.0f s", cases, time.monotonic() - started)
     network = bundle.build("network_def")
-    if init is not None:
-        network.load_state_dict(torch.load(init, map_location="cpu", weights_only=True))
-        log.info("brain: starting from %s", init)
+    started_from = start_from(network, init, "brain")
     network.train()
     loss_fn = DiceFocalLoss(sigmoid=True, batch=True, smooth_nr=1e-4, smooth_dr=1e-4)
     optimizer = torch.optim.AdamW(network.parameters(), lr=2e-3, weight_decay=1e-5)
-    budget = Budget(minutes * 60, lr=1.5e-3 if init is None else 5e-4, steps=steps)
+    budget = Budget(minutes * 60, lr=1.5e-3 if init is None else FINE_TUNE_LR, steps=steps)
     size = np.asarray(bundle.get("train_patch_size", [64, 64, 64]))
     voxel = float(min((bundle.transform_args("Spacingd") or {}).get("pixdim", [1.5])))
     rng = np.random.default_rng(base)
@@ -234,6 +239,6 @@ def train(
         started=started,
         seeds=f"{base}..{base + cases - 1}",
         batch=batch,
-        init=str(init) if init else None,
+        init=started_from,
         patch=size.tolist(),
     )

@@ -66,6 +66,26 @@ class Budget:
         self.taken += 1
 
 
+#: Peak learning rate of a fine-tune (``--init``): below every model's fresh-start peak.
+FINE_TUNE_LR = 5e-4
+
+
+def start_from(network: torch.nn.Module, init: Path | None, model: str) -> str | None:
+    """Load the weights at ``init`` into ``network`` for a fine-tune (nothing without one).
+
+    Returns
+    -------
+    str or None
+        What the training record says of the starting weights: their sha256 (a path would
+        name a file only this machine had).
+    """
+    if init is None:
+        return None
+    network.load_state_dict(torch.load(init, map_location="cpu", weights_only=True))
+    log.info("%s: starting from %s", model, init)
+    return f"weights with sha256 {file_sha256(init)}"
+
+
 def save_weights(bundle: Path, network: torch.nn.Module, training: dict[str, Any]) -> str:
     """Write ``models/model.pt`` and record its sha256 and the training run in metadata."""
     path = bundle / "models" / "model.pt"

@@ -20,7 +20,14 @@ from dicomnode.pipeline.bundle import load_bundle
 from dicomnode.synthetic import ChestCT
 from dicomnode.synthetic._ct_shapes import CENTRAL_VESSEL_MM
 from dicomnode.synthetic.randomize import draw_chest_ct, random_chest_ct
-from models.training.common import TRAIN_SEED_BASE, Budget, LossLog, finish
+from models.training.common import (
+    FINE_TUNE_LR,
+    TRAIN_SEED_BASE,
+    Budget,
+    LossLog,
+    finish,
+    start_from,
+)
 from pipelines.common.dicomio import volume_from_datasets
 from pipelines.lung_nodule.model import build_detector, prepare
 
@@ -162,9 +169,7 @@ def train(
     prepared = time.monotonic() - started
     log.info("lung: %d randomised cases prepared in %.0f s", cases, prepared)
     network = bundle.build("network_def")
-    if init is not None:
-        network.load_state_dict(torch.load(init, map_location="cpu", weights_only=True))
-        log.info("lung: starting from %s", init)
+    started_from = start_from(network, init, "lung")
     detector = build_detector(bundle, "cpu", network=network)
     detector.set_atss_matcher(num_candidates=4, center_in_gt=False)
     detector.set_hard_negative_sampler(
@@ -172,7 +177,7 @@ def train(
     )
     detector.train()
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-3, weight_decay=1e-4)
-    budget = Budget(minutes * 60, lr=2e-3 if init is None else 5e-4, steps=steps)
+    budget = Budget(minutes * 60, lr=2e-3 if init is None else FINE_TUNE_LR, steps=steps)
     size = np.asarray(bundle.get("train_patch_size", [96, 96, 48]))
     rng = np.random.default_rng(base)
     history = LossLog("lung")
@@ -201,5 +206,5 @@ def train(
         data_seconds=round(prepared, 1),
         batch=batch,
         patch=size.tolist(),
-        init=str(init) if init else None,
+        init=started_from,
     )

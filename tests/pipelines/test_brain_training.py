@@ -30,3 +30,19 @@ def test_thicker_slices_fade_a_small_lesion_not_the_brain() -> None:
         assert float(out[0, 2, 2, 2]) == pytest.approx(0.7)  # the brain's edge keeps its level
         assert float(out[0, 11:13, 11:13, 11:13].mean()) <= 1.4 + 1e-6
     assert min(float(out[0, 11:13, 11:13, 11:13].mean()) for out in seen) < 1.2
+
+
+def test_a_fine_tune_starts_from_the_given_weights_and_records_their_sha256(tmp_path) -> None:
+    import torch
+
+    from dicomnode.pipeline.bundle import file_sha256
+    from models.training.common import start_from
+
+    source, target = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    path = tmp_path / "init.pt"
+    torch.save(source.state_dict(), path)
+    assert start_from(target, None, "brain") is None
+    assert not torch.equal(source.weight, target.weight)
+    record = start_from(target, path, "brain")
+    assert torch.equal(source.weight, target.weight)
+    assert record == f"weights with sha256 {file_sha256(path)}"
