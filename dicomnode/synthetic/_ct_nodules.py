@@ -228,11 +228,17 @@ def _against_wall(
 def _on_vessel(rng: np.random.Generator, scene: _Scene, radius: float) -> Vec3 | None:
     """A centre beside a random vessel of at least 1.2 mm radius, touching it: from the vessel
     running through the nodule (``0.5 * radius`` from its axis) to the vessel abutting it (the
-    nodule's edge reaches 0.2 of the vessel's radius into the vessel)."""
+    nodule's edge reaches 0.2 of the vessel's radius into the vessel).
+
+    The vessel is drawn with a probability proportional to its mean radius: the few large
+    central vessels, crowded with bronchi near the hilum, where a nodule is hardest to tell from
+    the vessels around it, are chosen more often than their share of the tree's many branches.
+    """
     candidates = [tube for tube in scene.vessels if tube.end_radius_mm >= 1.2]
     if not candidates:
         return None
-    tube = candidates[int(rng.integers(len(candidates)))]
+    weights = np.asarray([t.start_radius_mm + t.end_radius_mm for t in candidates])
+    tube = candidates[int(rng.choice(len(candidates), p=weights / weights.sum()))]
     start, end = np.asarray(tube.start), np.asarray(tube.end)
     axis = end - start
     along = float(rng.uniform(0.2, 0.8))

@@ -24,13 +24,16 @@ _THICKNESSES_MM = (0.625, 1.0, 1.25, 2.0, 2.5, 3.0, 5.0)
 _PLANE_BUDGET = 60_000_000
 """Most rendered pixels per study (matrix² × slices × sub-planes): ~0.1 s per million."""
 _MIX = NoduleMix(
-    ground_glass=0.2,
+    ground_glass=0.25,
     lobulated=0.25,
     spiculated=0.2,
     juxtapleural=0.2,
-    juxtavascular=0.2,
+    juxtavascular=0.3,
     log_sizes=True,
 )
+"""Juxtavascular and ground-glass nodules are drawn more often than screening shows them: they
+are the detector's hardest cases (a nodule merged with a vessel among the hilar vessels and
+bronchi, a faint small ground-glass nodule), so the draw oversamples them."""
 
 
 @dataclass(frozen=True)

@@ -153,7 +153,7 @@ def train(
     bundle_path: Path,
     minutes: float,
     steps: int | None = None,
-    cases: int = 64,
+    cases: int = 80,
     batch: int = 4,
     init: Path | None = None,
 ) -> dict:
