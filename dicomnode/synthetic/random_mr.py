@@ -3,7 +3,8 @@
 Training data for the brain lesion model: scanner (stored range, RescaleSlope, noise), geometry
 (plane, oblique tilt, matrix, spacing, stacking order), anatomy (head size, shape and position,
 ventricles, cortex, folding, white-matter extent and heterogeneity, scalp/orbit/skull-base fat)
-and lesions (count, size, contrast, site, confluence, irregularity, bias field).
+and lesions (count, size, contrast, site, confluence, irregularity, reach into the cortex, bias
+field), grey-white contrast.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ def draw_brain_mr(seed: int, *, max_voxels: int = 6_000_000) -> BrainMRDraw:
     slices = max(8, int(round(coverage / spacing)))
     low = float(rng.uniform(0.08, 0.6))
     sites = [place for place in LesionPlacement if rng.random() < 0.6] or [LesionPlacement.ANYWHERE]
+    # Drawn on their own stream: the other families of a seed stay as they were.
+    tissue_rng = rng_for(seed, "random", "mr", "cortex")
     variation = FlairVariation(
         bias_range=float(rng.uniform(0.0, 0.4)),
         lesion_contrast=(low, min(1.5, low * float(rng.uniform(1.0, 2.0)))),
@@ -85,6 +88,8 @@ def draw_brain_mr(seed: int, *, max_voxels: int = 6_000_000) -> BrainMRDraw:
         max_value=int(rng.choice(_MAX_VALUES)),
         rescale_slope=1.0 if rng.random() < 0.7 else round(float(rng.uniform(0.5, 4.0)), 3),
         anatomy=draw_brain_anatomy(rng_for(seed, "random", "mr", "anatomy")),
+        cortical_probability=float(tissue_rng.uniform(0.0, 0.6)),
+        grey_white_ratio=float(tissue_rng.uniform(1.1, 1.35)),
     )
     return BrainMRDraw(
         shape=(side, side, slices),
