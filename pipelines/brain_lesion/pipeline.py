@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydicom.dataset import Dataset
-from scipy import ndimage
 
 from dicomnode.pipeline import (
     InputRefused,
@@ -34,25 +33,11 @@ from pipelines.common.dicomio import (
 if TYPE_CHECKING:  # torch: imported by run(), never by check()
     from pipelines.common.grid import WorkingGrid
 
-__all__ = [
-    "EXTENT_THRESHOLD",
-    "MIN_LESION_VOXELS",
-    "VOXEL_THRESHOLD",
-    "BrainLesionPipeline",
-    "network_lesions",
-]
+__all__ = ["MIN_LESION_VOXELS", "VOXEL_THRESHOLD", "BrainLesionPipeline"]
 
 VOXEL_THRESHOLD = 0.5
-"""Probability above which a voxel is lesion (the segmentation's own decision boundary): a
-lesion needs at least one such voxel; which lesions are reported is the ``threshold`` option,
-on each lesion's calibrated score."""
-
-EXTENT_THRESHOLD = 0.3
-"""Probability above which a voxel connected to a lesion voxel (:data:`VOXEL_THRESHOLD`) belongs
-to that lesion (hysteresis). The demo network's output tops out near 0.6 even on conspicuous
-lesions (its one output channel is instance-normalised over the window), so a small lesion's
-voxels over 0.5 can be fewer than the minimum size once mapped to the source grid; 0.3 is half
-that ceiling. It widens a lesion the network found; it never starts one."""
+"""Probability above which a voxel is lesion (the segmentation's own decision boundary); which
+lesions are reported is the ``threshold`` option, on each lesion's calibrated score."""
 
 MIN_LESION_VOXELS = 3
 """Fewest voxels of a lesion whatever ``min_lesion_mm``: one or two voxels are noise or partial
@@ -169,6 +154,7 @@ class BrainLesionPipeline(BundlePipeline):
 
         from pipelines.brain_lesion.halfmax import Visit, refine
         from pipelines.brain_lesion.model import build_inferer, prepare_masked
+        from pipelines.common.components import connected_components
 
         per_series = [read_datasets(s.files) for s in series]
         self._check_headers(per_series)  # before decoding; the runner's check() read only headers
@@ -195,37 +181,13 @@ class BrainLesionPipeline(BundlePipeline):
         found = np.asarray((probability > VOXEL_THRESHOLD) & (brain > 0.5))
         mask = found
         if len(volumes) == 1:  # a FLAIR: each lesion the network found at its half-max extent
-            extent, found = network_lesions(probability, brain > 0.5, min_voxels)
-            mask = refine(Visit(volumes[0].array, np.asarray(brain > 0.5)), extent)
+            found = connected_components(found, min_voxels=min_voxels)[0] > 0
+            mask = refine(Visit(volumes[0].array, np.asarray(brain > 0.5)), found)
         regions, labels = _lesions(mask, found, probability, grid, min_voxels)
         scores = self.calibrated(np.asarray([r.score for r in regions], dtype=np.float64))
         point = self.operating_point(options, 0.5)
         regions, labels = _keep_scored(regions, scores, point, labels)
         return Segmentation(volumes[-1], regions, labels, np.asarray(brain > 0.5), *identity)
-
-
-def network_lesions(
-    probability: np.ndarray, brain: np.ndarray, min_voxels: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The network's lesions by hysteresis: components of ``probability`` over
-    :data:`EXTENT_THRESHOLD` inside ``brain`` that hold a voxel over :data:`VOXEL_THRESHOLD`,
-    each of at least ``min_voxels`` voxels.
-
-    Returns
-    -------
-    extent : numpy.ndarray
-        Boolean mask of those lesions.
-    found : numpy.ndarray
-        Their voxels over :data:`VOXEL_THRESHOLD` (what a lesion's score is the mean over).
-    """
-    from pipelines.common.components import connected_components
-
-    seeds = (probability > VOXEL_THRESHOLD) & brain
-    labels, _ = ndimage.label((probability > EXTENT_THRESHOLD) & brain, np.ones((3, 3, 3), bool))
-    seeded = np.unique(labels[seeds])
-    extent = np.isin(labels, seeded[seeded > 0])
-    extent = connected_components(extent, min_voxels=min_voxels)[0] > 0
-    return extent, seeds & extent
 
 
 def _min_voxels(grid: WorkingGrid, min_mm: float) -> int:
