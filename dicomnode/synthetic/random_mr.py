@@ -112,8 +112,10 @@ def draw_brain_anatomy(rng: np.random.Generator) -> BrainAnatomy:
     wide (Evans index about 0.2 to over 0.3), with frontal and occipital horns and a mild
     left-right asymmetry. Cortex and folding: grey-matter band 0.07-0.16 of the radius, gyri
     0.7-1.4x the original size and folds half to over twice as deep. White matter: smooth
-    regions up to 2-15 % brighter or darker (corticospinal tracts, periventricular caps), the size
-    of a faint lesion's contrast, so that "slightly brighter white matter" is seen as normal.
+    regions up to 2-25 % brighter or darker (corticospinal tracts, periventricular caps and
+    bands, and what a bias correction leaves at the brain's edges, strongest at 3 T), the size
+    of a faint lesion's contrast, so that smoothly brighter white matter without an edge is seen
+    as normal.
     """
     outer = float(rng.uniform(0.86, 0.95))
     return BrainAnatomy(
@@ -135,7 +137,7 @@ def draw_brain_anatomy(rng: np.random.Generator) -> BrainAnatomy:
         ),
         ventricle_asymmetry=float(rng.uniform(-0.2, 0.2)),
         horns=float(rng.uniform(0.4, 1.0)) if rng.random() < 0.7 else 0.0,
-        white_heterogeneity=float(rng.uniform(0.02, 0.15)),
+        white_heterogeneity=float(rng.uniform(0.02, 0.25)),
     )
 
 
