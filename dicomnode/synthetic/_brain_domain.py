@@ -92,6 +92,15 @@ class FlairVariation:
         the range set by ``max_value``.
     anatomy : BrainAnatomy, optional
         Shape of the head and brain, and the white matter's heterogeneity (None: the original).
+    cortical_probability : float
+        Chance that a lesion may take the cortex it reaches as well as white matter (0: white
+        matter only). MS lesions are juxtacortical (touching the cortex) and leukocortical
+        (spanning the grey-white junction); a lesion drawn near the cortex then replaces
+        cortex, which is brighter than white matter on FLAIR, so that a faint lesion can be
+        darker than the cortex beside it.
+    grey_white_ratio : float, optional
+        FLAIR grey-matter signal over white matter (None: the original 560/430, about 1.3);
+        1.1-1.35 in adults depending on field strength, inversion time and age.
     """
 
     bias_range: float = 0.0
@@ -106,6 +115,8 @@ class FlairVariation:
     max_value: int = 4095
     rescale_slope: float = 1.0
     anatomy: BrainAnatomy | None = None
+    cortical_probability: float = 0.0
+    grey_white_ratio: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "orientation", Orientation(self.orientation))
@@ -134,6 +145,12 @@ class FlairVariation:
             raise ValueError(f"max_value must lie in 255..65535, got {self.max_value}")
         if not 0.01 <= self.rescale_slope <= 100:
             raise ValueError(f"rescale_slope must lie in [0.01, 100], got {self.rescale_slope}")
+        if not 0 <= self.cortical_probability <= 1:
+            raise ValueError(
+                f"cortical_probability must lie in [0, 1], got {self.cortical_probability}"
+            )
+        if self.grey_white_ratio is not None and not 1.0 <= self.grey_white_ratio <= 1.5:
+            raise ValueError(f"grey_white_ratio must lie in [1, 1.5], got {self.grey_white_ratio}")
 
     @property
     def bits_stored(self) -> int:
@@ -306,7 +323,10 @@ def place_varied_lesions(
                 wobble = sum(np.sin(local[..., a] / axes[a] * 3 + phase[a]) for a in range(3))
                 radial = radial * (1 + variation.irregularity / 3 * wobble)
             inside |= radial < 1
-        inside &= (tissue[box] == BrainTissue.WHITE_MATTER) & (labels[box] == 0)
+        allowed = tissue[box] == BrainTissue.WHITE_MATTER
+        if variation.cortical_probability and rng.random() < variation.cortical_probability:
+            allowed |= tissue[box] == BrainTissue.GREY_MATTER
+        inside &= allowed & (labels[box] == 0)
         grown = ndimage.binary_dilation(labels[box] > 0, iterations=2)
         if np.count_nonzero(inside) < 3 or (inside & grown).any():
             continue
@@ -374,6 +394,8 @@ def render_varied_flair(
 ) -> np.ndarray:
     """Return the stored FLAIR values: signal, lesion contrasts, bias field, noise, scale."""
     table = np.asarray((*signal_table, FAT_FLAIR_SIGNAL), np.float32)
+    if variation.grey_white_ratio is not None:
+        table[BrainTissue.GREY_MATTER] = _WHITE_FLAIR_SIGNAL * variation.grey_white_ratio
     signal = table[tissue]
     if variation.lesion_contrast is not None:
         for label in range(1, int(labels.max()) + 1):

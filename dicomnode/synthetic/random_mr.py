@@ -3,7 +3,8 @@
 Training data for the brain lesion model: scanner (stored range, RescaleSlope, noise), geometry
 (plane, oblique tilt, matrix, spacing, stacking order), anatomy (head size, shape and position,
 ventricles, cortex, folding, white-matter extent and heterogeneity, scalp/orbit/skull-base fat)
-and lesions (count, size, contrast, site, confluence, irregularity, bias field).
+and lesions (count, size, contrast, site, confluence, irregularity, reach into the cortex, bias
+field), grey-white contrast.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ def draw_brain_mr(seed: int, *, max_voxels: int = 6_000_000) -> BrainMRDraw:
     slices = max(8, int(round(coverage / spacing)))
     low = float(rng.uniform(0.08, 0.6))
     sites = [place for place in LesionPlacement if rng.random() < 0.6] or [LesionPlacement.ANYWHERE]
+    # Drawn on their own stream: the other families of a seed stay as they were.
+    tissue_rng = rng_for(seed, "random", "mr", "cortex")
     variation = FlairVariation(
         bias_range=float(rng.uniform(0.0, 0.4)),
         lesion_contrast=(low, min(1.5, low * float(rng.uniform(1.0, 2.0)))),
@@ -85,6 +88,8 @@ def draw_brain_mr(seed: int, *, max_voxels: int = 6_000_000) -> BrainMRDraw:
         max_value=int(rng.choice(_MAX_VALUES)),
         rescale_slope=1.0 if rng.random() < 0.7 else round(float(rng.uniform(0.5, 4.0)), 3),
         anatomy=draw_brain_anatomy(rng_for(seed, "random", "mr", "anatomy")),
+        cortical_probability=float(tissue_rng.uniform(0.0, 0.6)),
+        grey_white_ratio=float(tissue_rng.uniform(1.1, 1.35)),
     )
     return BrainMRDraw(
         shape=(side, side, slices),
@@ -107,8 +112,10 @@ def draw_brain_anatomy(rng: np.random.Generator) -> BrainAnatomy:
     wide (Evans index about 0.2 to over 0.3), with frontal and occipital horns and a mild
     left-right asymmetry. Cortex and folding: grey-matter band 0.07-0.16 of the radius, gyri
     0.7-1.4x the original size and folds half to over twice as deep. White matter: smooth
-    regions up to 2-15 % brighter or darker (corticospinal tracts, periventricular caps), the size
-    of a faint lesion's contrast, so that "slightly brighter white matter" is seen as normal.
+    regions up to 2-25 % brighter or darker (corticospinal tracts, periventricular caps and
+    bands, and what a bias correction leaves at the brain's edges, strongest at 3 T), the size
+    of a faint lesion's contrast, so that smoothly brighter white matter without an edge is seen
+    as normal.
     """
     outer = float(rng.uniform(0.86, 0.95))
     return BrainAnatomy(
@@ -130,7 +137,7 @@ def draw_brain_anatomy(rng: np.random.Generator) -> BrainAnatomy:
         ),
         ventricle_asymmetry=float(rng.uniform(-0.2, 0.2)),
         horns=float(rng.uniform(0.4, 1.0)) if rng.random() < 0.7 else 0.0,
-        white_heterogeneity=float(rng.uniform(0.02, 0.15)),
+        white_heterogeneity=float(rng.uniform(0.02, 0.25)),
     )
 
 

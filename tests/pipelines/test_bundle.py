@@ -103,3 +103,13 @@ def test_demo_metadata_lists_only_present_files() -> None:
     for name in DEMO:
         meta = json.loads((REPO / "models" / name / "configs" / "metadata.json").read_text())
         assert list(meta["model_files"]) == ["models/model.pt"]
+
+
+def test_demo_brain_bundle_infers_on_its_training_window() -> None:
+    """The demo UNet instance-normalises its one output channel over the whole window, so its
+    probabilities depend on the window's size: a 96^3 window (trained on 64^3) left lesions of
+    1.3-1.5x white matter at 0.0-0.01 that the 64^3 window scores 0.6 (models/FIGURES.md)."""
+    from pipelines.brain_lesion.model import build_inferer
+
+    bundle = load_bundle(REPO / "models" / "brain_flair_segmentation")
+    assert list(build_inferer(bundle).roi_size) == list(bundle.get("train_patch_size"))

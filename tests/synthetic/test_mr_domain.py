@@ -59,6 +59,32 @@ def test_faint_lesions_have_the_requested_contrast() -> None:
         assert 0.06 < inside / around - 1 < 0.15
 
 
+def test_lesions_take_the_cortex_only_when_asked() -> None:
+    # Tissue depends on the geometry and anatomy only: the lesion-free study has the tissue
+    # the lesions replaced.
+    healthy = brain_mr(5, n_lesions=0, variation=FlairVariation(), **_SMALL).tissue  # type: ignore[arg-type]
+    cortex = healthy == BrainTissue.GREY_MATTER
+
+    def cortex_in_lesions(probability: float) -> int:
+        variation = FlairVariation(placements=("juxtacortical",), cortical_probability=probability)
+        study = brain_mr(5, n_lesions=4, radius_range_mm=(4.0, 5.0), variation=variation, **_SMALL)  # type: ignore[arg-type]
+        return int(np.count_nonzero(study.lesion_mask & cortex))
+
+    assert cortex_in_lesions(0.0) == 0
+    assert cortex_in_lesions(1.0) > 0
+
+
+def test_grey_white_ratio_sets_the_cortex() -> None:
+    for ratio in (1.1, 1.35):
+        variation = FlairVariation(grey_white_ratio=ratio)
+        study = brain_mr(6, n_lesions=0, noise=0.0, variation=variation, **_SMALL)  # type: ignore[arg-type]
+        grey, white = (
+            float(np.median(_flair(study)[ndimage.binary_erosion(study.tissue == tissue)]))
+            for tissue in (BrainTissue.GREY_MATTER, BrainTissue.WHITE_MATTER)
+        )
+        assert abs(grey / white - ratio) < 0.04
+
+
 def test_sagittal_orientation_and_aligned_lesions() -> None:
     variation = FlairVariation(orientation="sagittal", lesion_contrast=(0.4, 0.5), fat=True)
     study = brain_mr(5, n_lesions=3, radius_range_mm=(4.0, 6.0), variation=variation, **_SMALL)  # type: ignore[arg-type]
@@ -102,6 +128,8 @@ def test_random_brain_mr_is_deterministic_and_varied() -> None:
     assert len({d.variation.max_value for d in draws}) >= 2
     assert len({d.shape for d in draws}) >= 8
     assert len({d.variation.lesion_contrast for d in draws}) == 16
+    assert len({d.variation.grey_white_ratio for d in draws}) == 16
+    assert any(d.variation.cortical_probability > 0.3 for d in draws)
 
 
 def _head(seed: int, anatomy: BrainAnatomy | None = None, noise: float = 12.0) -> BrainMR:
@@ -152,7 +180,7 @@ def test_random_anatomy_is_drawn_per_study() -> None:
     for _ in range(20):  # every draw is a valid anatomy
         drawn = draw_brain_anatomy(rng)
         assert drawn.white_extent < drawn.brain_extent
-        assert 0 < drawn.white_heterogeneity <= 0.15
+        assert 0 < drawn.white_heterogeneity <= 0.25
 
 
 def test_variation_is_validated() -> None:
@@ -160,6 +188,10 @@ def test_variation_is_validated() -> None:
         FlairVariation(bias_range=1.5)
     with pytest.raises(ValueError, match="tilt_deg"):
         FlairVariation(tilt_deg=40)
+    with pytest.raises(ValueError, match="cortical_probability"):
+        FlairVariation(cortical_probability=1.5)
+    with pytest.raises(ValueError, match="grey_white_ratio"):
+        FlairVariation(grey_white_ratio=2.0)
     with pytest.raises(ValueError, match="white_extent"):
         BrainAnatomy(white_extent=0.95, brain_extent=0.9)
     with pytest.raises(ValueError, match="FLAIR-only"):
