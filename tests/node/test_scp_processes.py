@@ -60,7 +60,9 @@ def test_association_limits_count_the_associations_of_every_scp_process(node_fac
     other = _associate(node, "OTHER")
     assert other.is_established
     _assert_local_limit(_associate(node, "LATE"))
+    # each alert is written by the process that rejected, after the peer saw the rejection
     wait(lambda: len(_alerts(node, "LATE@127.0.0.1")) == 1, "the alert of LATE", 10)
+    wait(lambda: _alerts(node, "HOLDER@127.0.0.1"), "the alert of HOLDER", 10)
     assert _alerts(node, "LATE@127.0.0.1") == ["rejected: association limit of 3 reached"]
     assert _alerts(node, "HOLDER@127.0.0.1")[-1:] == [
         "rejected: per-peer association limit of 2 reached"
