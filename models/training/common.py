@@ -81,8 +81,25 @@ def start_from(network: torch.nn.Module, init: Path | None, model: str) -> str |
     """
     if init is None:
         return None
-    network.load_state_dict(torch.load(init, map_location="cpu", weights_only=True))
-    log.info("%s: starting from %s", model, init)
+    state = torch.load(init, map_location="cpu", weights_only=True)
+    try:
+        missing, unexpected = network.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # a tensor of another shape
+        raise ValueError(f"{init} does not fit the {model} network: {exc}") from exc
+    norms = {
+        name
+        for name, module in network.named_modules()
+        if isinstance(module, torch.nn.modules.batchnorm._NormBase)
+    }
+    fresh = [key for key in missing if key.rsplit(".", 1)[0] not in norms]
+    if unexpected or fresh:
+        raise ValueError(
+            f"{init} does not fit the {model} network: unexpected {sorted(unexpected)[:3]}, "
+            f"missing {sorted(fresh)[:3]}"
+        )
+    # A network whose normalisation layers now keep state (e.g. instance norm without affine
+    # parameters -> batch norm) starts them fresh and keeps every convolution it was given.
+    log.info("%s: starting from %s (%d fresh normalisation tensors)", model, init, len(missing))
     return f"weights with sha256 {file_sha256(init)}"
 
 

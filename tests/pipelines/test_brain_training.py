@@ -46,3 +46,29 @@ def test_a_fine_tune_starts_from_the_given_weights_and_records_their_sha256(tmp_
     record = start_from(target, path, "brain")
     assert torch.equal(source.weight, target.weight)
     assert record == f"weights with sha256 {file_sha256(path)}"
+
+
+def test_a_fine_tune_into_batch_norm_keeps_every_convolution_and_refuses_a_misfit(
+    tmp_path,
+) -> None:
+    """Instance-norm weights (no norm state) load into the same network with batch norm: the
+    convolutions carry over, the norms start fresh; weights of another network are refused."""
+    from monai.networks.nets import UNet
+
+    from models.training.common import start_from
+
+    def unet(norm: str) -> torch.nn.Module:
+        return UNet(3, 1, 1, (4, 8), (2,), num_res_units=1, norm=norm)
+
+    source, target = unet("instance"), unet("batch")
+    path = tmp_path / "instance.pt"
+    torch.save(source.state_dict(), path)
+    start_from(target, path, "brain")
+    convolutions = {k: v for k, v in source.state_dict().items() if ".adn." not in k}
+    assert convolutions and all(
+        torch.equal(value, target.state_dict()[key]) for key, value in convolutions.items()
+    )
+    other = tmp_path / "other.pt"
+    torch.save(UNet(3, 1, 1, (4, 8, 16), (2, 2), num_res_units=1).state_dict(), other)
+    with pytest.raises(ValueError, match="does not fit"):
+        start_from(unet("batch"), other, "brain")

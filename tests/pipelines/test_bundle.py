@@ -105,11 +105,25 @@ def test_demo_metadata_lists_only_present_files() -> None:
         assert list(meta["model_files"]) == ["models/model.pt"]
 
 
-def test_demo_brain_bundle_infers_on_its_training_window() -> None:
-    """The demo UNet instance-normalises its one output channel over the whole window, so its
-    probabilities depend on the window's size: a 96^3 window (trained on 64^3) left lesions of
-    1.3-1.5x white matter at 0.0-0.01 that the 64^3 window scores 0.6 (models/FIGURES.md)."""
+def test_demo_brain_network_scores_a_voxel_by_its_neighbourhood_alone() -> None:
+    """A voxel's probability must not depend on what lies far outside its receptive field.
+
+    The demo UNet of bundles up to 0.3.1 instance-normalised its one output channel over the
+    whole window: a bright region anywhere in the window, or a larger window, changed every
+    voxel's score (lesions of 1.3-1.5x white matter went from 0.6 to 0.0 in a 96^3 window,
+    models/FIGURES.md). With batch norm, evaluated on its running statistics, the network is a
+    fixed function of each voxel's neighbourhood, whatever window the inferer uses."""
     from pipelines.brain_lesion.model import build_inferer
 
     bundle = load_bundle(REPO / "models" / "brain_flair_segmentation")
+    network = bundle.load_network("cpu")
+    generator = torch.Generator().manual_seed(0)
+    image = 0.6 + 0.05 * torch.randn((1, 1, 112, 112, 112), generator=generator)
+    changed = image.clone()
+    changed[..., :16, :16, :16] = 1.5  # a bright block 64+ voxels from the voxels compared
+    with torch.no_grad():
+        before, after = network(image), network(changed)
+    far = (..., slice(80, 96), slice(80, 96), slice(80, 96))
+    assert not torch.equal(before[..., :16, :16, :16], after[..., :16, :16, :16])
+    torch.testing.assert_close(before[far], after[far], rtol=0, atol=1e-5)
     assert list(build_inferer(bundle).roi_size) == list(bundle.get("train_patch_size"))
