@@ -85,12 +85,20 @@ def _associate_and_release(node, ae_title: str) -> bool:
 
 def test_a_killed_scp_process_loses_nothing_acknowledged_and_is_replaced(node_factory, tmp_path):
     node = node_factory(node={"processes": 2}).start()
-    (spec,) = dicomgen.study("kill-scp-process", [100])
+    # Enough data that the association is still sending when the victim is looked for: 100
+    # instances of 32x32 were all sent (and the association gone) before it, on a quiet box.
+    (spec,) = dicomgen.study("kill-scp-process", [400], rows=256, columns=256)
     files = write_series(spec, tmp_path / "series")
     sender = start_storescu(node.port, files)
     wait(lambda: instance_count(node, spec.series_uid) >= 20, "20 instances stored")
     before = scp_processes(node.proc.pid)
-    holders = {_holder_sending(node, pid) for pid in before} - {None}
+    holders: set[int] = set()
+
+    def holder_found() -> bool:
+        holders.update({_holder_sending(node, pid) for pid in before} - {None})
+        return bool(holders)
+
+    wait(holder_found, "the SCP process holding the association", 10)
     (victim,) = holders
     os.kill(victim, signal.SIGKILL)
     output, _ = sender.communicate(timeout=60)
