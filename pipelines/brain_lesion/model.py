@@ -6,7 +6,8 @@ the official ``brats_mri_segmentation`` bundle (4 channels: T1c, T1, T2, FLAIR).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ __all__ = [
     "build_inferer",
     "input_roles",
     "lesion_channel",
+    "mirrored_probability",
     "prepare",
     "prepare_masked",
 ]
@@ -133,3 +135,35 @@ def build_inferer(bundle: Bundle, patch_size: Sequence[int] | None = None) -> An
         overlap=float(args.get("overlap", 0.25)),
         mode=str(args.get("mode", "constant")),
     )
+
+
+#: The mirror images a prediction is averaged over: each subset of the three spatial axes of an
+#: ``[N, C, X, Y, Z]`` batch (the identity first), 8 in all.
+MIRRORS: tuple[tuple[int, ...], ...] = tuple(
+    dims for n in range(4) for dims in itertools.combinations((2, 3, 4), n)
+)
+
+
+def mirrored_probability(
+    inferer: Callable[[torch.Tensor, torch.nn.Module], torch.Tensor],
+    image: torch.Tensor,
+    network: torch.nn.Module,
+    channel: int,
+    mirror: bool = True,
+) -> torch.Tensor:
+    """The probability (sigmoid) of output ``channel`` for ``image`` ``[C, X, Y, Z]``, averaged
+    over the image's 8 mirror images when ``mirror`` (test-time mirroring, as nnU-Net does).
+
+    A small network's mistakes depend on the side it looks from; a finding in the brain does
+    not. On the independent phantom family the average kept the demo network's true lesions and
+    dropped its false ones (``models/FIGURES.md``), for 2.5x the time of one pass.
+    """
+    mirrors = MIRRORS if mirror else MIRRORS[:1]
+    total = torch.zeros(image.shape[1:], dtype=torch.float32, device=image.device)
+    for dims in mirrors:
+        batch = torch.flip(image[None], dims) if dims else image[None]
+        logits = inferer(batch, network)
+        if dims:
+            logits = torch.flip(logits, dims)
+        total += torch.sigmoid(logits[0, channel].float())
+    return total / len(mirrors)

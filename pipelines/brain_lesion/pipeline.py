@@ -73,6 +73,9 @@ class BrainLesionPipeline(BundlePipeline):
         Fewest slices accepted (default 8).
     patch_size : list of 3 int
         Sliding-window patch; default the bundle's inferer ``roi_size``.
+    mirror : bool
+        Average the network's probabilities over the volume's 8 mirror images (default true;
+        false: one pass, about 2.5x faster with the demo bundle, 8x with a large one).
     """
 
     name: ClassVar[str] = "brain_lesion"
@@ -153,7 +156,11 @@ class BrainLesionPipeline(BundlePipeline):
         import torch
 
         from pipelines.brain_lesion.halfmax import Visit, refine
-        from pipelines.brain_lesion.model import build_inferer, prepare_masked
+        from pipelines.brain_lesion.model import (
+            build_inferer,
+            mirrored_probability,
+            prepare_masked,
+        )
         from pipelines.common.components import connected_components
 
         per_series = [read_datasets(s.files) for s in series]
@@ -172,9 +179,11 @@ class BrainLesionPipeline(BundlePipeline):
         prepared = prepare_masked(volumes, bundle, ctx.device)
         grid = prepared.grid
         inferer = build_inferer(bundle, self.option("patch_size", None, options))
+        mirror = bool(self.option("mirror", True, options))
         with inference_mode(ctx.device, self.amp):
-            logits = inferer(prepared.image[None], network)[0, lesion_channel(bundle.metadata)]
-        prob = torch.sigmoid(logits.float())
+            prob = mirrored_probability(
+                inferer, prepared.image, network, lesion_channel(bundle.metadata), mirror
+            )
         probability = grid.source_from_working(prob.cpu())
         brain = grid.source_from_working(torch.from_numpy(prepared.brain.astype(np.float32)))
         min_voxels = _min_voxels(grid, float(self.option("min_lesion_mm", 3.0, options)))
