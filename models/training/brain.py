@@ -185,6 +185,20 @@ def thicken_slices(image: torch.Tensor, rng: np.random.Generator, voxel_mm: floa
     return torch.where(brain > 0, total / share.clamp(min=1e-3), image)
 
 
+def mirror(
+    image: torch.Tensor, label: torch.Tensor, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The patch and its label mirrored along each axis with probability 1/2.
+
+    The pipeline averages the network over the 8 mirror images of the brain (test-time
+    mirroring, as nnU-Net does); trained on mirrored patches, the network knows each of them.
+    """
+    dims = [axis for axis in (1, 2, 3) if rng.random() < 0.5]
+    if not dims:
+        return image, label
+    return torch.flip(image, dims), torch.flip(label, dims)
+
+
 def train(
     bundle_path: Path,
     minutes: float,
@@ -221,6 +235,7 @@ def train(
             (thicken_slices(i, rng, voxel) if rng.random() < THICK_SHARE else i, lab)
             for i, lab in items
         ]
+        items = [mirror(i, lab, rng) for i, lab in items]
         image = torch.stack([i for i, _ in items])
         label = torch.stack([lab for _, lab in items])
         if rng.random() < 0.5:
