@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.training.brain import slice_profile, thicken_slices
+from models.training.brain import mirror, slice_profile, thicken_slices
 
 
 @pytest.mark.parametrize("thickness", [1.5, 2.0, 3.0, 4.5, 6.0])
@@ -72,3 +72,17 @@ def test_a_fine_tune_into_batch_norm_keeps_every_convolution_and_refuses_a_misfi
     torch.save(UNet(3, 1, 1, (4, 8, 16), (2, 2), num_res_units=1).state_dict(), other)
     with pytest.raises(ValueError, match="does not fit"):
         start_from(unet("batch"), other, "brain")
+
+
+def test_mirrored_patches_keep_their_labels_and_cover_every_mirror() -> None:
+    image = torch.zeros((1, 8, 10, 12))
+    image[0, 1:3, 2:4, 3:6] = 1.0
+    label = (image > 0.5).float()
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(64):
+        flipped, flipped_label = mirror(image, label, rng)
+        assert torch.equal(flipped_label, (flipped > 0.5).float())
+        assert flipped.shape == image.shape
+        seen.add(tuple(int(v) for v in torch.nonzero(flipped[0])[0]))
+    assert len(seen) == 8  # the lesion's first voxel in each of the 8 mirror images
