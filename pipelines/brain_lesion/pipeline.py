@@ -79,7 +79,7 @@ class BrainLesionPipeline(BundlePipeline):
     """
 
     name: ClassVar[str] = "brain_lesion"
-    version: ClassVar[str] = "0.2.0"
+    version: ClassVar[str] = "0.3.0"
     level: ClassVar[PipelineLevel] = PipelineLevel.SERIES
     bundle_name: ClassVar[str] = "brain_flair_segmentation"
     uses_priors: ClassVar[bool] = True
