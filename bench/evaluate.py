@@ -337,8 +337,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phantom-lung", type=int, default=12, help="phantom chest CTs")
     parser.add_argument("--phantom-brain", type=int, default=6, help="phantom FLAIR studies")
     parser.add_argument("--phantom-mammo", type=int, default=40, help="phantom 4-view studies")
+    parser.add_argument(
+        "--phantom-brain-seed",
+        type=int,
+        default=SEEDS["phantoms"]["brain"],
+        help="first phantom FLAIR seed (a second set: 6006)",
+    )
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+    SEEDS["phantoms"]["brain"] = args.phantom_brain_seed
     families = ("synthetic", "phantoms") if args.family == "both" else (args.family,)
     counts = {
         "synthetic": (args.lung, args.brain, args.mammo),
