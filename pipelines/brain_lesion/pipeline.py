@@ -75,7 +75,7 @@ class BrainLesionPipeline(BundlePipeline):
         Sliding-window patch; default the bundle's inferer ``roi_size``.
     mirror : bool
         Average the network's probabilities over the volume's 8 mirror images (default true;
-        false: one pass, about 2.5x faster with the demo bundle, 8x with a large one).
+        false: one network pass instead of 8, the demo pipeline about 2x faster).
     """
 
     name: ClassVar[str] = "brain_lesion"
