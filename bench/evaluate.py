@@ -226,7 +226,7 @@ def lesion_detection(mask: np.ndarray, truth: np.ndarray) -> tuple[int, int, int
 def evaluate_brain(family: str, count: int, work: Path, ctx: RunContext) -> dict:
     """Dice, volume error and lesion-wise detection on ``count`` FLAIR studies."""
     pipeline = BrainLesionPipeline()
-    dices, volume_errors, seconds = [], [], []
+    dices, volume_errors, seconds, studies = [], [], [], []
     n_truth = n_hit = n_false = 0
     for case in _brain_cases(family, count):
         files = _write(case.datasets, work / f"mr{case.seed}")
@@ -241,6 +241,10 @@ def evaluate_brain(family: str, count: int, work: Path, ctx: RunContext) -> dict
             volume_errors.append(100.0 * abs(float(mask.sum()) - truth.sum()) / truth.sum())
         t, h, f = lesion_detection(mask, truth)
         n_truth, n_hit, n_false = n_truth + t, n_hit + h, n_false + f
+        studies.append(
+            f"{case.seed}: Dice {dices[-1]:.3f}, {int(mask.sum())}/{int(truth.sum())} "
+            f"voxels, {h}/{t} lesions hit, {f} false"
+        )
     return {
         "brain_dice": round(float(np.mean(dices)), 3),
         "brain_dice_min": round(float(np.min(dices)), 3),
@@ -250,6 +254,7 @@ def evaluate_brain(family: str, count: int, work: Path, ctx: RunContext) -> dict
         "brain_studies": count,
         "brain_seeds": _seeds(family, "brain", count),
         "brain_seconds_per_study": round(float(np.mean(seconds)), 1),
+        "brain_per_study": studies,
     }
 
 

@@ -35,12 +35,15 @@ _PLAIN_SHAPES = ((128, 128, 64), (160, 160, 80), (192, 192, 96))
 MAX_VOXELS = 3_000_000
 #: Share of patches centred on a lesion, on fat (hard negatives: bright, not lesions) and on
 #: white matter (hard negatives: its brighter regions, of a faint lesion's contrast, are normal).
-LESION_PATCHES, FAT_PATCHES, WHITE_PATCHES = 0.55, 0.15, 0.15
+#: White matter was 0.15 (lesions 0.55) until bundle 0.6.0: with faint lesions taught as well,
+#: the smaller share found more phantom lesions with fewer false ones (``models/FIGURES.md``).
+LESION_PATCHES, FAT_PATCHES, WHITE_PATCHES = 0.65, 0.15, 0.05
 #: Every how many white-matter voxels one is kept as a patch centre (bounds the memory).
 _WHITE_STRIDE = 37
-#: Share of lesion patches whose lesions are faded toward the surrounding brain, and the faintest
-#: contrast (lesion mean over the patch's brain median, minus 1) a fade may leave.
-FADE_SHARE, FAINTEST = 0.5, 0.15
+#: Share of lesion patches whose lesions are faded toward the tissue around them, the faintest
+#: contrast (lesion mean over the median of that tissue, minus 1) a fade may leave, and the
+#: width of the shell of tissue around the lesions it is measured on (voxels).
+FADE_SHARE, FAINTEST, RING = 0.5, 0.08, 3
 #: Share of patches seen through a thicker slice, and the slice thicknesses drawn (mm).
 THICK_SHARE, THICKNESS_MM = 0.5, (1.5, 6.0)
 
@@ -127,24 +130,31 @@ def _patch(case: Case, size: np.ndarray, rng: np.random.Generator) -> tuple[torc
 def fade_lesions(
     image: torch.Tensor, label: torch.Tensor, rng: np.random.Generator
 ) -> torch.Tensor:
-    """The patch with its lesions' contrast over the surrounding brain scaled down at random.
+    """The patch with its lesions' contrast over the tissue around them scaled down at random.
 
     FLAIR lesions range from barely above white matter to several times brighter, and the
-    generators draw few faint ones. Blending each labelled voxel toward the patch's brain
-    median (soft at the edges) keeps the lesion's shape and texture and gives the network faint
-    versions of every lesion; the contrast left is drawn between :data:`FAINTEST` and the
-    original. Patches without lesions, or lesions already at most that faint, are unchanged.
+    generators draw few faint ones. Blending each labelled voxel toward the median of the brain
+    in a shell :data:`RING` voxels wide around the lesions (soft just outside them) keeps the
+    lesion's shape and texture and gives the network faint versions of every lesion, small ones
+    too; the contrast left is drawn between :data:`FAINTEST` and the original. The shell, not
+    the whole patch (its median includes dark CSF and bright cortex), is what a reader compares
+    a lesion with. Patches without lesions, or lesions already at most that faint, are
+    unchanged.
     """
     inside = label[0] > 0.5
-    brain = (image[0] > 0.02) & ~inside
-    if not inside.any() or int(brain.sum()) < 100:
+    if not inside.any():
         return image
-    background = float(image[0][brain].median())
+    grown = torch.nn.functional.max_pool3d(label[None], 2 * RING + 1, stride=1, padding=RING)[0, 0]
+    shell = (grown > 0.5) & ~inside & (image[0] > 0.02)
+    if int(shell.sum()) < 20:
+        return image
+    background = float(image[0][shell].median())
     contrast = float(image[0][inside].mean()) / max(background, 1e-3) - 1.0
     if contrast <= FAINTEST:
         return image
     scale = float(rng.uniform(FAINTEST, contrast)) / contrast
-    weight = torch.nn.functional.avg_pool3d(label[None], 3, stride=1, padding=1)[0]
+    # Whole inside (a small lesion is mostly edge), soft just outside it.
+    weight = torch.maximum(label, torch.nn.functional.avg_pool3d(label[None], 3, 1, 1)[0])
     excess = (image - background).clamp(min=0.0)
     return image - (1.0 - scale) * excess * weight
 

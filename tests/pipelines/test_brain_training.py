@@ -1,4 +1,4 @@
-"""The brain trainer's partial-volume augmentation (``models/training/brain.py``)."""
+"""The brain trainer's patch augmentations (``models/training/brain.py``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.training.brain import mirror, slice_profile, thicken_slices
+from models.training.brain import FAINTEST, fade_lesions, mirror, slice_profile, thicken_slices
 
 
 @pytest.mark.parametrize("thickness", [1.5, 2.0, 3.0, 4.5, 6.0])
@@ -86,3 +86,34 @@ def test_mirrored_patches_keep_their_labels_and_cover_every_mirror() -> None:
         assert flipped.shape == image.shape
         seen.add(tuple(int(v) for v in torch.nonzero(flipped[0])[0]))
     assert len(seen) == 8  # the lesion's first voxel in each of the 8 mirror images
+
+
+def _faded_contrasts(image: torch.Tensor, label: torch.Tensor, around: float) -> list[float]:
+    """Mean contrast of the lesion over ``around`` after each of 32 fades."""
+    inside = label[0] > 0.5
+    out = [fade_lesions(image, label, np.random.default_rng(seed)) for seed in range(32)]
+    for faded in out:  # far from the lesion, nothing changes
+        assert torch.equal(faded[0, :2], image[0, :2])
+    return [float(faded[0][inside].mean()) / around - 1.0 for faded in out]
+
+
+def test_faded_lesions_stay_above_the_tissue_around_them() -> None:
+    # A periventricular patch: most of the brain in it is dark CSF (0.2), the lesion (twice
+    # white matter) sits in white matter (0.5). Faded against the patch's median, the CSF,
+    # the lesion ended darker than the white matter it lies in, its label kept.
+    image = torch.full((1, 32, 32, 32), 0.2)
+    image[0, :, :, 16:] = 0.5
+    image[0, 12:20, 12:20, 20:28] = 1.0
+    contrasts = _faded_contrasts(image, (image > 0.75).float(), 0.5)
+    assert min(contrasts) >= FAINTEST - 1e-4
+    assert min(contrasts) < FAINTEST + 0.1  # faint versions are drawn
+    assert max(contrasts) > 0.6  # and strong ones
+
+
+def test_small_lesions_are_faded_too() -> None:
+    # A 3 mm lesion is all edge: faded with a soft (3x3x3 average) weight it kept most of its
+    # contrast, and the faint small lesions the phantoms miss were never shown.
+    image = torch.full((1, 24, 24, 24), 0.5)
+    image[0, 11:13, 11:13, 11:13] = 1.0
+    contrasts = _faded_contrasts(image, (image > 0.75).float(), 0.5)
+    assert FAINTEST - 1e-4 <= min(contrasts) < FAINTEST + 0.1
