@@ -89,7 +89,7 @@ def draw_brain_mr(seed: int, *, max_voxels: int = 6_000_000) -> BrainMRDraw:
         rescale_slope=1.0 if rng.random() < 0.7 else round(float(rng.uniform(0.5, 4.0)), 3),
         anatomy=draw_brain_anatomy(rng_for(seed, "random", "mr", "anatomy")),
         cortical_probability=float(tissue_rng.uniform(0.0, 0.6)),
-        grey_white_ratio=float(tissue_rng.uniform(1.1, 1.35)),
+        grey_white_ratio=float(tissue_rng.uniform(1.0, 1.35)),
     )
     return BrainMRDraw(
         shape=(side, side, slices),
