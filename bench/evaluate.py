@@ -17,9 +17,11 @@ Prints, per family, as one JSON object and a table:
 
 - lung_nodule: FROC (sensitivity at 0.25, 0.5, 1, 2, 4 false positives per scan over the
   per-finding scores, pipeline run with threshold 0) for nodules >= 5 mm (hits on smaller ones
-  count neither way) and the expected calibration error of the per-finding score (hit or not);
+  count neither way), the expected calibration error of the per-finding score (hit or not) and,
+  per scan, each nodule's best score and the two best false positives;
 - brain_lesion: mean and minimum Dice of the lesion mask, mean absolute error of the total
-  lesion volume (%), the fraction of truth lesions hit and false-positive lesions per study;
+  lesion volume (%), the fraction of truth lesions hit and false-positive lesions per study, and
+  those per study;
 - mammo_score: AUC of the per-breast mass score, its calibration error, density accuracy.
 
 Targets (meets/BELOW) apply to the phantoms family: lung sensitivity >= 0.9 at 1 FP/scan, brain
@@ -156,7 +158,7 @@ def evaluate_lung(family: str, count: int, work: Path, ctx: RunContext) -> dict:
     """FROC and score calibration on ``count`` chest CTs (about 320 x 320 x 120)."""
     pipeline = LungNodulePipeline({"threshold": 0.0, "max_findings": 100})
     detections: list[Detection] = []
-    total, seconds = 0, []
+    total, seconds, scans = 0, [], []
     for n, case in enumerate(_lung_cases(family, count)):
         files = _write(case.datasets, work / f"ct{case.seed}")
         started = time.monotonic()
@@ -169,6 +171,7 @@ def evaluate_lung(family: str, count: int, work: Path, ctx: RunContext) -> dict:
             if not small:
                 index = large.index(match) if match is not None else None
                 detections.append(Detection(n, float(region.score or 0.0), index))
+        scans.append(_lung_scan_line(case, large, [d for d in detections if d.scan == n]))
     froc = {
         f"lung_sensitivity_at_{rate:g}fp": round(
             sensitivity_at_fp_rate(detections, total, count, rate), 3
@@ -187,7 +190,25 @@ def evaluate_lung(family: str, count: int, work: Path, ctx: RunContext) -> dict:
         "lung_nodules_ge_5mm": total,
         "lung_seeds": _seeds(family, "lung", count),
         "lung_seconds_per_scan": round(float(np.mean(seconds)), 1),
+        "lung_per_scan": scans,
     }
+
+
+def _lung_scan_line(case: LungCase, large: list[int], detections: list[Detection]) -> str:
+    """One line per scan: its seed, the best score of each nodule >= 5 mm (by diameter) and
+    the two best false positives."""
+    best = [0.0] * len(large)
+    false = []
+    for det in detections:
+        if det.nodule is None:
+            false.append(det.score)
+        else:
+            best[det.nodule] = max(best[det.nodule], det.score)
+    nodules = ", ".join(
+        f"{case.nodules[i][1]:.1f} mm {score:.3f}" for i, score in zip(large, best, strict=True)
+    )
+    top = ", ".join(f"{score:.3f}" for score in sorted(false, reverse=True)[:2])
+    return f"{case.seed}: nodules {nodules or 'none'}; best false {top or 'none'}"
 
 
 @dataclass(frozen=True)
