@@ -8,7 +8,8 @@ Two sources, each a list of named cases:
   the quirks of real archives (invalid CS terms, trailing NULs, Latin-1 names without a
   SpecificCharacterSet, ISO 2022 character sets, missing Type 1 attributes, zero and negative
   spacing, duplicate instance numbers, localizers in the series, mixed orientations, no frame of
-  reference, odd rescale).
+  reference, odd rescale) and the compressed transfer syntaxes archives store (JPEG Lossless,
+  JPEG-LS, RLE: each file re-encoded by dcmtk, as a PACS that stores compressed sends it).
 
 A case that cannot be offered over C-STORE at all (not DICOM, a DICOMDIR, no SOP class) says
 why in :attr:`CorpusFile.unsendable`. :func:`send_file` offers each file on a presentation
@@ -17,6 +18,7 @@ context of its own SOP class and transfer syntax, as a PACS would.
 
 from __future__ import annotations
 
+import subprocess
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -251,7 +253,25 @@ MUTATIONS: dict[str, Mutation] = {
     "missing_frame_of_reference": _drop("FrameOfReferenceUID"),
     "zero_rescale_slope": _each(_zero_slope),
     "varying_rescale": _varying_rescale,
+    "jpeg_lossless": lambda datasets: datasets,  # re-encoded once written: COMPRESSIONS
+    "jpeg_ls_lossless": lambda datasets: datasets,
+    "rle_lossless": lambda datasets: datasets,
 }
+
+#: Mutation name -> the dcmtk tool that re-encodes each written file in its default (lossless)
+#: mode: JPEG Lossless first-order prediction (the syntax most archives store), JPEG-LS, RLE.
+COMPRESSIONS: dict[str, str] = {
+    "jpeg_lossless": "dcmcjpeg",
+    "jpeg_ls_lossless": "dcmcjpls",
+    "rle_lossless": "dcmcrle",
+}
+
+
+def _compress(paths: list[Path], tool: str) -> None:
+    for path in paths:
+        encoded = path.with_suffix(".tmp")
+        subprocess.run([tool, str(path), str(encoded)], check=True, capture_output=True)
+        encoded.replace(path)
 
 
 def _base(pipeline: str, seed: int) -> list[Dataset]:
@@ -299,15 +319,18 @@ def mutated_cases(
                 warnings.simplefilter("ignore")
                 datasets = MUTATIONS[mutation](datasets)
             paths = _write(datasets, out / "mutated" / mutation / pipeline)
-            files = [
-                CorpusFile(
-                    f"{mutation}/{pipeline}/{path.name}",
-                    path,
-                    str(ds.file_meta.MediaStorageSOPClassUID),
-                    str(ds.file_meta.TransferSyntaxUID),
+            if mutation in COMPRESSIONS:
+                _compress(paths, COMPRESSIONS[mutation])
+            files = []
+            for ds, path in zip(datasets, paths, strict=True):
+                syntax = ds.file_meta.TransferSyntaxUID
+                if mutation in COMPRESSIONS:
+                    meta = pydicom.dcmread(path, stop_before_pixels=True).file_meta
+                    syntax = meta.TransferSyntaxUID
+                name = f"{mutation}/{pipeline}/{path.name}"
+                files.append(
+                    CorpusFile(name, path, str(ds.file_meta.MediaStorageSOPClassUID), str(syntax))
                 )
-                for ds, path in zip(datasets, paths, strict=True)
-            ]
             yield CorpusSeries(mutation, pipeline, study_uid, files)
 
 

@@ -196,7 +196,9 @@ def decode_pixels(ds: Dataset) -> np.ndarray:
     try:
         return np.asarray(ds.pixel_array)
     except Exception as exc:  # pydicom raises many types for bad data; each becomes a refusal
-        raise InputRefused(f"undecodable pixel data: {type(exc).__name__}: {exc}") from exc
+        # one line: pydicom lists each missing decoder plugin on a line of its own
+        reason = " ".join(str(exc).split())
+        raise InputRefused(f"undecodable pixel data: {type(exc).__name__}: {reason}") from exc
 
 
 @dataclass(frozen=True)

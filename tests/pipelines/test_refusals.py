@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
+from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import RLELossless
@@ -13,7 +14,7 @@ from pydicom.uid import RLELossless
 from dicomnode.pipeline import InputRefused, PipelineInputs, RunContext, SeriesInput
 from dicomnode.synthetic import chest_ct, mammography, write_study
 from pipelines.brain_lesion import BrainLesionPipeline
-from pipelines.common.dicomio import check_decode_budget, read_headers
+from pipelines.common.dicomio import check_decode_budget, decode_pixels, read_headers
 from pipelines.lung_nodule import LungNodulePipeline
 from pipelines.mammo_score import MammoScorePipeline
 from testkit.bombs import BOMB_KINDS, PIPELINES, bomb_study, rle_bomb
@@ -103,6 +104,15 @@ def test_undecodable_compressed_pixel_data(tmp_path: Path) -> None:
     ds.save_as(files[3], enforce_file_format=True)
     with pytest.raises(InputRefused, match="undecodable pixel data"):
         LungNodulePipeline().run(_single(files), _ctx(tmp_path))
+
+
+def test_a_syntax_without_a_decoder_is_refused_in_one_line() -> None:
+    """12-bit lossy JPEG (pydicom's ``JPEG-lossy.dcm``): neither GDCM nor Pillow decodes it;
+    pydicom lists the missing plugins on lines of their own, the refusal is one line."""
+    ds = dcmread(get_testdata_file("JPEG-lossy.dcm"))
+    with pytest.raises(InputRefused, match="undecodable pixel data: .*12-bit") as refused:
+        decode_pixels(ds)
+    assert "\n" not in refused.value.reason
 
 
 def test_not_dicom(tmp_path: Path) -> None:
