@@ -18,6 +18,7 @@ context of its own SOP class and transfer syntax, as a PACS would.
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -199,8 +200,7 @@ def _localizers(datasets: list[Dataset]) -> list[Dataset]:
     """Two sagittal LOCALIZER images in the series (new SOP instances, the same series)."""
     extra = []
     for n, source in enumerate(datasets[:2]):
-        ds = source.copy()
-        ds.file_meta = source.file_meta.copy()
+        ds = copy.deepcopy(source)  # Dataset.copy() shares the elements with its source
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = (
             f"{source.SOPInstanceUID}.9{n}"
         )

@@ -19,6 +19,7 @@ __all__ = [
     "geometry_from_datasets",
     "index_sources",
     "laterality_of",
+    "main_stack",
     "rescale_of",
 ]
 
@@ -134,14 +135,52 @@ def _single_frame_plane(ds: Dataset) -> tuple[Vector3, list[float], list[float]]
     )
 
 
+#: Share of a series' images the main stack must hold when images of other orientations remain
+#: once the localizers are left out (below it, the series is refused as several stacks).
+MAIN_STACK_SHARE = 0.8
+
+
+def _is_localizer(ds: Dataset) -> bool:
+    image_type = ds.get("ImageType") or []
+    values = [image_type] if isinstance(image_type, str) else list(image_type)
+    return any(str(v).strip().upper() == "LOCALIZER" for v in values[2:3])
+
+
+def main_stack(datasets: Sequence[Dataset]) -> list[Dataset]:
+    """The single-frame images of a series that make its volume: all of them, unless some lie
+    in another plane.
+
+    Scanners put a scout or localizer in the series of the scan it planned, and archives merge
+    series: the images whose Image Type (value 3) is ``LOCALIZER`` are left out, then, if
+    several orientations remain, the largest group of one orientation is kept when it holds at
+    least :data:`MAIN_STACK_SHARE` of the images. Otherwise the images are returned as they
+    are, and :func:`geometry_from_datasets` refuses them as several stacks.
+    """
+    orientations = [tuple(np.round(np.asarray(ds.get("ImageOrientationPatient") or [], float), 3))
+                    for ds in datasets]  # fmt: skip
+    if len(set(orientations)) <= 1:
+        return list(datasets)
+    kept = [n for n, ds in enumerate(datasets) if not _is_localizer(ds)] or list(
+        range(len(datasets))
+    )
+    groups: dict[tuple[float, ...], list[int]] = {}
+    for n in kept:
+        groups.setdefault(orientations[n], []).append(n)
+    largest = max(groups.values(), key=len)
+    if len(groups) == 1 or len(largest) >= MAIN_STACK_SHARE * len(datasets):
+        return [datasets[n] for n in largest]
+    return list(datasets)
+
+
 def geometry_from_datasets(datasets: Sequence[Dataset]) -> VolumeGeometry:
     """The geometry of a volume built from ``datasets``, slices sorted along the slice normal.
 
     Parameters
     ----------
     datasets : sequence of pydicom.Dataset
-        Single-frame images of one series (any order), or exactly one enhanced multi-frame
-        image with plane position/orientation functional groups.
+        Single-frame images of one series (any order; images in another plane than the main
+        stack, such as localizers, are left out: :func:`main_stack`), or exactly one enhanced
+        multi-frame image with plane position/orientation functional groups.
 
     Returns
     -------
@@ -168,8 +207,10 @@ def geometry_from_datasets(datasets: Sequence[Dataset]) -> VolumeGeometry:
             uids = [str(first.SOPInstanceUID)] * n
             frames: list[int] | None = list(range(1, n + 1))
         else:
-            planes = [_single_frame_plane(ds) for ds in datasets]
-            uids = [str(ds.SOPInstanceUID) for ds in datasets]
+            stack = main_stack(datasets)
+            first = stack[0]
+            planes = [_single_frame_plane(ds) for ds in stack]
+            uids = [str(ds.SOPInstanceUID) for ds in stack]
             frames = None
         orientation = planes[0][1]
         if any(not np.allclose(p[1], orientation, atol=1e-3) for p in planes):

@@ -9,6 +9,7 @@ stored is refused as a decompression bomb. Every refusal is an
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ __all__ = [
     "stored_pixel_bytes",
     "volume_from_datasets",
 ]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_DECODE_BUDGET = 2 * 1024**3
 """Largest decoded pixel data (bytes) of one series unless ``decode_budget_bytes`` says so."""
@@ -251,6 +254,9 @@ def check_geometry(headers: Sequence[Dataset], *, spacing_tolerance: float = 0.2
         detail = exc.message.removeprefix("sources lack usable geometry: ")
         raise InputRefused(f"no usable image geometry: {detail}") from exc
     _slice_spacing(geometry, spacing_tolerance)
+    left_out = len(headers) - len(set(geometry.sop_instance_uids))
+    if left_out:
+        log.info("volume: %d image(s) outside the main stack left out (localizers)", left_out)
     return geometry
 
 

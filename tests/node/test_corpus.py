@@ -25,6 +25,7 @@ ROUTED = (
     "pn_latin1_no_charset",
     "iso2022_charsets",
     "zero_spacing",
+    "localizers_mixed_in",  # the localizers are left out, the axial stack analysed
     "jpeg_lossless",  # what most archives store and send: decoded, not refused
     "jpeg_ls_lossless",
     "rle_lossless",
