@@ -121,7 +121,7 @@ def routes_for(destination: str) -> list[dict[str, object]]:
         {
             "name": "brain-flair-lesions",
             "pipeline": "brain_lesion",
-            "when": {"Modality": "MR", "SeriesDescription": {"regex": "(?i)flair"}},
+            "when": {"Modality": "MR", "SeriesDescription": {"regex": "flair|dark.?fluid"}},
             "send_to": [destination],
         },
         {
