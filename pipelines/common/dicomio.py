@@ -229,13 +229,22 @@ class Volume:
         return g.sop_instance_uids[int(np.argmin(np.abs(offsets)))]
 
     def affine(self) -> np.ndarray:
-        """4x4 matrix from (column, row, slice) index to patient (LPS, mm)."""
+        """4x4 matrix from (column, row, slice) index to patient (LPS, mm).
+
+        The slice axis is the mean step between the slices' positions, which is the slice
+        normal times the spacing unless the gantry was tilted: then the planes are tilted and
+        the positions step along the table, and slice k maps to its own position all the same.
+        """
         g = self.geometry
         matrix = np.eye(4)
         matrix[:3, 0] = np.asarray(g.orientation[:3]) * g.pixel_spacing[1]
         matrix[:3, 1] = np.asarray(g.orientation[3:]) * g.pixel_spacing[0]
-        matrix[:3, 2] = g.normal * self.slice_spacing
-        matrix[:3, 3] = g.positions[0]
+        positions = np.asarray(g.positions, float)
+        if len(positions) > 1:
+            matrix[:3, 2] = (positions[-1] - positions[0]) / (len(positions) - 1)
+        else:
+            matrix[:3, 2] = g.normal * self.slice_spacing
+        matrix[:3, 3] = positions[0]
         return matrix
 
 
