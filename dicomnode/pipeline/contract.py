@@ -170,6 +170,10 @@ class PipelineResult:
         Name of the weights (the bundle's metadata ``name``; "" when none).
     model_version : str
         Version of the weights (the bundle's metadata ``version``; "" when none).
+    sources : tuple of pathlib.Path
+        The input files the findings were made from, when the pipeline left some out (e.g.
+        a mammography study's tomosynthesis and FOR PROCESSING images): the result objects
+        reference and show these only. Empty: all of the inputs.
     """
 
     findings: Findings
@@ -177,6 +181,7 @@ class PipelineResult:
     demo_weights: bool = False
     model_name: str = ""
     model_version: str = ""
+    sources: tuple[Path, ...] = ()
 
 
 class Pipeline(ABC):

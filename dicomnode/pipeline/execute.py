@@ -292,7 +292,7 @@ def execute(
     out = Path(out_dir)
     subject = inputs.series[0].series_uid if len(inputs.series) == 1 else inputs.study_uid
     write_findings(result.findings, out, subject)
-    sanitized = sanitize_sources([dcmread(path) for path in inputs.files])
+    sanitized = sanitize_sources([dcmread(path) for path in result.sources or inputs.files])
     sanitized_keywords = sanitized.repaired
     if sanitized.repaired:
         log.warning("source attributes repaired for the results: %s", ", ".join(sanitized.repaired))

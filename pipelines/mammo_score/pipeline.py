@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -32,7 +33,7 @@ from pipelines.common.dicomio import (
     read_headers,
     require_modality,
 )
-from pipelines.mammo_score.views import view_key
+from pipelines.mammo_score.views import ViewSelection, select_views, view_key
 
 if TYPE_CHECKING:  # torch: imported by run(), never by check()
     from pipelines.mammo_score.model import OutputChannels
@@ -59,23 +60,29 @@ class MammoScorePipeline(BundlePipeline):
     default_outputs: ClassVar[tuple[str, ...]] = ("sr", "summary")
     bundle_name: ClassVar[str] = "mammo_classification"
 
-    def _check_headers(self, headers: Sequence[Dataset]) -> None:
+    def _check_headers(self, headers: Sequence[Dataset]) -> ViewSelection:
+        """The images the model reads; InputRefused when a required view is not among them."""
         require_modality(headers, "MG")
-        processing = [
-            ds for ds in headers if "PROCESSING" in str(ds.get("PresentationIntentType", ""))
-        ]
-        if processing:
-            raise InputRefused("FOR PROCESSING images are not supported (FOR PRESENTATION needed)")
-        present = {view_key(ds).name for ds in headers}
+        selection = select_views(headers)
+        present = {view_key(headers[i]).name for i in selection.kept}
         required = [str(v).upper() for v in self.options.get("required_views", REQUIRED_VIEWS)]
         missing = [v for v in required if v not in present]
         if missing:
             found = ", ".join(sorted(present)) or "none"
-            raise InputRefused(f"missing views: {', '.join(missing)} (found {found})")
-        check_decode_budget(headers, self.decode_budget, max_ratio=self.max_compression_ratio)
+            left_out = selection.describe_left_out()
+            raise InputRefused(
+                f"missing views: {', '.join(missing)} (found {found}"
+                + (f"; {left_out}" if left_out else "")
+                + ")"
+            )
+        kept = [headers[i] for i in selection.kept]
+        check_decode_budget(kept, self.decode_budget, max_ratio=self.max_compression_ratio)
+        return selection
 
     def check(self, inputs: PipelineInputs) -> None:
-        """Refuse non-MG input, missing views, FOR PROCESSING images, oversized images."""
+        """Refuse non-MG input, a study without the required For Presentation views, oversized
+        images (FOR PROCESSING, tomosynthesis and other views are left out: see
+        :func:`~pipelines.mammo_score.views.select_views`)."""
         self._check_headers(read_headers(inputs.files))
 
     def run(self, inputs: PipelineInputs, ctx: RunContext) -> PipelineResult:
@@ -84,8 +91,12 @@ class MammoScorePipeline(BundlePipeline):
 
         from pipelines.mammo_score.model import output_channels, view_tensor
 
-        datasets = read_datasets(inputs.files)
-        self._check_headers(datasets)
+        headers = read_headers(inputs.files)
+        selection = self._check_headers(headers)
+        if selection.left_out:
+            ctx.log.info("mammo_score: %s", selection.describe_left_out())
+        files = tuple(inputs.files[i] for i in selection.kept)
+        datasets = read_datasets(files)
         network = self.model(ctx.device)
         bundle = self.bundle(ctx.device)
         batch = torch.stack([view_tensor(ds, decode_pixels(ds), bundle) for ds in datasets])
@@ -106,7 +117,7 @@ class MammoScorePipeline(BundlePipeline):
         findings = Findings(
             kinds=(FindingKind.BREAST_ASSESSMENT,), classifications=tuple(classifications)
         )
-        return self.result(findings)
+        return replace(self.result(findings), sources=files)
 
 
 def _breast(
