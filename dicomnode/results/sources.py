@@ -156,19 +156,24 @@ def main_stack(datasets: Sequence[Dataset]) -> list[Dataset]:
     least :data:`MAIN_STACK_SHARE` of the images. Otherwise the images are returned as they
     are, and :func:`geometry_from_datasets` refuses them as several stacks.
     """
-    orientations = [tuple(np.round(np.asarray(ds.get("ImageOrientationPatient") or [], float), 3))
-                    for ds in datasets]  # fmt: skip
-    if len(set(orientations)) <= 1:
+    orientations = [np.asarray(ds.get("ImageOrientationPatient") or [], float) for ds in datasets]
+    groups: list[list[int]] = []  # images of one orientation (within 1e-3, as below)
+    for n, orientation in enumerate(orientations):
+        for group in groups:
+            first = orientations[group[0]]
+            if first.shape == orientation.shape and np.allclose(first, orientation, atol=1e-3):
+                group.append(n)
+                break
+        else:
+            groups.append([n])
+    if len(groups) == 1:
         return list(datasets)
-    kept = [n for n, ds in enumerate(datasets) if not _is_localizer(ds)] or list(
-        range(len(datasets))
-    )
-    groups: dict[tuple[float, ...], list[int]] = {}
-    for n in kept:
-        groups.setdefault(orientations[n], []).append(n)
-    largest = max(groups.values(), key=len)
-    if len(groups) == 1 or len(largest) >= MAIN_STACK_SHARE * len(datasets):
-        return [datasets[n] for n in largest]
+    groups = [[n for n in g if not _is_localizer(datasets[n])] for g in groups]
+    largest = max(groups, key=len)
+    if len(largest) == sum(len(g) for g in groups) or len(largest) >= MAIN_STACK_SHARE * len(
+        datasets
+    ):
+        return [datasets[n] for n in largest] if largest else list(datasets)
     return list(datasets)
 
 

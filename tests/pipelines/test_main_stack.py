@@ -67,3 +67,12 @@ def test_alternating_orientations_are_refused() -> None:
         ds.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
     with pytest.raises(InputRefused, match="images of several orientations"):
         check_geometry(series)
+
+
+def test_orientations_a_rounding_apart_are_one_stack() -> None:
+    """Scanners write direction cosines with float noise: 0.00049 and 0.00051 are one plane."""
+    clean = _series()
+    for n, ds in enumerate(clean):
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0.00049 if n % 2 else 0.00051]
+    scouts = [_in_plane(ds, n, [0, 1, 0, 0, 0, -1], True) for n, ds in enumerate(clean[:2])]
+    assert len(check_geometry(scouts + clean).sop_instance_uids) == len(clean)
