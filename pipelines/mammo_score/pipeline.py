@@ -51,7 +51,9 @@ class MammoScorePipeline(BundlePipeline):
     bundle, decode_budget_bytes, amp
         See :class:`~pipelines.common.base.BundlePipeline`.
     required_views : list of str
-        Views that must be present (default RCC, LCC, RMLO, LMLO).
+        Views that must be present. Default: the CC and MLO of each breast the study holds
+        (after a mastectomy, or in a unilateral study, the one breast is scored; a study with
+        no view of either breast is refused naming all four).
     """
 
     name: ClassVar[str] = "mammo_score"
@@ -65,7 +67,7 @@ class MammoScorePipeline(BundlePipeline):
         require_modality(headers, "MG")
         selection = select_views(headers)
         present = {view_key(headers[i]).name for i in selection.kept}
-        required = [str(v).upper() for v in self.options.get("required_views", REQUIRED_VIEWS)]
+        required = self._required_views(present)
         missing = [v for v in required if v not in present]
         if missing:
             found = ", ".join(sorted(present)) or "none"
@@ -78,6 +80,14 @@ class MammoScorePipeline(BundlePipeline):
         kept = [headers[i] for i in selection.kept]
         check_decode_budget(kept, self.decode_budget, max_ratio=self.max_compression_ratio)
         return selection
+
+    def _required_views(self, present: set[str]) -> list[str]:
+        """``required_views`` when set, else CC and MLO of each breast present (R first)."""
+        option = self.options.get("required_views")
+        if option is not None:
+            return [str(v).upper() for v in option]
+        sides = {name[0] for name in present}
+        return [v for v in REQUIRED_VIEWS if not sides or v[0] in sides]
 
     def check(self, inputs: PipelineInputs) -> None:
         """Refuse non-MG input, a study without the required For Presentation views, oversized

@@ -103,3 +103,21 @@ def test_only_for_processing_images_are_refused_with_what_was_left_out(
     assert run.refused == (
         "missing views: RCC, LCC, RMLO, LMLO (found none; left out: 4 FOR PROCESSING)"
     )
+
+
+def test_one_breast_is_scored_alone(views: list[Dataset], tmp_path: Path) -> None:
+    """After a mastectomy the study holds LCC and LMLO only: the left breast is scored."""
+    left = [ds for ds in copy.deepcopy(views) if ds.ImageLaterality == "L"]
+    run = _run(left, tmp_path)
+    assert run.refused is None and run.findings is not None
+    assert [c.laterality.value for c in run.findings.classifications] == ["L"]
+
+
+def test_a_breast_with_one_view_is_refused(views: list[Dataset], tmp_path: Path) -> None:
+    three = [
+        ds
+        for ds in copy.deepcopy(views)
+        if not (ds.ImageLaterality == "R" and ds.ViewPosition == "MLO")
+    ]
+    run = _run(three, tmp_path)
+    assert run.refused == "missing views: RMLO (found LCC, LMLO, RCC)"
