@@ -1,4 +1,4 @@
-"""``mammo_score``: 4-view MG study -> per-breast suspicion score and density class."""
+"""``mammo_score``: MG study (CC and MLO per breast) -> per-breast suspicion score and density."""
 
 from __future__ import annotations
 
