@@ -264,7 +264,7 @@ def check_geometry(headers: Sequence[Dataset], *, spacing_tolerance: float = 0.2
         raise InputRefused(f"no usable image geometry: {detail}") from exc
     _slice_spacing(geometry, spacing_tolerance)
     left_out = len(headers) - len(set(geometry.sop_instance_uids))
-    if left_out:
+    if left_out > 0:
         log.info("volume: %d image(s) outside the main stack left out (localizers)", left_out)
     return geometry
 
