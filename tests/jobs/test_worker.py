@@ -173,7 +173,8 @@ def test_a_job_past_its_timeout_is_stopped_and_counts_as_failed(tmp_path):
     cfg = config(
         tmp_path,
         f"sqlite:///{tmp_path / 'state.db'}",
-        workers={"job_timeout": 1, "max_attempts": 1},
+        # 3 s: the fine job (read, run, encode three objects) took over 1 s on a loaded 2-core CI
+        workers={"job_timeout": 3, "max_attempts": 1},
     )
     db = open_database(cfg.database_url)
     store = Store(cfg.store_path, db, min_free=0)
@@ -191,6 +192,6 @@ def test_a_job_past_its_timeout_is_stopped_and_counts_as_failed(tmp_path):
         worker.join(15)
     by_subject = {j.subject: j for j in jobs}
     assert by_subject[slow.series_uid].state is JobState.DEAD
-    assert by_subject[slow.series_uid].error == "timed out after 1 s"
+    assert by_subject[slow.series_uid].error == "timed out after 3 s"
     assert by_subject[fine.series_uid].state is JobState.SUCCEEDED
     db.dispose()
