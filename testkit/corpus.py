@@ -29,6 +29,7 @@ import pydicom
 import pydicom.data
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
@@ -321,16 +322,16 @@ def mutated_cases(
             paths = _write(datasets, out / "mutated" / mutation / pipeline)
             if mutation in COMPRESSIONS:
                 _compress(paths, COMPRESSIONS[mutation])
-            files = []
-            for ds, path in zip(datasets, paths, strict=True):
-                syntax = ds.file_meta.TransferSyntaxUID
-                if mutation in COMPRESSIONS:
-                    meta = pydicom.dcmread(path, stop_before_pixels=True).file_meta
-                    syntax = meta.TransferSyntaxUID
-                name = f"{mutation}/{pipeline}/{path.name}"
-                files.append(
-                    CorpusFile(name, path, str(ds.file_meta.MediaStorageSOPClassUID), str(syntax))
+            files = [
+                CorpusFile(
+                    f"{mutation}/{pipeline}/{path.name}",
+                    path,
+                    str(meta.MediaStorageSOPClassUID),
+                    str(meta.TransferSyntaxUID),
                 )
+                for path in paths
+                for meta in [read_file_meta_info(path)]  # as written (and re-encoded)
+            ]
             yield CorpusSeries(mutation, pipeline, study_uid, files)
 
 
