@@ -117,3 +117,27 @@ def test_small_lesions_are_faded_too() -> None:
     image[0, 11:13, 11:13, 11:13] = 1.0
     contrasts = _faded_contrasts(image, (image > 0.75).float(), 0.5)
     assert FAINTEST - 1e-4 <= min(contrasts) < FAINTEST + 0.1
+
+
+def test_lesion_patches_centre_small_lesions_as_often_as_large_ones() -> None:
+    from models.training.brain import LESION_PATCHES, Case, _patch, lesion_voxels
+
+    label = np.zeros((96, 96, 96), bool)
+    label[4:28, 4:28, 4:28] = True  # a confluent lesion of 13824 voxels
+    label[80:82, 80:82, 80:82] = True  # a 3 mm lesion of 8 voxels
+    lesions = lesion_voxels(label)
+    assert sorted(len(v) for v in lesions) == [8, 13824]
+    case = Case(
+        image=torch.zeros(1, *label.shape),
+        label=torch.from_numpy(label)[None].float(),
+        fat=torch.zeros(0, 3, dtype=torch.long),
+        white=torch.zeros(0, 3, dtype=torch.long),
+        lesions=lesions,
+    )
+    rng = np.random.default_rng(5)
+    patches = [_patch(case, np.array([24, 24, 24]), rng)[1] for _ in range(400)]
+    small = sum(int(p.sum()) == 8 for p in patches) / len(patches)
+    large = sum(int(p.sum()) > 8 for p in patches) / len(patches)
+    # Each lesion takes about half of the lesion patches (the rest are drawn at random).
+    assert small > 0.35 * LESION_PATCHES
+    assert large > 0.35 * LESION_PATCHES
