@@ -57,7 +57,7 @@ class Case:
     label: torch.Tensor
     fat: torch.Tensor
     white: torch.Tensor
-    lesions: tuple[torch.Tensor, ...] = ()
+    lesions: tuple[torch.Tensor, ...]
 
 
 def _to_working(grid: WorkingGrid, mask: np.ndarray) -> torch.Tensor:
@@ -109,12 +109,8 @@ def make_case(seed: int, bundle_path: Path) -> Case:
 def lesion_voxels(label: np.ndarray) -> tuple[torch.Tensor, ...]:
     """The voxel indices (``(n, 3)``) of each connected lesion of a boolean ``[X, Y, Z]`` mask."""
     components, _ = ndimage.label(label, np.ones((3, 3, 3), bool))
-    out = []
-    for n, box in enumerate(ndimage.find_objects(components), start=1):
-        if box is not None:
-            corner = np.asarray([s.start for s in box])
-            out.append(torch.from_numpy(np.argwhere(components[box] == n) + corner))
-    return tuple(out)
+    indices = ndimage.value_indices(components, ignore_value=0)
+    return tuple(torch.from_numpy(np.stack(indices[n], axis=1)) for n in sorted(indices))
 
 
 def _patch(case: Case, size: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
