@@ -88,6 +88,7 @@ def build_detector(
 ) -> RetinaNetDetector:
     """A RetinaNetDetector around the bundle's network (weights loaded unless given)."""
     net = network if network is not None else bundle.load_network(device)
+    _honour_no_max_pool(net, bundle)
     detector = RetinaNetDetector(
         network=net,
         anchor_generator=bundle.build("anchor_generator"),
@@ -102,3 +103,15 @@ def build_detector(
         roi_size=roi, overlap=0.25, sw_batch_size=1, mode="constant", device=device
     )
     return detector.to(device).eval()
+
+
+def _honour_no_max_pool(network: torch.nn.Module, bundle: Bundle) -> None:
+    """Skip the backbone's max-pool when the bundle's ResNet says ``no_max_pool``.
+
+    MONAI's ResNet skips it in its own ``forward`` only; ``BackboneWithFPN`` calls the
+    backbone's children in turn, max-pool included, so the option is lost there.
+    """
+    backbone = bundle.get("backbone", {}) or {}
+    body = getattr(getattr(network, "feature_extractor", None), "body", None)
+    if isinstance(backbone, dict) and backbone.get("no_max_pool") and hasattr(body, "maxpool"):
+        body.maxpool = torch.nn.Identity()  # type: ignore[union-attr]

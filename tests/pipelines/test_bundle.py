@@ -69,6 +69,30 @@ def test_official_lung_detector_builds_and_runs() -> None:
     assert len(out["label_scores"]) == len(out["box"])
 
 
+def _finest_features(bundle_path: Path) -> tuple[int, ...]:
+    bundle = load_bundle(bundle_path)
+    network = bundle.build("network_def")
+    build_detector(bundle, "cpu", network=network)
+    with torch.inference_mode():
+        features = network.feature_extractor(torch.rand(1, 1, 64, 64, 32))
+    return tuple(next(iter(features.values())).shape[2:])
+
+
+@needs_official
+def test_backbone_max_pool_follows_the_bundle(lung_copy: Path) -> None:
+    # the demo backbone and the official one keep their max-pool (ResNet's default): finest
+    # features 4 input voxels apart in-plane
+    assert _finest_features(lung_copy) == (16, 16, 16)
+    assert _finest_features(OFFICIAL / "lung_nodule_ct_detection") == (16, 16, 16)
+    # no_max_pool, which BackboneWithFPN alone would ignore: 2 voxels apart (2.5 mm)
+    config = lung_copy / "configs" / "inference.json"
+    text = config.read_text()
+    stride = '"conv1_t_stride": [2, 2, 1]'
+    assert text.count(stride) == 1
+    config.write_text(text.replace(stride, stride + ', "no_max_pool": true'))
+    assert _finest_features(lung_copy) == (32, 32, 32)
+
+
 @needs_official
 def test_official_breast_density_pretrained_is_overridden(tmp_path: Path) -> None:
     bundle = load_bundle(OFFICIAL / "breast_density_classification")
