@@ -142,12 +142,11 @@ class LungCase:
 def _lung_cases(family: str, count: int) -> Iterator[LungCase]:
     for n in range(count):
         seed = SEEDS[family]["lung"] + n
-        if family in ("synthetic", "randomised"):
-            ct = (
-                chest_ct(seed, shape=(320, 320, 120), n_nodules=3, diameter_range_mm=(3.0, 25.0))
-                if family == "synthetic"
-                else random_chest_ct(seed)
-            )
+        if family == "synthetic":
+            ct = chest_ct(seed, shape=(320, 320, 120), n_nodules=3, diameter_range_mm=(3.0, 25.0))
+            nodules = [(tuple(nod.centre_mm), float(nod.diameter_mm)) for nod in ct.nodules]
+        elif family == "randomised":
+            ct = random_chest_ct(seed)
             nodules = [(tuple(nod.centre_mm), float(nod.diameter_mm)) for nod in ct.nodules]
         else:
             ct = phantoms.chest_ct(seed, matrix=320, slices=120)
