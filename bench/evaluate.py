@@ -5,16 +5,19 @@ Usage (from the repository root)::
     nice -n 10 .venv/bin/python bench/evaluate.py
         [--family synthetic|phantoms|both|randomised] [--lung 20] [--brain 10] [--mammo 50]
         [--phantom-lung 12] [--phantom-brain 6] [--phantom-mammo 40] [--randomised-lung 20]
+        [--randomised-brain 10]
 
 Both families with the default counts took 11 minutes on 2 shared cores (2026-12-05).
 
 Families: ``synthetic`` (:mod:`dicomnode.synthetic`, the generator the demo models were trained
 on; seeds lung 1000+, brain 2000+, mammography 3000+) and ``phantoms`` (:mod:`dicomnode.phantoms`,
-written independently and never used in training; seeds 5000+, 6000+, 7000+). A third, lung
-only, ``randomised`` (:func:`dicomnode.synthetic.randomize.random_chest_ct`, the domain-randomised
-draw the lung detector is trained on, held-out seeds 170000+) measures how well the detector has
+written independently and never used in training; seeds 5000+, 6000+, 7000+). A third,
+``randomised`` (:func:`dicomnode.synthetic.randomize.random_chest_ct` and
+:func:`dicomnode.synthetic.random_mr.random_brain_mr`, the domain-randomised draws the lung and
+brain networks are trained on, held-out seeds 170000+ and 270000+) measures how well each has
 learned its own training distribution. The tests use seeds below 100, training 100000 + n,
-200000 + n and 300000 + n with n < 50000, calibration 150000+ (``models/training/common.py``).
+200000 + n and 300000 + n with n < 50000, calibration 150000+ and 250000+
+(``models/training/common.py``).
 
 Prints, per family, as one JSON object and a table:
 
@@ -40,6 +43,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +55,8 @@ from dicomnode import phantoms  # noqa: E402
 from dicomnode.pipeline import PipelineInputs, RunContext, SeriesInput  # noqa: E402
 from dicomnode.results import VolumeGeometry  # noqa: E402
 from dicomnode.synthetic import brain_mr, chest_ct, mammography, write_study  # noqa: E402
+from dicomnode.synthetic.mr import BrainMR  # noqa: E402
+from dicomnode.synthetic.random_mr import random_brain_mr  # noqa: E402
 from dicomnode.synthetic.randomize import random_chest_ct  # noqa: E402
 from pipelines.brain_lesion import BrainLesionPipeline  # noqa: E402
 from pipelines.lung_nodule import LungNodulePipeline  # noqa: E402
@@ -59,7 +65,7 @@ from pipelines.mammo_score import MammoScorePipeline  # noqa: E402
 SEEDS = {
     "synthetic": {"lung": 1000, "brain": 2000, "mammo": 3000},
     "phantoms": {"lung": 5000, "brain": 6000, "mammo": 7000},
-    "randomised": {"lung": 170000},
+    "randomised": {"lung": 170000, "brain": 270000},
 }
 FROC_RATES = (0.25, 0.5, 1.0, 2.0, 4.0)
 TARGETS = {  # (at least / at most, value), on the phantoms family
@@ -234,11 +240,24 @@ def _brain_cases(family: str, count: int) -> Iterator[BrainCaseTruth]:
         if family == "synthetic":
             mr = brain_mr(seed, shape=(160, 160, 80), n_lesions=3)
             yield BrainCaseTruth(seed, mr.datasets, lambda _g, m=mr.lesion_mask: m)
+        elif family == "randomised":
+            mr = random_brain_mr(seed)
+            yield BrainCaseTruth(seed, mr.datasets, partial(_randomised_brain_truth, mr))
         else:
             case = phantoms.brain_flair(seed)
             yield BrainCaseTruth(
                 seed, case.datasets, lambda g, c=case: phantoms.truth_mask_for(c, g)
             )
+
+
+def _randomised_brain_truth(mr: BrainMR, geometry: VolumeGeometry) -> np.ndarray:
+    """The generator's lesion mask in the slice order of ``geometry`` (a randomised study may
+    store its slices in reverse)."""
+    slot = {str(ds.SOPInstanceUID): k for part in mr.series.values() for k, ds in enumerate(part)}
+    mask = mr.lesion_mask[[slot[uid] for uid in geometry.sop_instance_uids]]
+    if mask.shape != tuple(geometry.shape):
+        raise ValueError(f"truth {mask.shape} does not fit the mask's grid {geometry.shape}")
+    return mask
 
 
 def lesion_detection(mask: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
@@ -377,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
         "--randomised-lung", type=int, default=20, help="randomised chest CTs (held-out seeds)"
     )
     parser.add_argument(
+        "--randomised-brain", type=int, default=10, help="randomised FLAIR studies (held-out seeds)"
+    )
+    parser.add_argument(
         "--phantom-brain-seed",
         type=int,
         default=SEEDS["phantoms"]["brain"],
@@ -389,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = {
         "synthetic": (args.lung, args.brain, args.mammo),
         "phantoms": (args.phantom_lung, args.phantom_brain, args.phantom_mammo),
-        "randomised": (args.randomised_lung, 0, 0),
+        "randomised": (args.randomised_lung, args.randomised_brain, 0),
     }
     figures: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="dicomnode-eval-") as tmp:
