@@ -253,8 +253,7 @@ def _brain_cases(family: str, count: int) -> Iterator[BrainCaseTruth]:
 def _randomised_brain_truth(mr: BrainMR, geometry: VolumeGeometry) -> np.ndarray:
     """The generator's lesion mask in the slice order of ``geometry`` (a randomised study may
     store its slices in reverse)."""
-    slot = {str(ds.SOPInstanceUID): k for part in mr.series.values() for k, ds in enumerate(part)}
-    mask = mr.lesion_mask[[slot[uid] for uid in geometry.sop_instance_uids]]
+    mask = mr.lesion_mask[mr.slice_order(geometry.sop_instance_uids)]
     if mask.shape != tuple(geometry.shape):
         raise ValueError(f"truth {mask.shape} does not fit the mask's grid {geometry.shape}")
     return mask

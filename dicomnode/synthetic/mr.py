@@ -144,6 +144,24 @@ class BrainMR:
         """Boolean ``[k, j, i]`` mask of all lesions."""
         return self.labels > 0
 
+    def slice_order(self, sop_instance_uids: Sequence[str]) -> list[int]:
+        """The ground truth's slice indices (``k`` of :attr:`labels`, :attr:`tissue`) of the
+        instances ``sop_instance_uids``, in their order.
+
+        A reader sorts slices along the normal; a study stored in reverse (``reverse_order``)
+        then has its slices the other way round from the truth arrays. Indexing a truth array
+        with this list puts it in the reader's order.
+
+        Raises
+        ------
+        KeyError
+            When a UID is not an instance of this study.
+        """
+        slot = {
+            str(ds.SOPInstanceUID): k for part in self.series.values() for k, ds in enumerate(part)
+        }
+        return [slot[uid] for uid in sop_instance_uids]
+
 
 def brain_mr(
     seed: int = 0,

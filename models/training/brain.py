@@ -91,8 +91,7 @@ def make_case(seed: int, bundle_path: Path) -> Case:
     # The generator's masks follow its datasets' order; the volume sorts slices along the
     # normal. Without this, every series stored in reverse order (30 % of the randomised
     # studies) was trained on labels flipped head to foot, and the network learnt nothing.
-    slot = {str(ds.SOPInstanceUID): k for k, ds in enumerate(series)}
-    order = [slot[uid] for uid in volume.geometry.sop_instance_uids]
+    order = mr.slice_order(volume.geometry.sop_instance_uids)
     label = _to_working(grid, mr.lesion_mask[order])
     fat = torch.nonzero(_to_working(grid, (mr.tissue == BrainTissue.FAT)[order]))
     white = _to_working(grid, (mr.tissue == BrainTissue.WHITE_MATTER)[order])

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dicomnode.synthetic import BrainMR, BrainTissue, MRSequence, brain_mr, write_study
+from pipelines.common.dicomio import volume_from_datasets
 
 from .conftest import patient_position
 
@@ -91,3 +92,21 @@ def test_reverse_order_only_flips() -> None:
     flair = MRSequence.FLAIR
     assert np.array_equal(forward.volumes[flair], backward.volumes[flair][::-1])
     assert [x.centre_mm for x in forward.lesions] == [x.centre_mm for x in backward.lesions]
+
+
+def test_slice_order_puts_the_truth_in_the_readers_order() -> None:
+    forward = brain_mr(4, shape=(48, 48, 16))
+    backward = brain_mr(4, shape=(48, 48, 16), reverse_order=True)
+    read = {
+        name: volume_from_datasets(study.series[MRSequence.FLAIR])
+        for name, study in (("forward", forward), ("backward", backward))
+    }
+    assert np.array_equal(read["forward"].array, read["backward"].array)
+    orders = {
+        name: study.slice_order(read[name].geometry.sop_instance_uids)
+        for name, study in (("forward", forward), ("backward", backward))
+    }
+    assert orders["backward"] == orders["forward"][::-1]
+    assert np.array_equal(forward.labels[orders["forward"]], backward.labels[orders["backward"]])
+    with pytest.raises(KeyError):
+        brain_mr(5, shape=(48, 48, 16)).slice_order(read["forward"].geometry.sop_instance_uids)
