@@ -66,10 +66,14 @@ class LungNodulePipeline(BundlePipeline):
         Fewest slices accepted (default 16).
     patch_size : list of 3 int
         Sliding-window patch (working voxels); default the bundle's ``infer_patch_size``.
+    mirror : bool
+        Detect in the CT and in its three single-axis mirror images and fuse the four views'
+        boxes (default true: :func:`~pipelines.lung_nodule.model.mirrored_detections`); false:
+        one pass, about 4x faster. The bundle's calibration is fitted with the default.
     """
 
     name: ClassVar[str] = "lung_nodule"
-    version: ClassVar[str] = "0.1.0"
+    version: ClassVar[str] = "0.2.0"
     level: ClassVar[PipelineLevel] = PipelineLevel.SERIES
     bundle_name: ClassVar[str] = "lung_nodule_ct_detection"
     uses_priors: ClassVar[bool] = True
@@ -141,7 +145,7 @@ class LungNodulePipeline(BundlePipeline):
         self, scan: Scan, ctx: RunContext, options: Mapping[str, Any]
     ) -> list[MeasuredNodule]:
         """The nodules of one scan, best first, each with its segmented volume."""
-        from pipelines.lung_nodule.model import prepare
+        from pipelines.lung_nodule.model import mirrored_detections, prepare
         from pipelines.lung_nodule.volumetry import nodule_volume_mm3
 
         detector = self.model(ctx.device)
@@ -156,9 +160,14 @@ class LungNodulePipeline(BundlePipeline):
             scan.lungs.volume_ml,
         )
         with inference_mode(ctx.device, self.amp):
-            output = detector([image], use_inferer=use_inferer)[0]
-        boxes = output["box"].float().cpu().numpy().reshape(-1, 6)
-        scores = self.calibrated(output["label_scores"].float().cpu().numpy().reshape(-1))
+            boxes, raw = mirrored_detections(
+                detector,
+                image,
+                grid.spacing,
+                use_inferer=use_inferer,
+                mirror=bool(self.option("mirror", True, options)),
+            )
+        scores = self.calibrated(raw)
         keep = _kept(
             boxes,
             scores,
