@@ -263,9 +263,6 @@ def check_geometry(headers: Sequence[Dataset], *, spacing_tolerance: float = 0.2
         detail = exc.message.removeprefix("sources lack usable geometry: ")
         raise InputRefused(f"no usable image geometry: {detail}") from exc
     _slice_spacing(geometry, spacing_tolerance)
-    left_out = len(headers) - len(set(geometry.sop_instance_uids))
-    if left_out > 0:
-        log.info("volume: %d image(s) outside the main stack left out (localizers)", left_out)
     return geometry
 
 
@@ -301,6 +298,9 @@ def volume_from_datasets(datasets: Sequence[Dataset], *, spacing_tolerance: floa
     """
     geometry = check_geometry(datasets, spacing_tolerance=spacing_tolerance)
     spacing = _slice_spacing(geometry, spacing_tolerance)
+    left_out = len(datasets) - len(set(geometry.sop_instance_uids))
+    if geometry.frame_numbers is None and left_out > 0:  # logged here: headers are checked twice
+        log.info("volume: %d image(s) outside the main stack left out (localizers)", left_out)
     array = np.empty(geometry.shape, np.float32)
     if geometry.frame_numbers is not None:
         frames = decode_pixels(datasets[0])

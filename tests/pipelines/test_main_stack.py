@@ -7,6 +7,7 @@ images outside the main stack are left out, a series of several comparable stack
 from __future__ import annotations
 
 import copy
+import logging
 
 import numpy as np
 import pytest
@@ -32,13 +33,20 @@ def _in_plane(source: Dataset, n: int, orientation: list[int], localizer: bool) 
 
 
 @pytest.mark.parametrize("localizer", [True, False], ids=["marked", "unmarked"])
-def test_two_sagittal_images_are_left_out(localizer: bool) -> None:
-    """Marked LOCALIZER or not (2 of 22 images): the volume is the one of the axial stack."""
+def test_two_sagittal_images_are_left_out(
+    localizer: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Marked LOCALIZER or not (2 of 22 images): the volume is the one of the axial stack,
+    and the decode says once that 2 images were left out."""
     clean = _series()
     expected = volume_from_datasets(clean)
     extra = [_in_plane(ds, n, [0, 1, 0, 0, 0, -1], localizer) for n, ds in enumerate(clean[:2])]
     mixed = extra + clean[5:] + clean[:5]
-    volume = volume_from_datasets(mixed)
+    with caplog.at_level(logging.INFO, logger="pipelines.common.dicomio"):
+        check_geometry(mixed)  # a pipeline's header check, before the decode
+        volume = volume_from_datasets(mixed)
+    said = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert said == ["volume: 2 image(s) outside the main stack left out (localizers)"]
     assert volume.geometry.sop_instance_uids == expected.geometry.sop_instance_uids
     np.testing.assert_array_equal(volume.array, expected.array)
     assert len(main_stack(mixed)) == len(clean)
