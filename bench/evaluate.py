@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -192,6 +193,11 @@ def evaluate_lung(family: str, count: int, work: Path, ctx: RunContext) -> dict:
         )
         for rate in FROC_RATES
     }
+    # every nodule the pipeline puts any box on (threshold 0): what no rescoring of these boxes
+    # can exceed at any false-positive rate
+    froc["lung_sensitivity_all_detections"] = round(
+        sensitivity_at_fp_rate(detections, total, count, math.inf), 3
+    )
     return {
         **froc,
         "lung_score_ece": round(
