@@ -299,7 +299,7 @@ def volume_from_datasets(datasets: Sequence[Dataset], *, spacing_tolerance: floa
     geometry = check_geometry(datasets, spacing_tolerance=spacing_tolerance)
     spacing = _slice_spacing(geometry, spacing_tolerance)
     left_out = len(datasets) - len(set(geometry.sop_instance_uids))
-    if geometry.frame_numbers is None and left_out > 0:  # logged here: headers are checked twice
+    if left_out > 0:  # said here, not in check_geometry: a pipeline checks headers, then decodes
         log.info("volume: %d image(s) outside the main stack left out (localizers)", left_out)
     array = np.empty(geometry.shape, np.float32)
     if geometry.frame_numbers is not None:
