@@ -174,6 +174,7 @@ def evaluate_lung(family: str, count: int, work: Path, ctx: RunContext) -> dict:
     pipeline = LungNodulePipeline({"threshold": 0.0, "max_findings": 100})
     detections: list[Detection] = []
     total, seconds, scans = 0, [], []
+    best_hit: dict[tuple[int, int], tuple[float, float]] = {}  # (scan, nodule): (score, mm off)
     for n, case in enumerate(_lung_cases(family, count)):
         files = _write(case.datasets, work / f"ct{case.seed}")
         started = time.monotonic()
@@ -185,7 +186,11 @@ def evaluate_lung(family: str, count: int, work: Path, ctx: RunContext) -> dict:
             match, small = _match(region.center, case.nodules)
             if not small:
                 index = large.index(match) if match is not None else None
-                detections.append(Detection(n, float(region.score or 0.0), index))
+                score = float(region.score or 0.0)
+                detections.append(Detection(n, score, index))
+                if match is not None and score > best_hit.get((n, match), (-1.0, 0.0))[0]:
+                    off = float(np.linalg.norm(np.subtract(region.center, case.nodules[match][0])))
+                    best_hit[(n, match)] = (score, off)
         scans.append(_lung_scan_line(case, large, [d for d in detections if d.scan == n]))
     froc = {
         f"lung_sensitivity_at_{rate:g}fp": round(
@@ -205,6 +210,10 @@ def evaluate_lung(family: str, count: int, work: Path, ctx: RunContext) -> dict:
                 [d.score for d in detections], [d.nodule is not None for d in detections]
             ),
             3,
+        ),
+        # how far the best box of each nodule hit lies from the nodule's centre (localisation)
+        "lung_centre_error_mm_median": round(
+            float(np.median([off for _, off in best_hit.values()])) if best_hit else math.nan, 2
         ),
         "lung_scans": count,
         "lung_nodules_ge_5mm": total,

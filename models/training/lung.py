@@ -164,7 +164,7 @@ def _patch(
     boxes[:, 3:] -= start
     centres = (boxes[:, :3] + boxes[:, 3:]) / 2
     inside = np.all((centres >= 0) & (centres < size), axis=1)
-    boxes = np.clip(boxes[inside], 0, np.concatenate([size, size]))
+    boxes = np.clip(boxes[inside], -0.5, np.concatenate([size, size]) - 0.5)  # voxel centres
     image, boxes = _augment(image, boxes, size, rng)
     target = {
         "box": torch.from_numpy(boxes.astype(np.float32)).reshape(-1, 6),
@@ -184,7 +184,8 @@ def _augment(
         if rng.random() < 0.5:
             image = torch.flip(image, dims=(axis + 1,))
             low, high = boxes[:, axis].copy(), boxes[:, axis + 3].copy()
-            boxes[:, axis], boxes[:, axis + 3] = size[axis] - high, size[axis] - low
+            # voxel-centre coordinates (the boxes come from grid.from_patient): x -> size - 1 - x
+            boxes[:, axis], boxes[:, axis + 3] = size[axis] - 1 - high, size[axis] - 1 - low
     if size[0] == size[1] and rng.random() < 0.5:
         image = image.transpose(1, 2)
         boxes = boxes[:, [1, 0, 2, 4, 3, 5]]

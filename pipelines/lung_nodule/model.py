@@ -150,8 +150,8 @@ def mirrored_detections(
     A nodule looks like a nodule from every side; many of the small detector's false positives
     (vessel crossings, airway walls) score high in one view and low in the others. The trainer
     mirrors its patches along each axis, so each view is one the network knows. Boxes are
-    flipped back with MONAI's :func:`~monai.apps.detection.transforms.box_ops.flip_boxes`,
-    the convention the trainer flips them with.
+    flipped back with MONAI's :func:`~monai.apps.detection.transforms.box_ops.flip_boxes` in
+    voxel-centre coordinates (``x -> size - 1 - x``), as the trainer flips its patches' boxes.
     """
     views = VIEWS if mirror else VIEWS[:1]
     size = tuple(int(s) for s in image.shape[1:])
@@ -161,7 +161,7 @@ def mirrored_detections(
         output = detector([view], use_inferer=use_inferer)[0]
         boxes = output["box"].float().cpu().numpy().reshape(-1, 6)
         if axes:
-            boxes = flip_boxes(boxes, size, axes)
+            boxes = flip_boxes(boxes, [s - 1 for s in size], axes)  # voxel centres
         runs.append((boxes, output["label_scores"].float().cpu().numpy().reshape(-1)))
     if len(runs) == 1:
         return runs[0]

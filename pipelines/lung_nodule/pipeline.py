@@ -73,7 +73,7 @@ class LungNodulePipeline(BundlePipeline):
     """
 
     name: ClassVar[str] = "lung_nodule"
-    version: ClassVar[str] = "0.2.0"
+    version: ClassVar[str] = "0.2.1"
     level: ClassVar[PipelineLevel] = PipelineLevel.SERIES
     bundle_name: ClassVar[str] = "lung_nodule_ct_detection"
     uses_priors: ClassVar[bool] = True

@@ -13,18 +13,20 @@ def test_mirrored_and_transposed_patches_keep_their_boxes_on_the_nodule() -> Non
     size = np.asarray([64, 64, 32])
     image = torch.zeros(1, *size.tolist())
     image[0, 10:20, 28:34, 5:9] = 1.0  # an elongated "nodule": every flip and the swap show
-    boxes = np.asarray([[10, 28, 5, 20, 34, 9]], float)
+    # voxel-centre coordinates, as the trainer's boxes (grid.from_patient): voxels 10..19 span
+    # 9.5..19.5
+    boxes = np.asarray([[9.5, 27.5, 4.5, 19.5, 33.5, 8.5]], float)
     rng = np.random.default_rng(3)
     seen = set()
     for _ in range(64):
         out, moved = _augment(image, boxes, size, rng)
         assert out.shape == image.shape
         occupied = torch.nonzero(out[0])
-        low, high = occupied.min(0).values.numpy(), occupied.max(0).values.numpy() + 1
-        assert np.array_equal(np.concatenate([low, high]), moved[0])
-        seen.add(tuple(moved[0].astype(int)))
+        low, high = occupied.min(0).values.numpy(), occupied.max(0).values.numpy()
+        assert np.array_equal(np.concatenate([low - 0.5, high + 0.5]), moved[0])
+        seen.add(tuple(moved[0]))
     assert len(seen) == 16  # 8 mirror images x 2 in-plane orders
-    assert np.array_equal(boxes, [[10, 28, 5, 20, 34, 9]])  # the caller's boxes untouched
+    assert np.array_equal(boxes, [[9.5, 27.5, 4.5, 19.5, 33.5, 8.5]])  # the caller's untouched
 
 
 def _nodule(kind: NoduleKind, diameter: float, attachment: NoduleAttachment) -> Nodule:

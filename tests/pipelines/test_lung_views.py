@@ -60,7 +60,7 @@ class _Bright:
     def __call__(self, images: list[torch.Tensor], use_inferer: bool) -> list[dict]:
         image = images[0][0]
         index = np.unravel_index(int(torch.argmax(image)), tuple(image.shape))
-        low = np.asarray(index, float) - 1.5
+        low = np.asarray(index, float) - 2.0
         return [{"box": torch.tensor([[*low, *(low + 4.0)]]), "label_scores": torch.tensor([0.7])}]
 
 
@@ -71,9 +71,9 @@ def test_every_view_is_flipped_back_onto_the_finding() -> None:
     assert len(VIEWS) == 4
     assert boxes.shape == (1, 6)
     assert scores[0] == pytest.approx(0.7)
-    # The box spans voxel edges (voxel c covers [c, c + 1], as flip_boxes assumes): every view,
-    # flipped back, agrees with the first on the centre c + 0.5.
+    # Boxes in voxel-centre coordinates (voxel c at c, as the trainer's): every view, flipped
+    # back, agrees with the first on the centre c.
     centre = (boxes[0, :3] + boxes[0, 3:]) / 2
-    assert np.allclose(centre, [7.5, 21.5, 4.5], atol=1e-5)
+    assert np.allclose(centre, [7, 21, 4], atol=1e-5)
     single, _ = mirrored_detections(_Bright(), image, SPACING, use_inferer=False, mirror=False)  # type: ignore[arg-type]
-    assert np.allclose((single[0, :3] + single[0, 3:]) / 2, [7.5, 21.5, 4.5])
+    assert np.allclose((single[0, :3] + single[0, 3:]) / 2, [7, 21, 4])
