@@ -1,4 +1,5 @@
-"""Train the demo weights of the shipped bundles on synthetic phantoms, on the CPU.
+"""Train the demo weights of the shipped bundles on synthetic phantoms (on the CPU; the lung and
+brain networks on the first CUDA GPU when there is one).
 
 Usage (from the repository root; about 40 minutes on 2 idle cores, then ``models.calibrate``)::
 
@@ -38,7 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--steps", type=int, help="optimiser steps per model instead of the wall-clock budget"
     )
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="torch threads, and the processes that make the lung's and brain's training studies",
+    )
     parser.add_argument("--init", type=Path, help="lung or brain: fine-tune from these weights")
     args = parser.parse_args(argv)
     if args.init is not None and args.model not in ("lung", "brain"):
@@ -52,11 +58,15 @@ def main(argv: list[str] | None = None) -> int:
         if name == "lung":
             from models.training.lung import train as train_lung
 
-            result = train_lung(BUNDLES[name], minutes, steps=args.steps, init=args.init)
+            result = train_lung(
+                BUNDLES[name], minutes, steps=args.steps, init=args.init, processes=args.threads
+            )
         elif name == "brain":
             from models.training.brain import train as train_brain
 
-            result = train_brain(BUNDLES[name], minutes, steps=args.steps, init=args.init)
+            result = train_brain(
+                BUNDLES[name], minutes, steps=args.steps, init=args.init, processes=args.threads
+            )
         else:
             from models.training.mammo import train as train_mammo
 

@@ -22,7 +22,9 @@ from models.training.common import (
     Budget,
     LossLog,
     finish,
+    make_pool,
     start_from,
+    training_device,
 )
 from pipelines.brain_lesion.model import prepare
 from pipelines.common.dicomio import volume_from_datasets
@@ -232,19 +234,22 @@ def train(
     cases: int = 48,
     batch: int = 4,
     init: Path | None = None,
+    processes: int = 1,
 ) -> dict:
     """Train for ``minutes`` of wall time (or ``steps``); returns what to record in the metadata.
 
     ``init``: weights to start from (a fine-tune) instead of a random initialisation.
+    ``processes``: worker processes that make the studies. Trains on the GPU when there is one.
     """
     started = time.monotonic()
     bundle = load_bundle(bundle_path)
     base = TRAIN_SEED_BASE["brain"]
-    pool = [make_case(base + i, bundle_path) for i in range(cases)]
+    pool = make_pool(make_case, [base + i for i in range(cases)], bundle_path, processes)
     log.info("brain: %d cases prepared in %.0f s", cases, time.monotonic() - started)
     network = bundle.build("network_def")
     started_from = start_from(network, init, "brain")
-    network.train()
+    device = training_device()
+    network.to(device).train()
     loss_fn = DiceFocalLoss(sigmoid=True, batch=True, smooth_nr=1e-4, smooth_dr=1e-4)
     optimizer = torch.optim.AdamW(network.parameters(), lr=2e-3, weight_decay=1e-5)
     budget = Budget(minutes * 60, lr=1.5e-3 if init is None else FINE_TUNE_LR, steps=steps)
@@ -266,7 +271,7 @@ def train(
         label = torch.stack([lab for _, lab in items])
         if rng.random() < 0.5:
             image = image * float(rng.uniform(0.9, 1.1)) + float(rng.normal(0, 0.05))
-        loss = loss_fn(network(image), label)
+        loss = loss_fn(network(image.to(device)), label.to(device))
         budget.step(optimizer)
         optimizer.zero_grad()
         loss.backward()

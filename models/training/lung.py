@@ -26,7 +26,9 @@ from models.training.common import (
     Budget,
     LossLog,
     finish,
+    make_pool,
     start_from,
+    training_device,
 )
 from pipelines.common.dicomio import volume_from_datasets
 from pipelines.lung_nodule.model import build_detector, prepare
@@ -199,21 +201,24 @@ def train(
     cases: int = 112,
     batch: int = 4,
     init: Path | None = None,
+    processes: int = 1,
 ) -> dict:
     """Train for ``minutes`` of wall time (or ``steps``); returns what to record in the metadata.
 
     ``init``: weights to start from (a fine-tune, at a quarter of the learning rate) instead of
-    a random initialisation.
+    a random initialisation. ``processes``: worker processes that make the CTs. Trains on the
+    GPU when there is one.
     """
     started = time.monotonic()
     bundle = load_bundle(bundle_path)
     base = TRAIN_SEED_BASE["lung"]
-    pool = [make_case(base + i, bundle_path) for i in range(cases)]
+    pool = make_pool(make_case, [base + i for i in range(cases)], bundle_path, processes)
     prepared = time.monotonic() - started
     log.info("lung: %d randomised cases prepared in %.0f s", cases, prepared)
     network = bundle.build("network_def")
     started_from = start_from(network, init, "lung")
-    detector = build_detector(bundle, "cpu", network=network)
+    device = training_device()
+    detector = build_detector(bundle, device.type, network=network.to(device))
     detector.set_atss_matcher(num_candidates=4, center_in_gt=False)
     detector.set_hard_negative_sampler(
         batch_size_per_image=128, positive_fraction=0.3, pool_size=20, min_neg=16
@@ -236,8 +241,9 @@ def train(
                 items.append(_patch(pool[c], size, rng, kind, nodule=n))
             else:
                 items.append(_patch(pool[int(rng.integers(len(pool)))], size, rng, kind))
-        images = torch.stack([image for image, _ in items])
-        losses = detector(images, [target for _, target in items])
+        images = torch.stack([image for image, _ in items]).to(device)
+        targets = [{k: v.to(device) for k, v in target.items()} for _, target in items]
+        losses = detector(images, targets)
         loss = losses["classification"] + losses["box_regression"]
         budget.step(optimizer)
         optimizer.zero_grad()

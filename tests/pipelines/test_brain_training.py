@@ -141,3 +141,18 @@ def test_lesion_patches_centre_small_lesions_as_often_as_large_ones() -> None:
     # Each lesion takes about half of the lesion patches (the rest are drawn at random).
     assert small > 0.35 * LESION_PATCHES
     assert large > 0.35 * LESION_PATCHES
+
+
+def test_studies_made_in_worker_processes_equal_those_made_here() -> None:
+    from models.train import BUNDLES
+    from models.training.brain import make_case
+    from models.training.common import make_pool
+
+    pooled = make_pool(make_case, [11, 12], BUNDLES["brain"], processes=2)
+    here = make_case(12, BUNDLES["brain"])
+    assert len(pooled) == 2
+    for name in ("image", "label", "fat", "white"):
+        assert torch.equal(getattr(pooled[1], name), getattr(here, name)), name
+    assert len(pooled[1].lesions) == len(here.lesions) > 0
+    assert all(torch.equal(a, b) for a, b in zip(pooled[1].lesions, here.lesions, strict=True))
+    assert not torch.equal(pooled[0].image, here.image)  # each seed its own study
