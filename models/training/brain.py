@@ -286,5 +286,6 @@ def train(
         seeds=f"{base}..{base + cases - 1}",
         batch=batch,
         init=started_from,
+        device=device.type,
         patch=size.tolist(),
     )

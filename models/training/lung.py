@@ -263,4 +263,5 @@ def train(
         batch=batch,
         patch=size.tolist(),
         init=started_from,
+        device=device.type,
     )
