@@ -17,7 +17,7 @@ from pynetdicom import AE
 from dicomnode.config.schema import DicomDestination, StowDestination
 from dicomnode.errors import ConfigError
 from dicomnode.export.status import Verdict, classify_dimse, classify_http
-from dicomnode.net.peer import echo, no_delay, tls_args
+from dicomnode.net.peer import echo, keep_responses, no_delay, tls_args
 
 __all__ = ["Attempt", "DicomSender", "Sender", "StowSender", "echo", "no_delay", "sender_for"]
 
@@ -80,6 +80,7 @@ class DicomSender:
             why = "rejected" if assoc.is_rejected else "not established"
             return _fill(items, Attempt(Verdict.RETRY, None, f"association {why}"))
         no_delay(assoc)
+        keep_responses(assoc)
         attempts: list[Attempt] = []
         try:
             for ds in items:

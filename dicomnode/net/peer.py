@@ -3,8 +3,8 @@
 A :class:`Peer` is any configured DICOM AE the node calls: a
 :class:`~dicomnode.config.schema.DicomDestination` or a
 :class:`~dicomnode.config.schema.SourceConfig`. This module holds what every SCU of the node
-does the same way: TLS from the peer's ``tls`` section, Nagle off on the socket, and the
-C-ECHO that ``dicomnode check`` and the export prober use.
+does the same way: TLS from the peer's ``tls`` section, Nagle off on the socket, responses kept
+from pynetdicom's reactor, and the C-ECHO that ``dicomnode check`` and the export prober use.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pynetdicom import AE
 from dicomnode.config.schema import ClientTlsConfig
 from dicomnode.errors import ConfigError
 
-__all__ = ["Peer", "echo", "no_delay", "tls_args"]
+__all__ = ["Peer", "echo", "keep_responses", "no_delay", "tls_args"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,36 @@ def no_delay(assoc: Any) -> None:
             log.debug("cannot set TCP_NODELAY")
 
 
+def keep_responses(assoc: Any) -> None:
+    """Give a response that the association's reactor took back to the request awaiting it.
+
+    pynetdicom 3.0.4 races its own reactor on a requested association (its issue #875): a
+    ``send_*`` method clears the reactor's checkpoint and goes on as soon as the reactor *says*
+    it is paused, but a reactor that passed the checkpoint just before still takes the next
+    DIMSE message off the queue, and drops a response as "Received unexpected C-STORE service
+    message". The request then waits out its DIMSE timeout although the peer answered at once,
+    and the association is aborted; the exporter sends the object again (seen in CI: one result
+    stored twice by the PACS). Here a response the reactor takes while a request is in
+    progress (the checkpoint cleared) goes back to the front of the queue, where the waiting
+    ``send_*`` reads it; anything else is served as pynetdicom does.
+    """
+    serve = assoc._serve_request
+    dimse_queue = assoc.dimse.msg_queue
+    checkpoint = assoc._reactor_checkpoint
+
+    def serve_or_return(msg: Any, context_id: int) -> None:
+        if msg is not None and not msg.is_valid_request and not checkpoint.is_set():
+            with dimse_queue.mutex:  # front: a C-FIND's pending responses keep their order
+                dimse_queue.queue.appendleft((context_id, msg))
+                dimse_queue.unfinished_tasks += 1
+                dimse_queue.not_empty.notify()
+            log.debug("response returned from the reactor to its request")
+            return
+        serve(msg, context_id)
+
+    assoc._serve_request = serve_or_return
+
+
 def echo(peer: Peer, *, calling_ae: str, timeout: float = 5) -> str | None:
     """C-ECHO ``peer``; None when it answers Success, else why not in words."""
     from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
@@ -96,6 +126,7 @@ def echo(peer: Peer, *, calling_ae: str, timeout: float = 5) -> str | None:
     assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title, tls_args=tls)
     if not assoc.is_established:
         return "association rejected" if assoc.is_rejected else "no association (peer down?)"
+    keep_responses(assoc)
     try:
         status = assoc.send_c_echo()
     finally:

@@ -19,7 +19,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from dicomnode.errors import ConfigError, QueryFailed
-from dicomnode.net.peer import Peer, no_delay, tls_args
+from dicomnode.net.peer import Peer, keep_responses, no_delay, tls_args
 
 __all__ = [
     "FIND_TRANSFER_SYNTAXES",
@@ -212,6 +212,7 @@ def _find(peer: Peer, query: Dataset, calling_ae: str, timeout: float) -> list[D
         why = "association rejected" if assoc.is_rejected else "no association (source down?)"
         raise QueryFailed(label, why)
     no_delay(assoc)
+    keep_responses(assoc)
     found: list[Dataset] = []
     try:
         responses = assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind)

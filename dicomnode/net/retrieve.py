@@ -44,7 +44,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from dicomnode.dimse import Status
 from dicomnode.errors import ConfigError, QueryFailed, StoreRejected
-from dicomnode.net.peer import Peer, no_delay, tls_args
+from dicomnode.net.peer import Peer, keep_responses, no_delay, tls_args
 from dicomnode.net.query import FIND_TRANSFER_SYNTAXES, peer_label
 from dicomnode.store.ingest import Store
 from dicomnode.store.models import SeriesOrigin
@@ -181,6 +181,7 @@ class Retrieval:
             why = "association rejected" if assoc.is_rejected else "no association (source down?)"
             raise QueryFailed(label, why)
         no_delay(assoc)
+        keep_responses(assoc)
         with self._lock:
             self._assoc = assoc
         if self.cancelled.is_set():
