@@ -9,6 +9,7 @@ import time
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE
+from pynetdicom.association import Association
 
 from dicomnode.net.peer import keep_responses, no_delay
 from tests.export.peers import StatusSCP
@@ -24,16 +25,22 @@ def _ct() -> Dataset:
     return ds
 
 
+def _associate(scp: StatusSCP) -> Association:
+    """An association to ``scp`` as the node's senders make one (3 s timeouts)."""
+    ae = AE(ae_title="NODE")
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 3
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", scp.port, ae_title="PACS")
+    assert assoc.is_established
+    no_delay(assoc)
+    keep_responses(assoc)
+    return assoc
+
+
 def test_a_response_the_reactor_takes_still_reaches_the_c_store() -> None:
     scp = StatusSCP(0x0000).start()
     try:
-        ae = AE(ae_title="NODE")
-        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 3
-        ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
-        assoc = ae.associate("127.0.0.1", scp.port, ae_title="PACS")
-        assert assoc.is_established
-        no_delay(assoc)
-        keep_responses(assoc)
+        assoc = _associate(scp)
         send_msg = assoc.dimse.send_msg
         taken = []
 
@@ -63,12 +70,7 @@ def test_a_response_the_reactor_takes_still_reaches_the_c_store() -> None:
 def test_a_response_nobody_awaits_is_still_dropped() -> None:
     scp = StatusSCP(0x0000).start()
     try:
-        ae = AE(ae_title="NODE")
-        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 3
-        ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
-        assoc = ae.associate("127.0.0.1", scp.port, ae_title="PACS")
-        assert assoc.is_established
-        keep_responses(assoc)
+        assoc = _associate(scp)
         statuses = []
         send_msg = assoc.dimse.send_msg
 
