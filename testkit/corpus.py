@@ -33,7 +33,7 @@ from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
-from dicomnode.net.peer import no_delay
+from dicomnode.net.peer import keep_responses, no_delay
 from dicomnode.synthetic import brain_mr, chest_ct, mammography
 from testkit.scu import lenient_pydicom
 
@@ -364,6 +364,7 @@ def send_file(port: int, item: CorpusFile, *, ae_title: str = "CORPUSSCU") -> Se
             offered = UID(item.transfer_syntax).name
             return SendOutcome(None, f"association rejected (offered {offered} only)")
         no_delay(assoc)  # PITFALLS: Nagle
+        keep_responses(assoc)
         try:
             if not assoc.accepted_contexts:
                 return SendOutcome(None, "presentation context refused (transfer syntax)")

@@ -12,7 +12,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, _config
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage  # type: ignore[attr-defined]
 
-from dicomnode.net.peer import no_delay
+from dicomnode.net.peer import keep_responses, no_delay
 
 __all__ = ["associate_as", "lenient_pydicom", "send_raw", "write_as_is"]
 
@@ -64,6 +64,7 @@ def send_raw(
         assoc = ae.associate("127.0.0.1", port, ae_title="DICOMNODE")
         assert assoc.is_established
         no_delay(assoc)  # PITFALLS: Nagle holds each request after the first for ~45 ms
+        keep_responses(assoc)
         try:
             for path in paths:
                 status = assoc.send_c_store(path)

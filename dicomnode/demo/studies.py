@@ -6,9 +6,7 @@ the pipelines accept, so the three pipelines finish in seconds on two CPU cores.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
@@ -17,10 +15,10 @@ import numpy.random  # noqa: F401 - imported before the demo's signal handlers (
 import pydicom
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, _config
-from pynetdicom.association import Association
 
 from dicomnode.dimse import Status
 from dicomnode.errors import DicomNodeError
+from dicomnode.net.peer import keep_responses, no_delay
 from dicomnode.results import Findings, findings_from_sr
 from dicomnode.results.errors import EncodingError
 from dicomnode.synthetic import (
@@ -151,7 +149,8 @@ def send_study(study: DemoStudy, port: int, *, called_ae: str, calling_ae: str =
     assoc = ae.associate("127.0.0.1", port, ae_title=called_ae)
     if not assoc.is_established:
         raise DicomNodeError(f"the node did not accept an association on port {port}")
-    _no_delay(assoc)
+    no_delay(assoc)
+    keep_responses(assoc)
     try:
         for path in study.files:
             status = assoc.send_c_store(pydicom.dcmread(path))
@@ -162,19 +161,6 @@ def send_study(study: DemoStudy, port: int, *, called_ae: str, calling_ae: str =
     finally:
         if assoc.is_established:
             assoc.release()
-
-
-def _no_delay(assoc: Association) -> None:
-    """Turn Nagle off on the association's socket.
-
-    pynetdicom leaves it on: each C-STORE then waits ~45 ms for a delayed ACK (48 CT slices:
-    2.3 s with, 0.26 s without, measured on loopback).
-    """
-    transport = getattr(assoc.dul, "socket", None)
-    sock = getattr(transport, "socket", None)
-    if isinstance(sock, socket.socket):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def describe_findings(pipeline: str, sr_bytes: bytes) -> str:
