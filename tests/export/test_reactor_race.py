@@ -71,12 +71,12 @@ def test_a_response_nobody_awaits_is_still_dropped() -> None:
     scp = StatusSCP(0x0000).start()
     try:
         assoc = _associate(scp)
-        statuses = []
+        taken = []
         send_msg = assoc.dimse.send_msg
 
         def send_and_keep(primitive, context_id):
             send_msg(primitive, context_id)
-            statuses.append(assoc.dimse.msg_queue.get(timeout=3))
+            taken.append(assoc.dimse.msg_queue.get(timeout=3))
 
         assoc.dimse.send_msg = send_and_keep
         try:
@@ -84,7 +84,7 @@ def test_a_response_nobody_awaits_is_still_dropped() -> None:
         finally:
             if assoc.is_established:
                 assoc.release()
-        context, late = statuses[0]
+        context, late = taken[0]
         assert assoc._reactor_checkpoint.is_set()  # no request in progress any more
         assoc._serve_request(late, context)  # a late response: not queued for the next one
         assert assoc.dimse.msg_queue.empty()
